@@ -1,0 +1,1 @@
+//! Shared fixtures for the benches live here as they arrive.

@@ -1,0 +1,1 @@
+//! taxgate: an authorization gateway for the new e-tax personal login.
