@@ -1,1 +1,6 @@
-fn main() {}
+//! End-to-end tests: the real gateway on loopback, in front of real upstreams.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod proxy;

@@ -1,1 +1,446 @@
-//! Support for the end-to-end tests.
+//! Support for the end-to-end tests: a real upstream (hyper) that reports what it received, the
+//! real gateway started in-process or as the real binary on `127.0.0.1:0`, an HTTP client, and
+//! test certificates.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type TestBody = BoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|n| match n {}).boxed()
+}
+
+pub fn empty() -> TestBody {
+    full(Bytes::new())
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: u64,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A real HTTP/1.1 upstream on loopback. Behaviour by path:
+/// - `/slow/<ms>/...`: waits before answering;
+/// - `/stream/<n>`: answers with `n` bytes, streamed in 64 KiB chunks;
+/// - `/first-chunk/...`: reports (on `first_chunk`) as soon as the first body chunk arrives,
+///   then reads the rest;
+/// - `/cut/...`: announces 1000 bytes, sends 10 and closes;
+/// - anything else: `200` with a JSON echo of method, path, headers and body length.
+///
+/// Every request is also sent on `seen`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: mpsc::UnboundedReceiver<Seen>,
+    pub first_chunk: mpsc::UnboundedReceiver<usize>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let (chunk_tx, first_chunk) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen_tx = seen_tx.clone();
+                let chunk_tx = chunk_tx.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        upstream_handle(req, seen_tx.clone(), chunk_tx.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            first_chunk,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn next_seen(&mut self) -> Seen {
+        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+            .await
+            .expect("upstream saw no request in 10 s")
+            .expect("upstream stopped")
+    }
+}
+
+async fn upstream_handle(
+    req: Request<Incoming>,
+    seen_tx: mpsc::UnboundedSender<Seen>,
+    chunk_tx: mpsc::UnboundedSender<usize>,
+) -> Result<Response<TestBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let mut seen = Seen {
+        method: req.method().to_string(),
+        path_and_query: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect(),
+        body_len: 0,
+    };
+    if let Some(rest) = after(&path, "/slow/") {
+        let ms: u64 = rest.split('/').next().unwrap_or("0").parse().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut body = req.into_body();
+    let mut first = true;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            if first && path.contains("/first-chunk/") {
+                let _ = chunk_tx.send(data.len());
+            }
+            first = false;
+            seen.body_len += data.len() as u64;
+        }
+    }
+    let echo = serde_json::json!({
+        "method": seen.method,
+        "path": seen.path_and_query,
+        "body_len": seen.body_len,
+        "headers": seen.headers.iter().map(|(n, v)| vec![n.clone(), v.clone()]).collect::<Vec<_>>(),
+    });
+    let _ = seen_tx.send(seen);
+    if let Some(n) = after(&path, "/stream/") {
+        let total: usize = n.parse().unwrap_or(0);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let chunks = (0..total.div_ceil(chunk.len())).map(move |i| {
+            let len = chunk.len().min(total - i * chunk.len());
+            Ok::<_, BoxError>(hyper::body::Frame::data(chunk.slice(..len)))
+        });
+        return Ok(Response::builder()
+            .header("content-length", total.to_string())
+            .body(http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed())
+            .unwrap());
+    }
+    if path.contains("/cut/") {
+        // Send the head and 10 bytes, wait so they are flushed, then fail the body.
+        let frames = futures_util::stream::unfold(0u8, |step| async move {
+            match step {
+                0 => Some((
+                    Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from_static(b"0123456789"))),
+                    1,
+                )),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some((Err("cut".into()), 2))
+                }
+                _ => None,
+            }
+        });
+        return Ok(Response::builder()
+            .header("content-length", "1000")
+            .body(http_body_util::StreamBody::new(frames).boxed())
+            .unwrap());
+    }
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .header("connection", "x-upstream-hop")
+        .header("x-upstream-hop", "1")
+        .header("keep-alive", "timeout=5")
+        .body(full(echo.to_string()))
+        .unwrap())
+}
+
+/// The rest of `path` after the first `marker` (markers may follow a route prefix).
+fn after<'a>(path: &'a str, marker: &str) -> Option<&'a str> {
+    path.find(marker).map(|i| &path[i + marker.len()..])
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    /// `error.code` of a contract error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", String::from_utf8_lossy(&self.body)))
+            .to_string()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Answer {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.unwrap();
+    read(resp).await
+}
+
+pub async fn read(resp: Response<Incoming>) -> Answer {
+    let version = resp.version();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        version,
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Answer {
+    send(
+        addr,
+        Request::get(path)
+            .header("host", "gw.test")
+            .body(empty())
+            .unwrap(),
+    )
+    .await
+}
+
+/// The sections of a gateway config a test does not care about.
+pub fn config_text(dir: &Path, upstream_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = 5
+
+[admin]
+listen = "127.0.0.1:0"
+
+[store]
+url = "sqlite://{db}"
+
+[policies]
+dir = "{policies}"
+watch = false
+
+[sms]
+provider = "file"
+path = "{outbox}"
+
+[face]
+callback_secret = "test-face-secret"
+
+[session]
+cookie_secure = false
+
+[[upstreams]]
+name = "etax"
+url = "{upstream_url}"
+timeout_secs = 2
+
+[[routes]]
+prefix = "/api/declare"
+methods = ["POST", "GET"]
+action = "declare"
+upstream = "etax"
+
+[[routes]]
+prefix = "/api/query"
+action = "query"
+upstream = "etax"
+
+[[routes]]
+prefix = "/api/invoice"
+action = "invoice"
+upstream = "etax"
+
+[[routes]]
+prefix = "/api/tax-affairs"
+action = "tax_affairs"
+upstream = "etax"
+
+[[routes]]
+prefix = "/api/personal"
+action = "personal_tax"
+upstream = "etax"
+{extra}
+"#,
+        db = dir.join("taxgate.db").display(),
+        policies = policies_dir().display(),
+        outbox = dir.join("sms-outbox.jsonl").display(),
+    )
+}
+
+/// The repository's `policies/` directory.
+pub fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("policies")
+}
+
+/// A gateway running in this process.
+pub struct Gateway {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub shutdown: taxgate::server::Shutdown,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    pub async fn start(config_text: &str, dir: &Path) -> Gateway {
+        let config = taxgate::config::Config::from_toml(config_text, "test.toml", dir)
+            .unwrap_or_else(|e| panic!("test config refused: {e}"));
+        let server = taxgate::server::Server::bind(config)
+            .await
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+        let public = server.public_addr();
+        let admin = server.admin_addr();
+        let shutdown = taxgate::server::Shutdown::new();
+        let done = tokio::spawn(server.run(shutdown.clone()));
+        Gateway {
+            public,
+            admin,
+            shutdown,
+            done,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.done).await;
+    }
+}
+
+/// The `taxgate` binary built for these tests (`target/<profile>/taxgate`).
+pub fn taxgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("taxgate");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "taxgate", "--bin", "taxgate"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the taxgate binary failed");
+    }
+    bin
+}
+
+/// A CA and a leaf certificate for `localhost` / 127.0.0.1, as PEM files in `dir`.
+pub struct TestPki {
+    pub ca_der: rustls::pki_types::CertificateDer<'static>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn test_pki(dir: &Path) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "taxgate test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+    let cert = dir.join("gw.pem");
+    let key = dir.join("gw.key");
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    TestPki {
+        ca_der: ca.der().clone(),
+        cert,
+        key,
+    }
+}
+
+/// An HTTP/2 request over TLS (ALPN h2) trusting `ca`.
+pub async fn send_h2_tls(
+    addr: SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    req: Request<TestBody>,
+) -> Answer {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.unwrap();
+    read(resp).await
+}

@@ -1,0 +1,286 @@
+//! The one place where errors become HTTP responses (CONTRACT section 3): every error body is
+//! `{"error": {"code", "message" (zh), "message_en", "field"?}}`. Details go to the log, never to
+//! the client.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::body::{Body, full};
+
+/// The gateway's own error codes. Policy denials carry the code of the deciding forbid's
+/// `@reason` and its message from `policies/reasons.toml` instead ([`ApiError::Denied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidInput,
+    InvalidCredentials,
+    AccountLocked,
+    RouteNotFound,
+    NotFound,
+    MethodNotAllowed,
+    LoginRequired,
+    SessionExpired,
+    NotPermitted,
+    CrossSite,
+    RateLimited,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    StoreUnavailable,
+    PolicyUnavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidInput => "invalid_input",
+            Code::InvalidCredentials => "invalid_credentials",
+            Code::AccountLocked => "account_locked",
+            Code::RouteNotFound => "route_not_found",
+            Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::LoginRequired => "login_required",
+            Code::SessionExpired => "session_expired",
+            Code::NotPermitted => "not_permitted",
+            Code::CrossSite => "cross_site",
+            Code::RateLimited => "rate_limited",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::UpstreamUnavailable => "upstream_unavailable",
+            Code::UpstreamTimeout => "upstream_timeout",
+            Code::StoreUnavailable => "store_unavailable",
+            Code::PolicyUnavailable => "policy_unavailable",
+            Code::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::InvalidInput => StatusCode::BAD_REQUEST,
+            Code::InvalidCredentials | Code::LoginRequired | Code::SessionExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Code::AccountLocked => StatusCode::LOCKED,
+            Code::RouteNotFound | Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::NotPermitted | Code::CrossSite => StatusCode::FORBIDDEN,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Code::StoreUnavailable | Code::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// (zh, en)
+    pub fn messages(self) -> (&'static str, &'static str) {
+        match self {
+            Code::InvalidInput => ("输入信息有误,请检查后重新提交", "the input is not valid"),
+            Code::InvalidCredentials => (
+                "账号或密码错误,请重新输入",
+                "the account or password is wrong",
+            ),
+            Code::AccountLocked => (
+                "密码错误次数过多,账号已锁定,请稍后再试",
+                "too many wrong passwords: the account is locked for a while",
+            ),
+            Code::RouteNotFound => ("请求的业务地址不存在", "no route serves this path"),
+            Code::NotFound => ("请求的资源不存在", "not found"),
+            Code::MethodNotAllowed => ("不支持的请求方法", "method not allowed"),
+            Code::LoginRequired => ("请先登录", "please log in first"),
+            Code::SessionExpired => (
+                "登录已超时,请重新登录",
+                "the session has expired: please log in again",
+            ),
+            Code::NotPermitted => (
+                "您没有办理该业务的权限,请联系企业的法定代表人、财务负责人或管理员授权",
+                "you lack the permission for this business; ask the enterprise's legal representative, finance manager or administrator",
+            ),
+            Code::CrossSite => ("请求来源不被允许", "cross-site requests are refused"),
+            Code::RateLimited => ("请求过于频繁,请稍后再试", "too many requests: slow down"),
+            Code::PayloadTooLarge => ("请求内容过大", "the request body is too large"),
+            Code::UpstreamUnavailable => (
+                "业务系统暂时无法访问,请稍后再试",
+                "the tax backend is unavailable",
+            ),
+            Code::UpstreamTimeout => (
+                "业务系统响应超时,请稍后再试",
+                "the tax backend did not answer in time",
+            ),
+            Code::StoreUnavailable => (
+                "系统繁忙,请稍后再试",
+                "the gateway's store is unavailable: nothing was forwarded",
+            ),
+            Code::PolicyUnavailable => (
+                "系统繁忙,请稍后再试",
+                "no policy set is loaded: nothing was forwarded",
+            ),
+            Code::Internal => ("系统内部错误,请稍后再试", "internal error"),
+        }
+    }
+}
+
+/// An error answer to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// One of the gateway's own codes, optionally naming the input field at fault.
+    Gateway { code: Code, field: Option<String> },
+    /// A code whose status and messages come from elsewhere: a policy denial (403 with the
+    /// `@reason` code and its reasons.toml messages) or a flow-specific error (e.g. 429
+    /// `sms_too_frequent`).
+    Custom {
+        status: StatusCode,
+        code: String,
+        message: String,
+        message_en: String,
+    },
+}
+
+impl From<Code> for ApiError {
+    fn from(code: Code) -> Self {
+        ApiError::Gateway { code, field: None }
+    }
+}
+
+impl ApiError {
+    pub fn field(code: Code, field: impl Into<String>) -> Self {
+        ApiError::Gateway {
+            code,
+            field: Some(field.into()),
+        }
+    }
+
+    /// A policy denial: 403 with the reason's messages.
+    pub fn denied(code: &str, message: &str, message_en: &str) -> Self {
+        ApiError::Custom {
+            status: StatusCode::FORBIDDEN,
+            code: code.to_string(),
+            message: message.to_string(),
+            message_en: message_en.to_string(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Gateway { code, .. } => code.status(),
+            ApiError::Custom { status, .. } => *status,
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::Gateway { code, .. } => code.as_str(),
+            ApiError::Custom { code, .. } => code,
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: &'a str,
+            message_en: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            field: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            error: Inner<'a>,
+        }
+        let status = self.status();
+        let inner = match &self {
+            ApiError::Gateway { code, field } => {
+                let (zh, en) = code.messages();
+                Inner {
+                    code: code.as_str(),
+                    message: zh,
+                    message_en: en,
+                    field: field.as_deref(),
+                }
+            }
+            ApiError::Custom {
+                code,
+                message,
+                message_en,
+                ..
+            } => Inner {
+                code,
+                message,
+                message_en,
+                field: None,
+            },
+        };
+        let body = serde_json::to_vec(&Outer { error: inner }).unwrap_or_default();
+        let mut resp = Response::new(full(Bytes::from(body)));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn every_code_has_its_contract_status() {
+        let expected = [
+            (Code::InvalidInput, 400),
+            (Code::InvalidCredentials, 401),
+            (Code::AccountLocked, 423),
+            (Code::RouteNotFound, 404),
+            (Code::NotFound, 404),
+            (Code::MethodNotAllowed, 405),
+            (Code::LoginRequired, 401),
+            (Code::SessionExpired, 401),
+            (Code::NotPermitted, 403),
+            (Code::CrossSite, 403),
+            (Code::RateLimited, 429),
+            (Code::PayloadTooLarge, 413),
+            (Code::UpstreamUnavailable, 502),
+            (Code::UpstreamTimeout, 504),
+            (Code::StoreUnavailable, 503),
+            (Code::PolicyUnavailable, 503),
+            (Code::Internal, 500),
+        ];
+        for (code, status) in expected {
+            assert_eq!(code.status().as_u16(), status, "{code:?}");
+            let (zh, en) = code.messages();
+            assert!(!zh.is_empty() && !en.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn body_has_contract_shape() {
+        let resp = ApiError::field(Code::InvalidInput, "taxpayer_id").into_response();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/json; charset=utf-8"
+        );
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_input");
+        assert_eq!(v["error"]["field"], "taxpayer_id");
+        assert!(v["error"]["message"].as_str().unwrap().contains("输入"));
+        assert!(v["error"]["message_en"].is_string());
+    }
+
+    #[tokio::test]
+    async fn denial_carries_policy_reason() {
+        let resp = ApiError::denied("binding_expired", "已过期", "expired").into_response();
+        assert_eq!(resp.status(), 403);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "binding_expired");
+        assert_eq!(v["error"]["message"], "已过期");
+        assert!(v["error"].get("field").is_none());
+    }
+}

@@ -1,0 +1,128 @@
+//! Named upstreams: a pooled keep-alive HTTP client each, with the upstream's timeout, and the
+//! forwarding of one request with streaming bodies both ways.
+
+use std::time::{Duration, Instant};
+
+use http::{Response, Uri, Version, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::{ConnInfo, Forward, headers};
+use crate::body::{Body, boxed};
+use crate::config::UpstreamConfig;
+use crate::error::{ApiError, Code};
+use crate::metrics::Metrics;
+
+pub struct Upstream {
+    pub name: String,
+    /// Index in the config's upstream list (metrics slot).
+    pub index: usize,
+    scheme_authority: String,
+    base_path: String,
+    authority: http::uri::Authority,
+    timeout: Duration,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Upstream {
+    /// Build from a validated config entry.
+    pub fn new(index: usize, config: &UpstreamConfig) -> Result<Upstream, String> {
+        let uri: Uri = config
+            .url
+            .parse()
+            .map_err(|e| format!("upstream `{}`: {e}", config.name))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("upstream `{}` has no host", config.name))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.set_connect_timeout(Some(config.timeout()));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .build(connector);
+        Ok(Upstream {
+            name: config.name.clone(),
+            index,
+            scheme_authority: format!("http://{authority}"),
+            base_path: uri.path().trim_end_matches('/').to_string(),
+            authority,
+            timeout: config.timeout(),
+            client,
+        })
+    }
+
+    fn target(&self, original: &Uri) -> Result<Uri, http::Error> {
+        let path_and_query = original
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        Uri::try_from(format!(
+            "{}{}{}",
+            self.scheme_authority, self.base_path, path_and_query
+        ))
+        .map_err(Into::into)
+    }
+}
+
+/// Forward one allowed request and stream the answer back. Never buffers a body.
+pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Response<Body> {
+    let Forward {
+        mut request,
+        upstream,
+        identity,
+        ..
+    } = fwd;
+    let Ok(uri) = upstream.target(request.uri()) else {
+        return ApiError::from(Code::UpstreamUnavailable).into_response();
+    };
+    let original_host = request.headers().get(header::HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    });
+    *request.uri_mut() = uri;
+    // The upstream leg is HTTP/1.1 whatever the client spoke.
+    *request.version_mut() = Version::HTTP_11;
+    let h = request.headers_mut();
+    headers::strip_hop_by_hop(h);
+    headers::strip_gateway_headers(h);
+    headers::append_forwarded(h, conn.remote.ip(), conn.tls);
+    if let Some(host) = original_host {
+        h.insert("x-forwarded-host", host);
+    }
+    if let Ok(host) = http::HeaderValue::from_str(upstream.authority.as_str()) {
+        h.insert(header::HOST, host);
+    }
+    for (name, value) in identity {
+        h.insert(name, value);
+    }
+
+    let started = Instant::now();
+    let result = tokio::time::timeout(upstream.timeout, upstream.client.request(request)).await;
+    metrics.upstream_latency(upstream.index, started.elapsed().as_secs_f64());
+    match result {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, boxed(body))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
+            ApiError::from(Code::UpstreamUnavailable).into_response()
+        }
+        Err(_) => {
+            tracing::warn!(
+                upstream = %upstream.name,
+                timeout_secs = upstream.timeout.as_secs(),
+                "upstream did not answer in time"
+            );
+            ApiError::from(Code::UpstreamTimeout).into_response()
+        }
+    }
+}
