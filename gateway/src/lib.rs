@@ -4,6 +4,7 @@
 //! `pipeline` it calls.
 
 pub mod admin;
+pub mod authn;
 pub mod body;
 pub mod config;
 pub mod error;
