@@ -62,6 +62,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub dev: DevConfig,
+    /// The file this config came from, for error messages.
+    #[serde(skip)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,6 +412,7 @@ impl Config {
                 message: e.message().trim_end_matches('.').to_string(),
             }
         })?;
+        config.source = file.to_string();
         config.resolve_paths(base);
         config.validate(file)?;
         Ok(config)
@@ -608,11 +612,11 @@ impl Config {
                     format!("`{}` must start with `/`", route.prefix),
                 ));
             }
-            if is_reserved_path(&route.prefix) {
+            if shadows_reserved(&route.prefix) {
                 return Err(err(
                     &format!("routes[{i}].prefix"),
                     format!(
-                        "`{}` overlaps the gateway's own paths (/auth, /account, /login)",
+                        "`{}` lies inside the gateway's own paths (/auth, /account, /login, /assets)",
                         route.prefix
                     ),
                 ));
@@ -680,11 +684,22 @@ impl Config {
     }
 }
 
-/// Paths the gateway serves itself; no route may shadow them.
-pub fn is_reserved_path(prefix: &str) -> bool {
-    ["/auth", "/account", "/login", "/assets"]
-        .iter()
-        .any(|p| prefix == *p || prefix.starts_with(&format!("{p}/")) || p.starts_with(prefix))
+/// Path prefixes the gateway serves itself.
+const RESERVED: [&str; 4] = ["/auth", "/account", "/login", "/assets"];
+
+/// Whether a request path belongs to the gateway itself (checked on every request: no
+/// allocation).
+pub fn is_reserved_path(path: &str) -> bool {
+    RESERVED.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+    })
+}
+
+/// Whether a route prefix lies inside the gateway's own paths (a parent prefix such as `/` is
+/// fine: the gateway's paths are matched before any route).
+fn shadows_reserved(prefix: &str) -> bool {
+    is_reserved_path(prefix)
 }
 
 /// The dotted key whose value (or table header) covers byte offset `at` of the TOML text.

@@ -29,6 +29,22 @@ pub enum Code {
     StoreUnavailable,
     PolicyUnavailable,
     Internal,
+    ChallengeExpired,
+    InvalidCode,
+    SmsTooFrequent,
+    SmsDailyLimit,
+    SmsUnavailable,
+    PhoneMissing,
+    FacePending,
+    FaceFailed,
+    BadSignature,
+    UnknownNonce,
+    IdentityMismatch,
+    WeakPassword,
+    PersonNotRegistered,
+    AlreadyLinked,
+    AlreadyConfirmed,
+    UnsupportedMediaType,
 }
 
 impl Code {
@@ -51,24 +67,56 @@ impl Code {
             Code::StoreUnavailable => "store_unavailable",
             Code::PolicyUnavailable => "policy_unavailable",
             Code::Internal => "internal_error",
+            Code::ChallengeExpired => "challenge_expired",
+            Code::InvalidCode => "invalid_code",
+            Code::SmsTooFrequent => "sms_too_frequent",
+            Code::SmsDailyLimit => "sms_daily_limit",
+            Code::SmsUnavailable => "sms_unavailable",
+            Code::PhoneMissing => "phone_missing",
+            Code::FacePending => "face_pending",
+            Code::FaceFailed => "face_failed",
+            Code::BadSignature => "bad_signature",
+            Code::UnknownNonce => "unknown_nonce",
+            Code::IdentityMismatch => "identity_mismatch",
+            Code::WeakPassword => "weak_password",
+            Code::PersonNotRegistered => "person_not_registered",
+            Code::AlreadyLinked => "already_linked",
+            Code::AlreadyConfirmed => "already_confirmed",
+            Code::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Code::InvalidInput => StatusCode::BAD_REQUEST,
-            Code::InvalidCredentials | Code::LoginRequired | Code::SessionExpired => {
-                StatusCode::UNAUTHORIZED
-            }
+            Code::InvalidInput | Code::WeakPassword => StatusCode::BAD_REQUEST,
+            Code::InvalidCredentials
+            | Code::LoginRequired
+            | Code::SessionExpired
+            | Code::ChallengeExpired
+            | Code::InvalidCode
+            | Code::FaceFailed
+            | Code::BadSignature => StatusCode::UNAUTHORIZED,
             Code::AccountLocked => StatusCode::LOCKED,
-            Code::RouteNotFound | Code::NotFound => StatusCode::NOT_FOUND,
+            Code::RouteNotFound
+            | Code::NotFound
+            | Code::UnknownNonce
+            | Code::PersonNotRegistered => StatusCode::NOT_FOUND,
+            Code::PhoneMissing | Code::FacePending | Code::AlreadyLinked | Code::AlreadyConfirmed => {
+                StatusCode::CONFLICT
+            }
+            Code::IdentityMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::NotPermitted | Code::CrossSite => StatusCode::FORBIDDEN,
-            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimited | Code::SmsTooFrequent | Code::SmsDailyLimit => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Code::StoreUnavailable | Code::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::StoreUnavailable | Code::PolicyUnavailable | Code::SmsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +165,55 @@ impl Code {
                 "no policy set is loaded: nothing was forwarded",
             ),
             Code::Internal => ("系统内部错误,请稍后再试", "internal error"),
+            Code::ChallengeExpired => (
+                "验证已超时或已失效,请重新登录",
+                "the login step has expired or was used up: start again",
+            ),
+            Code::InvalidCode => ("短信验证码错误或已过期", "the SMS code is wrong or has expired"),
+            Code::SmsTooFrequent => (
+                "验证码发送过于频繁,请稍后再试",
+                "a code was sent to this number moments ago: wait before asking again",
+            ),
+            Code::SmsDailyLimit => (
+                "该手机号码今日获取验证码次数已达上限",
+                "this number has received the most codes allowed today",
+            ),
+            Code::SmsUnavailable => (
+                "短信服务暂时不可用,请稍后再试或使用扫码验证",
+                "the SMS service is unavailable: try again or use the face scan",
+            ),
+            Code::PhoneMissing => (
+                "该账号未绑定手机号码(可能已被他人验证使用),请使用扫码验证或找回手机号码",
+                "no phone number on this account (it may have been taken by its new holder): use the face scan or recover the number",
+            ),
+            Code::FacePending => ("等待手机端扫码验证", "waiting for the face scan in the app"),
+            Code::FaceFailed => (
+                "人脸识别未通过,请重新登录",
+                "the face scan failed: start again",
+            ),
+            Code::BadSignature => ("签名校验失败", "bad or stale signature"),
+            Code::UnknownNonce => ("二维码无效或已使用", "unknown or used face-scan code"),
+            Code::IdentityMismatch => (
+                "扫码人与登录人身份不一致",
+                "the person scanned is not the person logging in",
+            ),
+            Code::WeakPassword => (
+                "密码须为8-20位,包含大写字母、小写字母、数字、符号中的至少三种,且不能包含身份证号码或用户名",
+                "a password has 8-20 characters mixing at least three of upper case, lower case, digits and symbols, and does not contain the ID number or username",
+            ),
+            Code::PersonNotRegistered => (
+                "该办税人员尚未注册,请其先注册自然人账户",
+                "this person has no natural-person account yet: they must register first",
+            ),
+            Code::AlreadyLinked => (
+                "该人员已与本企业关联此身份",
+                "this person already holds this role in the enterprise",
+            ),
+            Code::AlreadyConfirmed => ("该授权已确认", "already confirmed"),
+            Code::UnsupportedMediaType => (
+                "请求格式错误,应为 JSON",
+                "the request body must be JSON (Content-Type: application/json)",
+            ),
         }
     }
 }
@@ -249,6 +346,22 @@ mod tests {
             (Code::StoreUnavailable, 503),
             (Code::PolicyUnavailable, 503),
             (Code::Internal, 500),
+            (Code::ChallengeExpired, 401),
+            (Code::InvalidCode, 401),
+            (Code::SmsTooFrequent, 429),
+            (Code::SmsDailyLimit, 429),
+            (Code::SmsUnavailable, 503),
+            (Code::PhoneMissing, 409),
+            (Code::FacePending, 409),
+            (Code::FaceFailed, 401),
+            (Code::BadSignature, 401),
+            (Code::UnknownNonce, 404),
+            (Code::IdentityMismatch, 422),
+            (Code::WeakPassword, 400),
+            (Code::PersonNotRegistered, 404),
+            (Code::AlreadyLinked, 409),
+            (Code::AlreadyConfirmed, 409),
+            (Code::UnsupportedMediaType, 415),
         ];
         for (code, status) in expected {
             assert_eq!(code.status().as_u16(), status, "{code:?}");

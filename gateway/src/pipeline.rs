@@ -1,57 +1,210 @@
 //! Per request: route -> session -> entity slice -> decision -> forward or refuse.
+//!
+//! Rust establishes the facts (which route, which session, is it live); the policies decide.
+//! Nothing is forwarded without a decision: store errors, policy errors and a full audit queue
+//! all refuse (fail closed).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::Request;
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use taxgate_store::{AuditEvent, StoreError, Timestamp};
 
-use crate::body::boxed;
-use crate::config::Config;
+use crate::audit::Audit;
+use crate::authz::{Decision, PolicyEngine, RequestFacts};
+use crate::body::{Body, boxed, empty};
 use crate::error::{ApiError, Code};
 use crate::proxy::{ConnInfo, Forward, Pipeline, Step, headers};
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
+use crate::session::{HEADER_DECISION, Lookup, ResolvedSession, Sessions};
 
+/// Everything the pipeline needs, assembled by `server`.
 pub struct Gateway {
-    routes: RouteTable,
-    cookie_name: String,
-    allow_all: bool,
+    pub routes: RouteTable,
+    pub cookie_name: String,
+    pub allow_all: bool,
+    pub engine: Arc<PolicyEngine>,
+    pub sessions: Arc<Sessions>,
+    pub audit: Audit,
+    pub legacy_login_until: Option<Timestamp>,
+    pub endpoints: Arc<dyn Endpoints>,
 }
 
-impl Gateway {
-    pub fn new(config: &Config, routes: RouteTable) -> Self {
-        Gateway {
-            routes,
-            cookie_name: config.session.cookie_name.clone(),
-            allow_all: config.dev.allow_all,
-        }
+/// The gateway's own HTTP endpoints (`/auth/*`, `/account/*`, pages): the paths
+/// [`crate::config::is_reserved_path`] keeps free of routes. Behind a trait so the pipeline does
+/// not depend on the login flows; only requests for those paths pay for the boxed future.
+pub trait Endpoints: Send + Sync + 'static {
+    fn handle<'a>(
+        &'a self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+}
+
+/// No endpoints of its own: the reserved paths answer 404.
+pub struct NoEndpoints;
+
+impl Endpoints for NoEndpoints {
+    fn handle<'a>(
+        &'a self,
+        _req: Request<Incoming>,
+        _conn: ConnInfo,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>> {
+        Box::pin(async { ApiError::from(Code::NotFound).into_response() })
     }
 }
 
+pub fn unix_now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as Timestamp)
+        .unwrap_or(0)
+}
+
+/// The session token a request presents: the cookie, else a bearer token.
+pub fn presented_token<'a>(headers: &'a http::HeaderMap, cookie_name: &str) -> Option<&'a str> {
+    headers::cookie(headers, cookie_name).or_else(|| headers::bearer(headers))
+}
+
+fn respond(response: Response<Body>, route: Option<usize>) -> Step {
+    Step::Respond { response, route }
+}
+
 impl Pipeline for Gateway {
-    async fn request(&self, req: Request<Incoming>, _conn: ConnInfo) -> Step {
-        let Some(route) = self.routes.lookup(req.uri().path(), req.method()) else {
-            return Step::Respond {
-                response: ApiError::from(Code::RouteNotFound).into_response(),
-                route: None,
-            };
-        };
-        if !self.allow_all {
-            // Fail closed: nothing is forwarded without a decision.
-            return Step::Respond {
-                response: ApiError::from(Code::NotPermitted).into_response(),
-                route: Some(route.index),
-            };
+    async fn request(&self, req: Request<Incoming>, conn: ConnInfo) -> Step {
+        if crate::config::is_reserved_path(req.uri().path()) {
+            return respond(self.endpoints.handle(req, conn).await, None);
         }
+        let Some(route) = self.routes.lookup(req.uri().path(), req.method()) else {
+            return respond(ApiError::from(Code::RouteNotFound).into_response(), None);
+        };
+        if self.allow_all {
+            return self.forward(req, route, Vec::new());
+        }
+        self.downstream(req, conn, route).await
+    }
+}
+
+impl Gateway {
+    async fn downstream(&self, req: Request<Incoming>, conn: ConnInfo, route: &Route) -> Step {
+        let now = unix_now();
+        let refuse = |e: ApiError| respond(e.into_response(), Some(route.index));
+        let Some(token) = presented_token(req.headers(), &self.cookie_name) else {
+            return respond(login_required(&req, Code::LoginRequired), Some(route.index));
+        };
+        let session = match self.sessions.resolve(token, now).await {
+            Ok(Lookup::Live(s)) => s,
+            Ok(Lookup::Missing) => {
+                return respond(login_required(&req, Code::LoginRequired), Some(route.index));
+            }
+            Ok(Lookup::Expired) => {
+                return respond(login_required(&req, Code::SessionExpired), Some(route.index));
+            }
+            Err(e) => {
+                log_store_error(&e);
+                return refuse(Code::StoreUnavailable.into());
+            }
+        };
+        let facts = RequestFacts {
+            now,
+            legacy_login_until: self.legacy_login_until,
+        };
+        let decision = self.engine.decide(&session.entities, &route.action, &facts);
+        let id = self.audit.next_id();
+        let event = decision_event(&id, now, &session, &route.action, req.uri().path(), &decision, conn.remote);
+        if self.audit.record(event).await.is_err() {
+            return refuse(Code::StoreUnavailable.into());
+        }
+        if !decision.allowed {
+            let reason = decision.reason.as_deref().unwrap_or("not_permitted");
+            return refuse(self.denial(reason));
+        }
+        let mut identity = session.identity.clone();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            identity.push((HEADER_DECISION.clone(), v));
+        }
+        self.forward(req, route, identity)
+    }
+
+    fn forward(
+        &self,
+        req: Request<Incoming>,
+        route: &Route,
+        identity: Vec<(http::HeaderName, HeaderValue)>,
+    ) -> Step {
         let mut request = req.map(boxed);
-        headers::strip_cookie(request.headers_mut(), &self.cookie_name);
-        if headers::bearer(request.headers()).is_some() {
-            request.headers_mut().remove(http::header::AUTHORIZATION);
+        let h = request.headers_mut();
+        headers::strip_cookie(h, &self.cookie_name);
+        if headers::bearer(h).is_some() {
+            h.remove(header::AUTHORIZATION);
         }
         Step::Forward(Forward {
             request,
             upstream: Arc::clone(&route.upstream),
-            identity: Vec::new(),
+            identity,
             route: route.index,
         })
+    }
+
+    /// A policy denial as the contract's error: 403, the reason code and its messages.
+    pub fn denial(&self, reason: &str) -> ApiError {
+        if reason == "not_permitted" {
+            return Code::NotPermitted.into();
+        }
+        let (zh, en) = self.engine.message(reason);
+        ApiError::denied(reason, &zh, &en)
+    }
+}
+
+pub fn log_store_error(e: &StoreError) {
+    tracing::error!(error = %e, "store error: refusing (fail closed)");
+}
+
+/// 401 for API clients; a browser asking for a page is sent to `/login` instead.
+fn login_required(req: &Request<Incoming>, code: Code) -> Response<Body> {
+    let wants_html = req.method() == http::Method::GET
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::FOUND;
+        r.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/login"));
+        return r;
+    }
+    ApiError::from(code).into_response()
+}
+
+fn decision_event(
+    id: &str,
+    now: Timestamp,
+    session: &ResolvedSession,
+    action: &str,
+    path: &str,
+    decision: &Decision,
+    client: SocketAddr,
+) -> AuditEvent {
+    let s = &session.slice.session;
+    AuditEvent {
+        id: id.to_string(),
+        at: now,
+        request_id: Some(id.to_string()),
+        session_id: Some(s.id.clone()),
+        person: s.person.clone(),
+        enterprise: s.enterprise.clone(),
+        role: s.role,
+        entry: Some(s.entry),
+        action: action.to_string(),
+        path: Some(path.to_string()),
+        allowed: decision.allowed,
+        policies: decision.policies.clone(),
+        reason: decision.reason.clone(),
+        policy_version: Some(decision.version.to_string()),
+        client_addr: Some(client.ip().to_string()),
+        detail: None,
     }
 }

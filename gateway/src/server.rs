@@ -1,20 +1,28 @@
-//! Assembles a running gateway from a validated config: upstreams, routes, the pipeline, the
-//! public and admin listeners, and graceful shutdown.
+//! Assembles a running gateway from a validated config: the store (migrated), the policy engine,
+//! sessions, audit, upstreams, routes, the pipeline, the public and admin listeners, policy
+//! reloads (watch, SIGHUP, admin) and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use taxgate_store::{AnyStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{Admin, AdminState};
+use crate::audit::{self, Audit, AuditWriter};
+use crate::authz::PolicyEngine;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::Gateway;
+use crate::pipeline::{Endpoints, Gateway, NoEndpoints};
 use crate::proxy::{self, ServeOptions, Upstream};
 use crate::routes::RouteTable;
+use crate::session::Sessions;
+
+/// Room in the audit queue before requests wait for the writer.
+const AUDIT_QUEUE: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -28,14 +36,46 @@ pub enum StartError {
     },
 }
 
+fn cfg_err(key: &str, message: impl Into<String>) -> StartError {
+    StartError::Config {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The parts of a gateway that outlive one listener: shared by the pipeline, the admin
+/// endpoints and the login flows.
+pub struct Core {
+    pub config: Config,
+    pub store: AnyStore,
+    pub engine: Arc<PolicyEngine>,
+    pub sessions: Arc<Sessions>,
+    pub audit: Audit,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Open and migrate the store named by `store.url`.
+pub async fn open_store(config: &Config) -> Result<AnyStore, StartError> {
+    let store = AnyStore::connect(config.store.url.expose())
+        .await
+        .map_err(|e| cfg_err("store.url", format!("cannot open the store: {e}")))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| cfg_err("store.url", format!("cannot apply migrations: {e}")))?;
+    Ok(store)
+}
+
 /// A gateway whose listeners are bound (so tests can bind port 0 and ask for the address) but
 /// which does not serve until [`Server::run`].
 pub struct Server {
     public: TcpListener,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
+    core: Arc<Core>,
     gateway: Arc<Gateway>,
-    metrics: Arc<Metrics>,
+    audit_writer: AuditWriter,
+    background: Vec<tokio::task::JoinHandle<()>>,
     options: ServeOptions,
 }
 
@@ -50,7 +90,7 @@ impl Shutdown {
     pub fn trigger(&self) {
         let _ = self.0.send(true);
     }
-    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.0.subscribe();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -65,11 +105,16 @@ impl Default for Shutdown {
 }
 
 impl Server {
+    /// Everything up to binding the listeners; the gateway's own endpoints are `NoEndpoints`.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        let cfg_err = |key: &str, message: String| StartError::Config {
-            key: key.into(),
-            message,
-        };
+        Self::bind_with(config, |_| Arc::new(NoEndpoints)).await
+    }
+
+    /// As [`Server::bind`], with the gateway's own endpoints built from the core.
+    pub async fn bind_with(
+        config: Config,
+        endpoints: impl FnOnce(&Arc<Core>) -> Arc<dyn Endpoints>,
+    ) -> Result<Server, StartError> {
         let tls = match &config.server.tls {
             Some(tls) => Some(
                 proxy::tls::acceptor(&tls.cert, &tls.key)
@@ -91,6 +136,14 @@ impl Server {
                  Never use this outside development."
             );
         }
+        let engine = PolicyEngine::load(&config.policies.dir)
+            .map(Arc::new)
+            .map_err(|e| cfg_err("policies.dir", e.to_string()))?;
+        config
+            .check_actions(&config.source, engine.downstream_actions().as_slice())
+            .map_err(|e| cfg_err(&e.key, e.message))?;
+        let store = open_store(&config).await?;
+
         let upstreams = config
             .upstreams
             .iter()
@@ -100,38 +153,88 @@ impl Server {
             .map_err(|e| cfg_err("upstreams", e))?;
         let routes =
             RouteTable::new(&config.routes, &upstreams).map_err(|e| cfg_err("routes", e))?;
-        let metrics = Arc::new(Metrics::new(
+        let mut metrics = Metrics::new(
             RouteTable::names(&config.routes),
             config.upstreams.iter().map(|u| u.name.clone()).collect(),
-        ));
-        let gateway = Arc::new(Gateway::new(&config, routes));
+        );
+        metrics.register(&audit::AUDIT_WRITTEN);
+        metrics.register(&audit::AUDIT_REFUSED);
+        metrics.register(&audit::AUDIT_WRITE_FAILURES);
+        let metrics = Arc::new(metrics);
 
-        let public = TcpListener::bind(config.server.listen)
+        let sessions = Sessions::new(
+            store.clone(),
+            config.session.cache_capacity,
+            Duration::from_secs(config.session.cache_ttl_secs),
+            config.session.idle_timeout_secs,
+        );
+        let mut background = vec![sessions.follow_invalidations()];
+        let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE);
+        let core = Arc::new(Core {
+            config,
+            store,
+            engine,
+            sessions,
+            audit,
+            metrics,
+        });
+        background.push(spawn_reload_on_sighup(core.engine.clone()));
+        let watcher = if core.config.policies.watch {
+            match crate::authz::watch(core.engine.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => return Err(cfg_err("policies.watch", e.to_string())),
+            }
+        } else {
+            None
+        };
+        let endpoints = endpoints(&core);
+        let gateway = Arc::new(Gateway {
+            routes,
+            cookie_name: core.config.session.cookie_name.clone(),
+            allow_all: core.config.dev.allow_all,
+            engine: core.engine.clone(),
+            sessions: core.sessions.clone(),
+            audit: core.audit.clone(),
+            legacy_login_until: core.config.login.legacy_until_unix(),
+            endpoints,
+        });
+        // The watcher lives as long as the server: park it in a task that ends with the process.
+        if let Some(w) = watcher {
+            background.push(tokio::spawn(async move {
+                let _keep = w;
+                std::future::pending::<()>().await;
+            }));
+        }
+
+        let public = TcpListener::bind(core.config.server.listen)
             .await
             .map_err(|source| StartError::Bind {
                 key: "server.listen",
-                addr: config.server.listen,
+                addr: core.config.server.listen,
                 source,
             })?;
-        let admin = TcpListener::bind(config.admin.listen)
+        let admin = TcpListener::bind(core.config.admin.listen)
             .await
             .map_err(|source| StartError::Bind {
                 key: "admin.listen",
-                addr: config.admin.listen,
+                addr: core.config.admin.listen,
                 source,
             })?;
+        let s = &core.config.server;
         let options = ServeOptions {
-            max_header_bytes: config.server.max_header_bytes,
-            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
-            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
-            h2c: config.server.h2c,
+            max_header_bytes: s.max_header_bytes,
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            h2c: s.h2c,
         };
         Ok(Server {
             public,
             admin,
             tls,
+            core,
             gateway,
-            metrics,
+            audit_writer,
+            background,
             options,
         })
     }
@@ -144,18 +247,22 @@ impl Server {
         self.admin.local_addr().unwrap_or(([0, 0, 0, 0], 0).into())
     }
 
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
     /// Serve until `shutdown` trips; returns once in-flight requests drained (or the grace
-    /// period ended).
+    /// period ended) and the audit queue was written out.
     pub async fn run(self, shutdown: Shutdown) {
         tracing::info!(
             public = %self.public_addr(),
             admin = %self.admin_addr(),
             tls = self.tls.is_some(),
+            policy_version = %self.core.engine.version(),
             "taxgate serving"
         );
         let admin_state = Arc::new(AdminView {
-            gateway: self.gateway.clone(),
-            metrics: self.metrics.clone(),
+            core: self.core.clone(),
         });
         let admin_metrics = Arc::new(Metrics::new(Vec::new(), Vec::new()));
         let admin = tokio::spawn(proxy::serve(
@@ -170,35 +277,86 @@ impl Server {
             self.public,
             self.tls,
             self.gateway,
-            self.metrics,
+            self.core.metrics.clone(),
             self.options,
             shutdown.wait(),
         )
         .await;
         let _ = admin.await;
+        for task in self.background {
+            task.abort();
+        }
+        let pending = self.core.audit.queued();
+        if !self.audit_writer.finish(Duration::from_secs(10)).await {
+            tracing::error!(pending, "audit queue not fully written at shutdown");
+        }
     }
 }
 
+fn spawn_reload_on_sighup(engine: Arc<PolicyEngine>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading policies");
+                let engine = engine.clone();
+                let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
+            }
+        }
+    })
+}
+
 struct AdminView {
-    #[allow(dead_code)]
-    gateway: Arc<Gateway>,
-    metrics: Arc<Metrics>,
+    core: Arc<Core>,
 }
 
 impl AdminState for AdminView {
     async fn ready(&self) -> Result<(), String> {
-        Ok(())
+        self.core
+            .store
+            .ping()
+            .await
+            .map_err(|e| format!("store unreachable: {e}"))
     }
 
     fn metrics_text(&self) -> String {
-        self.metrics.render("")
+        let c = self.core.engine.counters();
+        let extra = format!(
+            "# HELP taxgate_policy_reloads_total Policy sets activated (the first load included).\n\
+             # TYPE taxgate_policy_reloads_total counter\n\
+             taxgate_policy_reloads_total {}\n\
+             # HELP taxgate_policy_reload_failures_total Reloads refused; the last good set stayed.\n\
+             # TYPE taxgate_policy_reload_failures_total counter\n\
+             taxgate_policy_reload_failures_total {}\n\
+             # HELP taxgate_policy_last_reload_failed 1 while the newest policy files are not active.\n\
+             # TYPE taxgate_policy_last_reload_failed gauge\n\
+             taxgate_policy_last_reload_failed {}\n\
+             # HELP taxgate_sessions_cached Sessions in this instance's cache.\n\
+             # TYPE taxgate_sessions_cached gauge\n\
+             taxgate_sessions_cached {}\n\
+             # HELP taxgate_audit_queue_depth Audit events waiting to be written.\n\
+             # TYPE taxgate_audit_queue_depth gauge\n\
+             taxgate_audit_queue_depth {}\n",
+            c.reloads,
+            c.failed_reloads,
+            u8::from(self.core.engine.status().last_error.is_some()),
+            self.core.sessions.cached(),
+            self.core.audit.queued(),
+        );
+        self.core.metrics.render(&extra)
     }
 
     fn policies_status(&self) -> serde_json::Value {
-        serde_json::json!({"version": null, "loaded_at": null, "last_error": "no policy engine"})
+        serde_json::to_value(self.core.engine.status()).unwrap_or_default()
     }
 
     async fn reload_policies(&self) -> serde_json::Value {
+        let engine = self.core.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
         self.policies_status()
     }
 }

@@ -1,0 +1,160 @@
+//! Audit: every decision (allow and deny) and security event becomes an [`AuditEvent`], queued
+//! and written to the store in batches by one background task.
+//!
+//! A full queue never loses events silently. The choice is back-pressure with a bound: a request
+//! whose event cannot be queued within [`ENQUEUE_WAIT`] is refused (503 `store_unavailable`) and
+//! counted, because forwarding a tax request whose decision cannot be recorded would be worse
+//! than refusing it; the queue only fills when the store cannot keep up or is down, which is
+//! when requests fail closed anyway. Batches that fail to write are retried, never dropped,
+//! while the process lives; on shutdown the queue is drained.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use taxgate_store::{AnyStore, AuditEvent, Store};
+use tokio::sync::mpsc;
+
+use crate::metrics::Counter;
+
+/// How long a request waits for room in a full queue before it is refused.
+pub const ENQUEUE_WAIT: Duration = Duration::from_secs(1);
+/// Events written per store round trip, at most.
+const BATCH: usize = 512;
+
+pub static AUDIT_WRITTEN: Counter = Counter::new(
+    "taxgate_audit_events_written_total",
+    "Audit events written to the store.",
+);
+pub static AUDIT_REFUSED: Counter = Counter::new(
+    "taxgate_audit_queue_full_total",
+    "Requests refused because the audit queue stayed full (nothing was forwarded for them).",
+);
+pub static AUDIT_WRITE_FAILURES: Counter = Counter::new(
+    "taxgate_audit_write_failures_total",
+    "Failed audit batch writes (retried until they succeed).",
+);
+
+/// The queue could not take the event in time.
+#[derive(Debug)]
+pub struct QueueFull;
+
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<AuditEvent>,
+    /// Prefix unique to this process, so ids are unique across instances without a syscall
+    /// per request.
+    prefix: Arc<str>,
+    counter: Arc<AtomicU64>,
+}
+
+impl Audit {
+    /// Start the writer task.
+    pub fn start(store: AnyStore, capacity: usize) -> (Audit, AuditWriter) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(writer(store, rx, stopped));
+        let prefix = crate::authn::token::new_id()
+            .map(|id| id[..12].to_string())
+            .unwrap_or_else(|_| format!("{:012x}", std::process::id()));
+        (
+            Audit {
+                tx,
+                prefix: prefix.into(),
+                counter: Arc::new(AtomicU64::new(0)),
+            },
+            AuditWriter { stop, handle },
+        )
+    }
+
+    /// A new decision/audit id (also sent upstream as `x-taxgate-decision`).
+    pub fn next_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}{:012x}", self.prefix, n)
+    }
+
+    /// Queue an event, waiting up to [`ENQUEUE_WAIT`] for room.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), QueueFull> {
+        match self.tx.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                match tokio::time::timeout(ENQUEUE_WAIT, self.tx.send(event)).await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => {
+                        AUDIT_REFUSED.inc();
+                        tracing::error!("audit queue full: refusing the request");
+                        Err(QueueFull)
+                    }
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                AUDIT_REFUSED.inc();
+                Err(QueueFull)
+            }
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// The writer task; [`AuditWriter::finish`] stops it after writing everything queued.
+pub struct AuditWriter {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl AuditWriter {
+    /// Close the queue (later events are refused), write what it holds, and wait up to `within`.
+    pub async fn finish(self, within: Duration) -> bool {
+        let _ = self.stop.send(());
+        tokio::time::timeout(within, self.handle).await.is_ok()
+    }
+}
+
+async fn writer(
+    store: AnyStore,
+    mut rx: mpsc::Receiver<AuditEvent>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut stopping = false;
+    loop {
+        if stopping {
+            if rx.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
+        } else {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+                _ = &mut stop => {
+                    // No new events from here on; what is buffered is still written.
+                    rx.close();
+                    stopping = true;
+                    continue;
+                }
+            }
+        }
+        write_batch(&store, &batch).await;
+        batch.clear();
+    }
+}
+
+async fn write_batch(store: &AnyStore, batch: &[AuditEvent]) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.append_audit(batch).await {
+            Ok(()) => {
+                AUDIT_WRITTEN.add(batch.len() as u64);
+                return;
+            }
+            Err(e) => {
+                AUDIT_WRITE_FAILURES.inc();
+                tracing::error!(error = %e, events = batch.len(), "audit write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

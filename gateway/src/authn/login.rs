@@ -1,0 +1,966 @@
+//! The login flows of CONTRACT section 3 (Login, Session): first factor, the policy decision on
+//! the entry, challenges, the SMS and face second factors, sessions, password change, logout and
+//! phone recovery.
+//!
+//! Rust establishes facts here (is the password right, is the code right, did the app say the
+//! face passed); whether this person may log in through this entry for this enterprise is the
+//! policies' decision (action `login`), taken at `/auth/login` and taken again when the second
+//! factor completes, so a binding revoked in between is honoured.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use taxgate_store::{
+    AuditEvent, Binding, Challenge, ChallengePurpose, Enterprise, Entry, Factor, FaceStatus,
+    IdNumber, Person, Phone, Role, Secret, Session, SessionSlice, Store, StoreError, TaxpayerId,
+    Timestamp, password,
+};
+use tokio::sync::Semaphore;
+
+use super::sms::{Purpose, SmsMessage, SmsSender};
+use super::{face, password_rules, token};
+use crate::api::{self, Json, json as json_response, no_content};
+use crate::authz::{Decision, LoginAttempt, LoginCandidate, RequestFacts};
+use crate::body::Body;
+use crate::error::{ApiError, Code};
+use crate::pipeline::{log_store_error, presented_token, unix_now};
+use crate::proxy::ConnInfo;
+use crate::server::Core;
+use crate::session::{Lookup, ResolvedSession};
+
+/// Beijing time: the SMS daily limit resets at local midnight.
+const CHINA_OFFSET_SECS: i64 = 8 * 3600;
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+fn store_err(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => Code::NotFound.into(),
+        other => {
+            log_store_error(&other);
+            Code::StoreUnavailable.into()
+        }
+    }
+}
+
+pub struct Auth {
+    core: Arc<Core>,
+    sms: Arc<dyn SmsSender>,
+    /// argon2 runs on the blocking pool, at most this many at once, so a login storm cannot take
+    /// every core from the proxy.
+    hashing: Semaphore,
+}
+
+impl Auth {
+    pub fn new(core: Arc<Core>, sms: Arc<dyn SmsSender>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Auth {
+            core,
+            sms,
+            hashing: Semaphore::new((cores / 2).max(1)),
+        }
+    }
+
+    fn facts(&self, now: Timestamp) -> RequestFacts {
+        RequestFacts {
+            now,
+            legacy_login_until: self.core.config.login.legacy_until_unix(),
+        }
+    }
+
+    /// Verify a password against a PHC hash off the async workers; an absent hash is checked
+    /// against a dummy so unknown accounts cost the same time as wrong passwords.
+    async fn verify(&self, phc: Option<&Secret>, candidate: &str) -> bool {
+        let phc = phc.cloned();
+        let candidate = candidate.to_string();
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || match phc {
+            Some(phc) => password::verify_password(&phc, &candidate),
+            None => {
+                let _ = password::verify_password(password::dummy_hash(), &candidate);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    async fn hash(&self, new_password: &str) -> Result<Secret, ApiError> {
+        let pw = new_password.to_string();
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ApiError::from(Code::Internal))?;
+        tokio::task::spawn_blocking(move || password::hash_password(&pw))
+            .await
+            .map_err(|_| ApiError::from(Code::Internal))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                ApiError::from(Code::Internal)
+            })
+    }
+
+    async fn audit(&self, event: AuditEvent) -> Result<(), ApiError> {
+        self.core
+            .audit
+            .record(event)
+            .await
+            .map_err(|_| ApiError::from(Code::StoreUnavailable))
+    }
+
+    fn event(&self, now: Timestamp, action: &str, allowed: bool, client: IpAddr) -> AuditEvent {
+        AuditEvent {
+            id: self.core.audit.next_id(),
+            at: now,
+            request_id: None,
+            session_id: None,
+            person: None,
+            enterprise: None,
+            role: None,
+            entry: None,
+            action: action.to_string(),
+            path: None,
+            allowed,
+            policies: Vec::new(),
+            reason: None,
+            policy_version: None,
+            client_addr: Some(client.to_string()),
+            detail: None,
+        }
+    }
+
+    fn denial(&self, decision: &Decision) -> ApiError {
+        let reason = decision.reason.as_deref().unwrap_or("not_permitted");
+        if reason == "not_permitted" {
+            return Code::NotPermitted.into();
+        }
+        let (zh, en) = self.core.engine.message(reason);
+        ApiError::denied(reason, &zh, &en)
+    }
+
+    // ---- first factor -------------------------------------------------------------------------
+
+    /// `POST /auth/login`.
+    pub async fn login(&self, body: Json, conn: ConnInfo) -> ApiResult {
+        let entry = body.parse("entry", |s| Entry::parse(s).ok_or(()))?;
+        if entry == Entry::EnterpriseLegacy {
+            return self.login_legacy(body, conn).await;
+        }
+        let taxpayer_id = match entry {
+            Entry::Enterprise | Entry::Agent => {
+                Some(body.parse("taxpayer_id", TaxpayerId::parse)?)
+            }
+            _ => None,
+        };
+        let account = body.str("account", 64)?.trim().to_string();
+        let pw = body.str("password", 128)?;
+        let now = unix_now();
+        let client = conn.remote.ip();
+        let store = &self.core.store;
+        let login = &self.core.config.login;
+
+        let person = store.person_by_account(&account).await.map_err(store_err)?;
+        if let Some(p) = &person
+            && p.locked_until.is_some_and(|t| t > now)
+        {
+            let mut ev = self.event(now, "login", false, client);
+            ev.person = Some(p.id_number.clone());
+            ev.reason = Some("account_locked".into());
+            self.audit(ev).await?;
+            return Err(Code::AccountLocked.into());
+        }
+        let ok = self
+            .verify(person.as_ref().map(|p| &p.password_hash), pw)
+            .await;
+        let known = person.as_ref().map(|p| p.id_number.clone());
+        let Some(person) = person.filter(|_| ok) else {
+            return Err(self.first_factor_failed(known, now, client).await);
+        };
+        store
+            .reset_person_failures(&person.id_number)
+            .await
+            .map_err(store_err)?;
+
+        // Facts for the policy: the enterprise (or agency) and the candidate identities.
+        let enterprise = match &taxpayer_id {
+            Some(t) => store.enterprise(t).await.map_err(store_err)?,
+            None => None,
+        };
+        let (bindings, agreements) = match (&entry, &taxpayer_id) {
+            (Entry::Enterprise, Some(t)) => (
+                store
+                    .bindings_between(&person.id_number, t)
+                    .await
+                    .map_err(store_err)?,
+                Vec::new(),
+            ),
+            (Entry::Agent, Some(t)) => (
+                Vec::new(),
+                store
+                    .agreements_of_staff(t, &person.id_number)
+                    .await
+                    .map_err(store_err)?,
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let attempt = LoginAttempt {
+            entry,
+            person: Some(&person),
+            enterprise: enterprise.as_ref(),
+        };
+        let candidates: Vec<LoginCandidate<'_>> = bindings
+            .iter()
+            .map(LoginCandidate::Binding)
+            .chain(agreements.iter().map(LoginCandidate::Agreement))
+            .collect();
+        let decision = self
+            .core
+            .engine
+            .decide_login(&attempt, &candidates, &self.facts(now));
+        let mut ev = self.event(now, "login", decision.allowed, client);
+        ev.person = Some(person.id_number.clone());
+        ev.enterprise = taxpayer_id.clone();
+        ev.entry = Some(entry);
+        ev.policies = decision.policies.clone();
+        ev.reason = decision.reason.clone();
+        ev.policy_version = Some(decision.version.to_string());
+        self.audit(ev).await?;
+        if !decision.allowed {
+            return Err(self.denial(&decision));
+        }
+
+        let (enterprise_id, agency_id) = match entry {
+            Entry::Agent => (None, taxpayer_id),
+            _ => (taxpayer_id, None),
+        };
+        let challenge_token = self
+            .new_challenge(ChallengePurpose::Login, Some(entry), Some(&person.id_number), enterprise_id, agency_id, person.phone.clone(), now, client)
+            .await?;
+        let mut factors = Vec::new();
+        if person.phone.is_some() {
+            factors.push("sms");
+        }
+        factors.push("face");
+        let mut answer = json!({ "challenge": challenge_token, "factors": factors });
+        if let Some(phone) = &person.phone {
+            answer["phone_masked"] = Value::String(phone.masked());
+        }
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    /// Count a failed password for a known person, and answer the same for an unknown one.
+    async fn first_factor_failed(&self, person: Option<IdNumber>, now: Timestamp, client: IpAddr) -> ApiError {
+        let login = &self.core.config.login;
+        let mut ev = self.event(now, "login", false, client);
+        ev.reason = Some("invalid_credentials".into());
+        let mut answer = ApiError::from(Code::InvalidCredentials);
+        if let Some(id) = person {
+            match self
+                .core
+                .store
+                .record_person_failure(&id, now, login.max_password_failures as i32, login.lockout_secs as i64)
+                .await
+            {
+                Ok(state) if state.locked_until.is_some_and(|t| t > now) => {
+                    ev.reason = Some("account_locked".into());
+                    answer = Code::AccountLocked.into();
+                }
+                Ok(_) => {}
+                Err(e) => return store_err(e),
+            }
+            ev.person = Some(id);
+        }
+        if let Err(e) = self.audit(ev).await {
+            return e;
+        }
+        answer
+    }
+
+    /// `POST /auth/login` with `entry = enterprise_legacy`: the old enterprise password, then an
+    /// SMS to the enterprise's registered phone, while the policies allow it.
+    async fn login_legacy(&self, body: Json, conn: ConnInfo) -> ApiResult {
+        let taxpayer_id = body.parse("taxpayer_id", TaxpayerId::parse)?;
+        let pw = body.str("password", 128)?;
+        let now = unix_now();
+        let client = conn.remote.ip();
+        let store = &self.core.store;
+        let login = &self.core.config.login;
+        let enterprise = store.enterprise(&taxpayer_id).await.map_err(store_err)?;
+        if let Some(e) = &enterprise
+            && e.locked_until.is_some_and(|t| t > now)
+        {
+            return Err(Code::AccountLocked.into());
+        }
+        let hash = enterprise.as_ref().and_then(|e| e.legacy_password_hash.as_ref());
+        let ok = self.verify(hash, pw).await && hash.is_some();
+        let Some(enterprise) = enterprise.filter(|_| ok) else {
+            let mut ev = self.event(now, "login", false, client);
+            ev.entry = Some(Entry::EnterpriseLegacy);
+            ev.enterprise = Some(taxpayer_id.clone());
+            ev.reason = Some("invalid_credentials".into());
+            let mut answer = ApiError::from(Code::InvalidCredentials);
+            if hash.is_some() {
+                let state = store
+                    .record_enterprise_failure(&taxpayer_id, now, login.max_password_failures as i32, login.lockout_secs as i64)
+                    .await
+                    .map_err(store_err)?;
+                if state.locked_until.is_some_and(|t| t > now) {
+                    answer = Code::AccountLocked.into();
+                }
+            }
+            self.audit(ev).await?;
+            return Err(answer);
+        };
+        store
+            .reset_enterprise_failures(&taxpayer_id)
+            .await
+            .map_err(store_err)?;
+        let attempt = LoginAttempt {
+            entry: Entry::EnterpriseLegacy,
+            person: None,
+            enterprise: Some(&enterprise),
+        };
+        let decision = self.core.engine.decide_login(&attempt, &[], &self.facts(now));
+        let mut ev = self.event(now, "login", decision.allowed, client);
+        ev.entry = Some(Entry::EnterpriseLegacy);
+        ev.enterprise = Some(taxpayer_id.clone());
+        ev.policies = decision.policies.clone();
+        ev.reason = decision.reason.clone();
+        ev.policy_version = Some(decision.version.to_string());
+        self.audit(ev).await?;
+        if !decision.allowed {
+            return Err(self.denial(&decision));
+        }
+        let challenge_token = self
+            .new_challenge(ChallengePurpose::Login, Some(Entry::EnterpriseLegacy), None, Some(taxpayer_id), None, enterprise.phone.clone(), now, client)
+            .await?;
+        let mut answer = json!({ "challenge": challenge_token, "factors": ["sms"] });
+        if let Some(phone) = &enterprise.phone {
+            answer["phone_masked"] = Value::String(phone.masked());
+        }
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn new_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        entry: Option<Entry>,
+        person: Option<&IdNumber>,
+        enterprise: Option<TaxpayerId>,
+        agency: Option<TaxpayerId>,
+        target_phone: Option<Phone>,
+        now: Timestamp,
+        client: IpAddr,
+    ) -> Result<String, ApiError> {
+        let challenge_token = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
+        let challenge = Challenge {
+            id_hash: token::hash(&challenge_token),
+            purpose,
+            entry,
+            person: person.cloned(),
+            enterprise,
+            agency,
+            target_phone,
+            code_hash: None,
+            code_expires_at: None,
+            code_attempts: 0,
+            face_nonce: None,
+            face_status: None,
+            face_expires_at: None,
+            client_addr: Some(client.to_string()),
+            created_at: now,
+            expires_at: now + self.core.config.login.challenge_ttl_secs as i64,
+            consumed_at: None,
+        };
+        self.core
+            .store
+            .create_challenge(&challenge)
+            .await
+            .map_err(store_err)?;
+        Ok(challenge_token)
+    }
+
+    /// The live challenge a client presents: unknown, expired, used, or started from another
+    /// address all read as `challenge_expired` (no oracle for guessing).
+    async fn live_challenge(&self, body: &Json, conn: ConnInfo, now: Timestamp) -> Result<Challenge, ApiError> {
+        let presented = body.str("challenge", 64)?;
+        if !token::well_formed(presented) {
+            return Err(Code::ChallengeExpired.into());
+        }
+        let c = self
+            .core
+            .store
+            .challenge(&token::hash(presented))
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::ChallengeExpired))?;
+        let same_client = c.client_addr.as_deref() == Some(conn.remote.ip().to_string().as_str());
+        if c.consumed_at.is_some()
+            || c.expires_at <= now
+            || !same_client
+            || c.code_attempts >= self.core.config.login.sms_max_attempts as i32
+        {
+            return Err(Code::ChallengeExpired.into());
+        }
+        Ok(c)
+    }
+
+    // ---- SMS ----------------------------------------------------------------------------------
+
+    /// `POST /auth/sms/send`.
+    pub async fn sms_send(&self, body: Json, conn: ConnInfo) -> ApiResult {
+        let now = unix_now();
+        let c = self.live_challenge(&body, conn, now).await?;
+        if c.purpose != ChallengePurpose::Login {
+            return Err(Code::ChallengeExpired.into());
+        }
+        self.send_code(&c, now).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "resend_after_secs": self.core.config.login.sms_resend_secs }),
+        ))
+    }
+
+    /// Check the limits of the challenge's number, then send a fresh code and store its hash.
+    async fn send_code(&self, c: &Challenge, now: Timestamp) -> Result<(), ApiError> {
+        let login = &self.core.config.login;
+        let phone = c.target_phone.as_ref().ok_or(ApiError::from(Code::PhoneMissing))?;
+        let local_day_start = (now + CHINA_OFFSET_SECS).div_euclid(86_400) * 86_400 - CHINA_OFFSET_SECS;
+        let stats = self
+            .core
+            .store
+            .sms_stats(phone, local_day_start)
+            .await
+            .map_err(store_err)?;
+        if stats
+            .last_sent_at
+            .is_some_and(|t| now - t < login.sms_resend_secs as i64)
+        {
+            return Err(Code::SmsTooFrequent.into());
+        }
+        if stats.count >= i64::from(login.sms_daily_limit) {
+            return Err(Code::SmsDailyLimit.into());
+        }
+        let code = token::new_sms_code().map_err(|_| ApiError::from(Code::Internal))?;
+        self.core
+            .store
+            .record_sms_sent(phone, c.purpose, now)
+            .await
+            .map_err(store_err)?;
+        self.core
+            .store
+            .set_challenge_code(&c.id_hash, &code_hash(&c.id_hash, &code), now + login.sms_code_ttl_secs as i64)
+            .await
+            .map_err(store_err)?;
+        let purpose = match c.purpose {
+            ChallengePurpose::Login => Purpose::Login,
+            ChallengePurpose::BindPhone => Purpose::BindPhone,
+            ChallengePurpose::RecoverPhone => Purpose::RecoverPhone,
+        };
+        let message = SmsMessage {
+            to: phone.as_str(),
+            code: &code,
+            purpose,
+            at: api::rfc3339(now),
+        };
+        self.sms.send(&message).await.map_err(|e| {
+            tracing::error!(error = %e, "sms delivery failed");
+            ApiError::from(Code::SmsUnavailable)
+        })
+    }
+
+    /// Check a code against the challenge; a wrong one counts, and the last allowed wrong one
+    /// voids the challenge.
+    async fn check_code(&self, c: &Challenge, body: &Json, now: Timestamp) -> Result<(), ApiError> {
+        let code = body.str("code", 16)?;
+        let right = match (&c.code_hash, c.code_expires_at) {
+            (Some(expected), Some(until)) if until > now => {
+                let given = code_hash(&c.id_hash, code.trim());
+                bool::from(given.expose().as_bytes().ct_eq(expected.expose().as_bytes()))
+            }
+            _ => false,
+        };
+        if right {
+            return Ok(());
+        }
+        let attempts = self
+            .core
+            .store
+            .record_code_attempt(&c.id_hash)
+            .await
+            .map_err(store_err)?;
+        if attempts >= self.core.config.login.sms_max_attempts as i32 {
+            Err(Code::ChallengeExpired.into())
+        } else {
+            Err(Code::InvalidCode.into())
+        }
+    }
+
+    /// `POST /auth/sms/verify`.
+    pub async fn sms_verify(&self, body: Json, conn: ConnInfo) -> ApiResult {
+        let now = unix_now();
+        let c = self.live_challenge(&body, conn, now).await?;
+        if c.purpose != ChallengePurpose::Login {
+            return Err(Code::ChallengeExpired.into());
+        }
+        self.check_code(&c, &body, now).await?;
+        self.complete_login(c, Factor::Sms, conn, now).await
+    }
+
+    // ---- face ---------------------------------------------------------------------------------
+
+    /// `POST /auth/face/start`.
+    pub async fn face_start(&self, body: Json, conn: ConnInfo) -> ApiResult {
+        let now = unix_now();
+        let c = self.live_challenge(&body, conn, now).await?;
+        if c.purpose != ChallengePurpose::Login || c.person.is_none() {
+            // The legacy login has no person to scan.
+            return Err(ApiError::field(Code::InvalidInput, "challenge"));
+        }
+        let nonce = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
+        let ttl = self.core.config.face.ttl_secs;
+        self.core
+            .store
+            .set_face_nonce(&c.id_hash, &nonce, now + ttl as i64)
+            .await
+            .map_err(store_err)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "nonce": nonce,
+                "qr": format!("taxgate-face://v1?nonce={nonce}"),
+                "expires_in": ttl,
+            }),
+        ))
+    }
+
+    /// `POST /auth/face/callback`, from the mobile-app backend (CONTRACT section 6).
+    pub async fn face_callback(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+        let now = unix_now();
+        let (parts, raw) = api::read_body(req, 4096).await?;
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        face::verify(
+            self.core.config.face.callback_secret.expose().as_bytes(),
+            header("x-taxgate-timestamp"),
+            header("x-taxgate-signature"),
+            &raw,
+            now,
+        )
+        .map_err(|_| ApiError::from(Code::BadSignature))?;
+        let v: Value = serde_json::from_slice(&raw).map_err(|_| ApiError::from(Code::InvalidInput))?;
+        let body = Json(v);
+        let nonce = body.str("nonce", 64)?;
+        let id_number = body.parse("id_number", IdNumber::parse)?;
+        let passed = match body.str("result", 8)? {
+            "pass" => true,
+            "fail" => false,
+            _ => return Err(ApiError::field(Code::InvalidInput, "result")),
+        };
+        let store = &self.core.store;
+        let c = store
+            .challenge_by_nonce(nonce)
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::UnknownNonce))?;
+        let live = c.consumed_at.is_none()
+            && c.expires_at > now
+            && c.face_status == Some(FaceStatus::Pending)
+            && c.face_expires_at.is_some_and(|t| t > now);
+        if !live {
+            return Err(Code::UnknownNonce.into());
+        }
+        if c.person.as_ref() != Some(&id_number) {
+            let _ = store.set_face_result(nonce, false).await.map_err(store_err)?;
+            let mut ev = self.event(now, "face_callback", false, conn.remote.ip());
+            ev.person = c.person.clone();
+            ev.reason = Some("identity_mismatch".into());
+            self.audit(ev).await?;
+            return Err(Code::IdentityMismatch.into());
+        }
+        if !store.set_face_result(nonce, passed).await.map_err(store_err)? {
+            return Err(Code::UnknownNonce.into());
+        }
+        Ok(no_content())
+    }
+
+    /// `POST /auth/face/complete`.
+    pub async fn face_complete(&self, body: Json, conn: ConnInfo) -> ApiResult {
+        let now = unix_now();
+        let c = self.live_challenge(&body, conn, now).await?;
+        match c.face_status {
+            Some(FaceStatus::Passed) => self.complete_login(c, Factor::Face, conn, now).await,
+            Some(FaceStatus::Failed) => Err(Code::FaceFailed.into()),
+            Some(FaceStatus::Pending) if c.face_expires_at.is_some_and(|t| t <= now) => {
+                Err(Code::ChallengeExpired.into())
+            }
+            _ => Err(Code::FacePending.into()),
+        }
+    }
+
+    // ---- sessions -----------------------------------------------------------------------------
+
+    /// Turn a challenge whose second factor passed into a session (single use), after asking the
+    /// policies once more which identity it may take.
+    async fn complete_login(&self, c: Challenge, factor: Factor, conn: ConnInfo, now: Timestamp) -> ApiResult {
+        let store = &self.core.store;
+        if !store.consume_challenge(&c.id_hash, now).await.map_err(store_err)? {
+            return Err(Code::ChallengeExpired.into());
+        }
+        let entry = c.entry.ok_or(ApiError::from(Code::ChallengeExpired))?;
+        let person = match &c.person {
+            Some(id) => Some(
+                store
+                    .person(id)
+                    .await
+                    .map_err(store_err)?
+                    .ok_or(ApiError::from(Code::ChallengeExpired))?,
+            ),
+            None => None,
+        };
+        let org_id = c.enterprise.as_ref().or(c.agency.as_ref());
+        let org = match org_id {
+            Some(t) => store.enterprise(t).await.map_err(store_err)?,
+            None => None,
+        };
+        let facts = self.facts(now);
+        let attempt = LoginAttempt {
+            entry,
+            person: person.as_ref(),
+            enterprise: org.as_ref(),
+        };
+        // The identity: the first candidate the policies allow (bindings for the enterprise
+        // entry); agents start at the agency and pick a client by switching.
+        let mut binding: Option<Binding> = None;
+        let decision = match (entry, &person, &c.enterprise) {
+            (Entry::Enterprise, Some(p), Some(t)) => {
+                let bindings = store
+                    .bindings_between(&p.id_number, t)
+                    .await
+                    .map_err(store_err)?;
+                let mut allowed = None;
+                for b in &bindings {
+                    let d = self.core.engine.decide_login(&attempt, &[LoginCandidate::Binding(b)], &facts);
+                    if d.allowed {
+                        binding = Some(b.clone());
+                        allowed = Some(d);
+                        break;
+                    }
+                }
+                match allowed {
+                    Some(d) => d,
+                    None => {
+                        let all: Vec<_> = bindings.iter().map(LoginCandidate::Binding).collect();
+                        self.core.engine.decide_login(&attempt, &all, &facts)
+                    }
+                }
+            }
+            (Entry::Agent, Some(p), _) => {
+                let agreements = match &c.agency {
+                    Some(a) => store.agreements_of_staff(a, &p.id_number).await.map_err(store_err)?,
+                    None => Vec::new(),
+                };
+                let all: Vec<_> = agreements.iter().map(LoginCandidate::Agreement).collect();
+                self.core.engine.decide_login(&attempt, &all, &facts)
+            }
+            _ => self.core.engine.decide_login(&attempt, &[], &facts),
+        };
+        if !decision.allowed {
+            return Err(self.denial(&decision));
+        }
+        let role = match entry {
+            Entry::Enterprise => binding.as_ref().map(|b| b.role),
+            Entry::Agent => Some(Role::Agent),
+            Entry::EnterpriseLegacy => Some(Role::LegacyEnterprise),
+            Entry::Person => None,
+        };
+        let session_token = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
+        let session = Session {
+            id: token::new_id().map_err(|_| ApiError::from(Code::Internal))?,
+            token_hash: token::hash(&session_token),
+            entry,
+            person: c.person.clone(),
+            enterprise: c.enterprise.clone(),
+            agency: c.agency.clone(),
+            role,
+            binding_id: binding.as_ref().map(|b| b.id.clone()),
+            agreement_id: None,
+            factor,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.core.config.session.absolute_timeout_secs as i64,
+            revoked_at: None,
+        };
+        store.create_session(&session).await.map_err(store_err)?;
+        let mut ev = self.event(now, "session_created", true, conn.remote.ip());
+        ev.session_id = Some(session.id.clone());
+        ev.person = session.person.clone();
+        ev.enterprise = session.enterprise.clone().or(session.agency.clone());
+        ev.role = session.role;
+        ev.entry = Some(entry);
+        ev.detail = Some(json!({ "factor": factor.as_str() }).to_string());
+        self.audit(ev).await?;
+        let slice = SessionSlice {
+            session,
+            person,
+            enterprise: if entry == Entry::Agent { None } else { org.clone() },
+            agency: if entry == Entry::Agent { org } else { None },
+            binding,
+            agreement: None,
+        };
+        let mut resp = json_response(StatusCode::OK, &session_view(&slice));
+        let cfg = &self.core.config.session;
+        if let Some(cookie) = api::session_cookie(&cfg.cookie_name, &session_token, cfg.cookie_secure, cfg.absolute_timeout_secs) {
+            resp.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        Ok(resp)
+    }
+
+    /// The live session a request presents and the policy decision for `action` on it.
+    pub async fn session_for(&self, req: &Request<Incoming>, action: &str) -> Result<Arc<ResolvedSession>, ApiError> {
+        let now = unix_now();
+        let token_str = presented_token(req.headers(), &self.core.config.session.cookie_name)
+            .ok_or(ApiError::from(Code::LoginRequired))?;
+        let session = match self.core.sessions.resolve(token_str, now).await {
+            Ok(Lookup::Live(s)) => s,
+            Ok(Lookup::Missing) => return Err(Code::LoginRequired.into()),
+            Ok(Lookup::Expired) => return Err(Code::SessionExpired.into()),
+            Err(e) => return Err(store_err(e)),
+        };
+        let decision = self
+            .core
+            .engine
+            .decide(&session.entities, action, &self.facts(now));
+        if !decision.allowed {
+            let s = &session.slice.session;
+            let mut ev = self.event(now, action, false, IpAddr::from([0, 0, 0, 0]));
+            ev.client_addr = None;
+            ev.session_id = Some(s.id.clone());
+            ev.person = s.person.clone();
+            ev.enterprise = s.enterprise.clone();
+            ev.role = s.role;
+            ev.entry = Some(s.entry);
+            ev.policies = decision.policies.clone();
+            ev.reason = decision.reason.clone();
+            ev.policy_version = Some(decision.version.to_string());
+            self.audit(ev).await?;
+            return Err(self.denial(&decision));
+        }
+        Ok(session)
+    }
+
+    /// `GET /auth/session`.
+    pub async fn session(&self, req: Request<Incoming>) -> ApiResult {
+        let s = self.session_for(&req, "view_session").await?;
+        Ok(json_response(StatusCode::OK, &session_view(&s.slice)))
+    }
+
+    /// `POST /auth/logout`: the session is revoked in the store, which invalidates it on every
+    /// instance.
+    pub async fn logout(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+        let s = self.session_for(&req, "logout").await?;
+        let now = unix_now();
+        self.core
+            .store
+            .revoke_session(s.id(), now)
+            .await
+            .map_err(store_err)?;
+        let mut ev = self.event(now, "logout", true, conn.remote.ip());
+        ev.session_id = Some(s.id().to_string());
+        ev.person = s.slice.session.person.clone();
+        self.audit(ev).await?;
+        let mut resp = no_content();
+        let cfg = &self.core.config.session;
+        if let Some(cookie) = api::session_cookie(&cfg.cookie_name, "", cfg.cookie_secure, 0) {
+            resp.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        Ok(resp)
+    }
+
+    /// `POST /auth/password`.
+    pub async fn change_password(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+        let s = self.session_for(&req, "change_password").await?;
+        let (_, body) = api::read_json(req).await?;
+        let old = body.str("old_password", 128)?;
+        let new = body.str("new_password", 128)?;
+        let person = s
+            .slice
+            .person
+            .as_ref()
+            .ok_or(ApiError::from(Code::NotPermitted))?;
+        let now = unix_now();
+        // Read the current hash from the store, not the cache: it may have changed since.
+        let current = self
+            .core
+            .store
+            .person(&person.id_number)
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::LoginRequired))?;
+        if !self.verify(Some(&current.password_hash), old).await {
+            return Err(self
+                .first_factor_failed(Some(current.id_number.clone()), now, conn.remote.ip())
+                .await);
+        }
+        if new == old
+            || password_rules::check(new, Some(current.id_number.as_str()), current.username.as_deref()).is_err()
+        {
+            return Err(ApiError::field(Code::WeakPassword, "new_password"));
+        }
+        let phc = self.hash(new).await?;
+        self.core
+            .store
+            .set_password(&current.id_number, &phc, false, now)
+            .await
+            .map_err(store_err)?;
+        let mut ev = self.event(now, "password_changed", true, conn.remote.ip());
+        ev.session_id = Some(s.id().to_string());
+        ev.person = Some(current.id_number.clone());
+        self.audit(ev).await?;
+        Ok(no_content())
+    }
+
+    // ---- phone recovery (找回手机号码) -----------------------------------------------------------
+
+    /// `POST /auth/phone/recover`: credentials, then a code to the new number.
+    pub async fn phone_recover(&self, body: Json, conn: ConnInfo) -> ApiResult {
+        let account = body.str("account", 64)?.trim().to_string();
+        let pw = body.str("password", 128)?;
+        let phone = body.parse("phone", Phone::parse)?;
+        let now = unix_now();
+        let client = conn.remote.ip();
+        let person = self
+            .core
+            .store
+            .person_by_account(&account)
+            .await
+            .map_err(store_err)?;
+        if person
+            .as_ref()
+            .is_some_and(|p| p.locked_until.is_some_and(|t| t > now))
+        {
+            return Err(Code::AccountLocked.into());
+        }
+        let ok = self
+            .verify(person.as_ref().map(|p| &p.password_hash), pw)
+            .await;
+        let known = person.as_ref().map(|p| p.id_number.clone());
+        let Some(person) = person.filter(|_| ok) else {
+            return Err(self.first_factor_failed(known, now, client).await);
+        };
+        self.core
+            .store
+            .reset_person_failures(&person.id_number)
+            .await
+            .map_err(store_err)?;
+        let challenge_token = self
+            .new_challenge(ChallengePurpose::RecoverPhone, Some(Entry::Person), Some(&person.id_number), None, None, Some(phone), now, client)
+            .await?;
+        let c = self
+            .core
+            .store
+            .challenge(&token::hash(&challenge_token))
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::Internal))?;
+        self.send_code(&c, now).await?;
+        Ok(json_response(StatusCode::OK, &json!({ "challenge": challenge_token })))
+    }
+
+    /// `POST /auth/phone/recover/verify` (and `/account/phone/verify`): the number moves to the
+    /// person in one transaction and is cleared from its previous holder (一号一人).
+    pub async fn phone_verify(&self, body: Json, conn: ConnInfo, purpose: ChallengePurpose) -> ApiResult {
+        let now = unix_now();
+        let c = self.live_challenge(&body, conn, now).await?;
+        if c.purpose != purpose {
+            return Err(Code::ChallengeExpired.into());
+        }
+        self.check_code(&c, &body, now).await?;
+        if !self
+            .core
+            .store
+            .consume_challenge(&c.id_hash, now)
+            .await
+            .map_err(store_err)?
+        {
+            return Err(Code::ChallengeExpired.into());
+        }
+        let (Some(person), Some(phone)) = (&c.person, &c.target_phone) else {
+            return Err(Code::ChallengeExpired.into());
+        };
+        let previous = self
+            .core
+            .store
+            .transfer_phone(person, phone, now)
+            .await
+            .map_err(store_err)?;
+        let mut ev = self.event(now, "phone_bound", true, conn.remote.ip());
+        ev.person = Some(person.clone());
+        self.audit(ev).await?;
+        if let Some(prev) = previous {
+            let mut ev = self.event(now, "phone_cleared", true, conn.remote.ip());
+            ev.person = Some(prev);
+            ev.detail = Some(json!({ "phone": phone.masked(), "taken_by_verification": true }).to_string());
+            self.audit(ev).await?;
+        }
+        Ok(no_content())
+    }
+
+    /// `POST /account/phone`: a code to the new number of the session's person.
+    pub async fn phone_bind_start(&self, session: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+        let phone = body.parse("phone", Phone::parse)?;
+        let person = session
+            .slice
+            .session
+            .person
+            .as_ref()
+            .ok_or(ApiError::from(Code::NotPermitted))?;
+        let now = unix_now();
+        let challenge_token = self
+            .new_challenge(ChallengePurpose::BindPhone, Some(session.slice.session.entry), Some(person), None, None, Some(phone), now, conn.remote.ip())
+            .await?;
+        let c = self
+            .core
+            .store
+            .challenge(&token::hash(&challenge_token))
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::Internal))?;
+        self.send_code(&c, now).await?;
+        Ok(json_response(StatusCode::OK, &json!({ "challenge": challenge_token })))
+    }
+}
+
+/// SHA-256 of the code bound to its challenge, so equal codes of two challenges differ.
+fn code_hash(challenge_hash: &str, code: &str) -> Secret {
+    Secret(token::hash(&format!("{challenge_hash}:{code}")))
+}
+
+/// The session view of CONTRACT section 3.
+pub fn session_view(slice: &SessionSlice) -> Value {
+    let s = &slice.session;
+    let name = slice
+        .person
+        .as_ref()
+        .map(|p| p.name.clone())
+        .or_else(|| slice.enterprise.as_ref().map(|e| e.name.clone()));
+    json!({
+        "person": s.person.as_ref().map(IdNumber::as_str),
+        "name": name,
+        "entry": s.entry.as_str(),
+        "enterprise": s.enterprise.as_ref().map(TaxpayerId::as_str),
+        "enterprise_name": slice.enterprise.as_ref().map(|e: &Enterprise| e.name.clone()),
+        "role": s.role.map(Role::as_str),
+        "agency": s.agency.as_ref().map(TaxpayerId::as_str),
+        "must_change_password": slice.person.as_ref().is_some_and(|p: &Person| p.must_change_password),
+        "mfa": s.factor.as_str(),
+        "expires_at": api::rfc3339(s.expires_at),
+    })
+}

@@ -1,0 +1,155 @@
+//! The gateway's own HTTP endpoints: `/auth/*` (login), `/account/*` (account centre) and the
+//! pages. Cross-cutting checks live here: the per-address rate limit on `/auth/*` and the
+//! cross-site check on POSTs (CONTRACT section 3).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, header};
+use hyper::body::Incoming;
+use taxgate_store::ChallengePurpose;
+
+use crate::api;
+use crate::authn::login::Auth;
+use crate::authn::ratelimit::RateLimiter;
+use crate::body::Body;
+use crate::error::{ApiError, Code};
+use crate::pipeline::{Endpoints, unix_now};
+use crate::proxy::ConnInfo;
+use crate::server::Core;
+
+pub struct Own {
+    core: Arc<Core>,
+    auth: Auth,
+    limiter: RateLimiter,
+}
+
+impl Own {
+    pub fn new(core: Arc<Core>, auth: Auth) -> Self {
+        let limiter = RateLimiter::new(core.config.login.auth_requests_per_minute);
+        Own {
+            core,
+            auth,
+            limiter,
+        }
+    }
+
+    /// POSTs to `/auth/*` and `/account/*` from another site are refused: `Origin` must be the
+    /// configured `public_origin` when both are present, and browsers' `Sec-Fetch-Site` must not
+    /// say `cross-site`. (The face callback comes from a server and is signed instead.)
+    fn cross_site(&self, req: &Request<Incoming>) -> bool {
+        if req.method() != Method::POST || req.uri().path() == "/auth/face/callback" {
+            return false;
+        }
+        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if let (Some(expected), Some(origin)) = (&self.core.config.server.public_origin, origin)
+            && origin.trim_end_matches('/') != expected.trim_end_matches('/')
+        {
+            return true;
+        }
+        req.headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>, conn: ConnInfo) -> Result<Response<Body>, ApiError> {
+        let path = req.uri().path().to_string();
+        if path.starts_with("/auth/") && !self.limiter.allow(conn.remote.ip(), unix_now()) {
+            return Err(Code::RateLimited.into());
+        }
+        if self.cross_site(&req) {
+            return Err(Code::CrossSite.into());
+        }
+        let auth = &self.auth;
+        match (req.method().clone(), path.as_str()) {
+            (Method::POST, "/auth/login") => auth.login(body(req).await?, conn).await,
+            (Method::POST, "/auth/sms/send") => auth.sms_send(body(req).await?, conn).await,
+            (Method::POST, "/auth/sms/verify") => auth.sms_verify(body(req).await?, conn).await,
+            (Method::POST, "/auth/face/start") => auth.face_start(body(req).await?, conn).await,
+            (Method::POST, "/auth/face/callback") => auth.face_callback(req, conn).await,
+            (Method::POST, "/auth/face/complete") => auth.face_complete(body(req).await?, conn).await,
+            (Method::GET, "/auth/face/qr") => face_qr(&req),
+            (Method::POST, "/auth/phone/recover") => auth.phone_recover(body(req).await?, conn).await,
+            (Method::POST, "/auth/phone/recover/verify") => {
+                auth.phone_verify(body(req).await?, conn, ChallengePurpose::RecoverPhone)
+                    .await
+            }
+            (Method::GET, "/auth/session") => auth.session(req).await,
+            (Method::POST, "/auth/password") => auth.change_password(req, conn).await,
+            (Method::POST, "/auth/logout") => auth.logout(req, conn).await,
+            (Method::POST, "/account/phone") => {
+                let session = auth.session_for(&req, "change_phone").await?;
+                auth.phone_bind_start(&session, body(req).await?, conn).await
+            }
+            (Method::POST, "/account/phone/verify") => {
+                auth.session_for(&req, "change_phone").await?;
+                auth.phone_verify(body(req).await?, conn, ChallengePurpose::BindPhone)
+                    .await
+            }
+            (_, p) if known_path(p) => Err(Code::MethodNotAllowed.into()),
+            _ => Err(Code::NotFound.into()),
+        }
+    }
+}
+
+fn known_path(p: &str) -> bool {
+    matches!(
+        p,
+        "/auth/login"
+            | "/auth/sms/send"
+            | "/auth/sms/verify"
+            | "/auth/face/start"
+            | "/auth/face/callback"
+            | "/auth/face/complete"
+            | "/auth/face/qr"
+            | "/auth/phone/recover"
+            | "/auth/phone/recover/verify"
+            | "/auth/session"
+            | "/auth/password"
+            | "/auth/logout"
+            | "/account/phone"
+            | "/account/phone/verify"
+    )
+}
+
+async fn body(req: Request<Incoming>) -> Result<api::Json, ApiError> {
+    api::read_json(req).await.map(|(_, j)| j)
+}
+
+/// `GET /auth/face/qr?nonce=…`: the QR payload as an SVG image for the login page.
+fn face_qr(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let nonce = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("nonce=")))
+        .filter(|n| crate::authn::token::well_formed(n))
+        .ok_or_else(|| ApiError::field(Code::InvalidInput, "nonce"))?;
+    let payload = format!("taxgate-face://v1?nonce={nonce}");
+    let code = qrcode::QrCode::new(payload.as_bytes()).map_err(|_| ApiError::from(Code::Internal))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build();
+    let mut r = Response::new(crate::body::full(svg));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("image/svg+xml"));
+    h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+impl Endpoints for Own {
+    fn handle<'a>(
+        &'a self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.dispatch(req, conn).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            }
+        })
+    }
+}

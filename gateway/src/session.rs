@@ -1,0 +1,251 @@
+//! Session resolution on the hot path: token -> SHA-256 -> moka -> (miss) one store query ->
+//! the Cedar entity slice, built once per session and cached with the identity headers.
+//!
+//! Caches never extend access (DESIGN principle 5):
+//! - every narrowing write publishes an [`Invalidation`] (this instance at once, others through
+//!   PostgreSQL LISTEN/NOTIFY), and the matching entries are dropped before the next request;
+//! - a load that raced with an invalidation is used for its one request but not cached (the
+//!   `epoch` check), so a stale slice can never be put back after the invalidation;
+//! - entries live at most `cache_ttl_secs` (the backstop);
+//! - validity periods and expiry are compared with `now` on every request, by the policies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use taxgate_store::{AnyStore, Invalidation, SessionSlice, Store, StoreError, Timestamp};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::authn::token;
+use crate::authz::EntitySlice;
+
+/// How often (at most) a session's activity is written to the store.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+pub static HEADER_PERSON: HeaderName = HeaderName::from_static("x-taxgate-person");
+pub static HEADER_ENTERPRISE: HeaderName = HeaderName::from_static("x-taxgate-enterprise");
+pub static HEADER_ROLE: HeaderName = HeaderName::from_static("x-taxgate-role");
+pub static HEADER_ENTRY: HeaderName = HeaderName::from_static("x-taxgate-entry");
+pub static HEADER_AGENCY: HeaderName = HeaderName::from_static("x-taxgate-agency");
+pub static HEADER_DECISION: HeaderName = HeaderName::from_static("x-taxgate-decision");
+
+/// A live session with everything a decision and a forward need, built once per cache fill.
+pub struct ResolvedSession {
+    pub slice: SessionSlice,
+    pub entities: EntitySlice,
+    /// The identity headers of CONTRACT section 3 (all but `x-taxgate-decision`).
+    pub identity: Vec<(HeaderName, HeaderValue)>,
+    last_seen: AtomicI64,
+    touched: AtomicI64,
+}
+
+impl ResolvedSession {
+    fn new(slice: SessionSlice) -> Result<Self, crate::authz::AuthzError> {
+        let entities = EntitySlice::build(&slice)?;
+        let identity = identity_headers(&slice);
+        let last_seen = slice.session.last_seen_at;
+        Ok(ResolvedSession {
+            slice,
+            entities,
+            identity,
+            last_seen: AtomicI64::new(last_seen),
+            touched: AtomicI64::new(last_seen),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.slice.session.id
+    }
+
+    fn matches(&self, inv: &Invalidation) -> bool {
+        let s = &self.slice;
+        match inv {
+            Invalidation::Session { id } => s.session.id == *id,
+            Invalidation::Person { id_number } => s.session.person.as_ref() == Some(id_number),
+            Invalidation::Binding { id } => s.session.binding_id.as_deref() == Some(id),
+            Invalidation::Enterprise { taxpayer_id } => {
+                s.session.enterprise.as_ref() == Some(taxpayer_id)
+                    || s.session.agency.as_ref() == Some(taxpayer_id)
+            }
+            Invalidation::Agreement { id } => s.session.agreement_id.as_deref() == Some(id),
+            Invalidation::All => true,
+        }
+    }
+}
+
+fn identity_headers(slice: &SessionSlice) -> Vec<(HeaderName, HeaderValue)> {
+    let s = &slice.session;
+    let mut out = Vec::with_capacity(5);
+    let mut push = |name: &HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            out.push((name.clone(), v));
+        }
+    };
+    if let Some(p) = &s.person {
+        push(&HEADER_PERSON, p.as_str());
+    }
+    if let Some(e) = &s.enterprise {
+        push(&HEADER_ENTERPRISE, e.as_str());
+    }
+    if let Some(r) = s.role {
+        push(&HEADER_ROLE, r.as_str());
+    }
+    push(&HEADER_ENTRY, s.entry.as_str());
+    if let Some(a) = &s.agency {
+        push(&HEADER_AGENCY, a.as_str());
+    }
+    out
+}
+
+/// The outcome of presenting a token.
+pub enum Lookup {
+    Live(Arc<ResolvedSession>),
+    /// Unknown, malformed or revoked (logged out): `login_required`.
+    Missing,
+    /// Past the idle or absolute timeout: `session_expired`.
+    Expired,
+}
+
+pub struct Sessions {
+    store: AnyStore,
+    cache: moka::future::Cache<String, Arc<ResolvedSession>>,
+    /// Bumped on every invalidation; a load that saw another epoch is not cached.
+    epoch: AtomicU64,
+    idle_timeout: i64,
+}
+
+impl Sessions {
+    pub fn new(store: AnyStore, capacity: u64, ttl: Duration, idle_timeout_secs: u64) -> Arc<Self> {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .support_invalidation_closures()
+            .build();
+        Arc::new(Sessions {
+            store,
+            cache,
+            epoch: AtomicU64::new(0),
+            idle_timeout: i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Resolve a client-presented token at time `now`.
+    pub async fn resolve(&self, token_str: &str, now: Timestamp) -> Result<Lookup, StoreError> {
+        if !token::well_formed(token_str) {
+            return Ok(Lookup::Missing);
+        }
+        let key = token::hash(token_str);
+        if let Some(hit) = self.cache.get(&key).await {
+            match self.check(&hit, now) {
+                // Idle by this instance's view: another instance may have seen activity since,
+                // so only the store can say; fall through to a fresh load.
+                Lookup::Expired if hit.slice.session.expires_at > now => {}
+                Lookup::Live(_) => {
+                    self.touch(&hit, now);
+                    return Ok(Lookup::Live(hit));
+                }
+                other => {
+                    self.cache.invalidate(&key).await;
+                    return Ok(other);
+                }
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let Some(slice) = self.store.session_slice(&key).await? else {
+            return Ok(Lookup::Missing);
+        };
+        let resolved = match ResolvedSession::new(slice) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                // A slice the policy engine cannot represent is refused, never guessed at.
+                tracing::error!(error = %e, "cannot build the entity slice of a session");
+                return Err(StoreError::Internal(format!("entity slice: {e}")));
+            }
+        };
+        let outcome = self.check(&resolved, now);
+        if let Lookup::Live(_) = outcome {
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                self.cache.insert(key, resolved.clone()).await;
+            }
+            self.touch(&resolved, now);
+        }
+        Ok(outcome)
+    }
+
+    fn check(&self, s: &Arc<ResolvedSession>, now: Timestamp) -> Lookup {
+        let session = &s.slice.session;
+        if session.revoked_at.is_some() {
+            return Lookup::Missing;
+        }
+        if session.expires_at <= now {
+            return Lookup::Expired;
+        }
+        let last_seen = s.last_seen.load(Ordering::Relaxed);
+        if now.saturating_sub(last_seen) >= self.idle_timeout {
+            return Lookup::Expired;
+        }
+        Lookup::Live(s.clone())
+    }
+
+    /// Record activity: in memory on every request, in the store at most once a minute.
+    fn touch(&self, s: &Arc<ResolvedSession>, now: Timestamp) {
+        s.last_seen.fetch_max(now, Ordering::Relaxed);
+        let touched = s.touched.load(Ordering::Relaxed);
+        if now - touched >= TOUCH_INTERVAL_SECS
+            && s
+                .touched
+                .compare_exchange(touched, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let store = self.store.clone();
+            let id = s.id().to_string();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(&id, now).await {
+                    tracing::warn!(error = %e, "cannot record session activity");
+                }
+            });
+        }
+    }
+
+    /// Drop every cached session the invalidation concerns. Effective for the very next lookup.
+    pub fn invalidate(&self, inv: &Invalidation) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if matches!(inv, Invalidation::All) {
+            self.cache.invalidate_all();
+            return;
+        }
+        let inv = inv.clone();
+        if let Err(e) = self
+            .cache
+            .invalidate_entries_if(move |_, v| v.matches(&inv))
+        {
+            // Cannot happen with support_invalidation_closures(); fail safe regardless.
+            tracing::error!(error = %e, "targeted invalidation failed; dropping the whole cache");
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Follow the store's invalidations (this instance's writes and, on PostgreSQL, every other
+    /// instance's) for as long as the process runs.
+    pub fn follow_invalidations(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut rx = self.store.subscribe_invalidations();
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(inv) => this.invalidate(&inv),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "invalidations lagged; dropping the whole cache");
+                        this.invalidate(&Invalidation::All);
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    pub fn cached(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
