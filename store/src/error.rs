@@ -53,6 +53,10 @@ impl From<sqlx::Error> for StoreError {
                     return StoreError::NotFound;
                 }
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                // PostgreSQL deadlock / serialization failure: the caller may retry.
+                if code == "40P01" || code == "40001" {
+                    return StoreError::conflict("concurrent update; try again");
+                }
                 if is_unavailable_code(&code) {
                     StoreError::Unavailable(db.message().to_string())
                 } else {

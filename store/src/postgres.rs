@@ -86,6 +86,15 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    /// A transaction-scoped advisory lock on `key` (released at commit or rollback).
+    async fn lock_key(&self, tx: &mut Tx, key: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     async fn notify(&self, tx: &mut Tx, inv: &[Invalidation]) -> Result<(), StoreError> {
         for i in inv {
             let payload = serde_json::to_string(&Payload {

@@ -974,8 +974,10 @@ macro_rules! sql_store_impl {
                 now: Timestamp,
             ) -> StoreResult<Option<IdNumber>> {
                 let mut tx = self.begin_write().await?;
-                // Write first: on SQLite the transaction already holds the write lock; on
-                // PostgreSQL this row lock orders racing transfers.
+                // Racing transfers of one number run one after the other (SQLite: the write
+                // lock taken by BEGIN IMMEDIATE; PostgreSQL: an advisory lock on the number),
+                // otherwise two of them lock the two persons' rows in opposite orders.
+                self.lock_key(&mut tx, phone.as_str()).await?;
                 let previous: Vec<String> = sqlx::query_scalar(
                     "UPDATE persons SET phone = NULL, updated_at = $3 \
                      WHERE phone = $1 AND id_number <> $2 RETURNING id_number",

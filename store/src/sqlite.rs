@@ -74,6 +74,11 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// `BEGIN IMMEDIATE` already serialises every writer.
+    async fn lock_key(&self, _tx: &mut Tx, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// SQLite has no other instance to tell: publishing after commit is enough.
     async fn notify(&self, _tx: &mut Tx, _inv: &[Invalidation]) -> Result<(), StoreError> {
         Ok(())
