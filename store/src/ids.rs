@@ -10,8 +10,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub enum IdError {
     #[error("expected {expected} characters, got {got}")]
     Length { expected: &'static str, got: usize },
-    #[error("character {position} (`{found}`) is not allowed here")]
-    Character { position: usize, found: char },
+    #[error("character {position} (`{found}`) is not allowed here: expected {expected}")]
+    Character {
+        position: usize,
+        found: char,
+        expected: &'static str,
+    },
     #[error("birth date `{0}` is not a real date")]
     BirthDate(String),
     #[error("check character is `{found}`, expected `{expected}`")]
@@ -88,6 +92,7 @@ impl IdNumber {
             let d = c.to_digit(10).ok_or(IdError::Character {
                 position: i + 1,
                 found: *c,
+                expected: "a digit",
             })?;
             sum += d * ID_WEIGHTS[i];
         }
@@ -96,6 +101,7 @@ impl IdNumber {
             return Err(IdError::Character {
                 position: 18,
                 found: chars[17],
+                expected: "a digit or `X`",
             });
         }
         let birth: String = chars[6..14].iter().collect();
@@ -182,6 +188,7 @@ impl TaxpayerId {
                     return Err(IdError::Character {
                         position: i + 1,
                         found: *c,
+                        expected: "a letter or a digit",
                     });
                 }
                 Ok(TaxpayerId(s))
@@ -199,6 +206,7 @@ impl TaxpayerId {
             values[i] = uscc_value(*c).ok_or(IdError::Character {
                 position: i + 1,
                 found: *c,
+                expected: "a digit or a capital letter other than I, O, S, V, Z",
             })?;
         }
         // Characters 9–17: the organisation code (GB 11714), whose 9th character is its own check.
@@ -212,6 +220,7 @@ impl TaxpayerId {
                     return Err(IdError::Character {
                         position: 9 + i,
                         found: *c,
+                        expected: "a digit or a capital letter",
                     });
                 }
             };
@@ -336,5 +345,144 @@ mod tests {
             Phone::parse("13800138000").map(|p| p.masked()),
             Ok("138****8000".into())
         );
+    }
+
+    #[test]
+    fn every_error_names_its_rule() {
+        let msg = |r: Result<IdNumber, IdError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg(IdNumber::parse("1401051990")).contains("expected 18 characters"));
+        assert!(msg(IdNumber::parse("14010519900101123A")).contains("character 18"));
+        assert!(msg(IdNumber::parse("1401051990010A1238")).contains("character 14"));
+        assert!(msg(IdNumber::parse("140105199013011238")).contains("birth date"));
+        assert!(msg(IdNumber::parse("140105199001011237")).contains("check character"));
+        let tmsg =
+            |r: Result<TaxpayerId, IdError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(tmsg(TaxpayerId::parse("91140100MA0K1234")).contains("legacy"));
+        assert!(tmsg(TaxpayerId::parse("91140100MA0K1234I8")).contains("character 17"));
+        assert!(tmsg(TaxpayerId::parse("91140100MA0K123487")).contains("check character"));
+        assert!(tmsg(TaxpayerId::parse("91140100MA0K124488")).contains("organisation code"));
+        assert!(tmsg(TaxpayerId::parse("1234567890123-5")).contains("letter or a digit"));
+        assert!(
+            Phone::parse("1380013800")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("11 digits")
+        );
+        // Debug never shows a full ID number.
+        let id = IdNumber::parse("140105199001011238").unwrap();
+        assert!(!format!("{id:?}").contains("140105199001011238"));
+        assert_eq!(id.last_six(), "011238");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A valid ID number built from a region, a real date and a sequence number.
+        fn id_number() -> impl Strategy<Value = String> {
+            (
+                100_000u32..=659_999,
+                1900i32..=2020,
+                1u8..=12,
+                1u8..=28,
+                0u32..=999,
+            )
+                .prop_map(|(region, y, m, d, seq)| {
+                    let body = format!("{region:06}{y:04}{m:02}{d:02}{seq:03}");
+                    let sum: u32 = body
+                        .chars()
+                        .zip(ID_WEIGHTS)
+                        .map(|(c, w)| c.to_digit(10).unwrap_or(0) * w)
+                        .sum();
+                    format!("{body}{}", ID_CHECK[(sum % 11) as usize])
+                })
+        }
+
+        /// A valid unified social credit code with both check characters computed.
+        fn credit_code() -> impl Strategy<Value = String> {
+            let alpha: Vec<char> = USCC_ALPHABET.chars().collect();
+            let digits_upper: Vec<char> = "0123456789ABCDEFGHJKLMNPQRTUWXY".chars().collect();
+            (
+                proptest::sample::select(vec!['1', '5', '9', 'Y']),
+                proptest::sample::select(vec!['1', '2', '3']),
+                100_000u32..=659_999,
+                proptest::collection::vec(proptest::sample::select(digits_upper), 8),
+            )
+                .prop_map(move |(dept, kind, region, org)| {
+                    let org: String = org.into_iter().collect();
+                    let org_sum: u32 = org
+                        .chars()
+                        .zip(ORG_WEIGHTS)
+                        .map(|(c, w)| {
+                            let v = c.to_digit(10).unwrap_or_else(|| c as u32 - 'A' as u32 + 10);
+                            v * w
+                        })
+                        .sum();
+                    let org_check = match 11 - org_sum % 11 {
+                        10 => 'X',
+                        11 => '0',
+                        n => char::from_digit(n, 10).unwrap_or('0'),
+                    };
+                    let body = format!("{dept}{kind}{region:06}{org}{org_check}");
+                    let sum: u32 = body
+                        .chars()
+                        .zip(USCC_WEIGHTS)
+                        .map(|(c, w)| uscc_value(c).unwrap_or(0) * w)
+                        .sum();
+                    format!("{body}{}", alpha[((31 - sum % 31) % 31) as usize])
+                })
+        }
+
+        fn mutate(s: &str, pos: usize, c: char) -> Option<String> {
+            let mut chars: Vec<char> = s.chars().collect();
+            if chars[pos].eq_ignore_ascii_case(&c) {
+                return None;
+            }
+            chars[pos] = c;
+            Some(chars.into_iter().collect())
+        }
+
+        proptest! {
+            #[test]
+            fn generated_id_numbers_are_accepted(s in id_number()) {
+                prop_assert_eq!(IdNumber::parse(&s).map(|i| i.to_string()), Ok(s.clone()));
+            }
+
+            #[test]
+            fn any_single_change_to_an_id_number_is_rejected(
+                s in id_number(),
+                pos in 0usize..18,
+                c in proptest::sample::select("0123456789Xa".chars().collect::<Vec<_>>()),
+            ) {
+                if let Some(m) = mutate(&s, pos, c) {
+                    prop_assert!(IdNumber::parse(&m).is_err(), "{} accepted", m);
+                }
+            }
+
+            #[test]
+            fn generated_credit_codes_are_accepted(s in credit_code()) {
+                prop_assert_eq!(TaxpayerId::parse(&s).map(|i| i.to_string()), Ok(s.clone()));
+            }
+
+            #[test]
+            fn any_single_change_to_a_credit_code_is_rejected(
+                s in credit_code(),
+                pos in 0usize..18,
+                c in proptest::sample::select(
+                    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-".chars().collect::<Vec<_>>()),
+            ) {
+                if let Some(m) = mutate(&s, pos, c) {
+                    prop_assert!(TaxpayerId::parse(&m).is_err(), "{} accepted", m);
+                }
+            }
+
+            #[test]
+            fn phones_roundtrip(rest in 0u64..1_000_000_000, second in 3u8..=9) {
+                let s = format!("1{second}{rest:09}");
+                prop_assert_eq!(Phone::parse(&format!("+86{s}")).map(|p| p.to_string()), Ok(s.clone()));
+                prop_assert_eq!(Phone::parse(&format!("0086 {s}")).map(|p| p.to_string()), Ok(s));
+            }
+        }
     }
 }

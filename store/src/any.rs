@@ -1,0 +1,123 @@
+//! The store chosen by URL at start: `sqlite://…` / `sqlite::memory:` or
+//! `postgres://…` / `postgresql://…`.
+
+use std::future::Future;
+
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+use crate::ids::{IdNumber, Phone, TaxpayerId};
+use crate::model::{
+    AgencyAgreement, Binding, Enterprise, Person, Secret, Session, SessionSlice, Timestamp,
+};
+use crate::postgres::PgStore;
+use crate::records::{
+    AuditEvent, Challenge, ChallengePurpose, ConfirmOutcome, FailureState, Invalidation,
+    NewBinding, Side, SmsStats,
+};
+use crate::seed::{ImportSummary, ValidSeed};
+use crate::sqlite::SqliteStore;
+use crate::store_api::{SessionIdentity, Store, StoreResult};
+
+/// Either backend, behind the same [`Store`] trait.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// Connect by URL scheme. Does not migrate: call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
+        let scheme = url.split(':').next().unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?)),
+            "postgres" | "postgresql" => Ok(AnyStore::Postgres(PgStore::connect(url).await?)),
+            _ => Err(StoreError::Invalid {
+                what: "store url".into(),
+                reason: format!(
+                    "unknown scheme `{scheme}`: use `sqlite://path`, `sqlite::memory:` or \
+                     `postgres://user:pass@host/db`"
+                ),
+            }),
+        }
+    }
+
+    /// `sqlite` or `postgres`, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AnyStore::Sqlite(_) => "sqlite",
+            AnyStore::Postgres(_) => "postgres",
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+        $(
+            fn $name(&self $(, $arg: $ty)*) -> impl Future<Output = StoreResult<$ret>> + Send {
+                async move {
+                    match self {
+                        AnyStore::Sqlite(s) => s.$name($($arg),*).await,
+                        AnyStore::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+impl Store for AnyStore {
+    fn subscribe_invalidations(&self) -> broadcast::Receiver<Invalidation> {
+        match self {
+            AnyStore::Sqlite(s) => s.subscribe_invalidations(),
+            AnyStore::Postgres(s) => s.subscribe_invalidations(),
+        }
+    }
+
+    delegate! {
+        fn migrate(&self) -> ();
+        fn ping(&self) -> ();
+        fn create_session(&self, session: &Session) -> ();
+        fn session_slice(&self, token_hash: &str) -> Option<SessionSlice>;
+        fn touch_session(&self, id: &str, now: Timestamp) -> ();
+        fn revoke_session(&self, id: &str, now: Timestamp) -> bool;
+        fn revoke_person_sessions(&self, person: &IdNumber, now: Timestamp) -> u64;
+        fn set_session_identity(&self, id: &str, identity: &SessionIdentity) -> ();
+        fn delete_expired_sessions(&self, now: Timestamp) -> u64;
+        fn person_by_account(&self, account: &str) -> Option<Person>;
+        fn person(&self, id: &IdNumber) -> Option<Person>;
+        fn record_person_failure(&self, id: &IdNumber, now: Timestamp, max_failures: i32, lockout_secs: i64) -> FailureState;
+        fn reset_person_failures(&self, id: &IdNumber) -> ();
+        fn set_password(&self, id: &IdNumber, phc: &Secret, must_change: bool, now: Timestamp) -> ();
+        fn transfer_phone(&self, id: &IdNumber, phone: &Phone, now: Timestamp) -> Option<IdNumber>;
+        fn enterprise(&self, id: &TaxpayerId) -> Option<Enterprise>;
+        fn record_enterprise_failure(&self, id: &TaxpayerId, now: Timestamp, max_failures: i32, lockout_secs: i64) -> FailureState;
+        fn reset_enterprise_failures(&self, id: &TaxpayerId) -> ();
+        fn binding(&self, id: &str) -> Option<Binding>;
+        fn bindings_of_person(&self, person: &IdNumber) -> Vec<Binding>;
+        fn bindings_of_enterprise(&self, enterprise: &TaxpayerId) -> Vec<Binding>;
+        fn bindings_between(&self, person: &IdNumber, enterprise: &TaxpayerId) -> Vec<Binding>;
+        fn create_binding(&self, new: NewBinding) -> Binding;
+        fn confirm_binding(&self, id: &str, side: Side, by: &str, now: Timestamp) -> ConfirmOutcome;
+        fn revoke_binding(&self, id: &str, by: &str, now: Timestamp) -> Binding;
+        fn agreement(&self, id: &str) -> Option<AgencyAgreement>;
+        fn agreements_of_staff(&self, agency: &TaxpayerId, person: &IdNumber) -> Vec<AgencyAgreement>;
+        fn agreement_between(&self, agency: &TaxpayerId, client: &TaxpayerId) -> Option<AgencyAgreement>;
+        fn revoke_agreement(&self, id: &str, now: Timestamp) -> ();
+        fn create_challenge(&self, challenge: &Challenge) -> ();
+        fn challenge(&self, id_hash: &str) -> Option<Challenge>;
+        fn record_code_attempt(&self, id_hash: &str) -> i32;
+        fn set_challenge_code(&self, id_hash: &str, code_hash: &Secret, code_expires_at: Timestamp) -> ();
+        fn set_face_nonce(&self, id_hash: &str, nonce: &str) -> ();
+        fn challenge_by_nonce(&self, nonce: &str) -> Option<Challenge>;
+        fn set_face_result(&self, nonce: &str, passed: bool) -> bool;
+        fn consume_challenge(&self, id_hash: &str, now: Timestamp) -> bool;
+        fn delete_expired_challenges(&self, before: Timestamp) -> u64;
+        fn record_sms_sent(&self, phone: &Phone, purpose: ChallengePurpose, now: Timestamp) -> ();
+        fn sms_stats(&self, phone: &Phone, since: Timestamp) -> SmsStats;
+        fn append_audit(&self, events: &[AuditEvent]) -> ();
+        fn count_audit(&self) -> i64;
+        fn apply_seed(&self, seed: &ValidSeed, now: Timestamp) -> ImportSummary;
+    }
+}

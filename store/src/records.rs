@@ -1,0 +1,254 @@
+//! Records the store adds to the lead's domain model: login challenges, the SMS log, audit
+//! events, binding changes and cross-instance cache invalidations.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{IdNumber, Phone, TaxpayerId};
+use crate::model::{Entry, PermissionGroup, Role, Secret, Timestamp};
+
+/// Which side of a binding confirms it (双向确认).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Enterprise,
+    Person,
+}
+
+/// A binding to create (the enterprise adds a person, or a person applies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBinding {
+    pub person: IdNumber,
+    pub enterprise: TaxpayerId,
+    pub role: Role,
+    /// `None`: the role's defaults.
+    pub permissions: Option<Vec<PermissionGroup>>,
+    pub valid_from: Timestamp,
+    pub valid_until: Option<Timestamp>,
+    pub enterprise_confirmed: bool,
+    pub person_confirmed: bool,
+    /// Who asked: an ID number, `import` or `system`.
+    pub by: String,
+    pub now: Timestamp,
+}
+
+/// Result of [`crate::Store::confirm_binding`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// This side's confirmation was recorded; the binding as it is now.
+    Confirmed(crate::model::Binding),
+    /// This side had already confirmed (409 `already_confirmed`); nothing changed.
+    AlreadyConfirmed(crate::model::Binding),
+}
+
+/// Consecutive password failures after recording one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureState {
+    pub failed_count: i32,
+    /// Set when this failure reached the maximum (or an earlier lock still holds).
+    pub locked_until: Option<Timestamp>,
+}
+
+/// How many codes were sent to a number since a time, and when the last one went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsStats {
+    pub count: i64,
+    pub last_sent_at: Option<Timestamp>,
+}
+
+/// What a challenge (and an SMS) is for; the names are those of the SMS outbox (CONTRACT 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengePurpose {
+    Login,
+    BindPhone,
+    RecoverPhone,
+}
+
+impl ChallengePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengePurpose::Login => "login",
+            ChallengePurpose::BindPhone => "bind_phone",
+            ChallengePurpose::RecoverPhone => "recover_phone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "login" => ChallengePurpose::Login,
+            "bind_phone" => ChallengePurpose::BindPhone,
+            "recover_phone" => ChallengePurpose::RecoverPhone,
+            _ => return None,
+        })
+    }
+}
+
+/// State of the face verification of a challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaceStatus {
+    Pending,
+    Passed,
+    Failed,
+}
+
+impl FaceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaceStatus::Pending => "pending",
+            FaceStatus::Passed => "passed",
+            FaceStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => FaceStatus::Pending,
+            "passed" => FaceStatus::Passed,
+            "failed" => FaceStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A login (or phone binding / recovery) challenge between the first and the second factor.
+/// Only the SHA-256 of the challenge token is stored; the SMS code is stored hashed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// hex(SHA-256(challenge token)): the key.
+    pub id_hash: String,
+    pub purpose: ChallengePurpose,
+    pub entry: Option<Entry>,
+    pub person: Option<IdNumber>,
+    /// The enterprise logged in for (enterprise and legacy entries).
+    pub enterprise: Option<TaxpayerId>,
+    /// The agency (agent entry).
+    pub agency: Option<TaxpayerId>,
+    /// Where the SMS code goes (the person's phone, the enterprise's phone, or the new number).
+    pub target_phone: Option<Phone>,
+    pub code_hash: Option<Secret>,
+    pub code_expires_at: Option<Timestamp>,
+    /// Wrong codes entered so far.
+    pub code_attempts: i32,
+    pub face_nonce: Option<String>,
+    pub face_status: Option<FaceStatus>,
+    pub client_addr: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub consumed_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The nonce is a bearer capability for the face callback: never printed.
+        f.debug_struct("Challenge")
+            .field("id_hash", &short(&self.id_hash))
+            .field("purpose", &self.purpose)
+            .field("entry", &self.entry)
+            .field("person", &self.person)
+            .field("enterprise", &self.enterprise)
+            .field("agency", &self.agency)
+            .field("target_phone", &self.target_phone)
+            .field("code_hash", &self.code_hash)
+            .field("code_expires_at", &self.code_expires_at)
+            .field("code_attempts", &self.code_attempts)
+            .field("face_nonce", &self.face_nonce.as_ref().map(|_| "***"))
+            .field("face_status", &self.face_status)
+            .field("client_addr", &self.client_addr)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("consumed_at", &self.consumed_at)
+            .finish()
+    }
+}
+
+fn short(hash: &str) -> String {
+    format!("{}…", hash.get(..8).unwrap_or(""))
+}
+
+/// One authorization decision or security event, as stored for audit.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Random id; also sent upstream as `x-taxgate-decision`.
+    pub id: String,
+    pub at: Timestamp,
+    pub request_id: Option<String>,
+    pub session_id: Option<String>,
+    pub person: Option<IdNumber>,
+    pub enterprise: Option<TaxpayerId>,
+    pub role: Option<Role>,
+    pub entry: Option<Entry>,
+    /// The Cedar action (`declare`, `login`, …) or a security event name.
+    pub action: String,
+    pub path: Option<String>,
+    pub allowed: bool,
+    /// Ids of the determining policies.
+    pub policies: Vec<String>,
+    /// The `@reason` code of a denial.
+    pub reason: Option<String>,
+    pub policy_version: Option<String>,
+    pub client_addr: Option<String>,
+    /// Free JSON text for replay data; `None` stores nothing.
+    pub detail: Option<String>,
+}
+
+impl fmt::Debug for AuditEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditEvent")
+            .field("id", &self.id)
+            .field("at", &self.at)
+            .field("session_id", &self.session_id)
+            .field("person", &self.person)
+            .field("enterprise", &self.enterprise)
+            .field("action", &self.action)
+            .field("allowed", &self.allowed)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cache entry another instance (or this one) must drop, because access was narrowed.
+/// Serialized as the payload of `pg_notify('taxgate_invalidate', …)`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Invalidation {
+    Session {
+        id: String,
+    },
+    Person {
+        id_number: IdNumber,
+    },
+    Binding {
+        id: String,
+    },
+    Enterprise {
+        taxpayer_id: TaxpayerId,
+    },
+    Agreement {
+        id: String,
+    },
+    /// Drop everything: sent after a bulk change (import) and after the listener reconnected
+    /// (notifications may have been missed).
+    All,
+}
+
+impl fmt::Debug for Invalidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalidation::Session { id } => write!(f, "Session({id})"),
+            Invalidation::Person { id_number } => write!(f, "Person({id_number:?})"),
+            Invalidation::Binding { id } => write!(f, "Binding({id})"),
+            Invalidation::Enterprise { taxpayer_id } => write!(f, "Enterprise({taxpayer_id:?})"),
+            Invalidation::Agreement { id } => write!(f, "Agreement({id})"),
+            Invalidation::All => f.write_str("All"),
+        }
+    }
+}
+
+/// A fresh random id: 16 bytes as 32 hex characters.
+pub fn new_id() -> Result<String, crate::StoreError> {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf)
+        .map_err(|e| crate::StoreError::Internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}

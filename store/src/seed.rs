@@ -1,0 +1,1197 @@
+//! `taxgate import`: the seed file of CONTRACT section 4.
+//!
+//! The import is all or nothing. Every row is parsed and checked (against the file itself and
+//! against the store) and every bad row is reported with its JSON path and what to do; if there
+//! is any, nothing is written. Otherwise everything is upserted in one transaction:
+//! persons by `id_number`, enterprises by `taxpayer_id`, bindings by person + enterprise + role
+//! (among non-revoked bindings), agreements by agency + client (among non-revoked agreements).
+//!
+//! What a re-import does to existing records:
+//! - Names, usernames, phones, the agency flag, permissions, validity and agreement staff/scope
+//!   are set to what the file says (the file is authoritative for the rows it lists; absent
+//!   `username`/`phone` clear them). Absent `valid_from` keeps the stored one.
+//! - Passwords (and legacy enterprise passwords) are set only when the person/enterprise is
+//!   created: a re-import never overwrites a password somebody may have changed since.
+//! - Confirmations are only ever added, never withdrawn.
+//! - Nothing is deleted or revoked.
+//!
+//! Re-importing the same file therefore leaves the same stored state (idempotent): unchanged
+//! rows are not even rewritten.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::StoreError;
+use crate::ids::{IdNumber, Phone, TaxpayerId};
+use crate::model::{PermissionGroup, Role, Secret, Timestamp};
+use crate::password;
+use crate::store_api::Store;
+
+/// The permission groups a binding or agreement may name (personal_tax is the person entry's
+/// own business, never granted by an enterprise).
+pub const ENTERPRISE_GROUPS: [PermissionGroup; 4] = [
+    PermissionGroup::Declare,
+    PermissionGroup::Invoice,
+    PermissionGroup::Query,
+    PermissionGroup::TaxAffairs,
+];
+
+/// One bad row: where (`persons[3].id_number`) and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Why an import changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file has bad rows (every one of them, in file order).
+    #[error("{} bad row(s) in the seed; nothing was imported", .0.len())]
+    Rows(Vec<RowError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    pub persons_created: u64,
+    pub persons_updated: u64,
+    pub enterprises_created: u64,
+    pub enterprises_updated: u64,
+    pub bindings_created: u64,
+    pub bindings_updated: u64,
+    pub agreements_created: u64,
+    pub agreements_updated: u64,
+}
+
+impl fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "persons {} created, {} updated; enterprises {} created, {} updated; \
+             bindings {} created, {} updated; agency agreements {} created, {} updated",
+            self.persons_created,
+            self.persons_updated,
+            self.enterprises_created,
+            self.enterprises_updated,
+            self.bindings_created,
+            self.bindings_updated,
+            self.agreements_created,
+            self.agreements_updated
+        )
+    }
+}
+
+/// A validated seed ready for [`Store::apply_seed`]: passwords already hashed.
+#[derive(Debug, Clone, Default)]
+pub struct ValidSeed {
+    pub persons: Vec<SeedPerson>,
+    pub enterprises: Vec<SeedEnterprise>,
+    pub bindings: Vec<SeedBinding>,
+    pub agreements: Vec<SeedAgreement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedPerson {
+    pub id_number: IdNumber,
+    pub name: String,
+    pub username: Option<String>,
+    pub phone: Option<Phone>,
+    /// Only for persons not yet in the store (an existing password is never replaced).
+    pub password_hash: Option<Secret>,
+    /// True for migrated users (no password in the seed).
+    pub must_change_password: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedEnterprise {
+    pub taxpayer_id: TaxpayerId,
+    pub name: String,
+    pub is_agency: bool,
+    pub phone: Option<Phone>,
+    /// Only for enterprises not yet in the store.
+    pub legacy_password_hash: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedBinding {
+    pub person: IdNumber,
+    pub enterprise: TaxpayerId,
+    pub role: Role,
+    pub permissions: Option<Vec<PermissionGroup>>,
+    /// `None`: now for a new binding, unchanged for an existing one.
+    pub valid_from: Option<Timestamp>,
+    pub valid_until: Option<Timestamp>,
+    pub enterprise_confirmed: bool,
+    pub person_confirmed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedAgreement {
+    pub agency: TaxpayerId,
+    pub client: TaxpayerId,
+    /// Sorted, without duplicates.
+    pub staff: Vec<IdNumber>,
+    pub scope: Vec<PermissionGroup>,
+    pub valid_from: Option<Timestamp>,
+    pub valid_until: Option<Timestamp>,
+    pub client_confirmed: bool,
+}
+
+/// Validate `json` (checking references and conflicts against `store` too), hash the passwords
+/// of new accounts off the async runtime, and upsert everything in one transaction.
+pub async fn import_seed<S: Store>(
+    store: &S,
+    json: &str,
+    now: Timestamp,
+) -> Result<ImportSummary, ImportError> {
+    let mut errs = Vec::new();
+    let parsed = parse_seed(json, &mut errs);
+    let existing = check_against_store(store, &parsed, &mut errs).await?;
+    if !errs.is_empty() {
+        return Err(ImportError::Rows(errs));
+    }
+    let valid = hash_new_accounts(parsed, &existing).await?;
+    Ok(store.apply_seed(&valid, now).await?)
+}
+
+// ---- parsing ------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Parsed {
+    persons: Vec<(usize, ParsedPerson)>,
+    enterprises: Vec<(usize, ParsedEnterprise)>,
+    bindings: Vec<(usize, SeedBinding)>,
+    agreements: Vec<(usize, SeedAgreement)>,
+}
+
+#[derive(Debug)]
+struct ParsedPerson {
+    p: SeedPerson,
+    password: Option<String>,
+}
+
+#[derive(Debug)]
+struct ParsedEnterprise {
+    e: SeedEnterprise,
+    legacy_password: Option<String>,
+}
+
+fn err(errs: &mut Vec<RowError>, path: impl Into<String>, reason: impl Into<String>) {
+    errs.push(RowError {
+        path: path.into(),
+        reason: reason.into(),
+    });
+}
+
+/// Parse and check everything that needs only the file. Bad rows go to `errs` and are left out.
+fn parse_seed(json: &str, errs: &mut Vec<RowError>) -> Parsed {
+    let mut out = Parsed::default();
+    let root: Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        Err(e) => {
+            err(
+                errs,
+                "$",
+                format!("not valid JSON ({e}); fix the syntax at that line and column"),
+            );
+            return out;
+        }
+    };
+    let Some(root) = root.as_object() else {
+        err(
+            errs,
+            "$",
+            "expected an object with `persons`, `enterprises`, `bindings` and `agency_agreements`",
+        );
+        return out;
+    };
+    unknown_keys(
+        root,
+        "",
+        &["persons", "enterprises", "bindings", "agency_agreements"],
+        errs,
+    );
+    for (i, row, path) in rows(root, "persons", errs) {
+        if let Some(p) = parse_person(row, &path, errs) {
+            out.persons.push((i, p));
+        }
+    }
+    for (i, row, path) in rows(root, "enterprises", errs) {
+        if let Some(e) = parse_enterprise(row, &path, errs) {
+            out.enterprises.push((i, e));
+        }
+    }
+    for (i, row, path) in rows(root, "bindings", errs) {
+        if let Some(b) = parse_binding(row, &path, errs) {
+            out.bindings.push((i, b));
+        }
+    }
+    for (i, row, path) in rows(root, "agency_agreements", errs) {
+        if let Some(a) = parse_agreement(row, &path, errs) {
+            out.agreements.push((i, a));
+        }
+    }
+    check_duplicates(&out, errs);
+    out
+}
+
+fn rows<'a>(
+    root: &'a Map<String, Value>,
+    key: &str,
+    errs: &mut Vec<RowError>,
+) -> Vec<(usize, &'a Map<String, Value>, String)> {
+    let Some(v) = root.get(key) else {
+        return Vec::new();
+    };
+    let Some(list) = v.as_array() else {
+        err(errs, key, "expected an array of objects");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, row) in list.iter().enumerate() {
+        let path = format!("{key}[{i}]");
+        match row.as_object() {
+            Some(obj) => out.push((i, obj, path)),
+            None => err(errs, path, "expected an object"),
+        }
+    }
+    out
+}
+
+fn unknown_keys(obj: &Map<String, Value>, path: &str, known: &[&str], errs: &mut Vec<RowError>) {
+    for k in obj.keys() {
+        if !known.contains(&k.as_str()) {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            err(
+                errs,
+                p,
+                format!(
+                    "unknown field `{k}`; remove it or use one of: {}",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// A string field; `None` when absent or null (reported when required) or of the wrong type.
+fn string(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    required: bool,
+    errs: &mut Vec<RowError>,
+) -> Result<Option<String>, ()> {
+    match obj.get(key) {
+        None | Some(Value::Null) if required => {
+            err(
+                errs,
+                format!("{path}.{key}"),
+                format!("`{key}` is required; add it"),
+            );
+            Err(())
+        }
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => {
+            err(errs, format!("{path}.{key}"), "expected a string");
+            Err(())
+        }
+    }
+}
+
+fn boolean(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    errs: &mut Vec<RowError>,
+) -> Result<Option<bool>, ()> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => {
+            err(errs, format!("{path}.{key}"), "expected `true` or `false`");
+            Err(())
+        }
+    }
+}
+
+fn parse_with<T, E: fmt::Display>(
+    value: Result<Option<String>, ()>,
+    path: &str,
+    key: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    errs: &mut Vec<RowError>,
+) -> Result<Option<T>, ()> {
+    match value? {
+        None => Ok(None),
+        Some(s) => parse(&s).map(Some).map_err(|e| {
+            err(
+                errs,
+                format!("{path}.{key}"),
+                format!("not a valid {what}: {e}; correct it"),
+            )
+        }),
+    }
+}
+
+fn required<T>(v: Result<Option<T>, ()>) -> Result<T, ()> {
+    v.and_then(|o| o.ok_or(()))
+}
+
+fn name(obj: &Map<String, Value>, path: &str, errs: &mut Vec<RowError>) -> Result<String, ()> {
+    let n = required(string(obj, path, "name", true, errs))?;
+    let n = n.trim().to_string();
+    if n.is_empty() || n.chars().count() > 200 {
+        err(
+            errs,
+            format!("{path}.name"),
+            "must be 1 to 200 characters; give the registered name",
+        );
+        return Err(());
+    }
+    Ok(n)
+}
+
+fn id_number(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    errs: &mut Vec<RowError>,
+) -> Result<IdNumber, ()> {
+    required(parse_with(
+        string(obj, path, key, true, errs),
+        path,
+        key,
+        "ID number (GB 11643)",
+        IdNumber::parse,
+        errs,
+    ))
+}
+
+fn taxpayer_id(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    errs: &mut Vec<RowError>,
+) -> Result<TaxpayerId, ()> {
+    required(parse_with(
+        string(obj, path, key, true, errs),
+        path,
+        key,
+        "taxpayer id (GB 32100 credit code)",
+        TaxpayerId::parse,
+        errs,
+    ))
+}
+
+fn phone(
+    obj: &Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<RowError>,
+) -> Result<Option<Phone>, ()> {
+    parse_with(
+        string(obj, path, "phone", false, errs),
+        path,
+        "phone",
+        "mobile number",
+        Phone::parse,
+        errs,
+    )
+}
+
+fn secret(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    errs: &mut Vec<RowError>,
+) -> Result<Option<String>, ()> {
+    let s = string(obj, path, key, false, errs)?;
+    if s.as_deref() == Some("") {
+        err(
+            errs,
+            format!("{path}.{key}"),
+            "is empty; give a password or leave the field out",
+        );
+        return Err(());
+    }
+    Ok(s)
+}
+
+/// Usernames must never be mistaken for the other two kinds of account name at login.
+pub fn check_username(u: &str) -> Result<(), String> {
+    let n = u.chars().count();
+    if !(3..=32).contains(&n) {
+        return Err(format!("must be 3 to 32 characters, got {n}"));
+    }
+    if let Some(c) = u
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "character `{c}` is not allowed; use letters, digits, `_`, `.` and `-`"
+        ));
+    }
+    if IdNumber::parse(u).is_ok() || Phone::parse(u).is_ok() {
+        return Err("reads as an ID number or a mobile number; choose another username".into());
+    }
+    Ok(())
+}
+
+fn parse_person(
+    obj: &Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<RowError>,
+) -> Option<ParsedPerson> {
+    unknown_keys(
+        obj,
+        path,
+        &["id_number", "name", "username", "phone", "password"],
+        errs,
+    );
+    let id = id_number(obj, path, "id_number", errs);
+    let name = name(obj, path, errs);
+    let username = string(obj, path, "username", false, errs).and_then(|u| match u {
+        Some(u) => match check_username(&u) {
+            Ok(()) => Ok(Some(u)),
+            Err(reason) => {
+                err(errs, format!("{path}.username"), reason);
+                Err(())
+            }
+        },
+        None => Ok(None),
+    });
+    let phone = phone(obj, path, errs);
+    let password = secret(obj, path, "password", errs);
+    let (id, name, username, phone, password) = (
+        id.ok()?,
+        name.ok()?,
+        username.ok()?,
+        phone.ok()?,
+        password.ok()?,
+    );
+    Some(ParsedPerson {
+        p: SeedPerson {
+            must_change_password: password.is_none(),
+            id_number: id,
+            name,
+            username,
+            phone,
+            password_hash: None,
+        },
+        password,
+    })
+}
+
+fn parse_enterprise(
+    obj: &Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<RowError>,
+) -> Option<ParsedEnterprise> {
+    unknown_keys(
+        obj,
+        path,
+        &["taxpayer_id", "name", "legacy_password", "phone", "agency"],
+        errs,
+    );
+    let id = taxpayer_id(obj, path, "taxpayer_id", errs);
+    let name = name(obj, path, errs);
+    let phone = phone(obj, path, errs);
+    let legacy = secret(obj, path, "legacy_password", errs);
+    let agency = boolean(obj, path, "agency", errs);
+    let (id, name, phone, legacy, agency) = (
+        id.ok()?,
+        name.ok()?,
+        phone.ok()?,
+        legacy.ok()?,
+        agency.ok()?,
+    );
+    Some(ParsedEnterprise {
+        e: SeedEnterprise {
+            taxpayer_id: id,
+            name,
+            is_agency: agency.unwrap_or(false),
+            phone,
+            legacy_password_hash: None,
+        },
+        legacy_password: legacy,
+    })
+}
+
+fn time_field(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    errs: &mut Vec<RowError>,
+) -> Result<Option<Timestamp>, ()> {
+    match string(obj, path, key, false, errs)? {
+        None => Ok(None),
+        Some(s) => OffsetDateTime::parse(&s, &Rfc3339)
+            .map(|t| Some(t.unix_timestamp()))
+            .map_err(|_| {
+                err(
+                    errs,
+                    format!("{path}.{key}"),
+                    format!(
+                        "`{s}` is not an RFC 3339 time; write it like `2099-12-31T23:59:59+08:00`"
+                    ),
+                )
+            }),
+    }
+}
+
+fn groups(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    required: bool,
+    errs: &mut Vec<RowError>,
+) -> Result<Option<Vec<PermissionGroup>>, ()> {
+    let list = match obj.get(key) {
+        None | Some(Value::Null) if required => {
+            err(
+                errs,
+                format!("{path}.{key}"),
+                format!("`{key}` is required; add it"),
+            );
+            return Err(());
+        }
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            err(
+                errs,
+                format!("{path}.{key}"),
+                "expected an array of permission groups",
+            );
+            return Err(());
+        }
+    };
+    let allowed: Vec<&str> = ENTERPRISE_GROUPS.iter().map(|g| g.as_str()).collect();
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (j, v) in list.iter().enumerate() {
+        let g = v
+            .as_str()
+            .and_then(PermissionGroup::parse)
+            .filter(|g| ENTERPRISE_GROUPS.contains(g));
+        match g {
+            Some(g) => out.push(g),
+            None => {
+                ok = false;
+                err(
+                    errs,
+                    format!("{path}.{key}[{j}]"),
+                    format!(
+                        "{v} is not a permission group an enterprise can grant; use one of: {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if !ok {
+        return Err(());
+    }
+    if required && out.is_empty() {
+        err(
+            errs,
+            format!("{path}.{key}"),
+            "is empty; name at least one permission group",
+        );
+        return Err(());
+    }
+    out.sort();
+    out.dedup();
+    Ok(Some(out))
+}
+
+fn validity(
+    from: Result<Option<Timestamp>, ()>,
+    until: Result<Option<Timestamp>, ()>,
+    path: &str,
+    errs: &mut Vec<RowError>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), ()> {
+    let (from, until) = (from?, until?);
+    if let (Some(f), Some(u)) = (from, until)
+        && f >= u
+    {
+        err(
+            errs,
+            format!("{path}.valid_until"),
+            "must be later than `valid_from`; fix one of the two",
+        );
+        return Err(());
+    }
+    Ok((from, until))
+}
+
+fn parse_binding(
+    obj: &Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<RowError>,
+) -> Option<SeedBinding> {
+    unknown_keys(
+        obj,
+        path,
+        &[
+            "person",
+            "enterprise",
+            "role",
+            "permissions",
+            "valid_from",
+            "valid_until",
+            "enterprise_confirmed",
+            "person_confirmed",
+        ],
+        errs,
+    );
+    let person = id_number(obj, path, "person", errs);
+    let enterprise = taxpayer_id(obj, path, "enterprise", errs);
+    let role = required(string(obj, path, "role", true, errs)).and_then(|r| {
+        match Role::parse(&r).filter(|r| !matches!(r, Role::Agent | Role::LegacyEnterprise)) {
+            Some(r) => Ok(r),
+            None => {
+                err(
+                    errs,
+                    format!("{path}.role"),
+                    format!(
+                        "`{r}` is not a binding role; use one of: legal_representative, \
+                         finance_manager, admin, tax_handler, invoice_clerk, ticket_buyer \
+                         (agents are given through agency_agreements)"
+                    ),
+                );
+                Err(())
+            }
+        }
+    });
+    let permissions = groups(obj, path, "permissions", false, errs);
+    let from = time_field(obj, path, "valid_from", errs);
+    let until = time_field(obj, path, "valid_until", errs);
+    let valid = validity(from, until, path, errs);
+    let ec = boolean(obj, path, "enterprise_confirmed", errs);
+    let pc = boolean(obj, path, "person_confirmed", errs);
+    let (person, enterprise, role, permissions, (valid_from, valid_until), ec, pc) = (
+        person.ok()?,
+        enterprise.ok()?,
+        role.ok()?,
+        permissions.ok()?,
+        valid.ok()?,
+        ec.ok()?,
+        pc.ok()?,
+    );
+    Some(SeedBinding {
+        person,
+        enterprise,
+        role,
+        permissions,
+        valid_from,
+        valid_until,
+        enterprise_confirmed: ec.unwrap_or(false),
+        person_confirmed: pc.unwrap_or(false),
+    })
+}
+
+fn parse_agreement(
+    obj: &Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<RowError>,
+) -> Option<SeedAgreement> {
+    unknown_keys(
+        obj,
+        path,
+        &[
+            "agency",
+            "client",
+            "staff",
+            "scope",
+            "valid_from",
+            "valid_until",
+            "client_confirmed",
+        ],
+        errs,
+    );
+    let agency = taxpayer_id(obj, path, "agency", errs);
+    let client = taxpayer_id(obj, path, "client", errs);
+    if let (Ok(a), Ok(c)) = (&agency, &client)
+        && a == c
+    {
+        err(
+            errs,
+            format!("{path}.client"),
+            "is the agency itself; an agreement needs a different client enterprise",
+        );
+    }
+    let staff = match obj.get("staff") {
+        Some(Value::Array(list)) if !list.is_empty() => {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (j, v) in list.iter().enumerate() {
+                let sp = format!("{path}.staff[{j}]");
+                match v.as_str().map(IdNumber::parse) {
+                    Some(Ok(id)) => out.push(id),
+                    Some(Err(e)) => {
+                        ok = false;
+                        err(
+                            errs,
+                            sp,
+                            format!("not a valid ID number (GB 11643): {e}; correct it"),
+                        );
+                    }
+                    None => {
+                        ok = false;
+                        err(errs, sp, "expected an ID number string");
+                    }
+                }
+            }
+            out.sort();
+            out.dedup();
+            if ok { Ok(out) } else { Err(()) }
+        }
+        _ => {
+            err(
+                errs,
+                format!("{path}.staff"),
+                "needs a non-empty array of the staff members' ID numbers",
+            );
+            Err(())
+        }
+    };
+    let scope = required(groups(obj, path, "scope", true, errs));
+    let from = time_field(obj, path, "valid_from", errs);
+    let until = time_field(obj, path, "valid_until", errs);
+    let valid = validity(from, until, path, errs);
+    let cc = boolean(obj, path, "client_confirmed", errs);
+    let (agency, client, staff, scope, (valid_from, valid_until), cc) = (
+        agency.ok()?,
+        client.ok()?,
+        staff.ok()?,
+        scope.ok()?,
+        valid.ok()?,
+        cc.ok()?,
+    );
+    if agency == client {
+        return None;
+    }
+    Some(SeedAgreement {
+        agency,
+        client,
+        staff,
+        scope,
+        valid_from,
+        valid_until,
+        client_confirmed: cc.unwrap_or(false),
+    })
+}
+
+/// Uniqueness inside the file: one row per key, one holder per phone and username.
+fn check_duplicates(p: &Parsed, errs: &mut Vec<RowError>) {
+    let mut ids = HashMap::new();
+    let mut phones = HashMap::new();
+    let mut usernames = HashMap::new();
+    for (i, pp) in &p.persons {
+        if let Some(first) = ids.insert(pp.p.id_number.clone(), *i) {
+            err(
+                errs,
+                format!("persons[{i}].id_number"),
+                format!("repeats persons[{first}]; merge the two rows"),
+            );
+        }
+        if let Some(ph) = &pp.p.phone
+            && let Some(first) = phones.insert(ph.clone(), *i)
+        {
+            err(
+                errs,
+                format!("persons[{i}].phone"),
+                format!(
+                    "is also the phone of persons[{first}]; one number belongs to one person \
+                         (一号一人): keep it on one of them"
+                ),
+            );
+        }
+        if let Some(u) = &pp.p.username
+            && let Some(first) = usernames.insert(u.clone(), *i)
+        {
+            err(
+                errs,
+                format!("persons[{i}].username"),
+                format!("is also the username of persons[{first}]; choose another"),
+            );
+        }
+    }
+    let mut tids = HashMap::new();
+    for (i, e) in &p.enterprises {
+        if let Some(first) = tids.insert(e.e.taxpayer_id.clone(), *i) {
+            err(
+                errs,
+                format!("enterprises[{i}].taxpayer_id"),
+                format!("repeats enterprises[{first}]; merge the two rows"),
+            );
+        }
+    }
+    let mut keys = HashMap::new();
+    for (i, b) in &p.bindings {
+        if let Some(first) = keys.insert((b.person.clone(), b.enterprise.clone(), b.role), *i) {
+            err(
+                errs,
+                format!("bindings[{i}]"),
+                format!("repeats the person, enterprise and role of bindings[{first}]; merge them"),
+            );
+        }
+    }
+    let mut pairs = HashMap::new();
+    for (i, a) in &p.agreements {
+        if let Some(first) = pairs.insert((a.agency.clone(), a.client.clone()), *i) {
+            err(
+                errs,
+                format!("agency_agreements[{i}]"),
+                format!("repeats the agency and client of agency_agreements[{first}]; merge them"),
+            );
+        }
+    }
+}
+
+// ---- checks against the store ---------------------------------------------------------------
+
+/// Which seeded accounts already exist (their passwords are left alone).
+#[derive(Debug, Default)]
+struct Existing {
+    persons: HashSet<IdNumber>,
+    enterprises: HashSet<TaxpayerId>,
+}
+
+async fn check_against_store<S: Store>(
+    store: &S,
+    p: &Parsed,
+    errs: &mut Vec<RowError>,
+) -> Result<Existing, StoreError> {
+    let mut existing = Existing::default();
+    let seeded_persons: HashSet<&IdNumber> =
+        p.persons.iter().map(|(_, x)| &x.p.id_number).collect();
+    let seeded_agency: HashMap<&TaxpayerId, bool> = p
+        .enterprises
+        .iter()
+        .map(|(_, x)| (&x.e.taxpayer_id, x.e.is_agency))
+        .collect();
+
+    for (i, pp) in &p.persons {
+        if store.person(&pp.p.id_number).await?.is_some() {
+            existing.persons.insert(pp.p.id_number.clone());
+        }
+        if let Some(ph) = &pp.p.phone
+            && let Some(holder) = store.person_by_account(ph.as_str()).await?
+            && holder.id_number != pp.p.id_number
+            && !seeded_persons.contains(&holder.id_number)
+        {
+            err(
+                errs,
+                format!("persons[{i}].phone"),
+                format!(
+                    "is held by another person ({}) who is not in this seed; one number \
+                             belongs to one person (一号一人): drop it here, or add that person to \
+                             the seed with another number",
+                    holder.id_number.masked()
+                ),
+            );
+        }
+        if let Some(u) = &pp.p.username
+            && let Some(holder) = store.person_by_account(u).await?
+            && holder.id_number != pp.p.id_number
+            && !seeded_persons.contains(&holder.id_number)
+        {
+            err(
+                errs,
+                format!("persons[{i}].username"),
+                "is taken by a person who is not in this seed; choose another",
+            );
+        }
+    }
+    let mut agency_in_store: HashMap<TaxpayerId, Option<bool>> = HashMap::new();
+    for (_, e) in &p.enterprises {
+        if store.enterprise(&e.e.taxpayer_id).await?.is_some() {
+            existing.enterprises.insert(e.e.taxpayer_id.clone());
+        }
+    }
+    // Is this enterprise known, and is it an agency? The seed's word wins (it is upserted).
+    let mut enterprise_kind = async |tid: &TaxpayerId| -> Result<Option<bool>, StoreError> {
+        if let Some(a) = seeded_agency.get(tid) {
+            return Ok(Some(*a));
+        }
+        if let Some(k) = agency_in_store.get(tid) {
+            return Ok(*k);
+        }
+        let k = store.enterprise(tid).await?.map(|e| e.is_agency);
+        agency_in_store.insert(tid.clone(), k);
+        Ok(k)
+    };
+    let mut person_in_store: HashMap<IdNumber, bool> = HashMap::new();
+    let mut person_known = async |id: &IdNumber| -> Result<bool, StoreError> {
+        if seeded_persons.contains(id) {
+            return Ok(true);
+        }
+        if let Some(k) = person_in_store.get(id) {
+            return Ok(*k);
+        }
+        let k = store.person(id).await?.is_some();
+        person_in_store.insert(id.clone(), k);
+        Ok(k)
+    };
+
+    for (i, b) in &p.bindings {
+        if !person_known(&b.person).await? {
+            err(
+                errs,
+                format!("bindings[{i}].person"),
+                "no such person in the seed or the store; add the person to `persons` first",
+            );
+        }
+        if enterprise_kind(&b.enterprise).await?.is_none() {
+            err(
+                errs,
+                format!("bindings[{i}].enterprise"),
+                "no such enterprise in the seed or the store; add it to `enterprises` first",
+            );
+        }
+    }
+    let seeded_links: HashSet<(&IdNumber, &TaxpayerId)> = p
+        .bindings
+        .iter()
+        .map(|(_, b)| (&b.person, &b.enterprise))
+        .collect();
+    for (i, a) in &p.agreements {
+        match enterprise_kind(&a.agency).await? {
+            None => err(
+                errs,
+                format!("agency_agreements[{i}].agency"),
+                "no such enterprise in the seed or the store; add it to `enterprises` first",
+            ),
+            Some(false) => err(
+                errs,
+                format!("agency_agreements[{i}].agency"),
+                "is not an agency; set `\"agency\": true` on that enterprise or name the agency",
+            ),
+            Some(true) => {}
+        }
+        if enterprise_kind(&a.client).await?.is_none() {
+            err(
+                errs,
+                format!("agency_agreements[{i}].client"),
+                "no such enterprise in the seed or the store; add it to `enterprises` first",
+            );
+        }
+        for (j, s) in a.staff.iter().enumerate() {
+            let sp = format!("agency_agreements[{i}].staff[{j}]");
+            if !person_known(s).await? {
+                err(
+                    errs,
+                    sp,
+                    "no such person in the seed or the store; add the person to `persons` first",
+                );
+                continue;
+            }
+            let bound_in_seed = seeded_links.contains(&(s, &a.client));
+            let bound_in_store = !bound_in_seed
+                && store
+                    .bindings_between(s, &a.client)
+                    .await?
+                    .iter()
+                    .any(|b| b.revoked_at.is_none());
+            if bound_in_seed || bound_in_store {
+                err(
+                    errs,
+                    sp,
+                    "holds a role in the client enterprise; an agent may not act for a firm in \
+                     which they hold a role: remove them from `staff` or end that binding first",
+                );
+            }
+        }
+    }
+    // Staff paths index the sorted, deduplicated list; report them in file order where we can.
+    Ok(existing)
+}
+
+// ---- hashing --------------------------------------------------------------------------------
+
+async fn hash_new_accounts(p: Parsed, existing: &Existing) -> Result<ValidSeed, ImportError> {
+    // (is_person, index, plaintext) for every account created by this import.
+    let mut jobs: Vec<(bool, usize, String)> = Vec::new();
+    for (k, (_, pp)) in p.persons.iter().enumerate() {
+        if !existing.persons.contains(&pp.p.id_number) {
+            let pw = pp
+                .password
+                .clone()
+                .unwrap_or_else(|| pp.p.id_number.last_six().to_string());
+            jobs.push((true, k, pw));
+        }
+    }
+    for (k, (_, e)) in p.enterprises.iter().enumerate() {
+        if let (false, Some(pw)) = (
+            existing.enterprises.contains(&e.e.taxpayer_id),
+            &e.legacy_password,
+        ) {
+            jobs.push((false, k, pw.clone()));
+        }
+    }
+    let hashed = hash_parallel(jobs).await?;
+    let mut seed = ValidSeed {
+        persons: p.persons.into_iter().map(|(_, x)| x.p).collect(),
+        enterprises: p.enterprises.into_iter().map(|(_, x)| x.e).collect(),
+        bindings: p.bindings.into_iter().map(|(_, x)| x).collect(),
+        agreements: p.agreements.into_iter().map(|(_, x)| x).collect(),
+    };
+    for (is_person, k, h) in hashed {
+        if is_person {
+            if let Some(x) = seed.persons.get_mut(k) {
+                x.password_hash = Some(h);
+            }
+        } else if let Some(x) = seed.enterprises.get_mut(k) {
+            x.legacy_password_hash = Some(h);
+        }
+    }
+    Ok(seed)
+}
+
+/// argon2 is ~10 ms a hash: spread the work over the blocking pool, one chunk per core.
+async fn hash_parallel(
+    jobs: Vec<(bool, usize, String)>,
+) -> Result<Vec<(bool, usize, Secret)>, ImportError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = jobs.len().div_ceil(cores);
+    let mut tasks = Vec::new();
+    let mut jobs = jobs;
+    while !jobs.is_empty() {
+        let rest = jobs.split_off(chunk.min(jobs.len()));
+        let mine = std::mem::replace(&mut jobs, rest);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            mine.into_iter()
+                .map(|(p, k, pw)| password::hash_password(&pw).map(|h| (p, k, h)))
+                .collect::<Result<Vec<_>, _>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        let part = t
+            .await
+            .map_err(|e| StoreError::Internal(format!("hashing task failed: {e}")))?
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> (Parsed, Vec<RowError>) {
+        let mut errs = Vec::new();
+        let p = parse_seed(json, &mut errs);
+        (p, errs)
+    }
+
+    fn paths(errs: &[RowError]) -> Vec<&str> {
+        errs.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn contract_example_parses() {
+        let (p, errs) = parse(
+            r#"{"persons":[{"id_number":"140105199001011238","name":"王芳","username":"wangfang",
+                "phone":"13800138000","password":"Chang3-Me!now"}],
+               "enterprises":[{"taxpayer_id":"91140100MA0K123488","name":"太原示例科技有限公司",
+                "legacy_password":"Old-Ent-Pass1","phone":"13900139000","agency":false}],
+               "bindings":[{"person":"140105199001011238","enterprise":"91140100MA0K123488",
+                "role":"legal_representative","permissions":["declare","invoice","query","tax_affairs"],
+                "valid_from":"2023-01-01T00:00:00+08:00","valid_until":"2099-12-31T23:59:59+08:00",
+                "enterprise_confirmed":true,"person_confirmed":true}]}"#,
+        );
+        assert_eq!(errs, vec![]);
+        assert_eq!(p.persons.len(), 1);
+        assert!(!p.persons[0].1.p.must_change_password);
+        assert_eq!(p.bindings[0].1.valid_from, Some(1_672_502_400));
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_with_its_path() {
+        let (_, errs) = parse(
+            r#"{"persons":[
+                {"id_number":"140105199001011237","name":"a"},
+                {"id_number":"11010519491231002X","name":"","username":"13800138000","phone":"12345"},
+                {"id_number":"11010519491231002X","name":"b","colour":"red"}],
+               "bindings":[{"person":"140105199001011238","enterprise":"91140100MA0K123488",
+                "role":"boss","permissions":["personal_tax"],
+                "valid_from":"2024-01-01T00:00:00Z","valid_until":"2023-01-01T00:00:00Z"}]}"#,
+        );
+        assert_eq!(
+            paths(&errs),
+            vec![
+                "persons[0].id_number",
+                "persons[1].name",
+                "persons[1].username",
+                "persons[1].phone",
+                "persons[2].colour",
+                "bindings[0].role",
+                "bindings[0].permissions[0]",
+                "bindings[0].valid_until",
+            ]
+        );
+        assert!(
+            errs[0].reason.contains("check character"),
+            "{}",
+            errs[0].reason
+        );
+    }
+
+    #[test]
+    fn duplicates_inside_the_file() {
+        let (_, errs) = parse(
+            r#"{"persons":[
+                {"id_number":"140105199001011238","name":"a","phone":"13800138000","username":"abc"},
+                {"id_number":"11010519491231002X","name":"b","phone":"+86 138 0013 8000","username":"abc"}]}"#,
+        );
+        assert_eq!(
+            paths(&errs),
+            vec!["persons[1].phone", "persons[1].username"]
+        );
+        assert!(errs[0].reason.contains("persons[0]"));
+    }
+
+    #[test]
+    fn usernames() {
+        assert!(check_username("wang.fang_1").is_ok());
+        assert!(check_username("ab").is_err());
+        assert!(check_username("王芳芳").is_err());
+        assert!(check_username("140105199001011238").is_err());
+        assert!(check_username("13800138000").is_err());
+        assert!(check_username(&"a".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn not_json_and_not_object() {
+        assert_eq!(paths(&parse("{").1), vec!["$"]);
+        assert_eq!(paths(&parse("[]").1), vec!["$"]);
+        assert_eq!(paths(&parse(r#"{"persons":{}}"#).1), vec!["persons"]);
+    }
+}

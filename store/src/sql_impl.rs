@@ -1,0 +1,1301 @@
+//! The SQL both backends share. SQLite and PostgreSQL accept the same statements here
+//! (`$n` placeholders, `RETURNING`, `ON CONFLICT`, partial indexes, `IS DISTINCT FROM`), so the
+//! `Store` implementation is written once and expanded per backend with concrete sqlx types;
+//! the differences (string aggregation, how a write transaction begins, notifications,
+//! migrations) are parameters or methods of the backend type.
+
+macro_rules! sql_store_impl {
+    ($Store:ty, $Db:ty, staff_agg = $agg:literal, migrations = $migrations:literal) => {
+        use std::sync::LazyLock;
+
+        use sqlx::{AssertSqlSafe, Row as _};
+        use tokio::sync::broadcast;
+
+        use crate::decode::{self, cols};
+        use crate::error::StoreError;
+        use crate::ids::{IdNumber, Phone, TaxpayerId};
+        use crate::model::{
+            AgencyAgreement, Binding, Enterprise, Person, Secret, Session, SessionSlice, Timestamp,
+        };
+        use crate::records::{
+            AuditEvent, Challenge, ChallengePurpose, ConfirmOutcome, FailureState, Invalidation,
+            NewBinding, Side, SmsStats,
+        };
+        use crate::seed::{ImportSummary, ValidSeed};
+        use crate::store_api::{SessionIdentity, StoreResult};
+
+        type DbRow = <$Db as sqlx::Database>::Row;
+
+        fn col<'r, T>(row: &'r DbRow, prefix: &str, name: &str) -> StoreResult<T>
+        where
+            T: sqlx::Decode<'r, $Db> + sqlx::Type<$Db>,
+        {
+            let c = format!("{prefix}{name}");
+            row.try_get::<T, &str>(c.as_str())
+                .map_err(|e| StoreError::corrupt(&c, e))
+        }
+
+        fn agreement_cols() -> String {
+            format!(
+                "{}, (SELECT {}(st.person, ',') FROM agreement_staff st \
+                 WHERE st.agreement_id = g.id) AS g_staff",
+                cols("g", decode::AGREEMENT_COLS),
+                $agg
+            )
+        }
+
+        static SLICE_SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {}, {}, {}, {}, {}, {} FROM sessions s \
+                 LEFT JOIN persons p ON p.id_number = s.person \
+                 LEFT JOIN enterprises e ON e.taxpayer_id = s.enterprise \
+                 LEFT JOIN enterprises a ON a.taxpayer_id = s.agency \
+                 LEFT JOIN bindings b ON b.id = s.binding_id \
+                 LEFT JOIN agency_agreements g ON g.id = s.agreement_id \
+                 WHERE s.token_hash = $1",
+                cols("s", decode::SESSION_COLS),
+                cols("p", decode::PERSON_COLS),
+                cols("e", decode::ENTERPRISE_COLS),
+                cols("a", decode::ENTERPRISE_COLS),
+                cols("b", decode::BINDING_COLS),
+                agreement_cols(),
+            )
+        });
+        static PERSON_SELECT: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {} FROM persons p", cols("p", decode::PERSON_COLS))
+        });
+        static ENTERPRISE_SELECT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {} FROM enterprises e WHERE e.taxpayer_id = $1",
+                cols("e", decode::ENTERPRISE_COLS)
+            )
+        });
+        static BINDING_SELECT: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {} FROM bindings b", cols("b", decode::BINDING_COLS))
+        });
+        static AGREEMENT_SELECT: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {} FROM agency_agreements g", agreement_cols())
+        });
+        static CHALLENGE_SELECT: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {} FROM challenges c", cols("c", decode::CHALLENGE_COLS))
+        });
+
+        fn failure_sql(table: &str, key: &str) -> String {
+            // Every SET expression sees the old row. A failure after an expired lock restarts
+            // the count at 1; reaching the maximum (re)locks.
+            let next = "(CASE WHEN locked_until IS NOT NULL AND locked_until <= $2 \
+                        THEN 1 ELSE failed_logins + 1 END)";
+            format!(
+                "UPDATE {table} SET failed_logins = {next}, \
+                 locked_until = CASE WHEN {next} >= $3 THEN $2 + $4 \
+                 WHEN locked_until IS NOT NULL AND locked_until <= $2 THEN NULL \
+                 ELSE locked_until END \
+                 WHERE {key} = $1 RETURNING failed_logins, locked_until"
+            )
+        }
+        static PERSON_FAILURE: LazyLock<String> =
+            LazyLock::new(|| failure_sql("persons", "id_number"));
+        static ENTERPRISE_FAILURE: LazyLock<String> =
+            LazyLock::new(|| failure_sql("enterprises", "taxpayer_id"));
+
+        fn q(sql: &'static LazyLock<String>) -> AssertSqlSafe<&'static str> {
+            AssertSqlSafe(sql.as_str())
+        }
+
+        fn session_at(row: &DbRow) -> StoreResult<Session> {
+            let p = "s_";
+            Ok(Session {
+                id: col(row, p, "id")?,
+                token_hash: col(row, p, "token_hash")?,
+                entry: decode::entry("entry", &col::<String>(row, p, "entry")?)?,
+                person: decode::opt("person", col(row, p, "person")?, decode::id_number)?,
+                enterprise: decode::opt("enterprise", col(row, p, "enterprise")?, decode::taxpayer_id)?,
+                agency: decode::opt("agency", col(row, p, "agency")?, decode::taxpayer_id)?,
+                role: decode::opt("role", col(row, p, "role")?, decode::role)?,
+                binding_id: col(row, p, "binding_id")?,
+                agreement_id: col(row, p, "agreement_id")?,
+                factor: decode::factor("factor", &col::<String>(row, p, "factor")?)?,
+                created_at: col(row, p, "created_at")?,
+                last_seen_at: col(row, p, "last_seen_at")?,
+                expires_at: col(row, p, "expires_at")?,
+                revoked_at: col(row, p, "revoked_at")?,
+            })
+        }
+
+        fn person_at(row: &DbRow, p: &str) -> StoreResult<Option<Person>> {
+            let Some(id) = col::<Option<String>>(row, p, "id_number")? else {
+                return Ok(None);
+            };
+            Ok(Some(Person {
+                id_number: decode::id_number("id_number", &id)?,
+                name: col(row, p, "name")?,
+                username: col(row, p, "username")?,
+                phone: decode::opt("phone", col(row, p, "phone")?, decode::phone)?,
+                password_hash: Secret(col(row, p, "password_hash")?),
+                must_change_password: col(row, p, "must_change_password")?,
+                failed_logins: col(row, p, "failed_logins")?,
+                locked_until: col(row, p, "locked_until")?,
+                updated_at: col(row, p, "updated_at")?,
+            }))
+        }
+
+        fn enterprise_at(row: &DbRow, p: &str) -> StoreResult<Option<Enterprise>> {
+            let Some(id) = col::<Option<String>>(row, p, "taxpayer_id")? else {
+                return Ok(None);
+            };
+            Ok(Some(Enterprise {
+                taxpayer_id: decode::taxpayer_id("taxpayer_id", &id)?,
+                name: col(row, p, "name")?,
+                is_agency: col(row, p, "is_agency")?,
+                legacy_password_hash: col::<Option<String>>(row, p, "legacy_password_hash")?
+                    .map(Secret),
+                phone: decode::opt("phone", col(row, p, "phone")?, decode::phone)?,
+                failed_logins: col(row, p, "failed_logins")?,
+                locked_until: col(row, p, "locked_until")?,
+            }))
+        }
+
+        fn binding_at(row: &DbRow) -> StoreResult<Option<Binding>> {
+            let p = "b_";
+            let Some(id) = col::<Option<String>>(row, p, "id")? else {
+                return Ok(None);
+            };
+            Ok(Some(Binding {
+                id,
+                person: decode::id_number("person", &col::<String>(row, p, "person")?)?,
+                enterprise: decode::taxpayer_id("enterprise", &col::<String>(row, p, "enterprise")?)?,
+                role: decode::role("role", &col::<String>(row, p, "role")?)?,
+                permissions: decode::opt("permissions", col(row, p, "permissions")?, decode::groups)?,
+                valid_from: col(row, p, "valid_from")?,
+                valid_until: col(row, p, "valid_until")?,
+                enterprise_confirmed: col(row, p, "enterprise_confirmed")?,
+                person_confirmed: col(row, p, "person_confirmed")?,
+                revoked_at: col(row, p, "revoked_at")?,
+                created_at: col(row, p, "created_at")?,
+                updated_at: col(row, p, "updated_at")?,
+                updated_by: col(row, p, "updated_by")?,
+            }))
+        }
+
+        fn agreement_at(row: &DbRow) -> StoreResult<Option<AgencyAgreement>> {
+            let p = "g_";
+            let Some(id) = col::<Option<String>>(row, p, "id")? else {
+                return Ok(None);
+            };
+            Ok(Some(AgencyAgreement {
+                id,
+                agency: decode::taxpayer_id("agency", &col::<String>(row, p, "agency")?)?,
+                client: decode::taxpayer_id("client", &col::<String>(row, p, "client")?)?,
+                staff: decode::staff("staff", col(row, p, "staff")?)?,
+                scope: decode::groups("scope", &col::<String>(row, p, "scope")?)?,
+                valid_from: col(row, p, "valid_from")?,
+                valid_until: col(row, p, "valid_until")?,
+                client_confirmed: col(row, p, "client_confirmed")?,
+                revoked_at: col(row, p, "revoked_at")?,
+                updated_at: col(row, p, "updated_at")?,
+            }))
+        }
+
+        fn challenge_at(row: &DbRow) -> StoreResult<Challenge> {
+            let p = "c_";
+            Ok(Challenge {
+                id_hash: col(row, p, "id_hash")?,
+                purpose: decode::purpose("purpose", &col::<String>(row, p, "purpose")?)?,
+                entry: decode::opt("entry", col(row, p, "entry")?, decode::entry)?,
+                person: decode::opt("person", col(row, p, "person")?, decode::id_number)?,
+                enterprise: decode::opt("enterprise", col(row, p, "enterprise")?, decode::taxpayer_id)?,
+                agency: decode::opt("agency", col(row, p, "agency")?, decode::taxpayer_id)?,
+                target_phone: decode::opt("target_phone", col(row, p, "target_phone")?, decode::phone)?,
+                code_hash: col::<Option<String>>(row, p, "code_hash")?.map(Secret),
+                code_expires_at: col(row, p, "code_expires_at")?,
+                code_attempts: col(row, p, "code_attempts")?,
+                face_nonce: col(row, p, "face_nonce")?,
+                face_status: decode::opt("face_status", col(row, p, "face_status")?, decode::face_status)?,
+                client_addr: col(row, p, "client_addr")?,
+                created_at: col(row, p, "created_at")?,
+                expires_at: col(row, p, "expires_at")?,
+                consumed_at: col(row, p, "consumed_at")?,
+            })
+        }
+
+        fn all_bindings(rows: Vec<DbRow>) -> StoreResult<Vec<Binding>> {
+            rows.iter().filter_map(|r| binding_at(r).transpose()).collect()
+        }
+
+        fn all_agreements(rows: Vec<DbRow>) -> StoreResult<Vec<AgencyAgreement>> {
+            rows.iter().filter_map(|r| agreement_at(r).transpose()).collect()
+        }
+
+        type Tx = sqlx::Transaction<'static, $Db>;
+
+        async fn binding_in(tx: &mut Tx, id: &str) -> StoreResult<Option<Binding>> {
+            let sql = format!("{} WHERE b.id = $1", *BINDING_SELECT);
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(binding_at).transpose().map(Option::flatten)
+        }
+
+        impl crate::Store for $Store {
+            async fn migrate(&self) -> StoreResult<()> {
+                sqlx::migrate!($migrations).run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            fn subscribe_invalidations(&self) -> broadcast::Receiver<Invalidation> {
+                self.events.subscribe()
+            }
+
+            async fn create_session(&self, s: &Session) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (id, token_hash, entry, person, enterprise, agency, \
+                     role, binding_id, agreement_id, factor, created_at, last_seen_at, \
+                     expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(&s.id)
+                .bind(&s.token_hash)
+                .bind(s.entry.as_str())
+                .bind(s.person.as_ref().map(IdNumber::as_str))
+                .bind(s.enterprise.as_ref().map(TaxpayerId::as_str))
+                .bind(s.agency.as_ref().map(TaxpayerId::as_str))
+                .bind(s.role.map(|r| r.as_str()))
+                .bind(s.binding_id.as_deref())
+                .bind(s.agreement_id.as_deref())
+                .bind(s.factor.as_str())
+                .bind(s.created_at)
+                .bind(s.last_seen_at)
+                .bind(s.expires_at)
+                .bind(s.revoked_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn session_slice(&self, token_hash: &str) -> StoreResult<Option<SessionSlice>> {
+                let Some(row) = sqlx::query(q(&SLICE_SQL))
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(SessionSlice {
+                    session: session_at(&row)?,
+                    person: person_at(&row, "p_")?,
+                    enterprise: enterprise_at(&row, "e_")?,
+                    agency: enterprise_at(&row, "a_")?,
+                    binding: binding_at(&row)?,
+                    agreement: agreement_at(&row)?,
+                }))
+            }
+
+            async fn touch_session(&self, id: &str, now: Timestamp) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn revoke_session(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                let inv = vec![Invalidation::Session { id: id.to_string() }];
+                if done {
+                    self.notify(&mut tx, &inv).await?;
+                }
+                tx.commit().await?;
+                if done {
+                    self.publish(inv);
+                }
+                Ok(done)
+            }
+
+            async fn revoke_person_sessions(
+                &self,
+                person: &IdNumber,
+                now: Timestamp,
+            ) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "UPDATE sessions SET revoked_at = $2 \
+                     WHERE person = $1 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(person.as_str())
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let n = ids.len() as u64;
+                let mut inv: Vec<Invalidation> =
+                    ids.into_iter().map(|id| Invalidation::Session { id }).collect();
+                inv.push(Invalidation::Person { id_number: person.clone() });
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(n)
+            }
+
+            async fn set_session_identity(
+                &self,
+                id: &str,
+                ident: &SessionIdentity,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE sessions SET enterprise = $2, agency = $3, role = $4, \
+                     binding_id = $5, agreement_id = $6 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(ident.enterprise.as_ref().map(TaxpayerId::as_str))
+                .bind(ident.agency.as_ref().map(TaxpayerId::as_str))
+                .bind(ident.role.map(|r| r.as_str()))
+                .bind(ident.binding_id.as_deref())
+                .bind(ident.agreement_id.as_deref())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let inv = vec![Invalidation::Session { id: id.to_string() }];
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(())
+            }
+
+            async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+                Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn person_by_account(&self, account: &str) -> StoreResult<Option<Person>> {
+                let (column, key) = if let Ok(id) = IdNumber::parse(account) {
+                    ("id_number", id.as_str().to_string())
+                } else if let Ok(phone) = Phone::parse(account) {
+                    ("phone", phone.as_str().to_string())
+                } else {
+                    ("username", account.trim().to_string())
+                };
+                let sql = format!("{} WHERE p.{column} = $1", *PERSON_SELECT);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(|r| person_at(r, "p_")).transpose().map(Option::flatten)
+            }
+
+            async fn person(&self, id: &IdNumber) -> StoreResult<Option<Person>> {
+                let sql = format!("{} WHERE p.id_number = $1", *PERSON_SELECT);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(|r| person_at(r, "p_")).transpose().map(Option::flatten)
+            }
+
+            async fn record_person_failure(
+                &self,
+                id: &IdNumber,
+                now: Timestamp,
+                max_failures: i32,
+                lockout_secs: i64,
+            ) -> StoreResult<FailureState> {
+                let row = sqlx::query(q(&PERSON_FAILURE))
+                    .bind(id.as_str())
+                    .bind(now)
+                    .bind(max_failures)
+                    .bind(lockout_secs)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Ok(FailureState {
+                    failed_count: col(&row, "", "failed_logins")?,
+                    locked_until: col(&row, "", "locked_until")?,
+                })
+            }
+
+            async fn reset_person_failures(&self, id: &IdNumber) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE persons SET failed_logins = 0, locked_until = NULL \
+                     WHERE id_number = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
+                )
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn set_password(
+                &self,
+                id: &IdNumber,
+                phc: &Secret,
+                must_change: bool,
+                now: Timestamp,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE persons SET password_hash = $2, must_change_password = $3, \
+                     updated_at = $4 WHERE id_number = $1",
+                )
+                .bind(id.as_str())
+                .bind(phc.expose())
+                .bind(must_change)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let inv = vec![Invalidation::Person { id_number: id.clone() }];
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(())
+            }
+
+            async fn transfer_phone(
+                &self,
+                id: &IdNumber,
+                phone: &Phone,
+                now: Timestamp,
+            ) -> StoreResult<Option<IdNumber>> {
+                // A concurrent transfer of the same number can make our final UPDATE hit the
+                // unique index (PostgreSQL, read committed); running again then clears the
+                // winner, so the last transfer wins and there is always exactly one holder.
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match self.transfer_phone_once(id, phone, now).await {
+                        Err(StoreError::Conflict { .. }) if attempt < 5 => continue,
+                        other => return other,
+                    }
+                }
+            }
+
+            async fn enterprise(&self, id: &TaxpayerId) -> StoreResult<Option<Enterprise>> {
+                let row = sqlx::query(q(&ENTERPRISE_SELECT))
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(|r| enterprise_at(r, "e_")).transpose().map(Option::flatten)
+            }
+
+            async fn record_enterprise_failure(
+                &self,
+                id: &TaxpayerId,
+                now: Timestamp,
+                max_failures: i32,
+                lockout_secs: i64,
+            ) -> StoreResult<FailureState> {
+                let row = sqlx::query(q(&ENTERPRISE_FAILURE))
+                    .bind(id.as_str())
+                    .bind(now)
+                    .bind(max_failures)
+                    .bind(lockout_secs)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Ok(FailureState {
+                    failed_count: col(&row, "", "failed_logins")?,
+                    locked_until: col(&row, "", "locked_until")?,
+                })
+            }
+
+            async fn reset_enterprise_failures(&self, id: &TaxpayerId) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE enterprises SET failed_logins = 0, locked_until = NULL \
+                     WHERE taxpayer_id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
+                )
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn binding(&self, id: &str) -> StoreResult<Option<Binding>> {
+                let sql = format!("{} WHERE b.id = $1", *BINDING_SELECT);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(binding_at).transpose().map(Option::flatten)
+            }
+
+            async fn bindings_of_person(&self, person: &IdNumber) -> StoreResult<Vec<Binding>> {
+                let sql = format!(
+                    "{} WHERE b.person = $1 ORDER BY b.created_at DESC, b.id",
+                    *BINDING_SELECT
+                );
+                all_bindings(
+                    sqlx::query(AssertSqlSafe(sql))
+                        .bind(person.as_str())
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn bindings_of_enterprise(
+                &self,
+                enterprise: &TaxpayerId,
+            ) -> StoreResult<Vec<Binding>> {
+                let sql = format!(
+                    "{} WHERE b.enterprise = $1 ORDER BY b.created_at DESC, b.id",
+                    *BINDING_SELECT
+                );
+                all_bindings(
+                    sqlx::query(AssertSqlSafe(sql))
+                        .bind(enterprise.as_str())
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn bindings_between(
+                &self,
+                person: &IdNumber,
+                enterprise: &TaxpayerId,
+            ) -> StoreResult<Vec<Binding>> {
+                let sql = format!(
+                    "{} WHERE b.person = $1 AND b.enterprise = $2 \
+                     ORDER BY b.created_at DESC, b.id",
+                    *BINDING_SELECT
+                );
+                all_bindings(
+                    sqlx::query(AssertSqlSafe(sql))
+                        .bind(person.as_str())
+                        .bind(enterprise.as_str())
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn create_binding(&self, new: NewBinding) -> StoreResult<Binding> {
+                let binding = Binding {
+                    id: crate::records::new_id()?,
+                    person: new.person,
+                    enterprise: new.enterprise,
+                    role: new.role,
+                    permissions: new.permissions,
+                    valid_from: new.valid_from,
+                    valid_until: new.valid_until,
+                    enterprise_confirmed: new.enterprise_confirmed,
+                    person_confirmed: new.person_confirmed,
+                    revoked_at: None,
+                    created_at: new.now,
+                    updated_at: new.now,
+                    updated_by: new.by,
+                };
+                insert_binding(&self.pool, &binding).await.map_err(|e| match e {
+                    StoreError::Conflict { .. } => StoreError::conflict(
+                        "an active binding with this person, enterprise and role exists",
+                    ),
+                    other => other,
+                })?;
+                Ok(binding)
+            }
+
+            async fn confirm_binding(
+                &self,
+                id: &str,
+                side: Side,
+                by: &str,
+                now: Timestamp,
+            ) -> StoreResult<ConfirmOutcome> {
+                let sql = match side {
+                    Side::Enterprise => {
+                        "UPDATE bindings SET enterprise_confirmed = TRUE, updated_at = $2, \
+                         updated_by = $3 WHERE id = $1 AND revoked_at IS NULL \
+                         AND enterprise_confirmed = FALSE"
+                    }
+                    Side::Person => {
+                        "UPDATE bindings SET person_confirmed = TRUE, updated_at = $2, \
+                         updated_by = $3 WHERE id = $1 AND revoked_at IS NULL \
+                         AND person_confirmed = FALSE"
+                    }
+                };
+                let mut tx = self.begin_write().await?;
+                let changed = sqlx::query(sql)
+                    .bind(id)
+                    .bind(now)
+                    .bind(by)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                let binding = binding_in(&mut tx, id).await?;
+                let Some(binding) = binding.filter(|b| b.revoked_at.is_none()) else {
+                    return Err(StoreError::NotFound);
+                };
+                if !changed {
+                    return Ok(ConfirmOutcome::AlreadyConfirmed(binding));
+                }
+                let inv = vec![Invalidation::Binding { id: id.to_string() }];
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(ConfirmOutcome::Confirmed(binding))
+            }
+
+            async fn revoke_binding(
+                &self,
+                id: &str,
+                by: &str,
+                now: Timestamp,
+            ) -> StoreResult<Binding> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE bindings SET revoked_at = $2, updated_at = $2, updated_by = $3 \
+                     WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let binding = binding_in(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+                let inv = vec![Invalidation::Binding { id: id.to_string() }];
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(binding)
+            }
+
+            async fn agreement(&self, id: &str) -> StoreResult<Option<AgencyAgreement>> {
+                let sql = format!("{} WHERE g.id = $1", *AGREEMENT_SELECT);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(agreement_at).transpose().map(Option::flatten)
+            }
+
+            async fn agreements_of_staff(
+                &self,
+                agency: &TaxpayerId,
+                person: &IdNumber,
+            ) -> StoreResult<Vec<AgencyAgreement>> {
+                let sql = format!(
+                    "{} JOIN agreement_staff me ON me.agreement_id = g.id \
+                     WHERE me.person = $2 AND g.agency = $1 AND g.revoked_at IS NULL \
+                     ORDER BY g.client",
+                    *AGREEMENT_SELECT
+                );
+                all_agreements(
+                    sqlx::query(AssertSqlSafe(sql))
+                        .bind(agency.as_str())
+                        .bind(person.as_str())
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn agreement_between(
+                &self,
+                agency: &TaxpayerId,
+                client: &TaxpayerId,
+            ) -> StoreResult<Option<AgencyAgreement>> {
+                let sql = format!(
+                    "{} WHERE g.agency = $1 AND g.client = $2 AND g.revoked_at IS NULL",
+                    *AGREEMENT_SELECT
+                );
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(agency.as_str())
+                    .bind(client.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(agreement_at).transpose().map(Option::flatten)
+            }
+
+            async fn revoke_agreement(&self, id: &str, now: Timestamp) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE agency_agreements SET revoked_at = $2, updated_at = $2 \
+                     WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let inv = vec![Invalidation::Agreement { id: id.to_string() }];
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(())
+            }
+
+            async fn create_challenge(&self, c: &Challenge) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO challenges (id_hash, purpose, entry, person, enterprise, agency, \
+                     target_phone, code_hash, code_expires_at, code_attempts, face_nonce, \
+                     face_status, client_addr, created_at, expires_at, consumed_at) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                )
+                .bind(&c.id_hash)
+                .bind(c.purpose.as_str())
+                .bind(c.entry.map(|e| e.as_str()))
+                .bind(c.person.as_ref().map(IdNumber::as_str))
+                .bind(c.enterprise.as_ref().map(TaxpayerId::as_str))
+                .bind(c.agency.as_ref().map(TaxpayerId::as_str))
+                .bind(c.target_phone.as_ref().map(Phone::as_str))
+                .bind(c.code_hash.as_ref().map(Secret::expose))
+                .bind(c.code_expires_at)
+                .bind(c.code_attempts)
+                .bind(c.face_nonce.as_deref())
+                .bind(c.face_status.map(|s| s.as_str()))
+                .bind(c.client_addr.as_deref())
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .bind(c.consumed_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn challenge(&self, id_hash: &str) -> StoreResult<Option<Challenge>> {
+                let sql = format!("{} WHERE c.id_hash = $1", *CHALLENGE_SELECT);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(id_hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(challenge_at).transpose()
+            }
+
+            async fn record_code_attempt(&self, id_hash: &str) -> StoreResult<i32> {
+                sqlx::query_scalar(
+                    "UPDATE challenges SET code_attempts = code_attempts + 1 \
+                     WHERE id_hash = $1 RETURNING code_attempts",
+                )
+                .bind(id_hash)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)
+            }
+
+            async fn set_challenge_code(
+                &self,
+                id_hash: &str,
+                code_hash: &Secret,
+                code_expires_at: Timestamp,
+            ) -> StoreResult<()> {
+                let n = sqlx::query(
+                    "UPDATE challenges SET code_hash = $2, code_expires_at = $3 WHERE id_hash = $1",
+                )
+                .bind(id_hash)
+                .bind(code_hash.expose())
+                .bind(code_expires_at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn set_face_nonce(&self, id_hash: &str, nonce: &str) -> StoreResult<()> {
+                let n = sqlx::query(
+                    "UPDATE challenges SET face_nonce = $2, face_status = 'pending' \
+                     WHERE id_hash = $1",
+                )
+                .bind(id_hash)
+                .bind(nonce)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn challenge_by_nonce(&self, nonce: &str) -> StoreResult<Option<Challenge>> {
+                let sql = format!("{} WHERE c.face_nonce = $1", *CHALLENGE_SELECT);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(nonce)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(challenge_at).transpose()
+            }
+
+            async fn set_face_result(&self, nonce: &str, passed: bool) -> StoreResult<bool> {
+                let status = if passed { "passed" } else { "failed" };
+                Ok(sqlx::query(
+                    "UPDATE challenges SET face_status = $2 WHERE face_nonce = $1 \
+                     AND face_status = 'pending' AND consumed_at IS NULL",
+                )
+                .bind(nonce)
+                .bind(status)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1)
+            }
+
+            async fn consume_challenge(&self, id_hash: &str, now: Timestamp) -> StoreResult<bool> {
+                Ok(sqlx::query(
+                    "UPDATE challenges SET consumed_at = $2 WHERE id_hash = $1 \
+                     AND consumed_at IS NULL AND expires_at > $2",
+                )
+                .bind(id_hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1)
+            }
+
+            async fn delete_expired_challenges(&self, before: Timestamp) -> StoreResult<u64> {
+                Ok(sqlx::query("DELETE FROM challenges WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn record_sms_sent(
+                &self,
+                phone: &Phone,
+                purpose: ChallengePurpose,
+                now: Timestamp,
+            ) -> StoreResult<()> {
+                sqlx::query("INSERT INTO sms_log (phone, purpose, sent_at) VALUES ($1, $2, $3)")
+                    .bind(phone.as_str())
+                    .bind(purpose.as_str())
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn sms_stats(&self, phone: &Phone, since: Timestamp) -> StoreResult<SmsStats> {
+                let row = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM sms_log WHERE phone = $1 AND sent_at >= $2) \
+                     AS n, (SELECT MAX(sent_at) FROM sms_log WHERE phone = $1) AS last",
+                )
+                .bind(phone.as_str())
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(SmsStats {
+                    count: col(&row, "", "n")?,
+                    last_sent_at: col(&row, "", "last")?,
+                })
+            }
+
+            async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                // 16 parameters a row: 500 rows stay under both backends' parameter limits.
+                for chunk in events.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$Db>::new(
+                        "INSERT INTO audit_events (id, at, request_id, session_id, person, \
+                         enterprise, role, entry, action, path, allowed, policies, reason, \
+                         policy_version, client_addr, detail) ",
+                    );
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.id.clone())
+                            .push_bind(e.at)
+                            .push_bind(e.request_id.clone())
+                            .push_bind(e.session_id.clone())
+                            .push_bind(e.person.as_ref().map(|p| p.as_str().to_string()))
+                            .push_bind(e.enterprise.as_ref().map(|p| p.as_str().to_string()))
+                            .push_bind(e.role.map(|r| r.as_str()))
+                            .push_bind(e.entry.map(|r| r.as_str()))
+                            .push_bind(e.action.clone())
+                            .push_bind(e.path.clone())
+                            .push_bind(e.allowed)
+                            .push_bind(serde_json::Value::from(e.policies.clone()).to_string())
+                            .push_bind(e.reason.clone())
+                            .push_bind(e.policy_version.clone())
+                            .push_bind(e.client_addr.clone())
+                            .push_bind(e.detail.clone());
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn count_audit(&self) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn apply_seed(&self, seed: &ValidSeed, now: Timestamp) -> StoreResult<ImportSummary> {
+                let mut tx = self.begin_write().await?;
+                let summary = apply_seed_in(&mut tx, seed, now).await?;
+                let inv = vec![Invalidation::All];
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(summary)
+            }
+        }
+
+        impl $Store {
+            async fn transfer_phone_once(
+                &self,
+                id: &IdNumber,
+                phone: &Phone,
+                now: Timestamp,
+            ) -> StoreResult<Option<IdNumber>> {
+                let mut tx = self.begin_write().await?;
+                // Racing transfers of one number run one after the other (SQLite: the write
+                // lock taken by BEGIN IMMEDIATE; PostgreSQL: an advisory lock on the number),
+                // otherwise two of them lock the two persons' rows in opposite orders.
+                self.lock_key(&mut tx, phone.as_str()).await?;
+                let previous: Vec<String> = sqlx::query_scalar(
+                    "UPDATE persons SET phone = NULL, updated_at = $3 \
+                     WHERE phone = $1 AND id_number <> $2 RETURNING id_number",
+                )
+                .bind(phone.as_str())
+                .bind(id.as_str())
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let n = sqlx::query(
+                    "UPDATE persons SET phone = $1, updated_at = $3 WHERE id_number = $2",
+                )
+                .bind(phone.as_str())
+                .bind(id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let previous = match previous.first() {
+                    Some(p) => Some(decode::id_number("id_number", p)?),
+                    None => None,
+                };
+                let mut inv = vec![Invalidation::Person { id_number: id.clone() }];
+                if let Some(p) = &previous {
+                    inv.push(Invalidation::Person { id_number: p.clone() });
+                }
+                self.notify(&mut tx, &inv).await?;
+                tx.commit().await?;
+                self.publish(inv);
+                Ok(previous)
+            }
+        }
+
+        async fn insert_binding<'e, E>(exec: E, b: &Binding) -> StoreResult<()>
+        where
+            E: sqlx::Executor<'e, Database = $Db>,
+        {
+            sqlx::query(
+                "INSERT INTO bindings (id, person, enterprise, role, permissions, valid_from, \
+                 valid_until, enterprise_confirmed, person_confirmed, revoked_at, created_at, \
+                 updated_at, updated_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&b.id)
+            .bind(b.person.as_str())
+            .bind(b.enterprise.as_str())
+            .bind(b.role.as_str())
+            .bind(b.permissions.as_deref().map(decode::groups_json))
+            .bind(b.valid_from)
+            .bind(b.valid_until)
+            .bind(b.enterprise_confirmed)
+            .bind(b.person_confirmed)
+            .bind(b.revoked_at)
+            .bind(b.created_at)
+            .bind(b.updated_at)
+            .bind(&b.updated_by)
+            .execute(exec)
+            .await?;
+            Ok(())
+        }
+
+        async fn apply_seed_in(
+            tx: &mut Tx,
+            seed: &ValidSeed,
+            now: Timestamp,
+        ) -> StoreResult<ImportSummary> {
+            let mut sum = ImportSummary::default();
+            for p in &seed.persons {
+                // Free the number / username from another seeded person first (validation made
+                // sure any current holder is in the seed and gets its own value below).
+                if let Some(phone) = &p.phone {
+                    sqlx::query(
+                        "UPDATE persons SET phone = NULL, updated_at = $3 \
+                         WHERE phone = $1 AND id_number <> $2",
+                    )
+                    .bind(phone.as_str())
+                    .bind(p.id_number.as_str())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                if let Some(username) = &p.username {
+                    sqlx::query(
+                        "UPDATE persons SET username = NULL, updated_at = $3 \
+                         WHERE username = $1 AND id_number <> $2",
+                    )
+                    .bind(username)
+                    .bind(p.id_number.as_str())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                let exists: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM persons WHERE id_number = $1")
+                        .bind(p.id_number.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if exists.is_some() {
+                    // The password is never touched: the person may have changed it.
+                    let n = sqlx::query(
+                        "UPDATE persons SET name = $2, username = $3, phone = $4, updated_at = $5 \
+                         WHERE id_number = $1 AND (name IS DISTINCT FROM $2 \
+                         OR username IS DISTINCT FROM $3 OR phone IS DISTINCT FROM $4)",
+                    )
+                    .bind(p.id_number.as_str())
+                    .bind(&p.name)
+                    .bind(p.username.as_deref())
+                    .bind(p.phone.as_ref().map(Phone::as_str))
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                    sum.persons_updated += n;
+                } else {
+                    let Some(hash) = &p.password_hash else {
+                        return Err(StoreError::conflict(
+                            "a seeded person was deleted during the import; run it again",
+                        ));
+                    };
+                    sqlx::query(
+                        "INSERT INTO persons (id_number, name, username, phone, password_hash, \
+                         must_change_password, failed_logins, locked_until, created_at, \
+                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7, $7)",
+                    )
+                    .bind(p.id_number.as_str())
+                    .bind(&p.name)
+                    .bind(p.username.as_deref())
+                    .bind(p.phone.as_ref().map(Phone::as_str))
+                    .bind(hash.expose())
+                    .bind(p.must_change_password)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                    sum.persons_created += 1;
+                }
+            }
+            for e in &seed.enterprises {
+                let exists: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM enterprises WHERE taxpayer_id = $1")
+                        .bind(e.taxpayer_id.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if exists.is_some() {
+                    let n = sqlx::query(
+                        "UPDATE enterprises SET name = $2, is_agency = $3, phone = $4, \
+                         updated_at = $5 WHERE taxpayer_id = $1 AND (name IS DISTINCT FROM $2 \
+                         OR is_agency IS DISTINCT FROM $3 OR phone IS DISTINCT FROM $4)",
+                    )
+                    .bind(e.taxpayer_id.as_str())
+                    .bind(&e.name)
+                    .bind(e.is_agency)
+                    .bind(e.phone.as_ref().map(Phone::as_str))
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                    sum.enterprises_updated += n;
+                } else {
+                    sqlx::query(
+                        "INSERT INTO enterprises (taxpayer_id, name, is_agency, \
+                         legacy_password_hash, phone, failed_logins, locked_until, created_at, \
+                         updated_at) VALUES ($1, $2, $3, $4, $5, 0, NULL, $6, $6)",
+                    )
+                    .bind(e.taxpayer_id.as_str())
+                    .bind(&e.name)
+                    .bind(e.is_agency)
+                    .bind(e.legacy_password_hash.as_ref().map(Secret::expose))
+                    .bind(e.phone.as_ref().map(Phone::as_str))
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                    sum.enterprises_created += 1;
+                }
+            }
+            for b in &seed.bindings {
+                let existing: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM bindings WHERE person = $1 AND enterprise = $2 \
+                     AND role = $3 AND revoked_at IS NULL",
+                )
+                .bind(b.person.as_str())
+                .bind(b.enterprise.as_str())
+                .bind(b.role.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+                let perms = b.permissions.as_deref().map(decode::groups_json);
+                match existing {
+                    Some(id) => {
+                        // Confirmations only ever get added by an import, never withdrawn.
+                        let n = sqlx::query(
+                            "UPDATE bindings SET permissions = $2, \
+                             valid_from = COALESCE($3, valid_from), valid_until = $4, \
+                             enterprise_confirmed = (enterprise_confirmed OR $5), \
+                             person_confirmed = (person_confirmed OR $6), \
+                             updated_at = $7, updated_by = 'import' \
+                             WHERE id = $1 AND (permissions IS DISTINCT FROM $2 \
+                             OR valid_from IS DISTINCT FROM COALESCE($3, valid_from) \
+                             OR valid_until IS DISTINCT FROM $4 \
+                             OR enterprise_confirmed IS DISTINCT FROM (enterprise_confirmed OR $5) \
+                             OR person_confirmed IS DISTINCT FROM (person_confirmed OR $6))",
+                        )
+                        .bind(&id)
+                        .bind(perms)
+                        .bind(b.valid_from)
+                        .bind(b.valid_until)
+                        .bind(b.enterprise_confirmed)
+                        .bind(b.person_confirmed)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                        sum.bindings_updated += n;
+                    }
+                    None => {
+                        let binding = Binding {
+                            id: crate::records::new_id()?,
+                            person: b.person.clone(),
+                            enterprise: b.enterprise.clone(),
+                            role: b.role,
+                            permissions: b.permissions.clone(),
+                            valid_from: b.valid_from.unwrap_or(now),
+                            valid_until: b.valid_until,
+                            enterprise_confirmed: b.enterprise_confirmed,
+                            person_confirmed: b.person_confirmed,
+                            revoked_at: None,
+                            created_at: now,
+                            updated_at: now,
+                            updated_by: "import".to_string(),
+                        };
+                        insert_binding(&mut **tx, &binding).await?;
+                        sum.bindings_created += 1;
+                    }
+                }
+            }
+            for g in &seed.agreements {
+                let existing: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM agency_agreements WHERE agency = $1 AND client = $2 \
+                     AND revoked_at IS NULL",
+                )
+                .bind(g.agency.as_str())
+                .bind(g.client.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+                let scope = decode::groups_json(&g.scope);
+                let (id, mut changed, created) = match existing {
+                    Some(id) => {
+                        let n = sqlx::query(
+                            "UPDATE agency_agreements SET scope = $2, \
+                             valid_from = COALESCE($3, valid_from), valid_until = $4, \
+                             client_confirmed = (client_confirmed OR $5), updated_at = $6 \
+                             WHERE id = $1 AND (scope IS DISTINCT FROM $2 \
+                             OR valid_from IS DISTINCT FROM COALESCE($3, valid_from) \
+                             OR valid_until IS DISTINCT FROM $4 \
+                             OR client_confirmed IS DISTINCT FROM (client_confirmed OR $5))",
+                        )
+                        .bind(&id)
+                        .bind(&scope)
+                        .bind(g.valid_from)
+                        .bind(g.valid_until)
+                        .bind(g.client_confirmed)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                        (id, n > 0, false)
+                    }
+                    None => {
+                        let id = crate::records::new_id()?;
+                        sqlx::query(
+                            "INSERT INTO agency_agreements (id, agency, client, scope, \
+                             valid_from, valid_until, client_confirmed, revoked_at, created_at, \
+                             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8)",
+                        )
+                        .bind(&id)
+                        .bind(g.agency.as_str())
+                        .bind(g.client.as_str())
+                        .bind(&scope)
+                        .bind(g.valid_from.unwrap_or(now))
+                        .bind(g.valid_until)
+                        .bind(g.client_confirmed)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                        sum.agreements_created += 1;
+                        (id, false, true)
+                    }
+                };
+                let current: Vec<String> = sqlx::query_scalar(
+                    "SELECT person FROM agreement_staff WHERE agreement_id = $1",
+                )
+                .bind(&id)
+                .fetch_all(&mut **tx)
+                .await?;
+                for gone in current.iter().filter(|c| !g.staff.iter().any(|s| s.as_str() == c.as_str())) {
+                    sqlx::query("DELETE FROM agreement_staff WHERE agreement_id = $1 AND person = $2")
+                        .bind(&id)
+                        .bind(gone)
+                        .execute(&mut **tx)
+                        .await?;
+                    changed = true;
+                }
+                for new in g.staff.iter().filter(|s| !current.iter().any(|c| c == s.as_str())) {
+                    sqlx::query("INSERT INTO agreement_staff (agreement_id, person) VALUES ($1, $2)")
+                        .bind(&id)
+                        .bind(new.as_str())
+                        .execute(&mut **tx)
+                        .await?;
+                    changed = true;
+                }
+                if changed && !created {
+                    sum.agreements_updated += 1;
+                }
+            }
+            Ok(sum)
+        }
+    };
+}
+
+pub(crate) use sql_store_impl;

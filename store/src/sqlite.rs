@@ -1,0 +1,119 @@
+//! SQLite backend: one file (or memory), WAL, foreign keys on, a busy timeout, and write
+//! transactions that take the write lock up front (`BEGIN IMMEDIATE`) so two writers queue on
+//! the busy timeout instead of failing on a lock upgrade. Invalidations are an in-process
+//! broadcast: SQLite serves one instance.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// How long a statement waits for another connection's write lock before `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite store. Cheap to clone (a pool handle).
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    events: broadcast::Sender<Invalidation>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open `sqlite://path` (the file and its directory are created if missing) or
+    /// `sqlite::memory:` (one connection, for tests).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut opts = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Invalid {
+            what: "store url".into(),
+            reason: format!("`{}` is not a SQLite URL: {e}", redact(url)),
+        })?;
+        if !memory {
+            let file = opts.get_filename().to_path_buf();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_dir(dir)?;
+            }
+            opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+        }
+        opts = opts
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists per connection: keep exactly one.
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(SqliteStore { pool, events })
+    }
+
+    async fn begin_write(&self) -> Result<Tx, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// `BEGIN IMMEDIATE` already serialises every writer.
+    async fn lock_key(&self, _tx: &mut Tx, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// SQLite has no other instance to tell: publishing after commit is enough.
+    async fn notify(&self, _tx: &mut Tx, _inv: &[Invalidation]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn publish(&self, inv: Vec<Invalidation>) {
+        for i in inv {
+            // No receiver is not an error: nobody caches yet.
+            let _ = self.events.send(i);
+        }
+    }
+
+    /// Close the pool (tests and shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Unavailable(format!("cannot create directory `{}`: {e}", dir.display()))
+    })
+}
+
+/// URLs may carry a password: never echo it.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+crate::sql_impl::sql_store_impl!(
+    SqliteStore,
+    sqlx::Sqlite,
+    staff_agg = "group_concat",
+    migrations = "./migrations/sqlite"
+);

@@ -1,0 +1,326 @@
+//! The one storage trait. Methods are domain verbs; each backend owns its SQL.
+//!
+//! Methods that narrow access publish an [`Invalidation`] (after commit, to this instance's
+//! subscribers; on PostgreSQL also through `pg_notify` in the same transaction, to every other
+//! instance).
+
+use std::future::Future;
+
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+use crate::ids::{IdNumber, Phone, TaxpayerId};
+use crate::model::{
+    AgencyAgreement, Binding, Enterprise, Person, Role, Secret, Session, SessionSlice, Timestamp,
+};
+use crate::records::{
+    AuditEvent, Challenge, ChallengePurpose, ConfirmOutcome, FailureState, Invalidation,
+    NewBinding, Side, SmsStats,
+};
+use crate::seed::{ImportSummary, ValidSeed};
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The identity a session acts as (set at login and by `/account/switch`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionIdentity {
+    pub enterprise: Option<TaxpayerId>,
+    pub agency: Option<TaxpayerId>,
+    pub role: Option<Role>,
+    pub binding_id: Option<String>,
+    pub agreement_id: Option<String>,
+}
+
+/// Storage for everything one gateway instance shares with the others.
+pub trait Store: Send + Sync + Clone + 'static {
+    /// Apply the embedded migrations of this backend (idempotent).
+    fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// One trivial round trip; `Unavailable` when the database cannot be reached (`/readyz`).
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Invalidations published by this instance and (PostgreSQL) by every other instance.
+    /// A lagging receiver should treat `RecvError::Lagged` as [`Invalidation::All`].
+    fn subscribe_invalidations(&self) -> broadcast::Receiver<Invalidation>;
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    /// Store a new session. `Conflict` if the id or token hash exists.
+    fn create_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The session with this token hash and everything a decision needs (person, enterprise,
+    /// agency, binding, agreement with staff), in one indexed query. Revoked and expired sessions
+    /// are returned as they are: the caller compares `revoked_at` / `expires_at` with now.
+    fn session_slice(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<SessionSlice>>> + Send;
+
+    /// Record activity (idle timeout). Does nothing for an unknown or revoked session.
+    fn touch_session(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Revoke one session (logout). Returns false if it was unknown or already revoked.
+    /// Publishes `Session{id}`.
+    fn revoke_session(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Revoke every live session of a person; returns how many. Publishes `Session{id}` for each
+    /// and `Person{id_number}`.
+    fn revoke_person_sessions(
+        &self,
+        person: &IdNumber,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Rewrite the identity of a live session (identity switch). `NotFound` for an unknown or
+    /// revoked session. Publishes `Session{id}`.
+    fn set_session_identity(
+        &self,
+        id: &str,
+        identity: &SessionIdentity,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Delete sessions whose absolute expiry has passed; returns how many.
+    fn delete_expired_sessions(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    // ---- persons --------------------------------------------------------------------------
+
+    /// The person an account name designates: an ID number, a mobile number or a username
+    /// (the import guarantees a username never parses as either of the others).
+    fn person_by_account(
+        &self,
+        account: &str,
+    ) -> impl Future<Output = StoreResult<Option<Person>>> + Send;
+
+    fn person(&self, id: &IdNumber) -> impl Future<Output = StoreResult<Option<Person>>> + Send;
+
+    /// Atomically count one more consecutive password failure; the count reaching
+    /// `max_failures` locks the account until `now + lockout_secs`. A failure after an expired
+    /// lock starts counting again from 1. `NotFound` for an unknown person.
+    fn record_person_failure(
+        &self,
+        id: &IdNumber,
+        now: Timestamp,
+        max_failures: i32,
+        lockout_secs: i64,
+    ) -> impl Future<Output = StoreResult<FailureState>> + Send;
+
+    /// Clear the failure count and any lock (after a successful first factor).
+    fn reset_person_failures(&self, id: &IdNumber) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Store a new password hash and the must-change flag. Publishes `Person{id_number}`.
+    fn set_password(
+        &self,
+        id: &IdNumber,
+        phc: &Secret,
+        must_change: bool,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// 一号一人: in one transaction, clear `phone` from whoever holds it and give it to `id`.
+    /// Returns the previous holder (if another person). Concurrent transfers of one number end
+    /// with exactly one holder. Publishes `Person` for the previous holder and for `id`.
+    fn transfer_phone(
+        &self,
+        id: &IdNumber,
+        phone: &Phone,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<IdNumber>>> + Send;
+
+    // ---- enterprises ----------------------------------------------------------------------
+
+    fn enterprise(
+        &self,
+        id: &TaxpayerId,
+    ) -> impl Future<Output = StoreResult<Option<Enterprise>>> + Send;
+
+    /// Like [`Store::record_person_failure`], for the legacy enterprise password.
+    fn record_enterprise_failure(
+        &self,
+        id: &TaxpayerId,
+        now: Timestamp,
+        max_failures: i32,
+        lockout_secs: i64,
+    ) -> impl Future<Output = StoreResult<FailureState>> + Send;
+
+    fn reset_enterprise_failures(
+        &self,
+        id: &TaxpayerId,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ---- bindings -------------------------------------------------------------------------
+
+    fn binding(&self, id: &str) -> impl Future<Output = StoreResult<Option<Binding>>> + Send;
+
+    /// Every binding of a person, revoked ones included, newest first.
+    fn bindings_of_person(
+        &self,
+        person: &IdNumber,
+    ) -> impl Future<Output = StoreResult<Vec<Binding>>> + Send;
+
+    /// Every binding of an enterprise, revoked ones included, newest first.
+    fn bindings_of_enterprise(
+        &self,
+        enterprise: &TaxpayerId,
+    ) -> impl Future<Output = StoreResult<Vec<Binding>>> + Send;
+
+    /// The bindings between one person and one enterprise (any role), revoked ones included.
+    fn bindings_between(
+        &self,
+        person: &IdNumber,
+        enterprise: &TaxpayerId,
+    ) -> impl Future<Output = StoreResult<Vec<Binding>>> + Send;
+
+    /// Create a binding. `Conflict` when a non-revoked binding with the same person, enterprise
+    /// and role exists; `NotFound` when the person or the enterprise does not exist.
+    fn create_binding(&self, new: NewBinding) -> impl Future<Output = StoreResult<Binding>> + Send;
+
+    /// Record one side's confirmation in one transaction. `NotFound` for an unknown or revoked
+    /// binding. Publishes `Binding{id}`.
+    fn confirm_binding(
+        &self,
+        id: &str,
+        side: Side,
+        by: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<ConfirmOutcome>> + Send;
+
+    /// Revoke (withdraw or unbind) a binding; returns it as revoked. `NotFound` for an unknown or
+    /// already revoked binding. Publishes `Binding{id}`.
+    fn revoke_binding(
+        &self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Binding>> + Send;
+
+    // ---- agency agreements ----------------------------------------------------------------
+
+    fn agreement(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<AgencyAgreement>>> + Send;
+
+    /// The non-revoked agreements of `agency` naming `person` as staff: the agent's clients.
+    fn agreements_of_staff(
+        &self,
+        agency: &TaxpayerId,
+        person: &IdNumber,
+    ) -> impl Future<Output = StoreResult<Vec<AgencyAgreement>>> + Send;
+
+    /// The non-revoked agreement between an agency and a client, if any.
+    fn agreement_between(
+        &self,
+        agency: &TaxpayerId,
+        client: &TaxpayerId,
+    ) -> impl Future<Output = StoreResult<Option<AgencyAgreement>>> + Send;
+
+    /// Revoke an agreement. `NotFound` if unknown or already revoked. Publishes `Agreement{id}`.
+    fn revoke_agreement(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ---- login challenges -----------------------------------------------------------------
+
+    fn create_challenge(
+        &self,
+        challenge: &Challenge,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn challenge(
+        &self,
+        id_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<Challenge>>> + Send;
+
+    /// Atomically count one more wrong code; returns the new count. `NotFound` if unknown.
+    fn record_code_attempt(&self, id_hash: &str) -> impl Future<Output = StoreResult<i32>> + Send;
+
+    /// Store the hash of a freshly sent code and its expiry. Earlier wrong attempts still count
+    /// (the limit is per challenge, not per code). `NotFound` if unknown.
+    fn set_challenge_code(
+        &self,
+        id_hash: &str,
+        code_hash: &Secret,
+        code_expires_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Attach a face-verification nonce (status `pending`). `NotFound` if unknown.
+    fn set_face_nonce(
+        &self,
+        id_hash: &str,
+        nonce: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn challenge_by_nonce(
+        &self,
+        nonce: &str,
+    ) -> impl Future<Output = StoreResult<Option<Challenge>>> + Send;
+
+    /// Record the face result for a pending nonce, once: returns false when the nonce is unknown,
+    /// already used, or its challenge consumed (404 `unknown_nonce`).
+    fn set_face_result(
+        &self,
+        nonce: &str,
+        passed: bool,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Single use: true for exactly one caller, while the challenge is unexpired and unconsumed
+    /// (a conditional UPDATE, so instances racing cannot both succeed).
+    fn consume_challenge(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Delete challenges that expired before `before`; returns how many.
+    fn delete_expired_challenges(
+        &self,
+        before: Timestamp,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    // ---- SMS log --------------------------------------------------------------------------
+
+    fn record_sms_sent(
+        &self,
+        phone: &Phone,
+        purpose: ChallengePurpose,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Codes sent to `phone` at or after `since`, and the time of the last one ever.
+    fn sms_stats(
+        &self,
+        phone: &Phone,
+        since: Timestamp,
+    ) -> impl Future<Output = StoreResult<SmsStats>> + Send;
+
+    // ---- audit ----------------------------------------------------------------------------
+
+    /// Append a batch in one transaction (multi-row inserts). All or nothing.
+    fn append_audit(&self, events: &[AuditEvent]) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn count_audit(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    // ---- import ---------------------------------------------------------------------------
+
+    /// Upsert a validated seed in one transaction (see [`crate::seed`]). Publishes `All`.
+    /// Use [`crate::seed::import_seed`], which validates first.
+    fn apply_seed(
+        &self,
+        seed: &ValidSeed,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<ImportSummary>> + Send;
+}
