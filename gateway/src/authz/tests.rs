@@ -1,0 +1,158 @@
+//! Engine tests on the repository's policy set and on broken copies of it.
+
+use std::path::PathBuf;
+
+use super::*;
+
+pub(crate) fn repo_policies() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+#[test]
+fn repository_policies_load() {
+    let engine = match PolicyEngine::load(repo_policies()) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    let set = engine.current();
+    for w in &set.warnings {
+        println!("warning: {w}");
+    }
+    assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    assert_eq!(set.version.len(), 64);
+    assert_eq!(
+        engine.downstream_actions(),
+        ["declare", "invoice", "personal_tax", "query", "tax_affairs"]
+    );
+}
+
+/// A copy of the repository's policy directory to break.
+pub(crate) fn copy_policies() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&repo_policies(), tmp.path());
+    tmp
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn load_errors(dir: &std::path::Path) -> Vec<String> {
+    match load::compile(dir) {
+        Ok(_) => panic!("a broken set compiled"),
+        Err(e) => e.0,
+    }
+}
+
+const EXTRA: &str = "zz_extra.cedar";
+
+fn with_extra(text: &str) -> (tempfile::TempDir, Vec<String>) {
+    let dir = copy_policies();
+    std::fs::write(dir.path().join(EXTRA), text).unwrap();
+    let errors = load_errors(dir.path());
+    (dir, errors)
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let (_d, errors) = with_extra(
+        "// ok\n@id(\"a\")\npermit(principal, action, resource);\n\n@id(\"b\")\npermit(principal, action resource);\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("zz_extra.cedar:6:"), "{errors:?}");
+}
+
+#[test]
+fn schema_violation_names_file_and_line() {
+    let (_d, errors) = with_extra(
+        "@id(\"typo\")\npermit(principal is Session, action == Action::\"declare\", resource)\nwhen {\n  principal.must_change_pasword\n};\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("zz_extra.cedar:4:"), "{errors:?}");
+    let (_d, errors) = with_extra(
+        "@id(\"enum\")\npermit(principal is Session, action == Action::\"declare\", resource)\nwhen { principal.entry == Entry::\"enterprize\" };\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("zz_extra.cedar:"), "{errors:?}");
+}
+
+#[test]
+fn duplicate_and_missing_ids_are_errors() {
+    let (_d, errors) = with_extra(
+        "@id(\"session.view_and_logout\")\npermit(principal, action, resource);\n\npermit(principal, action, resource);\n",
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("zz_extra.cedar:1: duplicate"),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("session.cedar:"), "{errors:?}");
+    assert!(
+        errors[1].starts_with("zz_extra.cedar:4: policy has no @id"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn forbid_without_reason_is_an_error_and_unknown_reason_a_warning() {
+    let (_d, errors) = with_extra("@id(\"f\")\nforbid(principal, action, resource);\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("no @reason"), "{errors:?}");
+
+    let dir = copy_policies();
+    std::fs::write(
+        dir.path().join(EXTRA),
+        "@id(\"f\")\n@reason(\"brand_new_code\")\nforbid(principal, action, resource) when { false };\n",
+    )
+    .unwrap();
+    let compiled = load::compile(dir.path()).unwrap();
+    assert!(
+        compiled
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("zz_extra.cedar:1:") && w.contains("brand_new_code")),
+        "{:?}",
+        compiled.warnings
+    );
+}
+
+#[test]
+fn broken_set_is_never_activated_and_last_good_stays() {
+    let dir = copy_policies();
+    let engine = PolicyEngine::load(dir.path()).unwrap();
+    let good = engine.version();
+    for broken in [
+        "@id(\"x\")\npermit(principal, action, resource)\n",
+        "@id(\"x\")\npermit(principal, action == Action::\"no_such_action\", resource);\n",
+        "@id(\"session.view_and_logout\")\npermit(principal, action, resource);\n",
+    ] {
+        std::fs::write(dir.path().join(EXTRA), broken).unwrap();
+        assert!(engine.reload().is_err());
+        assert_eq!(engine.version(), good);
+        let status = engine.status();
+        assert_eq!(status.version, *good);
+        assert!(status.last_error.is_some_and(|e| e.contains(EXTRA)));
+    }
+    assert_eq!(engine.counters().failed_reloads, 3);
+    // A broken set also refuses to start.
+    assert!(PolicyEngine::load(dir.path()).is_err());
+    // Fixing it activates the new version and clears the error.
+    std::fs::write(
+        dir.path().join(EXTRA),
+        "@id(\"x\")\npermit(principal, action == Action::\"view_session\", resource);\n",
+    )
+    .unwrap();
+    let v = engine.reload().unwrap();
+    assert_ne!(v, good);
+    assert_eq!(engine.status().last_error, None);
+    assert_eq!(engine.counters().reloads, 2);
+}
