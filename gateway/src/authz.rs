@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Context, Request, RestrictedExpression};
+use cedar_policy::{Context, Entities, EntityUid, Request, RestrictedExpression, Schema};
 use taxgate_store::model::Timestamp;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -72,6 +72,7 @@ pub struct ActiveSet {
     pub reasons: Reasons,
     downstream_actions: Vec<String>,
     actions: Vec<String>,
+    schema: Schema,
     index: PolicyIndex,
 }
 
@@ -89,6 +90,7 @@ impl ActiveSet {
             reasons: compiled.reasons,
             downstream_actions: compiled.downstream_actions,
             actions: compiled.actions,
+            schema: compiled.schema,
             index,
         })
     }
@@ -102,28 +104,36 @@ impl ActiveSet {
         self.len() == 0
     }
 
-    fn request(
+    /// The resource of `action` for this slice (what the request acts on).
+    pub fn resource_for(&self, slice: &EntitySlice, action: &str) -> EntityUid {
+        let types = self
+            .index
+            .action(action)
+            .map(|a| a.resource_types.as_slice())
+            .unwrap_or(&[]);
+        slice.resource_for(action, types)
+    }
+
+    /// Decides one request given as Cedar values (the slice path and the test runner both end
+    /// here). `indexed: false` evaluates the whole set in one call (the reference answer).
+    pub fn decide_request(
         &self,
-        slice: &EntitySlice,
+        principal: &EntityUid,
         action: &str,
+        resource: &EntityUid,
+        entities: &Entities,
         facts: &RequestFacts,
-    ) -> Result<
-        (
-            Option<&index::ActionIndex>,
-            Request,
-            cedar_policy::EntityUid,
-        ),
-        Decision,
-    > {
-        let indexed = self.index.action(action);
-        let (action_uid, resource) = match indexed {
-            Some(a) => (a.uid.clone(), slice.resource_for(action, &a.resource_types)),
-            None => {
-                let uid = slice::action_uid(action).map_err(|e| {
-                    Decision::deny(POLICY_ERROR, Some(e.to_string()), self.version.clone())
-                })?;
-                (uid, slice.resource_for(action, &[]))
-            }
+        indexed: bool,
+    ) -> Decision {
+        let entry = self.index.action(action);
+        let action_uid = match entry {
+            Some(a) => a.uid.clone(),
+            None => match slice::action_uid(action) {
+                Ok(uid) => uid,
+                Err(e) => {
+                    return Decision::deny(POLICY_ERROR, Some(e.to_string()), self.version.clone());
+                }
+            },
         };
         let mut pairs = vec![("now".to_string(), RestrictedExpression::new_long(facts.now))];
         if let Some(until) = facts.legacy_login_until {
@@ -132,13 +142,13 @@ impl ActiveSet {
                 RestrictedExpression::new_long(until),
             ));
         }
-        let built = Context::from_pairs(pairs)
+        let request = Context::from_pairs(pairs)
             .map_err(|e| e.to_string())
             .and_then(|context| {
                 // No schema check here: the context always has the shape of `RequestContext`
                 // (tested), and the check costs more than the decision.
                 Request::new(
-                    slice.principal().clone(),
+                    principal.clone(),
                     action_uid,
                     resource.clone(),
                     context,
@@ -146,25 +156,36 @@ impl ActiveSet {
                 )
                 .map_err(|e| e.to_string())
             });
-        match built {
-            Ok(request) => Ok((indexed, request, resource)),
-            Err(e) => Err(Decision::deny(POLICY_ERROR, Some(e), self.version.clone())),
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Decision::deny(POLICY_ERROR, Some(e), self.version.clone()),
+        };
+        if indexed {
+            self.index.evaluate(
+                entry,
+                &request,
+                principal,
+                resource,
+                entities,
+                self.version.clone(),
+            )
+        } else {
+            self.index
+                .evaluate_full(&request, entities, self.version.clone())
         }
     }
 
-    /// The indexed decision.
+    /// The indexed decision for a session.
     pub fn decide(&self, slice: &EntitySlice, action: &str, facts: &RequestFacts) -> Decision {
-        match self.request(slice, action, facts) {
-            Ok((indexed, request, resource)) => self.index.evaluate(
-                indexed,
-                &request,
-                slice.principal(),
-                &resource,
-                slice.entities(),
-                self.version.clone(),
-            ),
-            Err(deny) => deny,
-        }
+        let resource = self.resource_for(slice, action);
+        self.decide_request(
+            slice.principal(),
+            action,
+            &resource,
+            slice.entities(),
+            facts,
+            true,
+        )
     }
 
     /// The same decision over the whole, unindexed set (the reference for tests and benches).
@@ -174,13 +195,28 @@ impl ActiveSet {
         action: &str,
         facts: &RequestFacts,
     ) -> Decision {
-        match self.request(slice, action, facts) {
-            Ok((_, request, _)) => {
-                self.index
-                    .evaluate_full(&request, slice.entities(), self.version.clone())
-            }
-            Err(deny) => deny,
-        }
+        let resource = self.resource_for(slice, action);
+        self.decide_request(
+            slice.principal(),
+            action,
+            &resource,
+            slice.entities(),
+            facts,
+            false,
+        )
+    }
+
+    /// Where a policy of this set is defined.
+    pub fn location(&self, policy: &str) -> Option<&Location> {
+        self.index
+            .meta
+            .get(&cedar_policy::PolicyId::new(policy))
+            .map(|m| &m.location)
+    }
+
+    /// The schema of this set.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
     }
 
     /// The login decision over every candidate identity: allowed if one allows; otherwise the

@@ -421,3 +421,6 @@ fn agreement_entity(t: &TypeNames, a: &AgencyAgreement) -> Result<Entity, AuthzE
 pub(crate) fn action_uid(name: &str) -> Result<EntityUid, AuthzError> {
     Ok(uid(&types()?.action, name))
 }
+
+#[cfg(test)]
+mod tests;

@@ -156,3 +156,73 @@ fn broken_set_is_never_activated_and_last_good_stays() {
     assert_eq!(engine.status().last_error, None);
     assert_eq!(engine.counters().reloads, 2);
 }
+
+#[test]
+fn repository_policy_tests_all_pass() {
+    let (out, ok) = commands::test(&repo_policies());
+    println!("{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.ends_with(" 0 failed"), "{out}");
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn policy_tests_can_fail() {
+    let dir = copy_policies();
+    std::fs::write(
+        dir.path().join("tests/zz_wrong.json"),
+        r#"{"cases": [
+            {"name": "wrong decision", "now": 0, "action": "invoice",
+             "session": {"entry": "enterprise", "role": "tax_handler", "binding": {}}, "expect": "allow"},
+            {"name": "wrong reason", "now": 0, "action": "login",
+             "session": {"entry": "enterprise"}, "expect": "deny", "reason": "binding_pending"}
+        ]}"#,
+    )
+    .unwrap();
+    let (out, ok) = commands::test(dir.path());
+    assert!(!ok);
+    assert!(
+        out.lines().last().unwrap().ends_with(" passed, 2 failed"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL tests/zz_wrong.json: wrong reason: expected reason `binding_pending`, got `not_linked`"), "{out}");
+
+    // A policy change that breaks a rule is caught by the repository's own cases.
+    let dir = copy_policies();
+    let path = dir.path().join("enterprise.cedar");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("principal.binding.person_confirmed", "true"),
+    )
+    .unwrap();
+    let (out, ok) = commands::test(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "FAIL tests/enterprise_entry.json: binding the person has not confirmed is pending"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_and_explain_output() {
+    let (out, ok) = commands::validate(&repo_policies());
+    assert!(ok, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+
+    let (out, ok) = commands::explain(
+        &repo_policies(),
+        &repo_policies().join("tests/enterprise_entry.json"),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("enterprise.binding_confirmed  (enterprise.cedar:"),
+        "{out}"
+    );
+    assert!(out.contains("reason:   binding_pending"), "{out}");
+
+    let (_d, errors) = with_extra("@id(\"x\")\npermit(principal, action, resource)\n");
+    assert!(!errors.is_empty());
+}
