@@ -95,6 +95,26 @@ impl ActiveSet {
         })
     }
 
+    /// A set made directly from parsed policies (tests: generated sets that skip validation).
+    #[cfg(test)]
+    pub(crate) fn from_policies(
+        schema: Schema,
+        policies: cedar_policy::PolicySet,
+        meta: std::collections::HashMap<cedar_policy::PolicyId, load::PolicyMeta>,
+    ) -> Self {
+        let index = PolicyIndex::build(policies, meta, &schema);
+        ActiveSet {
+            version: Arc::from("test"),
+            loaded_at: OffsetDateTime::UNIX_EPOCH,
+            warnings: Vec::new(),
+            reasons: Reasons::default(),
+            downstream_actions: Vec::new(),
+            actions: Vec::new(),
+            schema,
+            index,
+        }
+    }
+
     /// Number of policies in the set.
     pub fn len(&self) -> usize {
         self.index.full().num_of_policies()

@@ -231,3 +231,6 @@ impl PolicyIndex {
             .map(|(_, _, s)| s.policies().count())
     }
 }
+
+#[cfg(test)]
+mod tests;
