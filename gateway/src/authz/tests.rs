@@ -226,3 +226,61 @@ fn validate_and_explain_output() {
     let (_d, errors) = with_extra("@id(\"x\")\npermit(principal, action, resource)\n");
     assert!(!errors.is_empty());
 }
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn watcher_applies_changes_and_survives_directory_replacement() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("policies");
+    copy_dir(&repo_policies(), &dir);
+    let engine = std::sync::Arc::new(PolicyEngine::load(&dir).unwrap());
+    let _watcher = watch(engine.clone()).unwrap();
+    let v0 = engine.version();
+
+    // A valid change is applied.
+    std::fs::write(
+        dir.join(EXTRA),
+        "@id(\"x\")\npermit(principal, action == Action::\"view_session\", resource);\n",
+    )
+    .unwrap();
+    wait_for("the change", || engine.version() != v0);
+    let v1 = engine.version();
+
+    // A broken change is refused; the last good set stays.
+    std::fs::write(
+        dir.join(EXTRA),
+        "@id(\"x\")\npermit(principal, action, resource)\n",
+    )
+    .unwrap();
+    wait_for("the refused reload", || {
+        engine.counters().failed_reloads >= 1
+    });
+    assert_eq!(engine.version(), v1);
+    assert!(engine.status().last_error.is_some());
+
+    // The directory is deleted (still serving v1) and recreated: the watch is re-armed.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(engine.version(), v1);
+    copy_dir(&repo_policies(), &dir);
+    wait_for("the recreated directory", || engine.version() == v0);
+    assert_eq!(engine.status().last_error, None);
+
+    // And later edits in the recreated directory are seen.
+    std::fs::write(
+        dir.join(EXTRA),
+        "@id(\"y\")\npermit(principal, action == Action::\"logout\", resource);\n",
+    )
+    .unwrap();
+    wait_for("an edit after recreation", || engine.version() != v0);
+}
