@@ -5,4 +5,5 @@ pub mod face;
 pub mod password_rules;
 pub mod ratelimit;
 pub mod sms;
+pub mod login;
 pub mod token;

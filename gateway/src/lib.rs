@@ -1,15 +1,22 @@
 //! taxgate: an authorization gateway for the new e-tax personal login.
 //!
 //! `proxy` serves connections and forwards; everything tax-specific enters through the
-//! `pipeline` it calls.
+//! `pipeline` it calls: `session` resolves the caller, `authz` decides with the Cedar policies,
+//! `audit` records every decision, and `endpoints` serves the gateway's own API (`authn` login
+//! flows) and pages.
 
 pub mod admin;
+pub mod api;
+pub mod audit;
 pub mod authn;
+pub mod authz;
 pub mod body;
 pub mod config;
+pub mod endpoints;
 pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod session;

@@ -1,0 +1,426 @@
+//! The per-session entity slice: the handful of Cedar entities one decision needs (session,
+//! person, enterprise or agency, the binding or agreement in use), never the population.
+//!
+//! Built once per session on a cache miss and shared through `Arc`; a decision then only builds
+//! its context. Times are epoch seconds as `Long`; an open end is [`NO_END`].
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use taxgate_store::model::{
+    AgencyAgreement, Binding, Enterprise, Entry, PermissionGroup, Person, Role, SessionSlice,
+    Timestamp,
+};
+use taxgate_store::{IdNumber, TaxpayerId};
+
+use super::AuthzError;
+
+/// `valid_until` of a binding or agreement without an end (长期).
+pub const NO_END: i64 = i64::MAX;
+
+/// The id of the principal of a login attempt (session ids are hex, so this never collides).
+pub const LOGIN_ATTEMPT_ID: &str = "login-attempt";
+
+pub(crate) struct TypeNames {
+    pub session: EntityTypeName,
+    pub person: EntityTypeName,
+    pub enterprise: EntityTypeName,
+    pub binding: EntityTypeName,
+    pub agreement: EntityTypeName,
+    pub role: EntityTypeName,
+    pub entry: EntityTypeName,
+    pub group: EntityTypeName,
+    pub action: EntityTypeName,
+}
+
+static TYPES: LazyLock<Result<TypeNames, String>> = LazyLock::new(|| {
+    let t = |s: &str| EntityTypeName::from_str(s).map_err(|e| format!("type `{s}`: {e}"));
+    Ok(TypeNames {
+        session: t("Session")?,
+        person: t("Person")?,
+        enterprise: t("Enterprise")?,
+        binding: t("Binding")?,
+        agreement: t("AgencyAgreement")?,
+        role: t("Role")?,
+        entry: t("Entry")?,
+        group: t("PermissionGroup")?,
+        action: t("Action")?,
+    })
+});
+
+pub(crate) fn types() -> Result<&'static TypeNames, AuthzError> {
+    TYPES
+        .as_ref()
+        .map_err(|e| AuthzError::Slice(format!("entity type names: {e}")))
+}
+
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}
+
+/// One candidate identity of a login attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginCandidate<'a> {
+    Binding(&'a Binding),
+    Agreement(&'a AgencyAgreement),
+}
+
+/// What `POST /auth/login` established before asking the policies: the entry, the person (none
+/// for the legacy login) and the enterprise logged into (the agency in agent entry).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginAttempt<'a> {
+    pub entry: Entry,
+    pub person: Option<&'a Person>,
+    pub enterprise: Option<&'a Enterprise>,
+}
+
+/// The Cedar entities of one session (or login attempt) and the uids a request needs.
+#[derive(Debug, Clone)]
+pub struct EntitySlice {
+    entities: Entities,
+    principal: EntityUid,
+    person: Option<EntityUid>,
+    enterprise: Option<EntityUid>,
+    agency: Option<EntityUid>,
+    entry: Entry,
+}
+
+/// The facts a slice is made of, borrowed from a `SessionSlice` or a login attempt.
+struct Parts<'a> {
+    session_id: &'a str,
+    entry: Entry,
+    factor: &'a str,
+    authenticated_at: Timestamp,
+    expires_at: Timestamp,
+    role: Option<Role>,
+    person: Option<&'a Person>,
+    person_id: Option<&'a IdNumber>,
+    enterprise: Option<&'a Enterprise>,
+    enterprise_id: Option<&'a TaxpayerId>,
+    agency: Option<&'a Enterprise>,
+    agency_id: Option<&'a TaxpayerId>,
+    binding: Option<&'a Binding>,
+    agreement: Option<&'a AgencyAgreement>,
+}
+
+impl EntitySlice {
+    /// The slice of a stored session.
+    pub fn build(slice: &SessionSlice) -> Result<Self, AuthzError> {
+        let s = &slice.session;
+        Self::from_parts(Parts {
+            session_id: &s.id,
+            entry: s.entry,
+            factor: s.factor.as_str(),
+            authenticated_at: s.created_at,
+            expires_at: s.expires_at,
+            role: s.role,
+            person: slice.person.as_ref(),
+            person_id: s.person.as_ref(),
+            enterprise: slice.enterprise.as_ref(),
+            enterprise_id: s.enterprise.as_ref(),
+            agency: slice.agency.as_ref(),
+            agency_id: s.agency.as_ref(),
+            binding: slice.binding.as_ref(),
+            agreement: slice.agreement.as_ref(),
+        })
+    }
+
+    /// The slice of a login attempt with one candidate identity (or none). The principal is a
+    /// provisional session; the resource of `login` is the enterprise (agency) or the person.
+    pub fn for_login(
+        attempt: &LoginAttempt<'_>,
+        candidate: Option<LoginCandidate<'_>>,
+        now: Timestamp,
+    ) -> Result<Self, AuthzError> {
+        let (binding, agreement) = match candidate {
+            Some(LoginCandidate::Binding(b)) => (Some(b), None),
+            Some(LoginCandidate::Agreement(a)) => (None, Some(a)),
+            None => (None, None),
+        };
+        let role = match attempt.entry {
+            Entry::Enterprise => binding.map(|b| b.role),
+            Entry::Agent => Some(Role::Agent),
+            Entry::EnterpriseLegacy => Some(Role::LegacyEnterprise),
+            Entry::Person => None,
+        };
+        let (enterprise, agency) = match attempt.entry {
+            Entry::Agent => (None, attempt.enterprise),
+            Entry::Person => (None, None),
+            Entry::Enterprise | Entry::EnterpriseLegacy => (attempt.enterprise, None),
+        };
+        Self::from_parts(Parts {
+            session_id: LOGIN_ATTEMPT_ID,
+            entry: attempt.entry,
+            factor: "none",
+            authenticated_at: now,
+            expires_at: now,
+            role,
+            person: attempt.person,
+            person_id: attempt.person.map(|p| &p.id_number),
+            enterprise,
+            enterprise_id: enterprise.map(|e| &e.taxpayer_id),
+            agency,
+            agency_id: agency.map(|e| &e.taxpayer_id),
+            binding,
+            agreement,
+        })
+    }
+
+    fn from_parts(p: Parts<'_>) -> Result<Self, AuthzError> {
+        let t = types()?;
+        let person = p.person_id.map(|id| uid(&t.person, id.as_str()));
+        let enterprise = p.enterprise_id.map(|id| uid(&t.enterprise, id.as_str()));
+        let agency = p.agency_id.map(|id| uid(&t.enterprise, id.as_str()));
+        let principal = uid(&t.session, p.session_id);
+
+        let mut entities: Vec<Entity> = Vec::with_capacity(6);
+        let mut seen: HashSet<EntityUid> = HashSet::new();
+        let mut push = |e: Entity, seen: &mut HashSet<EntityUid>| {
+            if seen.insert(e.uid()) {
+                entities.push(e);
+            }
+        };
+
+        if let Some(u) = &person {
+            push(Entity::new_no_attrs(u.clone(), HashSet::new()), &mut seen);
+        }
+        for (u, e) in [(&enterprise, p.enterprise), (&agency, p.agency)] {
+            if let Some(u) = u {
+                let is_agency = e.map(|e| e.is_agency).unwrap_or(false);
+                let attrs = HashMap::from([(
+                    "is_agency".to_string(),
+                    RestrictedExpression::new_bool(is_agency),
+                )]);
+                push(entity(u.clone(), attrs, HashSet::new())?, &mut seen);
+            }
+        }
+        let binding = match p.binding {
+            Some(b) => {
+                let e = binding_entity(t, b)?;
+                let u = e.uid();
+                push(e, &mut seen);
+                Some(u)
+            }
+            None => None,
+        };
+        let agreement = match p.agreement {
+            Some(a) => {
+                let e = agreement_entity(t, a)?;
+                let u = e.uid();
+                push(e, &mut seen);
+                Some(u)
+            }
+            None => None,
+        };
+
+        let must_change_password = p.person.map(|x| x.must_change_password).unwrap_or(false);
+        let mut attrs = HashMap::from([
+            (
+                "entry".to_string(),
+                RestrictedExpression::new_entity_uid(uid(&t.entry, p.entry.as_str())),
+            ),
+            (
+                "factor".to_string(),
+                RestrictedExpression::new_string(p.factor.to_string()),
+            ),
+            (
+                "authenticated_at".to_string(),
+                RestrictedExpression::new_long(p.authenticated_at),
+            ),
+            (
+                "expires_at".to_string(),
+                RestrictedExpression::new_long(p.expires_at),
+            ),
+            (
+                "must_change_password".to_string(),
+                RestrictedExpression::new_bool(must_change_password),
+            ),
+        ]);
+        let optional = [
+            ("person", person.clone()),
+            ("enterprise", enterprise.clone()),
+            ("agency", agency.clone()),
+            ("role", p.role.map(|r| uid(&t.role, r.as_str()))),
+            ("binding", binding),
+            ("agreement", agreement),
+        ];
+        for (name, value) in optional {
+            if let Some(u) = value {
+                attrs.insert(name.to_string(), RestrictedExpression::new_entity_uid(u));
+            }
+        }
+        let parents: HashSet<EntityUid> = p
+            .role
+            .map(|r| uid(&t.role, r.as_str()))
+            .into_iter()
+            .collect();
+        push(entity(principal.clone(), attrs, parents)?, &mut seen);
+
+        let entities = Entities::from_entities(entities, None)
+            .map_err(|e| AuthzError::Slice(e.to_string()))?;
+        Ok(EntitySlice {
+            entities,
+            principal,
+            person,
+            enterprise,
+            agency,
+            entry: p.entry,
+        })
+    }
+
+    pub fn entities(&self) -> &Entities {
+        &self.entities
+    }
+
+    pub fn principal(&self) -> &EntityUid {
+        &self.principal
+    }
+
+    pub fn entry(&self) -> Entry {
+        self.entry
+    }
+
+    /// The resource of a request for `action`, whose schema resource types are `types`.
+    /// A missing entity becomes `Type::""`, which no policy names and no slice contains.
+    pub(crate) fn resource_for(
+        &self,
+        action: &str,
+        resource_types: &[EntityTypeName],
+    ) -> EntityUid {
+        let Ok(t) = types() else {
+            return self.principal.clone();
+        };
+        let wanted = if action == "login" {
+            // The login's resource follows the entry: the person, the agency or the enterprise.
+            Some(match self.entry {
+                Entry::Person => &t.person,
+                _ => &t.enterprise,
+            })
+        } else {
+            resource_types.first()
+        };
+        let Some(ty) = wanted else {
+            return self.principal.clone();
+        };
+        let found = if ty == &t.session {
+            Some(&self.principal)
+        } else if ty == &t.person {
+            self.person.as_ref()
+        } else if ty == &t.enterprise {
+            if action == "login" && self.entry == Entry::Agent {
+                self.agency.as_ref()
+            } else {
+                self.enterprise.as_ref()
+            }
+        } else {
+            None
+        };
+        found.cloned().unwrap_or_else(|| uid(ty, ""))
+    }
+}
+
+fn entity(
+    uid: EntityUid,
+    attrs: HashMap<String, RestrictedExpression>,
+    parents: HashSet<EntityUid>,
+) -> Result<Entity, AuthzError> {
+    Entity::new(uid, attrs, parents).map_err(|e| AuthzError::Slice(e.to_string()))
+}
+
+fn groups(t: &TypeNames, groups: &[PermissionGroup]) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        groups
+            .iter()
+            .map(|g| RestrictedExpression::new_entity_uid(uid(&t.group, g.as_str()))),
+    )
+}
+
+fn binding_entity(t: &TypeNames, b: &Binding) -> Result<Entity, AuthzError> {
+    let mut attrs = HashMap::from([
+        (
+            "person".to_string(),
+            RestrictedExpression::new_entity_uid(uid(&t.person, b.person.as_str())),
+        ),
+        (
+            "enterprise".to_string(),
+            RestrictedExpression::new_entity_uid(uid(&t.enterprise, b.enterprise.as_str())),
+        ),
+        (
+            "role".to_string(),
+            RestrictedExpression::new_entity_uid(uid(&t.role, b.role.as_str())),
+        ),
+        (
+            "valid_from".to_string(),
+            RestrictedExpression::new_long(b.valid_from),
+        ),
+        (
+            "valid_until".to_string(),
+            RestrictedExpression::new_long(b.valid_until.unwrap_or(NO_END)),
+        ),
+        (
+            "enterprise_confirmed".to_string(),
+            RestrictedExpression::new_bool(b.enterprise_confirmed),
+        ),
+        (
+            "person_confirmed".to_string(),
+            RestrictedExpression::new_bool(b.person_confirmed),
+        ),
+        (
+            "revoked".to_string(),
+            RestrictedExpression::new_bool(b.revoked_at.is_some()),
+        ),
+    ]);
+    if let Some(list) = &b.permissions {
+        attrs.insert("permissions".to_string(), groups(t, list));
+    }
+    entity(uid(&t.binding, &b.id), attrs, HashSet::new())
+}
+
+fn agreement_entity(t: &TypeNames, a: &AgencyAgreement) -> Result<Entity, AuthzError> {
+    let attrs = HashMap::from([
+        (
+            "agency".to_string(),
+            RestrictedExpression::new_entity_uid(uid(&t.enterprise, a.agency.as_str())),
+        ),
+        (
+            "client".to_string(),
+            RestrictedExpression::new_entity_uid(uid(&t.enterprise, a.client.as_str())),
+        ),
+        (
+            "staff".to_string(),
+            RestrictedExpression::new_set(
+                a.staff
+                    .iter()
+                    .map(|p| RestrictedExpression::new_entity_uid(uid(&t.person, p.as_str()))),
+            ),
+        ),
+        ("scope".to_string(), groups(t, &a.scope)),
+        (
+            "valid_from".to_string(),
+            RestrictedExpression::new_long(a.valid_from),
+        ),
+        (
+            "valid_until".to_string(),
+            RestrictedExpression::new_long(a.valid_until.unwrap_or(NO_END)),
+        ),
+        (
+            "client_confirmed".to_string(),
+            RestrictedExpression::new_bool(a.client_confirmed),
+        ),
+        (
+            "revoked".to_string(),
+            RestrictedExpression::new_bool(a.revoked_at.is_some()),
+        ),
+    ]);
+    entity(uid(&t.agreement, &a.id), attrs, HashSet::new())
+}
+
+/// Uid of an action (used by the engine and the tests).
+pub(crate) fn action_uid(name: &str) -> Result<EntityUid, AuthzError> {
+    Ok(uid(&types()?.action, name))
+}
+
+#[cfg(test)]
+mod tests;

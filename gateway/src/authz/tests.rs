@@ -1,0 +1,286 @@
+//! Engine tests on the repository's policy set and on broken copies of it.
+
+use std::path::PathBuf;
+
+use super::*;
+
+pub(crate) fn repo_policies() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+#[test]
+fn repository_policies_load() {
+    let engine = match PolicyEngine::load(repo_policies()) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    let set = engine.current();
+    for w in &set.warnings {
+        println!("warning: {w}");
+    }
+    assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    assert_eq!(set.version.len(), 64);
+    assert_eq!(
+        engine.downstream_actions(),
+        ["declare", "invoice", "personal_tax", "query", "tax_affairs"]
+    );
+}
+
+/// A copy of the repository's policy directory to break.
+pub(crate) fn copy_policies() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&repo_policies(), tmp.path());
+    tmp
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn load_errors(dir: &std::path::Path) -> Vec<String> {
+    match load::compile(dir) {
+        Ok(_) => panic!("a broken set compiled"),
+        Err(e) => e.0,
+    }
+}
+
+const EXTRA: &str = "zz_extra.cedar";
+
+fn with_extra(text: &str) -> (tempfile::TempDir, Vec<String>) {
+    let dir = copy_policies();
+    std::fs::write(dir.path().join(EXTRA), text).unwrap();
+    let errors = load_errors(dir.path());
+    (dir, errors)
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let (_d, errors) = with_extra(
+        "// ok\n@id(\"a\")\npermit(principal, action, resource);\n\n@id(\"b\")\npermit(principal, action resource);\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("zz_extra.cedar:6:"), "{errors:?}");
+}
+
+#[test]
+fn schema_violation_names_file_and_line() {
+    let (_d, errors) = with_extra(
+        "@id(\"typo\")\npermit(principal is Session, action == Action::\"declare\", resource)\nwhen {\n  principal.must_change_pasword\n};\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("zz_extra.cedar:4:"), "{errors:?}");
+    let (_d, errors) = with_extra(
+        "@id(\"enum\")\npermit(principal is Session, action == Action::\"declare\", resource)\nwhen { principal.entry == Entry::\"enterprize\" };\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("zz_extra.cedar:"), "{errors:?}");
+}
+
+#[test]
+fn duplicate_and_missing_ids_are_errors() {
+    let (_d, errors) = with_extra(
+        "@id(\"session.view_and_logout\")\npermit(principal, action, resource);\n\npermit(principal, action, resource);\n",
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("zz_extra.cedar:1: duplicate"),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("session.cedar:"), "{errors:?}");
+    assert!(
+        errors[1].starts_with("zz_extra.cedar:4: policy has no @id"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn forbid_without_reason_is_an_error_and_unknown_reason_a_warning() {
+    let (_d, errors) = with_extra("@id(\"f\")\nforbid(principal, action, resource);\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("no @reason"), "{errors:?}");
+
+    let dir = copy_policies();
+    std::fs::write(
+        dir.path().join(EXTRA),
+        "@id(\"f\")\n@reason(\"brand_new_code\")\nforbid(principal, action, resource) when { false };\n",
+    )
+    .unwrap();
+    let compiled = load::compile(dir.path()).unwrap();
+    assert!(
+        compiled
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("zz_extra.cedar:1:") && w.contains("brand_new_code")),
+        "{:?}",
+        compiled.warnings
+    );
+}
+
+#[test]
+fn broken_set_is_never_activated_and_last_good_stays() {
+    let dir = copy_policies();
+    let engine = PolicyEngine::load(dir.path()).unwrap();
+    let good = engine.version();
+    for broken in [
+        "@id(\"x\")\npermit(principal, action, resource)\n",
+        "@id(\"x\")\npermit(principal, action == Action::\"no_such_action\", resource);\n",
+        "@id(\"session.view_and_logout\")\npermit(principal, action, resource);\n",
+    ] {
+        std::fs::write(dir.path().join(EXTRA), broken).unwrap();
+        assert!(engine.reload().is_err());
+        assert_eq!(engine.version(), good);
+        let status = engine.status();
+        assert_eq!(status.version, *good);
+        assert!(status.last_error.is_some_and(|e| e.contains(EXTRA)));
+    }
+    assert_eq!(engine.counters().failed_reloads, 3);
+    // A broken set also refuses to start.
+    assert!(PolicyEngine::load(dir.path()).is_err());
+    // Fixing it activates the new version and clears the error.
+    std::fs::write(
+        dir.path().join(EXTRA),
+        "@id(\"x\")\npermit(principal, action == Action::\"view_session\", resource);\n",
+    )
+    .unwrap();
+    let v = engine.reload().unwrap();
+    assert_ne!(v, good);
+    assert_eq!(engine.status().last_error, None);
+    assert_eq!(engine.counters().reloads, 2);
+}
+
+#[test]
+fn repository_policy_tests_all_pass() {
+    let (out, ok) = commands::test(&repo_policies());
+    println!("{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.ends_with(" 0 failed"), "{out}");
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn policy_tests_can_fail() {
+    let dir = copy_policies();
+    std::fs::write(
+        dir.path().join("tests/zz_wrong.json"),
+        r#"{"cases": [
+            {"name": "wrong decision", "now": 0, "action": "invoice",
+             "session": {"entry": "enterprise", "role": "tax_handler", "binding": {}}, "expect": "allow"},
+            {"name": "wrong reason", "now": 0, "action": "login",
+             "session": {"entry": "enterprise"}, "expect": "deny", "reason": "binding_pending"}
+        ]}"#,
+    )
+    .unwrap();
+    let (out, ok) = commands::test(dir.path());
+    assert!(!ok);
+    assert!(
+        out.lines().last().unwrap().ends_with(" passed, 2 failed"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL tests/zz_wrong.json: wrong reason: expected reason `binding_pending`, got `not_linked`"), "{out}");
+
+    // A policy change that breaks a rule is caught by the repository's own cases.
+    let dir = copy_policies();
+    let path = dir.path().join("enterprise.cedar");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("principal.binding.person_confirmed", "true"),
+    )
+    .unwrap();
+    let (out, ok) = commands::test(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "FAIL tests/enterprise_entry.json: binding the person has not confirmed is pending"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_and_explain_output() {
+    let (out, ok) = commands::validate(&repo_policies());
+    assert!(ok, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+
+    let (out, ok) = commands::explain(
+        &repo_policies(),
+        &repo_policies().join("tests/enterprise_entry.json"),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("enterprise.binding_confirmed  (enterprise.cedar:"),
+        "{out}"
+    );
+    assert!(out.contains("reason:   binding_pending"), "{out}");
+
+    let (_d, errors) = with_extra("@id(\"x\")\npermit(principal, action, resource)\n");
+    assert!(!errors.is_empty());
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn watcher_applies_changes_and_survives_directory_replacement() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("policies");
+    copy_dir(&repo_policies(), &dir);
+    let engine = std::sync::Arc::new(PolicyEngine::load(&dir).unwrap());
+    let _watcher = watch(engine.clone()).unwrap();
+    let v0 = engine.version();
+
+    // A valid change is applied.
+    std::fs::write(
+        dir.join(EXTRA),
+        "@id(\"x\")\npermit(principal, action == Action::\"view_session\", resource);\n",
+    )
+    .unwrap();
+    wait_for("the change", || engine.version() != v0);
+    let v1 = engine.version();
+
+    // A broken change is refused; the last good set stays.
+    std::fs::write(
+        dir.join(EXTRA),
+        "@id(\"x\")\npermit(principal, action, resource)\n",
+    )
+    .unwrap();
+    wait_for("the refused reload", || {
+        engine.counters().failed_reloads >= 1
+    });
+    assert_eq!(engine.version(), v1);
+    assert!(engine.status().last_error.is_some());
+
+    // The directory is deleted (still serving v1) and recreated: the watch is re-armed.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(engine.version(), v1);
+    copy_dir(&repo_policies(), &dir);
+    wait_for("the recreated directory", || engine.version() == v0);
+    assert_eq!(engine.status().last_error, None);
+
+    // And later edits in the recreated directory are seen.
+    std::fs::write(
+        dir.join(EXTRA),
+        "@id(\"y\")\npermit(principal, action == Action::\"logout\", resource);\n",
+    )
+    .unwrap();
+    wait_for("an edit after recreation", || engine.version() != v0);
+}
