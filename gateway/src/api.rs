@@ -14,11 +14,17 @@ use crate::error::{ApiError, Code};
 pub const MAX_JSON_BYTES: usize = 16 * 1024;
 
 /// Read a body of at most `limit` bytes.
-pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<(http::request::Parts, Bytes), ApiError> {
+pub async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<(http::request::Parts, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(Code::PayloadTooLarge.into())
         }
         Err(_) => Err(Code::InvalidInput.into()),
@@ -31,13 +37,20 @@ pub async fn read_json(req: Request<Incoming>) -> Result<(http::request::Parts, 
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
         .unwrap_or(false);
     if !is_json {
         return Err(Code::UnsupportedMediaType.into());
     }
     let (parts, bytes) = read_body(req, MAX_JSON_BYTES).await?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::from(Code::InvalidInput))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|_| ApiError::from(Code::InvalidInput))?;
     if !value.is_object() {
         return Err(Code::InvalidInput.into());
     }
@@ -66,7 +79,11 @@ impl Json {
     }
 
     /// A required string parsed by `parse`.
-    pub fn parse<T, E>(&self, name: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, ApiError> {
+    pub fn parse<T, E>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, ApiError> {
         let s = self.str(name, 64)?;
         parse(s).map_err(|_| ApiError::field(Code::InvalidInput, name))
     }
@@ -77,7 +94,10 @@ impl Json {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(items)) if items.len() <= 16 => items
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| ApiError::field(Code::InvalidInput, name)))
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| ApiError::field(Code::InvalidInput, name))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             _ => Err(ApiError::field(Code::InvalidInput, name)),
@@ -89,7 +109,10 @@ pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(value.to_string())));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -115,7 +138,10 @@ pub fn session_cookie(name: &str, token: &str, secure: bool, max_age: u64) -> Op
 pub fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 

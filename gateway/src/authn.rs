@@ -2,8 +2,8 @@
 //! facts here; whether a person may log in for an enterprise is a policy decision (`authz`).
 
 pub mod face;
+pub mod login;
 pub mod password_rules;
 pub mod ratelimit;
 pub mod sms;
-pub mod login;
 pub mod token;

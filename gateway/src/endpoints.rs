@@ -41,7 +41,10 @@ impl Own {
         if req.method() != Method::POST || req.uri().path() == "/auth/face/callback" {
             return false;
         }
-        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
         if let (Some(expected), Some(origin)) = (&self.core.config.server.public_origin, origin)
             && origin.trim_end_matches('/') != expected.trim_end_matches('/')
         {
@@ -53,7 +56,11 @@ impl Own {
             .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
     }
 
-    async fn dispatch(&self, req: Request<Incoming>, conn: ConnInfo) -> Result<Response<Body>, ApiError> {
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
         if path.starts_with("/auth/") && !self.limiter.allow(conn.remote.ip(), unix_now()) {
             return Err(Code::RateLimited.into());
@@ -68,9 +75,13 @@ impl Own {
             (Method::POST, "/auth/sms/verify") => auth.sms_verify(body(req).await?, conn).await,
             (Method::POST, "/auth/face/start") => auth.face_start(body(req).await?, conn).await,
             (Method::POST, "/auth/face/callback") => auth.face_callback(req, conn).await,
-            (Method::POST, "/auth/face/complete") => auth.face_complete(body(req).await?, conn).await,
+            (Method::POST, "/auth/face/complete") => {
+                auth.face_complete(body(req).await?, conn).await
+            }
             (Method::GET, "/auth/face/qr") => face_qr(&req),
-            (Method::POST, "/auth/phone/recover") => auth.phone_recover(body(req).await?, conn).await,
+            (Method::POST, "/auth/phone/recover") => {
+                auth.phone_recover(body(req).await?, conn).await
+            }
             (Method::POST, "/auth/phone/recover/verify") => {
                 auth.phone_verify(body(req).await?, conn, ChallengePurpose::RecoverPhone)
                     .await
@@ -80,7 +91,8 @@ impl Own {
             (Method::POST, "/auth/logout") => auth.logout(req, conn).await,
             (Method::POST, "/account/phone") => {
                 let session = auth.session_for(&req, "change_phone").await?;
-                auth.phone_bind_start(&session, body(req).await?, conn).await
+                auth.phone_bind_start(&session, body(req).await?, conn)
+                    .await
             }
             (Method::POST, "/account/phone/verify") => {
                 auth.session_for(&req, "change_phone").await?;
@@ -126,7 +138,8 @@ fn face_qr(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
         .filter(|n| crate::authn::token::well_formed(n))
         .ok_or_else(|| ApiError::field(Code::InvalidInput, "nonce"))?;
     let payload = format!("taxgate-face://v1?nonce={nonce}");
-    let code = qrcode::QrCode::new(payload.as_bytes()).map_err(|_| ApiError::from(Code::Internal))?;
+    let code =
+        qrcode::QrCode::new(payload.as_bytes()).map_err(|_| ApiError::from(Code::Internal))?;
     let svg = code
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(240, 240)
@@ -134,8 +147,14 @@ fn face_qr(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
         .build();
     let mut r = Response::new(crate::body::full(svg));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("image/svg+xml"));
-    h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("image/svg+xml"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     Ok(r)
 }
 

@@ -101,9 +101,10 @@ impl Code {
             | Code::NotFound
             | Code::UnknownNonce
             | Code::PersonNotRegistered => StatusCode::NOT_FOUND,
-            Code::PhoneMissing | Code::FacePending | Code::AlreadyLinked | Code::AlreadyConfirmed => {
-                StatusCode::CONFLICT
-            }
+            Code::PhoneMissing
+            | Code::FacePending
+            | Code::AlreadyLinked
+            | Code::AlreadyConfirmed => StatusCode::CONFLICT,
             Code::IdentityMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -169,7 +170,10 @@ impl Code {
                 "验证已超时或已失效,请重新登录",
                 "the login step has expired or was used up: start again",
             ),
-            Code::InvalidCode => ("短信验证码错误或已过期", "the SMS code is wrong or has expired"),
+            Code::InvalidCode => (
+                "短信验证码错误或已过期",
+                "the SMS code is wrong or has expired",
+            ),
             Code::SmsTooFrequent => (
                 "验证码发送过于频繁,请稍后再试",
                 "a code was sent to this number moments ago: wait before asking again",

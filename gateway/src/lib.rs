@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod routes;
+pub mod run;
 pub mod server;
 pub mod session;

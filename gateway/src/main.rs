@@ -1,17 +1,18 @@
-//! The `taxgate` command line (CONTRACT section 1).
+//! The `taxgate` command line (CONTRACT section 1). Exit status: 0 success, 1 user error (bad
+//! config, bad input, failed validation), 2 usage error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use taxgate::config::Config;
-use taxgate::server::{Server, Shutdown, termination_signal};
+use taxgate::server::{Shutdown, open_store, termination_signal};
 
 #[derive(Parser)]
 #[command(
     name = "taxgate",
     version,
-    about = "Authorization gateway for the e-tax personal login"
+    about = "Authorization gateway for the e-tax personal login, deciding every request with Cedar policies"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +25,43 @@ enum Command {
     Serve {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Apply store migrations and exit.
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Upsert persons, enterprises, bindings and agency agreements from a seed file; all or
+    /// nothing.
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        seed: PathBuf,
+    },
+    /// Work with the policy set.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse every policy and validate it against the schema (strict).
+    Validate {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Run the policy test cases in DIR/tests/.
+    Test {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Decide one test case and show the determining policies and reason.
+    Explain {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        case: PathBuf,
     },
 }
 
@@ -51,7 +89,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => serve(config).await,
+            Command::Serve { config } => serve(&config).await,
+            Command::Migrate { config } => migrate(&config).await,
+            Command::Import { config, seed } => import(&config, &seed).await,
+            Command::Policy { command } => policy(command),
         }
     })
 }
@@ -69,30 +110,112 @@ fn init_logs(json: bool) {
     }
 }
 
-async fn serve(path: PathBuf) -> ExitCode {
-    let config = match Config::load(&path) {
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    })
+}
+
+async fn serve(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
         Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logs(config.server.log_format == "json");
+    let shutdown = Shutdown::new();
+    match taxgate::run::serve(config, shutdown.clone()).await {
+        Ok(server) => {
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                termination_signal().await;
+                tracing::info!("termination signal received");
+                trigger.trigger();
+            });
+            server.run(shutdown).await;
+            tracing::info!("taxgate stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn migrate(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match open_store(&config).await {
+        Ok(store) => {
+            println!("migrations applied ({})", store.backend());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn import(path: &Path, seed: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let text = match std::fs::read_to_string(seed) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: cannot read the seed file: {e}", seed.display());
             return ExitCode::from(1);
         }
     };
-    init_logs(config.server.log_format == "json");
-    let server = match Server::bind(config).await {
+    let store = match open_store(&config).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}: {e}", path.display());
             return ExitCode::from(1);
         }
     };
-    let shutdown = Shutdown::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        termination_signal().await;
-        tracing::info!("termination signal received");
-        trigger.trigger();
-    });
-    server.run(shutdown).await;
-    tracing::info!("taxgate stopped");
-    ExitCode::SUCCESS
+    let now = taxgate::pipeline::unix_now();
+    match taxgate_store::import_seed(&store, &text, now).await {
+        Ok(summary) => {
+            println!("imported {}: {summary}", seed.display());
+            ExitCode::SUCCESS
+        }
+        Err(taxgate_store::ImportError::Rows(rows)) => {
+            for row in &rows {
+                eprintln!("error: {}: {row}", seed.display());
+            }
+            eprintln!(
+                "{} bad row(s) in {}; nothing was imported",
+                rows.len(),
+                seed.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", seed.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn policy(command: PolicyCommand) -> ExitCode {
+    let (out, ok) = match command {
+        PolicyCommand::Validate { policies } => taxgate::authz::commands::validate(&policies),
+        PolicyCommand::Test { policies } => taxgate::authz::commands::test(&policies),
+        PolicyCommand::Explain { policies, case } => {
+            taxgate::authz::commands::explain(&policies, &case)
+        }
+    };
+    if ok {
+        print!("{out}");
+        ExitCode::SUCCESS
+    } else {
+        eprint!("{out}");
+        ExitCode::from(1)
+    }
 }

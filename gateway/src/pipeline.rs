@@ -99,7 +99,10 @@ impl Gateway {
                 return respond(login_required(&req, Code::LoginRequired), Some(route.index));
             }
             Ok(Lookup::Expired) => {
-                return respond(login_required(&req, Code::SessionExpired), Some(route.index));
+                return respond(
+                    login_required(&req, Code::SessionExpired),
+                    Some(route.index),
+                );
             }
             Err(e) => {
                 log_store_error(&e);
@@ -112,7 +115,15 @@ impl Gateway {
         };
         let decision = self.engine.decide(&session.entities, &route.action, &facts);
         let id = self.audit.next_id();
-        let event = decision_event(&id, now, &session, &route.action, req.uri().path(), &decision, conn.remote);
+        let event = decision_event(
+            &id,
+            now,
+            &session,
+            &route.action,
+            req.uri().path(),
+            &decision,
+            conn.remote,
+        );
         if self.audit.record(event).await.is_err() {
             return refuse(Code::StoreUnavailable.into());
         }

@@ -193,8 +193,7 @@ impl Sessions {
         s.last_seen.fetch_max(now, Ordering::Relaxed);
         let touched = s.touched.load(Ordering::Relaxed);
         if now - touched >= TOUCH_INTERVAL_SECS
-            && s
-                .touched
+            && s.touched
                 .compare_exchange(touched, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
@@ -236,7 +235,10 @@ impl Sessions {
                 match rx.recv().await {
                     Ok(inv) => this.invalidate(&inv),
                     Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "invalidations lagged; dropping the whole cache");
+                        tracing::warn!(
+                            missed = n,
+                            "invalidations lagged; dropping the whole cache"
+                        );
                         this.invalidate(&Invalidation::All);
                     }
                     Err(RecvError::Closed) => return,

@@ -109,7 +109,7 @@ impl Store for AnyStore {
         fn challenge(&self, id_hash: &str) -> Option<Challenge>;
         fn record_code_attempt(&self, id_hash: &str) -> i32;
         fn set_challenge_code(&self, id_hash: &str, code_hash: &Secret, code_expires_at: Timestamp) -> ();
-        fn set_face_nonce(&self, id_hash: &str, nonce: &str) -> ();
+        fn set_face_nonce(&self, id_hash: &str, nonce: &str, expires_at: Timestamp) -> ();
         fn challenge_by_nonce(&self, nonce: &str) -> Option<Challenge>;
         fn set_face_result(&self, nonce: &str, passed: bool) -> bool;
         fn consume_challenge(&self, id_hash: &str, now: Timestamp) -> bool;

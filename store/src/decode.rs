@@ -163,6 +163,7 @@ pub(crate) const CHALLENGE_COLS: &[&str] = &[
     "code_attempts",
     "face_nonce",
     "face_status",
+    "face_expires_at",
     "client_addr",
     "created_at",
     "expires_at",

@@ -132,6 +132,8 @@ pub struct Challenge {
     pub code_attempts: i32,
     pub face_nonce: Option<String>,
     pub face_status: Option<FaceStatus>,
+    /// The face nonce is usable until then (`[face] ttl_secs` after `/auth/face/start`).
+    pub face_expires_at: Option<Timestamp>,
     pub client_addr: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -154,6 +156,7 @@ impl fmt::Debug for Challenge {
             .field("code_attempts", &self.code_attempts)
             .field("face_nonce", &self.face_nonce.as_ref().map(|_| "***"))
             .field("face_status", &self.face_status)
+            .field("face_expires_at", &self.face_expires_at)
             .field("client_addr", &self.client_addr)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)

@@ -211,6 +211,7 @@ macro_rules! sql_store_impl {
                 code_attempts: col(row, p, "code_attempts")?,
                 face_nonce: col(row, p, "face_nonce")?,
                 face_status: decode::opt("face_status", col(row, p, "face_status")?, decode::face_status)?,
+                face_expires_at: col(row, p, "face_expires_at")?,
                 client_addr: col(row, p, "client_addr")?,
                 created_at: col(row, p, "created_at")?,
                 expires_at: col(row, p, "expires_at")?,
@@ -758,8 +759,9 @@ macro_rules! sql_store_impl {
                 sqlx::query(
                     "INSERT INTO challenges (id_hash, purpose, entry, person, enterprise, agency, \
                      target_phone, code_hash, code_expires_at, code_attempts, face_nonce, \
-                     face_status, client_addr, created_at, expires_at, consumed_at) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                     face_status, client_addr, created_at, expires_at, consumed_at, \
+                     face_expires_at) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .bind(&c.id_hash)
                 .bind(c.purpose.as_str())
@@ -777,6 +779,7 @@ macro_rules! sql_store_impl {
                 .bind(c.created_at)
                 .bind(c.expires_at)
                 .bind(c.consumed_at)
+                .bind(c.face_expires_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -823,13 +826,14 @@ macro_rules! sql_store_impl {
                 Ok(())
             }
 
-            async fn set_face_nonce(&self, id_hash: &str, nonce: &str) -> StoreResult<()> {
+            async fn set_face_nonce(&self, id_hash: &str, nonce: &str, expires_at: Timestamp) -> StoreResult<()> {
                 let n = sqlx::query(
-                    "UPDATE challenges SET face_nonce = $2, face_status = 'pending' \
-                     WHERE id_hash = $1",
+                    "UPDATE challenges SET face_nonce = $2, face_status = 'pending', \
+                     face_expires_at = $3 WHERE id_hash = $1",
                 )
                 .bind(id_hash)
                 .bind(nonce)
+                .bind(expires_at)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();

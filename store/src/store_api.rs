@@ -257,11 +257,13 @@ pub trait Store: Send + Sync + Clone + 'static {
         code_expires_at: Timestamp,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Attach a face-verification nonce (status `pending`). `NotFound` if unknown.
+    /// Attach a face-verification nonce (status `pending`) valid until `expires_at` (a new
+    /// nonce replaces an earlier one). `NotFound` if unknown.
     fn set_face_nonce(
         &self,
         id_hash: &str,
         nonce: &str,
+        expires_at: Timestamp,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn challenge_by_nonce(

@@ -381,6 +381,7 @@ async fn challenges<S: Store>(s: S) {
         code_attempts: 0,
         face_nonce: None,
         face_status: None,
+        face_expires_at: None,
         client_addr: Some("127.0.0.1".into()),
         created_at: NOW,
         expires_at: NOW + 300,
@@ -397,8 +398,9 @@ async fn challenges<S: Store>(s: S) {
     s.set_challenge_code("c1", &Secret("h(code)".into()), NOW + 300)
         .await
         .unwrap();
-    s.set_face_nonce("c1", "n1").await.unwrap();
+    s.set_face_nonce("c1", "n1", NOW + 120).await.unwrap();
     let got = s.challenge_by_nonce("n1").await.unwrap().unwrap();
+    assert_eq!(got.face_expires_at, Some(NOW + 120));
     assert_eq!(got.code_hash, Some(Secret("h(code)".into())));
     assert_eq!(got.code_attempts, 2);
     assert_eq!(got.face_status, Some(FaceStatus::Pending));

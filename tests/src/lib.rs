@@ -287,9 +287,7 @@ path = "{outbox}"
 [face]
 callback_secret = "test-face-secret"
 
-[session]
-cookie_secure = false
-
+{session}
 [[upstreams]]
 name = "etax"
 url = "{upstream_url}"
@@ -325,6 +323,12 @@ upstream = "etax"
         db = dir.join("taxgate.db").display(),
         policies = policies_dir().display(),
         outbox = dir.join("sms-outbox.jsonl").display(),
+        // A test that brings its own [session] table replaces this one.
+        session = if extra.contains("[session]") {
+            ""
+        } else {
+            "[session]\ncookie_secure = false\n"
+        },
     )
 }
 
@@ -336,10 +340,11 @@ pub fn policies_dir() -> PathBuf {
         .join("policies")
 }
 
-/// A gateway running in this process.
+/// A gateway running in this process, fully wired (login, account centre, pages).
 pub struct Gateway {
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    pub core: Arc<taxgate::server::Core>,
     pub shutdown: taxgate::server::Shutdown,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -348,16 +353,18 @@ impl Gateway {
     pub async fn start(config_text: &str, dir: &Path) -> Gateway {
         let config = taxgate::config::Config::from_toml(config_text, "test.toml", dir)
             .unwrap_or_else(|e| panic!("test config refused: {e}"));
-        let server = taxgate::server::Server::bind(config)
+        let shutdown = taxgate::server::Shutdown::new();
+        let server = taxgate::run::serve(config, shutdown.clone())
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let public = server.public_addr();
         let admin = server.admin_addr();
-        let shutdown = taxgate::server::Shutdown::new();
+        let core = server.core().clone();
         let done = tokio::spawn(server.run(shutdown.clone()));
         Gateway {
             public,
             admin,
+            core,
             shutdown,
             done,
         }
@@ -443,4 +450,230 @@ pub async fn send_h2_tls(
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.unwrap();
     read(resp).await
+}
+
+// ---- login fixtures ---------------------------------------------------------------------------
+
+pub const ENT_A: &str = "91140100MA0K123488";
+pub const ENT_B: &str = "91140100MA0K70011E";
+pub const AGENCY: &str = "91140100MA0K7002X6";
+/// 王芳: legal representative of A (active), phone 13800138000.
+pub const WANG: &str = "140105199001011238";
+pub const WANG_PW: &str = "Chang3-Me!now";
+/// 李雷: tax handler of A, not yet confirmed by himself (pending).
+pub const LI: &str = "140105198503150022";
+pub const LI_PW: &str = "Li-Lei-2026!";
+/// 张伟: invoice clerk of A whose binding ended in 2024 (expired).
+pub const ZHANG: &str = "140105199207080036";
+pub const ZHANG_PW: &str = "Zhang-Wei-99";
+/// 赵敏: migrated user (no password in the seed), finance manager of A and tax handler of B.
+pub const ZHAO: &str = "110101198001010045";
+/// 陈静: agency staff; the agreement with client A covers declare and query.
+pub const CHEN: &str = "140102197511110051";
+pub const CHEN_PW: &str = "Chen-Jing-01";
+/// 孙丽: tax handler of A without a phone number.
+pub const SUN: &str = "140105199502200061";
+pub const SUN_PW: &str = "Sun-Li-2026!";
+/// 周杰: registered, bound to nothing.
+pub const ZHOU: &str = "310101198808080076";
+pub const ZHOU_PW: &str = "Zhou-Jie-2026";
+pub const ENT_A_LEGACY_PW: &str = "Old-Ent-Pass1";
+
+pub fn seed_json() -> serde_json::Value {
+    serde_json::json!({
+        "persons": [
+            {"id_number": WANG, "name": "王芳", "username": "wangfang", "phone": "13800138000", "password": WANG_PW},
+            {"id_number": LI, "name": "李雷", "phone": "13900000001", "password": LI_PW},
+            {"id_number": ZHANG, "name": "张伟", "phone": "13900000002", "password": ZHANG_PW},
+            {"id_number": ZHAO, "name": "赵敏", "phone": "13900000003"},
+            {"id_number": CHEN, "name": "陈静", "phone": "13900000004", "password": CHEN_PW},
+            {"id_number": SUN, "name": "孙丽", "password": SUN_PW},
+            {"id_number": ZHOU, "name": "周杰", "phone": "13900000006", "password": ZHOU_PW}
+        ],
+        "enterprises": [
+            {"taxpayer_id": ENT_A, "name": "太原示例科技有限公司", "legacy_password": ENT_A_LEGACY_PW, "phone": "13900139000", "agency": false},
+            {"taxpayer_id": ENT_B, "name": "晋阳贸易有限公司", "agency": false},
+            {"taxpayer_id": AGENCY, "name": "山西诚信税务师事务所", "agency": true}
+        ],
+        "bindings": [
+            {"person": WANG, "enterprise": ENT_A, "role": "legal_representative",
+             "valid_from": "2023-01-01T00:00:00+08:00", "enterprise_confirmed": true, "person_confirmed": true},
+            {"person": LI, "enterprise": ENT_A, "role": "tax_handler",
+             "enterprise_confirmed": true, "person_confirmed": false},
+            {"person": ZHANG, "enterprise": ENT_A, "role": "invoice_clerk",
+             "valid_from": "2023-01-01T00:00:00+08:00", "valid_until": "2024-12-31T23:59:59+08:00",
+             "enterprise_confirmed": true, "person_confirmed": true},
+            {"person": ZHAO, "enterprise": ENT_A, "role": "finance_manager",
+             "enterprise_confirmed": true, "person_confirmed": true},
+            {"person": ZHAO, "enterprise": ENT_B, "role": "tax_handler",
+             "enterprise_confirmed": true, "person_confirmed": true},
+            {"person": SUN, "enterprise": ENT_A, "role": "tax_handler",
+             "enterprise_confirmed": true, "person_confirmed": true}
+        ],
+        "agency_agreements": [
+            {"agency": AGENCY, "client": ENT_A, "staff": [CHEN], "scope": ["declare", "query"],
+             "valid_until": "2099-12-31T23:59:59+08:00", "client_confirmed": true}
+        ]
+    })
+}
+
+/// A gateway with the login fixtures imported, in front of a real upstream.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub gw: Gateway,
+    pub up: Upstream,
+}
+
+impl Env {
+    pub async fn start(extra_config: &str) -> Env {
+        Self::start_with(extra_config, &seed_json()).await
+    }
+
+    pub async fn start_with(extra_config: &str, seed: &serde_json::Value) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Upstream::start().await;
+        let text = config_text(dir.path(), &up.url(), extra_config);
+        let gw = Gateway::start(&text, dir.path()).await;
+        taxgate_store::import_seed(&gw.core.store, &seed.to_string(), unix_now())
+            .await
+            .unwrap_or_else(|e| panic!("test seed refused: {e:?}"));
+        Env { dir, gw, up }
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("sms-outbox.jsonl")
+    }
+
+    /// Every line of the SMS outbox.
+    pub fn sms(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.outbox())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The newest code sent to `phone`.
+    pub fn last_code(&self, phone: &str) -> String {
+        self.sms()
+            .iter()
+            .rev()
+            .find(|m| m["to"] == phone)
+            .and_then(|m| m["code"].as_str().map(String::from))
+            .unwrap_or_else(|| panic!("no code was sent to {phone}"))
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value, session: Option<&str>) -> Answer {
+        let mut req = Request::post(path)
+            .header("host", "gw.test")
+            .header("content-type", "application/json");
+        if let Some(token) = session {
+            req = req.header("cookie", format!("taxgate_session={token}"));
+        }
+        send(self.gw.public, req.body(full(body.to_string())).unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, session: Option<&str>) -> Answer {
+        let mut req = Request::get(path).header("host", "gw.test");
+        if let Some(token) = session {
+            req = req.header("cookie", format!("taxgate_session={token}"));
+        }
+        send(self.gw.public, req.body(empty()).unwrap()).await
+    }
+
+    /// `POST /auth/login`; returns the answer.
+    pub async fn login(
+        &self,
+        entry: &str,
+        taxpayer_id: Option<&str>,
+        account: &str,
+        password: &str,
+    ) -> Answer {
+        let mut body =
+            serde_json::json!({"entry": entry, "account": account, "password": password});
+        if let Some(t) = taxpayer_id {
+            body["taxpayer_id"] = t.into();
+        }
+        self.post("/auth/login", body, None).await
+    }
+
+    /// A full login with the SMS factor; returns the session token and the session view.
+    pub async fn login_sms(
+        &self,
+        entry: &str,
+        taxpayer_id: Option<&str>,
+        account: &str,
+        password: &str,
+        phone: &str,
+    ) -> (String, serde_json::Value) {
+        let a = self.login(entry, taxpayer_id, account, password).await;
+        assert_eq!(
+            a.status,
+            StatusCode::OK,
+            "login: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        let challenge = a.json()["challenge"].as_str().unwrap().to_string();
+        let sent = self
+            .post(
+                "/auth/sms/send",
+                serde_json::json!({"challenge": challenge}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            sent.status,
+            StatusCode::OK,
+            "sms send: {}",
+            String::from_utf8_lossy(&sent.body)
+        );
+        let code = self.last_code(phone);
+        let v = self
+            .post(
+                "/auth/sms/verify",
+                serde_json::json!({"challenge": challenge, "code": code}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            v.status,
+            StatusCode::OK,
+            "sms verify: {}",
+            String::from_utf8_lossy(&v.body)
+        );
+        (session_token(&v), v.json())
+    }
+}
+
+/// The session token set by a response's `Set-Cookie`.
+pub fn session_token(a: &Answer) -> String {
+    let cookie = a
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Set-Cookie in {:?}", a.headers));
+    cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.strip_prefix("taxgate_session="))
+        .unwrap()
+        .to_string()
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Headers of a face callback signed like the app backend does (CONTRACT section 6).
+pub fn sign_face(secret: &str, timestamp: i64, body: &str) -> (String, String) {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    (
+        timestamp.to_string(),
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+    )
 }

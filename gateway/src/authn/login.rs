@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use taxgate_store::{
-    AuditEvent, Binding, Challenge, ChallengePurpose, Enterprise, Entry, Factor, FaceStatus,
+    AuditEvent, Binding, Challenge, ChallengePurpose, Enterprise, Entry, FaceStatus, Factor,
     IdNumber, Person, Phone, Role, Secret, Session, SessionSlice, Store, StoreError, TaxpayerId,
     Timestamp, password,
 };
@@ -154,9 +154,7 @@ impl Auth {
             return self.login_legacy(body, conn).await;
         }
         let taxpayer_id = match entry {
-            Entry::Enterprise | Entry::Agent => {
-                Some(body.parse("taxpayer_id", TaxpayerId::parse)?)
-            }
+            Entry::Enterprise | Entry::Agent => Some(body.parse("taxpayer_id", TaxpayerId::parse)?),
             _ => None,
         };
         let account = body.str("account", 64)?.trim().to_string();
@@ -164,8 +162,6 @@ impl Auth {
         let now = unix_now();
         let client = conn.remote.ip();
         let store = &self.core.store;
-        let login = &self.core.config.login;
-
         let person = store.person_by_account(&account).await.map_err(store_err)?;
         if let Some(p) = &person
             && p.locked_until.is_some_and(|t| t > now)
@@ -241,7 +237,16 @@ impl Auth {
             _ => (taxpayer_id, None),
         };
         let challenge_token = self
-            .new_challenge(ChallengePurpose::Login, Some(entry), Some(&person.id_number), enterprise_id, agency_id, person.phone.clone(), now, client)
+            .new_challenge(
+                ChallengePurpose::Login,
+                Some(entry),
+                Some(&person.id_number),
+                enterprise_id,
+                agency_id,
+                person.phone.clone(),
+                now,
+                client,
+            )
             .await?;
         let mut factors = Vec::new();
         if person.phone.is_some() {
@@ -256,7 +261,12 @@ impl Auth {
     }
 
     /// Count a failed password for a known person, and answer the same for an unknown one.
-    async fn first_factor_failed(&self, person: Option<IdNumber>, now: Timestamp, client: IpAddr) -> ApiError {
+    async fn first_factor_failed(
+        &self,
+        person: Option<IdNumber>,
+        now: Timestamp,
+        client: IpAddr,
+    ) -> ApiError {
         let login = &self.core.config.login;
         let mut ev = self.event(now, "login", false, client);
         ev.reason = Some("invalid_credentials".into());
@@ -265,7 +275,12 @@ impl Auth {
             match self
                 .core
                 .store
-                .record_person_failure(&id, now, login.max_password_failures as i32, login.lockout_secs as i64)
+                .record_person_failure(
+                    &id,
+                    now,
+                    login.max_password_failures as i32,
+                    login.lockout_secs as i64,
+                )
                 .await
             {
                 Ok(state) if state.locked_until.is_some_and(|t| t > now) => {
@@ -298,8 +313,10 @@ impl Auth {
         {
             return Err(Code::AccountLocked.into());
         }
-        let hash = enterprise.as_ref().and_then(|e| e.legacy_password_hash.as_ref());
-        let ok = self.verify(hash, pw).await && hash.is_some();
+        let hash = enterprise
+            .as_ref()
+            .and_then(|e| e.legacy_password_hash.clone());
+        let ok = self.verify(hash.as_ref(), pw).await && hash.is_some();
         let Some(enterprise) = enterprise.filter(|_| ok) else {
             let mut ev = self.event(now, "login", false, client);
             ev.entry = Some(Entry::EnterpriseLegacy);
@@ -308,7 +325,12 @@ impl Auth {
             let mut answer = ApiError::from(Code::InvalidCredentials);
             if hash.is_some() {
                 let state = store
-                    .record_enterprise_failure(&taxpayer_id, now, login.max_password_failures as i32, login.lockout_secs as i64)
+                    .record_enterprise_failure(
+                        &taxpayer_id,
+                        now,
+                        login.max_password_failures as i32,
+                        login.lockout_secs as i64,
+                    )
                     .await
                     .map_err(store_err)?;
                 if state.locked_until.is_some_and(|t| t > now) {
@@ -327,7 +349,10 @@ impl Auth {
             person: None,
             enterprise: Some(&enterprise),
         };
-        let decision = self.core.engine.decide_login(&attempt, &[], &self.facts(now));
+        let decision = self
+            .core
+            .engine
+            .decide_login(&attempt, &[], &self.facts(now));
         let mut ev = self.event(now, "login", decision.allowed, client);
         ev.entry = Some(Entry::EnterpriseLegacy);
         ev.enterprise = Some(taxpayer_id.clone());
@@ -339,7 +364,16 @@ impl Auth {
             return Err(self.denial(&decision));
         }
         let challenge_token = self
-            .new_challenge(ChallengePurpose::Login, Some(Entry::EnterpriseLegacy), None, Some(taxpayer_id), None, enterprise.phone.clone(), now, client)
+            .new_challenge(
+                ChallengePurpose::Login,
+                Some(Entry::EnterpriseLegacy),
+                None,
+                Some(taxpayer_id),
+                None,
+                enterprise.phone.clone(),
+                now,
+                client,
+            )
             .await?;
         let mut answer = json!({ "challenge": challenge_token, "factors": ["sms"] });
         if let Some(phone) = &enterprise.phone {
@@ -390,7 +424,12 @@ impl Auth {
 
     /// The live challenge a client presents: unknown, expired, used, or started from another
     /// address all read as `challenge_expired` (no oracle for guessing).
-    async fn live_challenge(&self, body: &Json, conn: ConnInfo, now: Timestamp) -> Result<Challenge, ApiError> {
+    async fn live_challenge(
+        &self,
+        body: &Json,
+        conn: ConnInfo,
+        now: Timestamp,
+    ) -> Result<Challenge, ApiError> {
         let presented = body.str("challenge", 64)?;
         if !token::well_formed(presented) {
             return Err(Code::ChallengeExpired.into());
@@ -432,8 +471,12 @@ impl Auth {
     /// Check the limits of the challenge's number, then send a fresh code and store its hash.
     async fn send_code(&self, c: &Challenge, now: Timestamp) -> Result<(), ApiError> {
         let login = &self.core.config.login;
-        let phone = c.target_phone.as_ref().ok_or(ApiError::from(Code::PhoneMissing))?;
-        let local_day_start = (now + CHINA_OFFSET_SECS).div_euclid(86_400) * 86_400 - CHINA_OFFSET_SECS;
+        let phone = c
+            .target_phone
+            .as_ref()
+            .ok_or(ApiError::from(Code::PhoneMissing))?;
+        let local_day_start =
+            (now + CHINA_OFFSET_SECS).div_euclid(86_400) * 86_400 - CHINA_OFFSET_SECS;
         let stats = self
             .core
             .store
@@ -457,7 +500,11 @@ impl Auth {
             .map_err(store_err)?;
         self.core
             .store
-            .set_challenge_code(&c.id_hash, &code_hash(&c.id_hash, &code), now + login.sms_code_ttl_secs as i64)
+            .set_challenge_code(
+                &c.id_hash,
+                &code_hash(&c.id_hash, &code),
+                now + login.sms_code_ttl_secs as i64,
+            )
             .await
             .map_err(store_err)?;
         let purpose = match c.purpose {
@@ -484,7 +531,12 @@ impl Auth {
         let right = match (&c.code_hash, c.code_expires_at) {
             (Some(expected), Some(until)) if until > now => {
                 let given = code_hash(&c.id_hash, code.trim());
-                bool::from(given.expose().as_bytes().ct_eq(expected.expose().as_bytes()))
+                bool::from(
+                    given
+                        .expose()
+                        .as_bytes()
+                        .ct_eq(expected.expose().as_bytes()),
+                )
             }
             _ => false,
         };
@@ -555,7 +607,8 @@ impl Auth {
             now,
         )
         .map_err(|_| ApiError::from(Code::BadSignature))?;
-        let v: Value = serde_json::from_slice(&raw).map_err(|_| ApiError::from(Code::InvalidInput))?;
+        let v: Value =
+            serde_json::from_slice(&raw).map_err(|_| ApiError::from(Code::InvalidInput))?;
         let body = Json(v);
         let nonce = body.str("nonce", 64)?;
         let id_number = body.parse("id_number", IdNumber::parse)?;
@@ -578,14 +631,21 @@ impl Auth {
             return Err(Code::UnknownNonce.into());
         }
         if c.person.as_ref() != Some(&id_number) {
-            let _ = store.set_face_result(nonce, false).await.map_err(store_err)?;
+            let _ = store
+                .set_face_result(nonce, false)
+                .await
+                .map_err(store_err)?;
             let mut ev = self.event(now, "face_callback", false, conn.remote.ip());
             ev.person = c.person.clone();
             ev.reason = Some("identity_mismatch".into());
             self.audit(ev).await?;
             return Err(Code::IdentityMismatch.into());
         }
-        if !store.set_face_result(nonce, passed).await.map_err(store_err)? {
+        if !store
+            .set_face_result(nonce, passed)
+            .await
+            .map_err(store_err)?
+        {
             return Err(Code::UnknownNonce.into());
         }
         Ok(no_content())
@@ -609,9 +669,19 @@ impl Auth {
 
     /// Turn a challenge whose second factor passed into a session (single use), after asking the
     /// policies once more which identity it may take.
-    async fn complete_login(&self, c: Challenge, factor: Factor, conn: ConnInfo, now: Timestamp) -> ApiResult {
+    async fn complete_login(
+        &self,
+        c: Challenge,
+        factor: Factor,
+        conn: ConnInfo,
+        now: Timestamp,
+    ) -> ApiResult {
         let store = &self.core.store;
-        if !store.consume_challenge(&c.id_hash, now).await.map_err(store_err)? {
+        if !store
+            .consume_challenge(&c.id_hash, now)
+            .await
+            .map_err(store_err)?
+        {
             return Err(Code::ChallengeExpired.into());
         }
         let entry = c.entry.ok_or(ApiError::from(Code::ChallengeExpired))?;
@@ -647,7 +717,11 @@ impl Auth {
                     .map_err(store_err)?;
                 let mut allowed = None;
                 for b in &bindings {
-                    let d = self.core.engine.decide_login(&attempt, &[LoginCandidate::Binding(b)], &facts);
+                    let d = self.core.engine.decide_login(
+                        &attempt,
+                        &[LoginCandidate::Binding(b)],
+                        &facts,
+                    );
                     if d.allowed {
                         binding = Some(b.clone());
                         allowed = Some(d);
@@ -664,7 +738,10 @@ impl Auth {
             }
             (Entry::Agent, Some(p), _) => {
                 let agreements = match &c.agency {
-                    Some(a) => store.agreements_of_staff(a, &p.id_number).await.map_err(store_err)?,
+                    Some(a) => store
+                        .agreements_of_staff(a, &p.id_number)
+                        .await
+                        .map_err(store_err)?,
                     None => Vec::new(),
                 };
                 let all: Vec<_> = agreements.iter().map(LoginCandidate::Agreement).collect();
@@ -710,21 +787,34 @@ impl Auth {
         let slice = SessionSlice {
             session,
             person,
-            enterprise: if entry == Entry::Agent { None } else { org.clone() },
+            enterprise: if entry == Entry::Agent {
+                None
+            } else {
+                org.clone()
+            },
             agency: if entry == Entry::Agent { org } else { None },
             binding,
             agreement: None,
         };
         let mut resp = json_response(StatusCode::OK, &session_view(&slice));
         let cfg = &self.core.config.session;
-        if let Some(cookie) = api::session_cookie(&cfg.cookie_name, &session_token, cfg.cookie_secure, cfg.absolute_timeout_secs) {
+        if let Some(cookie) = api::session_cookie(
+            &cfg.cookie_name,
+            &session_token,
+            cfg.cookie_secure,
+            cfg.absolute_timeout_secs,
+        ) {
             resp.headers_mut().insert(header::SET_COOKIE, cookie);
         }
         Ok(resp)
     }
 
     /// The live session a request presents and the policy decision for `action` on it.
-    pub async fn session_for(&self, req: &Request<Incoming>, action: &str) -> Result<Arc<ResolvedSession>, ApiError> {
+    pub async fn session_for(
+        &self,
+        req: &Request<Incoming>,
+        action: &str,
+    ) -> Result<Arc<ResolvedSession>, ApiError> {
         let now = unix_now();
         let token_str = presented_token(req.headers(), &self.core.config.session.cookie_name)
             .ok_or(ApiError::from(Code::LoginRequired))?;
@@ -810,7 +900,12 @@ impl Auth {
                 .await);
         }
         if new == old
-            || password_rules::check(new, Some(current.id_number.as_str()), current.username.as_deref()).is_err()
+            || password_rules::check(
+                new,
+                Some(current.id_number.as_str()),
+                current.username.as_deref(),
+            )
+            .is_err()
         {
             return Err(ApiError::field(Code::WeakPassword, "new_password"));
         }
@@ -861,7 +956,16 @@ impl Auth {
             .await
             .map_err(store_err)?;
         let challenge_token = self
-            .new_challenge(ChallengePurpose::RecoverPhone, Some(Entry::Person), Some(&person.id_number), None, None, Some(phone), now, client)
+            .new_challenge(
+                ChallengePurpose::RecoverPhone,
+                Some(Entry::Person),
+                Some(&person.id_number),
+                None,
+                None,
+                Some(phone),
+                now,
+                client,
+            )
             .await?;
         let c = self
             .core
@@ -871,12 +975,20 @@ impl Auth {
             .map_err(store_err)?
             .ok_or(ApiError::from(Code::Internal))?;
         self.send_code(&c, now).await?;
-        Ok(json_response(StatusCode::OK, &json!({ "challenge": challenge_token })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "challenge": challenge_token }),
+        ))
     }
 
     /// `POST /auth/phone/recover/verify` (and `/account/phone/verify`): the number moves to the
     /// person in one transaction and is cleared from its previous holder (一号一人).
-    pub async fn phone_verify(&self, body: Json, conn: ConnInfo, purpose: ChallengePurpose) -> ApiResult {
+    pub async fn phone_verify(
+        &self,
+        body: Json,
+        conn: ConnInfo,
+        purpose: ChallengePurpose,
+    ) -> ApiResult {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
         if c.purpose != purpose {
@@ -907,14 +1019,20 @@ impl Auth {
         if let Some(prev) = previous {
             let mut ev = self.event(now, "phone_cleared", true, conn.remote.ip());
             ev.person = Some(prev);
-            ev.detail = Some(json!({ "phone": phone.masked(), "taken_by_verification": true }).to_string());
+            ev.detail =
+                Some(json!({ "phone": phone.masked(), "taken_by_verification": true }).to_string());
             self.audit(ev).await?;
         }
         Ok(no_content())
     }
 
     /// `POST /account/phone`: a code to the new number of the session's person.
-    pub async fn phone_bind_start(&self, session: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+    pub async fn phone_bind_start(
+        &self,
+        session: &ResolvedSession,
+        body: Json,
+        conn: ConnInfo,
+    ) -> ApiResult {
         let phone = body.parse("phone", Phone::parse)?;
         let person = session
             .slice
@@ -924,7 +1042,16 @@ impl Auth {
             .ok_or(ApiError::from(Code::NotPermitted))?;
         let now = unix_now();
         let challenge_token = self
-            .new_challenge(ChallengePurpose::BindPhone, Some(session.slice.session.entry), Some(person), None, None, Some(phone), now, conn.remote.ip())
+            .new_challenge(
+                ChallengePurpose::BindPhone,
+                Some(session.slice.session.entry),
+                Some(person),
+                None,
+                None,
+                Some(phone),
+                now,
+                conn.remote.ip(),
+            )
             .await?;
         let c = self
             .core
@@ -934,7 +1061,10 @@ impl Auth {
             .map_err(store_err)?
             .ok_or(ApiError::from(Code::Internal))?;
         self.send_code(&c, now).await?;
-        Ok(json_response(StatusCode::OK, &json!({ "challenge": challenge_token })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "challenge": challenge_token }),
+        ))
     }
 }
 
