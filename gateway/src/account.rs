@@ -1,0 +1,635 @@
+//! The account centre (账户中心, CONTRACT section 3): identities and switching (身份切换),
+//! personnel (人员权限管理, enterprise side), authorizations (企业授权管理, person side), and
+//! applications (办税人员自主申请). Every call is a policy decision first; the target of a switch
+//! is decided by the same `login` rules as a fresh login, so a switch can never reach an identity
+//! a login could not.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use taxgate_store::{
+    AgencyAgreement, AuditEvent, Binding, ConfirmOutcome, Entry, IdNumber, NewBinding,
+    PermissionGroup, Role, SessionIdentity, SessionSlice, Side, Store, StoreError, TaxpayerId,
+    Timestamp,
+};
+
+use crate::api::{self, Json, json as json_response, no_content};
+use crate::authn::login::{Auth, session_view};
+use crate::authz::{LoginAttempt, LoginCandidate, RequestFacts};
+use crate::body::Body;
+use crate::error::{ApiError, Code};
+use crate::pipeline::{log_store_error, unix_now};
+use crate::proxy::ConnInfo;
+use crate::server::Core;
+use crate::session::ResolvedSession;
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+/// Bindings ending within this many days carry `expires_in_days`.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn store_err(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => Code::NotFound.into(),
+        StoreError::Conflict { .. } => Code::AlreadyLinked.into(),
+        other => {
+            log_store_error(&other);
+            Code::StoreUnavailable.into()
+        }
+    }
+}
+
+/// A binding's status as the account centre shows it (display only: access is the policies').
+fn status(b: &Binding, now: Timestamp) -> &'static str {
+    if b.revoked_at.is_some() {
+        "revoked"
+    } else if !(b.enterprise_confirmed && b.person_confirmed) {
+        "pending"
+    } else if b.valid_from > now || b.valid_until.is_some_and(|u| u <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn until(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(api::rfc3339(t)))
+}
+
+fn expires_in_days(valid_until: Option<Timestamp>, now: Timestamp) -> Option<i64> {
+    valid_until
+        .filter(|u| *u > now)
+        .map(|u| (u - now) / 86_400)
+        .filter(|d| *d < EXPIRY_WARNING_DAYS)
+}
+
+fn permissions(p: &Option<Vec<PermissionGroup>>) -> Value {
+    match p {
+        Some(list) => json!(list.iter().map(|g| g.as_str()).collect::<Vec<_>>()),
+        None => Value::Null,
+    }
+}
+
+fn binding_json(b: &Binding, enterprise_name: Option<&str>, person_name: Option<&str>, now: Timestamp) -> Value {
+    let mut v = json!({
+        "binding": b.id,
+        "person": b.person.as_str(),
+        "enterprise": b.enterprise.as_str(),
+        "role": b.role.as_str(),
+        "permissions": permissions(&b.permissions),
+        "uses_role_defaults": b.permissions.is_none(),
+        "valid_from": api::rfc3339(b.valid_from),
+        "valid_until": until(b.valid_until),
+        "enterprise_confirmed": b.enterprise_confirmed,
+        "person_confirmed": b.person_confirmed,
+        "status": status(b, now),
+        "updated_at": api::rfc3339(b.updated_at),
+        "updated_by": b.updated_by,
+    });
+    if let Some(n) = enterprise_name {
+        v["enterprise_name"] = n.into();
+    }
+    if let Some(n) = person_name {
+        v["person_name"] = n.into();
+    }
+    if let Some(d) = expires_in_days(b.valid_until, now) {
+        v["expires_in_days"] = d.into();
+    }
+    v
+}
+
+pub struct Account {
+    core: Arc<Core>,
+}
+
+impl Account {
+    pub fn new(core: Arc<Core>) -> Self {
+        Account { core }
+    }
+
+    fn facts(&self, now: Timestamp) -> RequestFacts {
+        RequestFacts {
+            now,
+            legacy_login_until: self.core.config.login.legacy_until_unix(),
+        }
+    }
+
+    async fn audit(&self, s: &ResolvedSession, action: &str, client: IpAddr, detail: Value) -> Result<(), ApiError> {
+        let sess = &s.slice.session;
+        let event = AuditEvent {
+            id: self.core.audit.next_id(),
+            at: unix_now(),
+            request_id: None,
+            session_id: Some(sess.id.clone()),
+            person: sess.person.clone(),
+            enterprise: sess.enterprise.clone(),
+            role: sess.role,
+            entry: Some(sess.entry),
+            action: action.to_string(),
+            path: None,
+            allowed: true,
+            policies: Vec::new(),
+            reason: None,
+            policy_version: Some(self.core.engine.version().to_string()),
+            client_addr: Some(client.to_string()),
+            detail: Some(detail.to_string()),
+        };
+        self.core
+            .audit
+            .record(event)
+            .await
+            .map_err(|_| ApiError::from(Code::StoreUnavailable))
+    }
+
+    async fn enterprise_name(&self, id: &TaxpayerId) -> Option<String> {
+        self.core.store.enterprise(id).await.ok().flatten().map(|e| e.name)
+    }
+
+    fn person_of(s: &ResolvedSession) -> Result<&IdNumber, ApiError> {
+        s.slice
+            .session
+            .person
+            .as_ref()
+            .ok_or(ApiError::from(Code::NotPermitted))
+    }
+
+    // ---- identities and switching -------------------------------------------------------------
+
+    /// `GET /account/identities`.
+    pub async fn identities(&self, s: &ResolvedSession) -> ApiResult {
+        let now = unix_now();
+        let store = &self.core.store;
+        let sess = &s.slice.session;
+        let person = Self::person_of(s)?;
+        let mut out = Vec::new();
+        if sess.entry == Entry::Agent {
+            let agency = sess.agency.as_ref().ok_or(ApiError::from(Code::NotPermitted))?;
+            for a in store
+                .agreements_of_staff(agency, person)
+                .await
+                .map_err(store_err)?
+            {
+                out.push(self.client_json(&a, now).await);
+            }
+        } else {
+            for b in store.bindings_of_person(person).await.map_err(store_err)? {
+                if b.revoked_at.is_some() {
+                    continue;
+                }
+                let name = self.enterprise_name(&b.enterprise).await;
+                let mut v = json!({
+                    "enterprise": b.enterprise.as_str(),
+                    "enterprise_name": name,
+                    "role": b.role.as_str(),
+                    "valid_until": until(b.valid_until),
+                    "status": status(&b, now),
+                    "binding": b.id,
+                    "current": sess.binding_id.as_deref() == Some(b.id.as_str()),
+                });
+                if let Some(d) = expires_in_days(b.valid_until, now) {
+                    v["expires_in_days"] = d.into();
+                }
+                out.push(v);
+            }
+        }
+        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    }
+
+    async fn client_json(&self, a: &AgencyAgreement, now: Timestamp) -> Value {
+        let active = a.client_confirmed
+            && a.revoked_at.is_none()
+            && a.valid_from <= now
+            && a.valid_until.is_none_or(|u| u > now);
+        let status = if !a.client_confirmed {
+            "pending"
+        } else if active {
+            "active"
+        } else {
+            "expired"
+        };
+        let mut v = json!({
+            "enterprise": a.client.as_str(),
+            "enterprise_name": self.enterprise_name(&a.client).await,
+            "role": Role::Agent.as_str(),
+            "valid_until": until(a.valid_until),
+            "status": status,
+            "scope": a.scope.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        });
+        if let Some(d) = expires_in_days(a.valid_until, now) {
+            v["expires_in_days"] = d.into();
+        }
+        v
+    }
+
+    /// `POST /account/switch {enterprise, role}`: the session's identity becomes another binding
+    /// of its person (enterprise entry) or another client of its agency (agent entry), once the
+    /// policies allow that identity; the token stays.
+    pub async fn switch(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+        let target = body.parse("enterprise", TaxpayerId::parse)?;
+        let now = unix_now();
+        let store = &self.core.store;
+        let sess = &s.slice.session;
+        let person_id = Self::person_of(s)?;
+        let person = s.slice.person.as_ref().ok_or(ApiError::from(Code::NotPermitted))?;
+        let org = store.enterprise(&target).await.map_err(store_err)?;
+        let attempt = LoginAttempt {
+            entry: sess.entry,
+            person: Some(person),
+            enterprise: org.as_ref(),
+        };
+        let facts = self.facts(now);
+        let (identity, decision) = match sess.entry {
+            Entry::Enterprise => {
+                let role = body.parse("role", |r| Role::parse(r).ok_or(()))?;
+                let bindings: Vec<Binding> = store
+                    .bindings_between(person_id, &target)
+                    .await
+                    .map_err(store_err)?
+                    .into_iter()
+                    .filter(|b| b.role == role)
+                    .collect();
+                let candidates: Vec<_> = bindings.iter().map(LoginCandidate::Binding).collect();
+                let decision = self.core.engine.decide_login(&attempt, &candidates, &facts);
+                let chosen = bindings.iter().find(|b| {
+                    self.core
+                        .engine
+                        .decide_login(&attempt, &[LoginCandidate::Binding(b)], &facts)
+                        .allowed
+                });
+                let identity = chosen.map(|b| SessionIdentity {
+                    enterprise: Some(b.enterprise.clone()),
+                    agency: None,
+                    role: Some(b.role),
+                    binding_id: Some(b.id.clone()),
+                    agreement_id: None,
+                });
+                (identity, decision)
+            }
+            Entry::Agent => {
+                let agency = sess.agency.as_ref().ok_or(ApiError::from(Code::NotPermitted))?;
+                let agreement = store
+                    .agreement_between(agency, &target)
+                    .await
+                    .map_err(store_err)?
+                    .filter(|a| a.staff.contains(person_id));
+                let agency_org = store.enterprise(agency).await.map_err(store_err)?;
+                // The login rules of the agent entry are about the agency; the agreement names
+                // the client.
+                let agent_attempt = LoginAttempt {
+                    entry: Entry::Agent,
+                    person: Some(person),
+                    enterprise: agency_org.as_ref(),
+                };
+                let candidates: Vec<_> = agreement.iter().map(LoginCandidate::Agreement).collect();
+                let decision = self.core.engine.decide_login(&agent_attempt, &candidates, &facts);
+                let identity = agreement.as_ref().map(|a| SessionIdentity {
+                    enterprise: Some(a.client.clone()),
+                    agency: Some(agency.clone()),
+                    role: Some(Role::Agent),
+                    binding_id: None,
+                    agreement_id: Some(a.id.clone()),
+                });
+                (identity, decision)
+            }
+            // Switching moves between identities of one entry; a natural-person session acts
+            // for no enterprise (log in through 企业业务 for that).
+            Entry::Person | Entry::EnterpriseLegacy => return Err(self.reason("not_linked")),
+        };
+        if !decision.allowed {
+            let reason = decision.reason.as_deref().unwrap_or("not_permitted");
+            return Err(self.reason(reason));
+        }
+        let identity = identity.ok_or_else(|| self.reason("not_linked"))?;
+        store
+            .set_session_identity(&sess.id, &identity)
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            s,
+            "switch_identity",
+            conn.remote.ip(),
+            json!({"to_enterprise": target.as_str(), "role": identity.role.map(Role::as_str)}),
+        )
+        .await?;
+        let slice = store
+            .session_slice(&sess.token_hash)
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::LoginRequired))?;
+        Ok(json_response(StatusCode::OK, &session_view(&slice)))
+    }
+
+    fn reason(&self, code: &str) -> ApiError {
+        if code == "not_permitted" {
+            return Code::NotPermitted.into();
+        }
+        let (zh, en) = self.core.engine.message(code);
+        ApiError::denied(code, &zh, &en)
+    }
+
+    // ---- personnel (enterprise side) ----------------------------------------------------------
+
+    fn enterprise_of(s: &ResolvedSession) -> Result<&TaxpayerId, ApiError> {
+        s.slice
+            .session
+            .enterprise
+            .as_ref()
+            .ok_or(ApiError::from(Code::NotPermitted))
+    }
+
+    fn parse_binding_request(body: &Json) -> Result<(Role, Option<Vec<PermissionGroup>>, Option<Timestamp>), ApiError> {
+        let role = body.parse("role", |r| match Role::parse(r) {
+            Some(Role::Agent | Role::LegacyEnterprise) | None => Err(()),
+            Some(role) => Ok(role),
+        })?;
+        let permissions = match body.opt_str_list("permissions")? {
+            None => None,
+            Some(list) => {
+                let mut groups = Vec::new();
+                for g in list {
+                    match PermissionGroup::parse(g) {
+                        Some(PermissionGroup::PersonalTax) | None => {
+                            return Err(ApiError::field(Code::InvalidInput, "permissions"));
+                        }
+                        Some(g) if !groups.contains(&g) => groups.push(g),
+                        Some(_) => {}
+                    }
+                }
+                Some(groups)
+            }
+        };
+        let valid_until = match body.opt_str("valid_until", 40)? {
+            None => None,
+            Some(s) => Some(
+                crate::config::parse_rfc3339(s)
+                    .map_err(|_| ApiError::field(Code::InvalidInput, "valid_until"))?,
+            ),
+        };
+        Ok((role, permissions, valid_until))
+    }
+
+    /// `POST /account/personnel`: the enterprise adds a registered person; pending until the
+    /// person confirms.
+    pub async fn add_personnel(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+        let enterprise = Self::enterprise_of(s)?.clone();
+        let id_number = body.parse("id_number", IdNumber::parse)?;
+        let (role, permissions, valid_until) = Self::parse_binding_request(&body)?;
+        let now = unix_now();
+        if valid_until.is_some_and(|u| u <= now) {
+            return Err(ApiError::field(Code::InvalidInput, "valid_until"));
+        }
+        let store = &self.core.store;
+        if store.person(&id_number).await.map_err(store_err)?.is_none() {
+            return Err(Code::PersonNotRegistered.into());
+        }
+        let by = Self::person_of(s)
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|_| "legacy".into());
+        let binding = store
+            .create_binding(NewBinding {
+                person: id_number.clone(),
+                enterprise,
+                role,
+                permissions,
+                valid_from: now,
+                valid_until,
+                enterprise_confirmed: true,
+                person_confirmed: false,
+                by,
+                now,
+            })
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            s,
+            "add_personnel",
+            conn.remote.ip(),
+            json!({"binding": binding.id, "person": id_number.masked(), "role": role.as_str()}),
+        )
+        .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"binding": binding.id, "status": status(&binding, now)}),
+        ))
+    }
+
+    /// `GET /account/personnel`.
+    pub async fn list_personnel(&self, s: &ResolvedSession) -> ApiResult {
+        let enterprise = Self::enterprise_of(s)?;
+        let now = unix_now();
+        let store = &self.core.store;
+        let mut out = Vec::new();
+        for b in store
+            .bindings_of_enterprise(enterprise)
+            .await
+            .map_err(store_err)?
+        {
+            let name = store.person(&b.person).await.ok().flatten().map(|p| p.name);
+            out.push(binding_json(&b, None, name.as_deref(), now));
+        }
+        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    }
+
+    /// The enterprise's own, non-revoked binding `id`, else 404.
+    async fn own_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
+        let enterprise = Self::enterprise_of(s)?;
+        self.core
+            .store
+            .binding(id)
+            .await
+            .map_err(store_err)?
+            .filter(|b| &b.enterprise == enterprise && b.revoked_at.is_none())
+            .ok_or(ApiError::from(Code::NotFound))
+    }
+
+    /// `POST /account/personnel/{binding}/revoke`: withdraw a pending request or end a binding.
+    pub async fn revoke_personnel(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+        let b = self.own_binding(s, id).await?;
+        let by = Self::person_of(s).map(|p| p.as_str().to_string()).unwrap_or_else(|_| "legacy".into());
+        self.core
+            .store
+            .revoke_binding(&b.id, &by, unix_now())
+            .await
+            .map_err(store_err)?;
+        self.audit(s, "revoke_personnel", conn.remote.ip(), json!({"binding": b.id})).await?;
+        Ok(no_content())
+    }
+
+    /// `POST /account/personnel/{binding}/confirm`: the enterprise confirms a person's
+    /// application.
+    pub async fn confirm_application(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+        let b = self.own_binding(s, id).await?;
+        let by = Self::person_of(s).map(|p| p.as_str().to_string()).unwrap_or_else(|_| "legacy".into());
+        self.confirm(s, &b, Side::Enterprise, &by, conn).await
+    }
+
+    async fn confirm(&self, s: &ResolvedSession, b: &Binding, side: Side, by: &str, conn: ConnInfo) -> ApiResult {
+        match self
+            .core
+            .store
+            .confirm_binding(&b.id, side, by, unix_now())
+            .await
+            .map_err(store_err)?
+        {
+            ConfirmOutcome::Confirmed(_) => {
+                self.audit(s, "confirm_binding", conn.remote.ip(), json!({"binding": b.id})).await?;
+                Ok(no_content())
+            }
+            ConfirmOutcome::AlreadyConfirmed(_) => Err(Code::AlreadyConfirmed.into()),
+        }
+    }
+
+    // ---- authorizations (person side) ---------------------------------------------------------
+
+    /// `GET /account/authorizations`.
+    pub async fn authorizations(&self, s: &ResolvedSession) -> ApiResult {
+        let person = Self::person_of(s)?;
+        let now = unix_now();
+        let mut out = Vec::new();
+        for b in self
+            .core
+            .store
+            .bindings_of_person(person)
+            .await
+            .map_err(store_err)?
+        {
+            let name = self.enterprise_name(&b.enterprise).await;
+            out.push(binding_json(&b, name.as_deref(), None, now));
+        }
+        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    }
+
+    async fn my_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
+        let person = Self::person_of(s)?;
+        self.core
+            .store
+            .binding(id)
+            .await
+            .map_err(store_err)?
+            .filter(|b| &b.person == person && b.revoked_at.is_none())
+            .ok_or(ApiError::from(Code::NotFound))
+    }
+
+    /// `POST /account/authorizations/{binding}/confirm`.
+    pub async fn confirm_authorization(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+        let b = self.my_binding(s, id).await?;
+        let by = b.person.as_str().to_string();
+        self.confirm(s, &b, Side::Person, &by, conn).await
+    }
+
+    /// `POST /account/authorizations/{binding}/unbind` (解除绑定).
+    pub async fn unbind(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+        let b = self.my_binding(s, id).await?;
+        self.core
+            .store
+            .revoke_binding(&b.id, b.person.as_str(), unix_now())
+            .await
+            .map_err(store_err)?;
+        self.audit(s, "unbind", conn.remote.ip(), json!({"binding": b.id})).await?;
+        Ok(no_content())
+    }
+
+    /// `POST /account/applications {enterprise, role, permissions?, valid_until?}`: a person
+    /// applies to an enterprise (办税人员自主申请); pending until the enterprise confirms.
+    pub async fn apply(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+        let person = Self::person_of(s)?.clone();
+        let enterprise = body.parse("enterprise", TaxpayerId::parse)?;
+        let (role, permissions, valid_until) = Self::parse_binding_request(&body)?;
+        let now = unix_now();
+        let store = &self.core.store;
+        if store.enterprise(&enterprise).await.map_err(store_err)?.is_none() {
+            return Err(ApiError::field(Code::NotFound, "enterprise"));
+        }
+        let binding = store
+            .create_binding(NewBinding {
+                person: person.clone(),
+                enterprise,
+                role,
+                permissions,
+                valid_from: now,
+                valid_until,
+                enterprise_confirmed: false,
+                person_confirmed: true,
+                by: person.as_str().to_string(),
+                now,
+            })
+            .await
+            .map_err(store_err)?;
+        self.audit(s, "apply", conn.remote.ip(), json!({"binding": binding.id})).await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"binding": binding.id, "status": status(&binding, now)}),
+        ))
+    }
+}
+
+/// Route an `/account/*` request. Every call is first a policy decision on the session.
+pub async fn dispatch(account: &Account, auth: &Auth, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    use http::Method as M;
+    match (method, segments.as_slice()) {
+        (M::GET, ["account", "identities"]) => {
+            let s = auth.session_for(&req, "list_identities").await?;
+            account.identities(&s).await
+        }
+        (M::POST, ["account", "switch"]) => {
+            let s = auth.session_for(&req, "switch_identity").await?;
+            account.switch(&s, body(req).await?, conn).await
+        }
+        (M::POST, ["account", "personnel"]) => {
+            let s = auth.session_for(&req, "manage_personnel").await?;
+            account.add_personnel(&s, body(req).await?, conn).await
+        }
+        (M::GET, ["account", "personnel"]) => {
+            let s = auth.session_for(&req, "manage_personnel").await?;
+            account.list_personnel(&s).await
+        }
+        (M::POST, ["account", "personnel", id, "revoke"]) => {
+            let s = auth.session_for(&req, "manage_personnel").await?;
+            account.revoke_personnel(&s, id, conn).await
+        }
+        (M::POST, ["account", "personnel", id, "confirm"]) => {
+            let s = auth.session_for(&req, "manage_personnel").await?;
+            account.confirm_application(&s, id, conn).await
+        }
+        (M::GET, ["account", "authorizations"]) => {
+            let s = auth.session_for(&req, "list_authorizations").await?;
+            account.authorizations(&s).await
+        }
+        (M::POST, ["account", "authorizations", id, "confirm"]) => {
+            let s = auth.session_for(&req, "confirm_authorization").await?;
+            account.confirm_authorization(&s, id, conn).await
+        }
+        (M::POST, ["account", "authorizations", id, "unbind"]) => {
+            let s = auth.session_for(&req, "unbind").await?;
+            account.unbind(&s, id, conn).await
+        }
+        (M::POST, ["account", "applications"]) => {
+            let s = auth.session_for(&req, "list_authorizations").await?;
+            account.apply(&s, body(req).await?, conn).await
+        }
+        (M::POST, ["account", "phone"]) => {
+            let s = auth.session_for(&req, "change_phone").await?;
+            auth.phone_bind_start(&s, body(req).await?, conn).await
+        }
+        (M::POST, ["account", "phone", "verify"]) => {
+            auth.session_for(&req, "change_phone").await?;
+            auth.phone_verify(body(req).await?, conn, taxgate_store::ChallengePurpose::BindPhone)
+                .await
+        }
+        (_, ["account", ..]) => Err(Code::NotFound.into()),
+        _ => Err(Code::NotFound.into()),
+    }
+}
+
+async fn body(req: Request<Incoming>) -> Result<Json, ApiError> {
+    api::read_json(req).await.map(|(_, j)| j)
+}
+
+#[allow(dead_code)]
+fn _slice_is_used(_: &SessionSlice) {}
