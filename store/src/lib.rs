@@ -8,6 +8,8 @@
 mod any;
 mod decode;
 pub mod error;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod ids;
 pub mod model;
 pub mod password;

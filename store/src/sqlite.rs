@@ -17,7 +17,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The SQLite store. Cheap to clone (a pool handle).
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     events: broadcast::Sender<Invalidation>,
 }
 

@@ -3,6 +3,9 @@
 //! `.ci/postgres.sh`). Without that variable the PostgreSQL half prints a notice and skips,
 //! unless `TAXGATE_REQUIRE_PG=1`, which turns the skip into a failure (CI).
 
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use sqlx::Connection as _;

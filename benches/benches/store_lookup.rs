@@ -1,0 +1,105 @@
+//! `session_slice` (the per-request cache-miss lookup: session + person + enterprise + binding in
+//! one indexed query) on SQLite with 1 thousand and 1 million bindings. The two must be flat.
+//!
+//! Run (release, the real figures):
+//!     cargo bench -p taxgate-benches --bench store_lookup
+//! Quick check without a release build (SQLite itself then runs unoptimised too):
+//!     cargo bench -p taxgate-benches --bench store_lookup --profile dev
+//!
+//! Populating 1 million bindings (bulk inserts in one transaction, not through the import)
+//! takes about a minute in a debug build.
+//!
+//! Last figures: 2-core VM shared with two other builds, Rust 1.95, `--profile dev` (unoptimised
+//! Rust *and* SQLite, so absolute numbers are ~10x a release build), criterion mean [95% CI]:
+//!     session_slice/1000      366 µs [352 – 379]
+//!     session_slice/1000000   434 µs [416 – 454]   (populate: 25 s)
+//! Flat within noise plus one B-tree level; no scan. Re-measure in release for absolute numbers.
+
+// A bench is test code: a failed setup should stop it loudly.
+#![allow(clippy::expect_used)]
+
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use taxgate_store::fixtures::{nth_id_number, nth_taxpayer_id};
+use taxgate_store::{Entry, Factor, IdNumber, Role, Session, SqliteStore, Store, TaxpayerId};
+
+const NOW: i64 = 1_750_000_000;
+const SESSIONS: u64 = 1000;
+
+fn token_hash(i: u64) -> String {
+    format!("{i:064x}")
+}
+
+async fn populate(dir: &std::path::Path, bindings: u64) -> SqliteStore {
+    let url = format!("sqlite://{}/bench.db", dir.display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let persons = (bindings / 10).max(100);
+    store
+        .bulk_populate(persons, bindings, NOW)
+        .await
+        .expect("populate");
+    // Sessions spread over the whole binding table.
+    let step = bindings / SESSIONS;
+    for i in 0..SESSIONS {
+        let k = i * step;
+        let p = k / 10;
+        let session = Session {
+            id: format!("s{i}"),
+            token_hash: token_hash(i),
+            entry: Entry::Enterprise,
+            person: Some(IdNumber::parse(&nth_id_number(p % persons)).expect("id")),
+            enterprise: Some(
+                TaxpayerId::parse(&nth_taxpayer_id((p + k % 10) % persons)).expect("tid"),
+            ),
+            agency: None,
+            role: Some(Role::TaxHandler),
+            binding_id: Some(format!("b{k:016}")),
+            agreement_id: None,
+            factor: Factor::Sms,
+            created_at: NOW,
+            last_seen_at: NOW,
+            expires_at: NOW + 28_800,
+            revoked_at: None,
+        };
+        store.create_session(&session).await.expect("session");
+    }
+    store
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("session_slice");
+    group
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5));
+    for bindings in [1_000u64, 1_000_000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let started = std::time::Instant::now();
+        let store = rt.block_on(populate(dir.path(), bindings));
+        eprintln!("populated {bindings} bindings in {:?}", started.elapsed());
+        let mut i = 0u64;
+        group.bench_with_input(BenchmarkId::from_parameter(bindings), &bindings, |b, _| {
+            b.iter(|| {
+                i = (i + 1) % SESSIONS;
+                let slice = rt
+                    .block_on(store.session_slice(&token_hash(i)))
+                    .expect("lookup")
+                    .expect("session exists");
+                assert!(slice.binding.is_some() && slice.person.is_some());
+                slice
+            })
+        });
+        rt.block_on(store.close());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
