@@ -12,8 +12,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{
     AgencyAgreement, AuditEvent, Binding, ConfirmOutcome, Entry, IdNumber, NewBinding,
-    PermissionGroup, Role, SessionIdentity, SessionSlice, Side, Store, StoreError, TaxpayerId,
-    Timestamp,
+    PermissionGroup, Role, SessionIdentity, Side, Store, StoreError, TaxpayerId, Timestamp,
 };
 
 use crate::api::{self, Json, json as json_response, no_content};
@@ -73,7 +72,12 @@ fn permissions(p: &Option<Vec<PermissionGroup>>) -> Value {
     }
 }
 
-fn binding_json(b: &Binding, enterprise_name: Option<&str>, person_name: Option<&str>, now: Timestamp) -> Value {
+fn binding_json(
+    b: &Binding,
+    enterprise_name: Option<&str>,
+    person_name: Option<&str>,
+    now: Timestamp,
+) -> Value {
     let mut v = json!({
         "binding": b.id,
         "person": b.person.as_str(),
@@ -117,7 +121,13 @@ impl Account {
         }
     }
 
-    async fn audit(&self, s: &ResolvedSession, action: &str, client: IpAddr, detail: Value) -> Result<(), ApiError> {
+    async fn audit(
+        &self,
+        s: &ResolvedSession,
+        action: &str,
+        client: IpAddr,
+        detail: Value,
+    ) -> Result<(), ApiError> {
         let sess = &s.slice.session;
         let event = AuditEvent {
             id: self.core.audit.next_id(),
@@ -145,7 +155,13 @@ impl Account {
     }
 
     async fn enterprise_name(&self, id: &TaxpayerId) -> Option<String> {
-        self.core.store.enterprise(id).await.ok().flatten().map(|e| e.name)
+        self.core
+            .store
+            .enterprise(id)
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.name)
     }
 
     fn person_of(s: &ResolvedSession) -> Result<&IdNumber, ApiError> {
@@ -166,7 +182,10 @@ impl Account {
         let person = Self::person_of(s)?;
         let mut out = Vec::new();
         if sess.entry == Entry::Agent {
-            let agency = sess.agency.as_ref().ok_or(ApiError::from(Code::NotPermitted))?;
+            let agency = sess
+                .agency
+                .as_ref()
+                .ok_or(ApiError::from(Code::NotPermitted))?;
             for a in store
                 .agreements_of_staff(agency, person)
                 .await
@@ -233,7 +252,11 @@ impl Account {
         let store = &self.core.store;
         let sess = &s.slice.session;
         let person_id = Self::person_of(s)?;
-        let person = s.slice.person.as_ref().ok_or(ApiError::from(Code::NotPermitted))?;
+        let person = s
+            .slice
+            .person
+            .as_ref()
+            .ok_or(ApiError::from(Code::NotPermitted))?;
         let org = store.enterprise(&target).await.map_err(store_err)?;
         let attempt = LoginAttempt {
             entry: sess.entry,
@@ -269,7 +292,10 @@ impl Account {
                 (identity, decision)
             }
             Entry::Agent => {
-                let agency = sess.agency.as_ref().ok_or(ApiError::from(Code::NotPermitted))?;
+                let agency = sess
+                    .agency
+                    .as_ref()
+                    .ok_or(ApiError::from(Code::NotPermitted))?;
                 let agreement = store
                     .agreement_between(agency, &target)
                     .await
@@ -284,7 +310,10 @@ impl Account {
                     enterprise: agency_org.as_ref(),
                 };
                 let candidates: Vec<_> = agreement.iter().map(LoginCandidate::Agreement).collect();
-                let decision = self.core.engine.decide_login(&agent_attempt, &candidates, &facts);
+                let decision = self
+                    .core
+                    .engine
+                    .decide_login(&agent_attempt, &candidates, &facts);
                 let identity = agreement.as_ref().map(|a| SessionIdentity {
                     enterprise: Some(a.client.clone()),
                     agency: Some(agency.clone()),
@@ -340,7 +369,9 @@ impl Account {
             .ok_or(ApiError::from(Code::NotPermitted))
     }
 
-    fn parse_binding_request(body: &Json) -> Result<(Role, Option<Vec<PermissionGroup>>, Option<Timestamp>), ApiError> {
+    fn parse_binding_request(
+        body: &Json,
+    ) -> Result<(Role, Option<Vec<PermissionGroup>>, Option<Timestamp>), ApiError> {
         let role = body.parse("role", |r| match Role::parse(r) {
             Some(Role::Agent | Role::LegacyEnterprise) | None => Err(()),
             Some(role) => Ok(role),
@@ -373,7 +404,12 @@ impl Account {
 
     /// `POST /account/personnel`: the enterprise adds a registered person; pending until the
     /// person confirms.
-    pub async fn add_personnel(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+    pub async fn add_personnel(
+        &self,
+        s: &ResolvedSession,
+        body: Json,
+        conn: ConnInfo,
+    ) -> ApiResult {
         let enterprise = Self::enterprise_of(s)?.clone();
         let id_number = body.parse("id_number", IdNumber::parse)?;
         let (role, permissions, valid_until) = Self::parse_binding_request(&body)?;
@@ -446,27 +482,54 @@ impl Account {
     }
 
     /// `POST /account/personnel/{binding}/revoke`: withdraw a pending request or end a binding.
-    pub async fn revoke_personnel(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+    pub async fn revoke_personnel(
+        &self,
+        s: &ResolvedSession,
+        id: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
         let b = self.own_binding(s, id).await?;
-        let by = Self::person_of(s).map(|p| p.as_str().to_string()).unwrap_or_else(|_| "legacy".into());
+        let by = Self::person_of(s)
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|_| "legacy".into());
         self.core
             .store
             .revoke_binding(&b.id, &by, unix_now())
             .await
             .map_err(store_err)?;
-        self.audit(s, "revoke_personnel", conn.remote.ip(), json!({"binding": b.id})).await?;
+        self.audit(
+            s,
+            "revoke_personnel",
+            conn.remote.ip(),
+            json!({"binding": b.id}),
+        )
+        .await?;
         Ok(no_content())
     }
 
     /// `POST /account/personnel/{binding}/confirm`: the enterprise confirms a person's
     /// application.
-    pub async fn confirm_application(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+    pub async fn confirm_application(
+        &self,
+        s: &ResolvedSession,
+        id: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
         let b = self.own_binding(s, id).await?;
-        let by = Self::person_of(s).map(|p| p.as_str().to_string()).unwrap_or_else(|_| "legacy".into());
+        let by = Self::person_of(s)
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|_| "legacy".into());
         self.confirm(s, &b, Side::Enterprise, &by, conn).await
     }
 
-    async fn confirm(&self, s: &ResolvedSession, b: &Binding, side: Side, by: &str, conn: ConnInfo) -> ApiResult {
+    async fn confirm(
+        &self,
+        s: &ResolvedSession,
+        b: &Binding,
+        side: Side,
+        by: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
         match self
             .core
             .store
@@ -475,7 +538,13 @@ impl Account {
             .map_err(store_err)?
         {
             ConfirmOutcome::Confirmed(_) => {
-                self.audit(s, "confirm_binding", conn.remote.ip(), json!({"binding": b.id})).await?;
+                self.audit(
+                    s,
+                    "confirm_binding",
+                    conn.remote.ip(),
+                    json!({"binding": b.id}),
+                )
+                .await?;
                 Ok(no_content())
             }
             ConfirmOutcome::AlreadyConfirmed(_) => Err(Code::AlreadyConfirmed.into()),
@@ -514,7 +583,12 @@ impl Account {
     }
 
     /// `POST /account/authorizations/{binding}/confirm`.
-    pub async fn confirm_authorization(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+    pub async fn confirm_authorization(
+        &self,
+        s: &ResolvedSession,
+        id: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
         let b = self.my_binding(s, id).await?;
         let by = b.person.as_str().to_string();
         self.confirm(s, &b, Side::Person, &by, conn).await
@@ -528,7 +602,8 @@ impl Account {
             .revoke_binding(&b.id, b.person.as_str(), unix_now())
             .await
             .map_err(store_err)?;
-        self.audit(s, "unbind", conn.remote.ip(), json!({"binding": b.id})).await?;
+        self.audit(s, "unbind", conn.remote.ip(), json!({"binding": b.id}))
+            .await?;
         Ok(no_content())
     }
 
@@ -540,7 +615,12 @@ impl Account {
         let (role, permissions, valid_until) = Self::parse_binding_request(&body)?;
         let now = unix_now();
         let store = &self.core.store;
-        if store.enterprise(&enterprise).await.map_err(store_err)?.is_none() {
+        if store
+            .enterprise(&enterprise)
+            .await
+            .map_err(store_err)?
+            .is_none()
+        {
             return Err(ApiError::field(Code::NotFound, "enterprise"));
         }
         let binding = store
@@ -558,7 +638,8 @@ impl Account {
             })
             .await
             .map_err(store_err)?;
-        self.audit(s, "apply", conn.remote.ip(), json!({"binding": binding.id})).await?;
+        self.audit(s, "apply", conn.remote.ip(), json!({"binding": binding.id}))
+            .await?;
         Ok(json_response(
             StatusCode::CREATED,
             &json!({"binding": binding.id, "status": status(&binding, now)}),
@@ -567,7 +648,12 @@ impl Account {
 }
 
 /// Route an `/account/*` request. Every call is first a policy decision on the session.
-pub async fn dispatch(account: &Account, auth: &Auth, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+pub async fn dispatch(
+    account: &Account,
+    auth: &Auth,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> ApiResult {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -619,8 +705,12 @@ pub async fn dispatch(account: &Account, auth: &Auth, req: Request<Incoming>, co
         }
         (M::POST, ["account", "phone", "verify"]) => {
             auth.session_for(&req, "change_phone").await?;
-            auth.phone_verify(body(req).await?, conn, taxgate_store::ChallengePurpose::BindPhone)
-                .await
+            auth.phone_verify(
+                body(req).await?,
+                conn,
+                taxgate_store::ChallengePurpose::BindPhone,
+            )
+            .await
         }
         (_, ["account", ..]) => Err(Code::NotFound.into()),
         _ => Err(Code::NotFound.into()),
@@ -630,6 +720,3 @@ pub async fn dispatch(account: &Account, auth: &Auth, req: Request<Incoming>, co
 async fn body(req: Request<Incoming>) -> Result<Json, ApiError> {
     api::read_json(req).await.map(|(_, j)| j)
 }
-
-#[allow(dead_code)]
-fn _slice_is_used(_: &SessionSlice) {}

@@ -9,6 +9,7 @@ use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use taxgate_store::ChallengePurpose;
 
+use crate::account::{self, Account};
 use crate::api;
 use crate::authn::login::Auth;
 use crate::authn::ratelimit::RateLimiter;
@@ -21,6 +22,7 @@ use crate::server::Core;
 pub struct Own {
     core: Arc<Core>,
     auth: Auth,
+    account: Account,
     limiter: RateLimiter,
 }
 
@@ -28,6 +30,7 @@ impl Own {
     pub fn new(core: Arc<Core>, auth: Auth) -> Self {
         let limiter = RateLimiter::new(core.config.login.auth_requests_per_minute);
         Own {
+            account: Account::new(core.clone()),
             core,
             auth,
             limiter,
@@ -89,15 +92,8 @@ impl Own {
             (Method::GET, "/auth/session") => auth.session(req).await,
             (Method::POST, "/auth/password") => auth.change_password(req, conn).await,
             (Method::POST, "/auth/logout") => auth.logout(req, conn).await,
-            (Method::POST, "/account/phone") => {
-                let session = auth.session_for(&req, "change_phone").await?;
-                auth.phone_bind_start(&session, body(req).await?, conn)
-                    .await
-            }
-            (Method::POST, "/account/phone/verify") => {
-                auth.session_for(&req, "change_phone").await?;
-                auth.phone_verify(body(req).await?, conn, ChallengePurpose::BindPhone)
-                    .await
+            (_, p) if p == "/account" || p.starts_with("/account/") => {
+                account::dispatch(&self.account, auth, req, conn).await
             }
             (_, p) if known_path(p) => Err(Code::MethodNotAllowed.into()),
             _ => Err(Code::NotFound.into()),
@@ -120,8 +116,6 @@ fn known_path(p: &str) -> bool {
             | "/auth/session"
             | "/auth/password"
             | "/auth/logout"
-            | "/account/phone"
-            | "/account/phone/verify"
     )
 }
 

@@ -5,6 +5,7 @@
 //! `audit` records every decision, and `endpoints` serves the gateway's own API (`authn` login
 //! flows) and pages.
 
+pub mod account;
 pub mod admin;
 pub mod api;
 pub mod audit;

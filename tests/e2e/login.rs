@@ -12,7 +12,7 @@ fn code(a: &Answer) -> String {
 
 #[tokio::test]
 async fn enterprise_login_with_sms_gives_a_session() {
-    let env = Env::start("").await;
+    let env = Env::start("\n[login]\nsms_resend_secs = 60\n").await;
     let a = env
         .login("enterprise", Some(ENT_A), "wangfang", WANG_PW)
         .await;

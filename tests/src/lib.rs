@@ -288,6 +288,7 @@ path = "{outbox}"
 callback_secret = "test-face-secret"
 
 {session}
+{login}
 [[upstreams]]
 name = "etax"
 url = "{upstream_url}"
@@ -323,6 +324,12 @@ upstream = "etax"
         db = dir.join("taxgate.db").display(),
         policies = policies_dir().display(),
         outbox = dir.join("sms-outbox.jsonl").display(),
+        // Tests log the same person in repeatedly: no resend interval unless a test sets one.
+        login = if extra.contains("[login]") {
+            ""
+        } else {
+            "[login]\nsms_resend_secs = 0\n"
+        },
         // A test that brings its own [session] table replaces this one.
         session = if extra.contains("[session]") {
             ""
