@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod web;
