@@ -198,6 +198,7 @@ document.addEventListener('DOMContentLoaded', function () {
   }
 
   function selectFactor(factor, focus) {
+    info(null);
     ['sms', 'face'].forEach(function (f) {
       const tab = $('factor-tab-' + f);
       const on = f === factor;
