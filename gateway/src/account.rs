@@ -97,7 +97,7 @@ fn binding_json(
         v["enterprise_name"] = n.into();
     }
     if let Some(n) = person_name {
-        v["person_name"] = n.into();
+        v["name"] = n.into();
     }
     if let Some(d) = expires_in_days(b.valid_until, now) {
         v["expires_in_days"] = d.into();

@@ -71,6 +71,15 @@ impl Own {
         if self.cross_site(&req) {
             return Err(Code::CrossSite.into());
         }
+        let legacy_allowed = self
+            .core
+            .config
+            .login
+            .legacy_until_unix()
+            .is_some_and(|until| unix_now() < until);
+        if let Some(page) = crate::web::serve(req.method(), &path, req.headers(), legacy_allowed) {
+            return Ok(page);
+        }
         let auth = &self.auth;
         match (req.method().clone(), path.as_str()) {
             (Method::POST, "/auth/login") => auth.login(body(req).await?, conn).await,

@@ -22,3 +22,4 @@ pub mod routes;
 pub mod run;
 pub mod server;
 pub mod session;
+pub mod web;
