@@ -13,6 +13,7 @@ pub mod authn;
 pub mod authz;
 pub mod body;
 pub mod config;
+pub mod demo;
 pub mod endpoints;
 pub mod error;
 pub mod metrics;

@@ -26,6 +26,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// One-command demo: SQLite under ./demo-data/, the repo's policies/, a sample e-tax backend,
+    /// demo accounts, SMS codes printed here.
+    Demo {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Apply store migrations and exit.
     Migrate {
         #[arg(long)]
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(&config).await,
+            Command::Demo { port } => demo(port).await,
             Command::Migrate { config } => migrate(&config).await,
             Command::Import { config, seed } => import(&config, &seed).await,
             Command::Policy { command } => policy(command),
@@ -141,6 +148,50 @@ async fn serve(path: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+async fn demo(port: u16) -> ExitCode {
+    init_logs(false);
+    let backend = match taxgate::demo::start_backend().await {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("error: cannot start the sample backend: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = match taxgate::demo::prepare(port, Path::new("demo-data"), backend) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let admin_port = config.admin.listen.port();
+    let shutdown = Shutdown::new();
+    let server = match taxgate::run::serve(config, shutdown.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: taxgate demo: {e} (is port {port} or {admin_port} in use? try --port)"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let seed = taxgate::demo::seed().to_string();
+    if let Err(e) =
+        taxgate_store::import_seed(&server.core().store, &seed, taxgate::pipeline::unix_now()).await
+    {
+        eprintln!("error: cannot import the demo accounts: {e}");
+        return ExitCode::from(1);
+    }
+    println!("{}", taxgate::demo::banner(port, admin_port));
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        termination_signal().await;
+        trigger.trigger();
+    });
+    server.run(shutdown).await;
+    ExitCode::SUCCESS
 }
 
 async fn migrate(path: &Path) -> ExitCode {
