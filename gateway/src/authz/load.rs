@@ -98,14 +98,12 @@ fn error_offset(err: &dyn fmt::Debug, source: &str) -> Option<usize> {
             .collect();
         digits.parse().ok()
     };
-    if let Some(snippet_start) = text.find("Loc(`").map(|i| i + "Loc(`".len()) {
-        if let Some(len) = text[snippet_start..].find("`)") {
-            let snippet = &text[snippet_start..snippet_start + len];
-            if !snippet.is_empty() {
-                if let Some(at) = source.find(snippet) {
-                    return Some(at);
-                }
-            }
+    if let Some(snippet_start) = text.find("Loc(`").map(|i| i + "Loc(`".len())
+        && let Some(len) = text[snippet_start..].find("`)")
+    {
+        let snippet = &text[snippet_start..snippet_start + len];
+        if let Some(at) = source.find(snippet).filter(|_| !snippet.is_empty()) {
+            return Some(at);
         }
     }
     number_after("token: (")
@@ -240,11 +238,14 @@ pub fn compile(dir: &Path) -> Result<Compiled, LoadErrors> {
 
     // Schema.
     let schema_parts = files.get(SCHEMA_FILE).and_then(|text| {
-        let parsed = SchemaFragment::from_cedarschema_str(text).and_then(|(fragment, w)| {
-            warnings.extend(w.map(|w| format!("{SCHEMA_FILE}: {w}")));
-            let schema = Schema::from_schema_fragments([fragment.clone()])?;
-            Ok((fragment, schema))
-        });
+        let parsed = SchemaFragment::from_cedarschema_str(text)
+            .map_err(Box::new)
+            .and_then(|(fragment, w)| {
+                warnings.extend(w.map(|w| format!("{SCHEMA_FILE}: {w}")));
+                let schema = Schema::from_schema_fragments([fragment.clone()])
+                    .map_err(|e| Box::new(cedar_policy::CedarSchemaError::from(e)))?;
+                Ok((fragment, schema))
+            });
         match parsed {
             Ok(parts) => Some(parts),
             Err(e) => {
@@ -348,12 +349,13 @@ pub fn compile(dir: &Path) -> Result<Compiled, LoadErrors> {
                     "{at}: forbid policy `{id}` has no @reason(\"<error code>\")"
                 ));
             }
-            if let Some(code) = &reason {
-                if !code.trim().is_empty() && !reasons.contains(code) {
-                    warnings.push(format!(
-                        "{at}: @reason(\"{code}\") of `{id}` has no entry in {REASONS_FILE}; the generic message is used"
-                    ));
-                }
+            if let Some(code) = &reason
+                && !code.trim().is_empty()
+                && !reasons.contains(code)
+            {
+                warnings.push(format!(
+                    "{at}: @reason(\"{code}\") of `{id}` has no entry in {REASONS_FILE}; the generic message is used"
+                ));
             }
             let priority = match policy.annotation("priority") {
                 None => DEFAULT_PRIORITY,

@@ -68,10 +68,10 @@ pub fn watch(engine: Arc<PolicyEngine>) -> Result<PolicyWatcher, AuthzError> {
     let (tx, rx) = mpsc::channel::<Msg>();
     let events = tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res {
-            if !event.kind.is_access() {
-                let _ = events.send(Msg::Changed);
-            }
+        if let Ok(event) = res
+            && !event.kind.is_access()
+        {
+            let _ = events.send(Msg::Changed);
         }
     })
     .map_err(|e| AuthzError::Watch {
