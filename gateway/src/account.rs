@@ -109,6 +109,14 @@ pub struct Account {
     core: Arc<Core>,
 }
 
+/// What an enterprise grants (or a person applies for): role, permission groups (`None`: the
+/// role's defaults) and the end of validity (`None`: no end).
+struct BindingRequest {
+    role: Role,
+    permissions: Option<Vec<PermissionGroup>>,
+    valid_until: Option<Timestamp>,
+}
+
 impl Account {
     pub fn new(core: Arc<Core>) -> Self {
         Account { core }
@@ -369,9 +377,7 @@ impl Account {
             .ok_or(ApiError::from(Code::NotPermitted))
     }
 
-    fn parse_binding_request(
-        body: &Json,
-    ) -> Result<(Role, Option<Vec<PermissionGroup>>, Option<Timestamp>), ApiError> {
+    fn parse_binding_request(body: &Json) -> Result<BindingRequest, ApiError> {
         let role = body.parse("role", |r| match Role::parse(r) {
             Some(Role::Agent | Role::LegacyEnterprise) | None => Err(()),
             Some(role) => Ok(role),
@@ -399,7 +405,11 @@ impl Account {
                     .map_err(|_| ApiError::field(Code::InvalidInput, "valid_until"))?,
             ),
         };
-        Ok((role, permissions, valid_until))
+        Ok(BindingRequest {
+            role,
+            permissions,
+            valid_until,
+        })
     }
 
     /// `POST /account/personnel`: the enterprise adds a registered person; pending until the
@@ -412,7 +422,11 @@ impl Account {
     ) -> ApiResult {
         let enterprise = Self::enterprise_of(s)?.clone();
         let id_number = body.parse("id_number", IdNumber::parse)?;
-        let (role, permissions, valid_until) = Self::parse_binding_request(&body)?;
+        let BindingRequest {
+            role,
+            permissions,
+            valid_until,
+        } = Self::parse_binding_request(&body)?;
         let now = unix_now();
         if valid_until.is_some_and(|u| u <= now) {
             return Err(ApiError::field(Code::InvalidInput, "valid_until"));
@@ -612,7 +626,11 @@ impl Account {
     pub async fn apply(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
         let person = Self::person_of(s)?.clone();
         let enterprise = body.parse("enterprise", TaxpayerId::parse)?;
-        let (role, permissions, valid_until) = Self::parse_binding_request(&body)?;
+        let BindingRequest {
+            role,
+            permissions,
+            valid_until,
+        } = Self::parse_binding_request(&body)?;
         let now = unix_now();
         let store = &self.core.store;
         if store
