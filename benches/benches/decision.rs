@@ -9,6 +9,8 @@
 //! per-enterprise rules (`resource == Enterprise::"…"` over declare/invoice/query), one of them
 //! for the requesting enterprise, so the indexed path also evaluates its specific bucket.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench is test code: a broken fixture should stop it loudly
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
