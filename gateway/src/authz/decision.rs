@@ -45,13 +45,14 @@ impl Decision {
     }
 
     /// The priority of this decision's reason (lower: more fundamental), for choosing among
-    /// the denies of several login candidates.
+    /// the denies of several login candidates. `not_permitted` (no forbid, no permit) ranks
+    /// below every forbid: a candidate with a specific reason is more helpful.
     pub(crate) fn priority(&self, meta: &HashMap<PolicyId, PolicyMeta>) -> i64 {
         self.policies
             .first()
             .and_then(|id| meta.get(&PolicyId::new(id)))
             .map(|m| m.priority)
-            .unwrap_or(i64::MAX)
+            .unwrap_or(i64::MIN)
     }
 }
 

@@ -284,3 +284,49 @@ fn watcher_applies_changes_and_survives_directory_replacement() {
     .unwrap();
     wait_for("an edit after recreation", || engine.version() != v0);
 }
+
+#[test]
+fn engine_types_can_be_shared_across_tasks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PolicyEngine>();
+    assert_send_sync::<EntitySlice>();
+    assert_send_sync::<Decision>();
+    assert_send_sync::<ActiveSet>();
+}
+
+#[test]
+fn status_and_messages() {
+    let engine = PolicyEngine::load(repo_policies()).unwrap();
+    let status = engine.status();
+    assert_eq!(status.version.len(), 64);
+    assert!(
+        time::OffsetDateTime::parse(
+            &status.loaded_at,
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
+    assert_eq!(status.last_error, None);
+    let (zh, en) = engine.message("binding_pending");
+    assert!(zh.contains("双向确认"), "{zh}");
+    assert!(en.contains("confirmed"), "{en}");
+    let (zh, _) = engine.message("no_such_code");
+    assert!(!zh.is_empty());
+    assert!(engine.is_downstream_action("declare"));
+    assert!(!engine.is_downstream_action("manage_personnel"));
+    assert!(!engine.is_downstream_action("login"));
+    // Every @reason of the repository's set has a message.
+    let set = engine.current();
+    assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+}
+
+#[test]
+fn unknown_action_is_denied() {
+    let engine = PolicyEngine::load(repo_policies()).unwrap();
+    let facts: cases::SessionFacts =
+        serde_json::from_str(r#"{"entry": "enterprise", "role": "admin", "binding": {}}"#).unwrap();
+    let slice = EntitySlice::build(&cases::session_slice(&facts).unwrap()).unwrap();
+    let d = engine.decide(&slice, "no_such_action", &RequestFacts::at(0));
+    assert!(!d.allowed);
+    assert_eq!(d.reason.as_deref(), Some(NOT_PERMITTED));
+}
