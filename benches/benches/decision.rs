@@ -23,8 +23,6 @@
 //! per-enterprise rules (`resource == Enterprise::"…"` over declare/invoice/query), one of them
 //! for the requesting enterprise, so the indexed path also evaluates its specific bucket.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench is test code: a broken fixture should stop it loudly
-
 #![allow(
     clippy::unwrap_used,
     reason = "bench fixtures: a failed setup should abort the bench loudly"
