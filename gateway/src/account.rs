@@ -678,51 +678,53 @@ pub async fn dispatch(
     use http::Method as M;
     match (method, segments.as_slice()) {
         (M::GET, ["account", "identities"]) => {
-            let s = auth.session_for(&req, "list_identities").await?;
+            let s = auth.session_for(&req, "list_identities", conn).await?;
             account.identities(&s).await
         }
         (M::POST, ["account", "switch"]) => {
-            let s = auth.session_for(&req, "switch_identity").await?;
+            let s = auth.session_for(&req, "switch_identity", conn).await?;
             account.switch(&s, body(req).await?, conn).await
         }
         (M::POST, ["account", "personnel"]) => {
-            let s = auth.session_for(&req, "manage_personnel").await?;
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
             account.add_personnel(&s, body(req).await?, conn).await
         }
         (M::GET, ["account", "personnel"]) => {
-            let s = auth.session_for(&req, "manage_personnel").await?;
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
             account.list_personnel(&s).await
         }
         (M::POST, ["account", "personnel", id, "revoke"]) => {
-            let s = auth.session_for(&req, "manage_personnel").await?;
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
             account.revoke_personnel(&s, id, conn).await
         }
         (M::POST, ["account", "personnel", id, "confirm"]) => {
-            let s = auth.session_for(&req, "manage_personnel").await?;
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
             account.confirm_application(&s, id, conn).await
         }
         (M::GET, ["account", "authorizations"]) => {
-            let s = auth.session_for(&req, "list_authorizations").await?;
+            let s = auth.session_for(&req, "list_authorizations", conn).await?;
             account.authorizations(&s).await
         }
         (M::POST, ["account", "authorizations", id, "confirm"]) => {
-            let s = auth.session_for(&req, "confirm_authorization").await?;
+            let s = auth
+                .session_for(&req, "confirm_authorization", conn)
+                .await?;
             account.confirm_authorization(&s, id, conn).await
         }
         (M::POST, ["account", "authorizations", id, "unbind"]) => {
-            let s = auth.session_for(&req, "unbind").await?;
+            let s = auth.session_for(&req, "unbind", conn).await?;
             account.unbind(&s, id, conn).await
         }
         (M::POST, ["account", "applications"]) => {
-            let s = auth.session_for(&req, "list_authorizations").await?;
+            let s = auth.session_for(&req, "list_authorizations", conn).await?;
             account.apply(&s, body(req).await?, conn).await
         }
         (M::POST, ["account", "phone"]) => {
-            let s = auth.session_for(&req, "change_phone").await?;
+            let s = auth.session_for(&req, "change_phone", conn).await?;
             auth.phone_bind_start(&s, body(req).await?, conn).await
         }
         (M::POST, ["account", "phone", "verify"]) => {
-            auth.session_for(&req, "change_phone").await?;
+            auth.session_for(&req, "change_phone", conn).await?;
             auth.phone_verify(
                 body(req).await?,
                 conn,

@@ -98,7 +98,7 @@ impl Own {
                 auth.phone_verify(body(req).await?, conn, ChallengePurpose::RecoverPhone)
                     .await
             }
-            (Method::GET, "/auth/session") => auth.session(req).await,
+            (Method::GET, "/auth/session") => auth.session(req, conn).await,
             (Method::POST, "/auth/password") => auth.change_password(req, conn).await,
             (Method::POST, "/auth/logout") => auth.logout(req, conn).await,
             (_, p) if p == "/account" || p.starts_with("/account/") => {

@@ -82,7 +82,7 @@ impl Store for AnyStore {
         fn session_slice(&self, token_hash: &str) -> Option<SessionSlice>;
         fn touch_session(&self, id: &str, now: Timestamp) -> ();
         fn revoke_session(&self, id: &str, now: Timestamp) -> bool;
-        fn revoke_person_sessions(&self, person: &IdNumber, now: Timestamp) -> u64;
+        fn revoke_person_sessions(&self, person: &IdNumber, except: Option<&str>, now: Timestamp) -> u64;
         fn set_session_identity(&self, id: &str, identity: &SessionIdentity) -> ();
         fn delete_expired_sessions(&self, now: Timestamp) -> u64;
         fn person_by_account(&self, account: &str) -> Option<Person>;

@@ -333,15 +333,18 @@ macro_rules! sql_store_impl {
             async fn revoke_person_sessions(
                 &self,
                 person: &IdNumber,
+                except: Option<&str>,
                 now: Timestamp,
             ) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
                 let ids: Vec<String> = sqlx::query_scalar(
                     "UPDATE sessions SET revoked_at = $2 \
-                     WHERE person = $1 AND revoked_at IS NULL RETURNING id",
+                     WHERE person = $1 AND revoked_at IS NULL AND id <> COALESCE($3, '') \
+                     RETURNING id",
                 )
                 .bind(person.as_str())
                 .bind(now)
+                .bind(except)
                 .fetch_all(&mut *tx)
                 .await?;
                 let n = ids.len() as u64;

@@ -72,11 +72,13 @@ pub trait Store: Send + Sync + Clone + 'static {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Revoke every live session of a person; returns how many. Publishes `Session{id}` for each
+    /// Revoke every live session of a person but `except` (the session that asked, after a
+    /// password change); returns how many. Publishes `Session{id}` for each
     /// and `Person{id_number}`.
     fn revoke_person_sessions(
         &self,
         person: &IdNumber,
+        except: Option<&str>,
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 

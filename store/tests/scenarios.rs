@@ -164,7 +164,12 @@ async fn sessions<S: Store>(s: S) {
     sess.token_hash = "h4".into();
     sess.expires_at = NOW + 10;
     s.create_session(&sess).await.unwrap();
-    assert_eq!(s.revoke_person_sessions(&alice, NOW + 5).await.unwrap(), 2);
+    assert_eq!(
+        s.revoke_person_sessions(&alice, None, NOW + 5)
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(s.delete_expired_sessions(NOW + 11).await.unwrap(), 1);
     assert_eq!(s.session_slice("h4").await.unwrap(), None);
     assert!(

@@ -731,3 +731,32 @@ async fn auth_requests_are_rate_limited_per_address() {
         (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into())
     );
 }
+
+#[tokio::test]
+async fn a_password_change_ends_the_other_sessions() {
+    let env = Env::start("").await;
+    let (here, _) = env
+        .login_sms("person", None, WANG, WANG_PW, "13800138000")
+        .await;
+    let (elsewhere, _) = env
+        .login_sms("person", None, WANG, WANG_PW, "13800138000")
+        .await;
+    assert_ne!(here, elsewhere, "a new session (and token) on every login");
+    let ok = env
+        .post(
+            "/auth/password",
+            json!({"old_password": WANG_PW, "new_password": "Wang-Fang-2027!"}),
+            Some(&here),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        env.get("/auth/session", Some(&here)).await.status,
+        StatusCode::OK
+    );
+    let other = env.get("/auth/session", Some(&elsewhere)).await;
+    assert_eq!(
+        (other.status, code(&other)),
+        (StatusCode::UNAUTHORIZED, "login_required".into())
+    );
+}

@@ -814,6 +814,7 @@ impl Auth {
         &self,
         req: &Request<Incoming>,
         action: &str,
+        conn: ConnInfo,
     ) -> Result<Arc<ResolvedSession>, ApiError> {
         let now = unix_now();
         let token_str = presented_token(req.headers(), &self.core.config.session.cookie_name)
@@ -830,8 +831,7 @@ impl Auth {
             .decide(&session.entities, action, &self.facts(now));
         if !decision.allowed {
             let s = &session.slice.session;
-            let mut ev = self.event(now, action, false, IpAddr::from([0, 0, 0, 0]));
-            ev.client_addr = None;
+            let mut ev = self.event(now, action, false, conn.remote.ip());
             ev.session_id = Some(s.id.clone());
             ev.person = s.person.clone();
             ev.enterprise = s.enterprise.clone();
@@ -847,15 +847,15 @@ impl Auth {
     }
 
     /// `GET /auth/session`.
-    pub async fn session(&self, req: Request<Incoming>) -> ApiResult {
-        let s = self.session_for(&req, "view_session").await?;
+    pub async fn session(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+        let s = self.session_for(&req, "view_session", conn).await?;
         Ok(json_response(StatusCode::OK, &session_view(&s.slice)))
     }
 
     /// `POST /auth/logout`: the session is revoked in the store, which invalidates it on every
     /// instance.
     pub async fn logout(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
-        let s = self.session_for(&req, "logout").await?;
+        let s = self.session_for(&req, "logout", conn).await?;
         let now = unix_now();
         self.core
             .store
@@ -876,7 +876,7 @@ impl Auth {
 
     /// `POST /auth/password`.
     pub async fn change_password(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
-        let s = self.session_for(&req, "change_password").await?;
+        let s = self.session_for(&req, "change_password", conn).await?;
         let (_, body) = api::read_json(req).await?;
         let old = body.str("old_password", 128)?;
         let new = body.str("new_password", 128)?;
@@ -915,7 +915,15 @@ impl Auth {
             .set_password(&current.id_number, &phc, false, now)
             .await
             .map_err(store_err)?;
+        // Whoever else was logged in as this person (perhaps with the old password) is out.
+        let others = self
+            .core
+            .store
+            .revoke_person_sessions(&current.id_number, Some(s.id()), now)
+            .await
+            .map_err(store_err)?;
         let mut ev = self.event(now, "password_changed", true, conn.remote.ip());
+        ev.detail = Some(json!({ "other_sessions_revoked": others }).to_string());
         ev.session_id = Some(s.id().to_string());
         ev.person = Some(current.id_number.clone());
         self.audit(ev).await?;
