@@ -760,3 +760,45 @@ async fn a_password_change_ends_the_other_sessions() {
         (StatusCode::UNAUTHORIZED, "login_required".into())
     );
 }
+
+/// 100 concurrent logins (argon2id each) must not stall proxied requests: hashing runs on a
+/// bounded blocking pool, never on the async workers. The bound is loose; the real figure is a
+/// benchmark's job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_storm_does_not_stall_proxied_requests() {
+    let env = std::sync::Arc::new(Env::start("").await);
+    let (token, _) = env
+        .login_sms("person", None, ZHOU, ZHOU_PW, "13900000006")
+        .await;
+    let storm: Vec<_> = (0..100)
+        .map(|_| {
+            let env = env.clone();
+            tokio::spawn(async move { env.login("person", None, WANG, WANG_PW).await.status })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let started = std::time::Instant::now();
+    while !storm.iter().all(|t| t.is_finished())
+        && started.elapsed() < std::time::Duration::from_secs(60)
+    {
+        let t = std::time::Instant::now();
+        let a = env.get("/api/personal/x", Some(&token)).await;
+        assert_eq!(a.status, StatusCode::OK);
+        latencies.push(t.elapsed());
+    }
+    for t in storm {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert!(
+        latencies.len() >= 5,
+        "too few proxied requests during the storm: {}",
+        latencies.len()
+    );
+    latencies.sort();
+    let worst = *latencies.last().unwrap();
+    assert!(
+        worst < std::time::Duration::from_secs(1),
+        "a proxied request waited {worst:?} during the login storm ({} requests)",
+        latencies.len()
+    );
+}
