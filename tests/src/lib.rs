@@ -383,18 +383,19 @@ impl Gateway {
     }
 }
 
-/// The `taxgate` binary built for these tests (`target/<profile>/taxgate`).
+/// The `taxgate` binary built for these tests (`target/<profile>/taxgate`). `cargo test
+/// --workspace` builds it (the gateway package's own integration test needs it); running this
+/// crate alone needs `cargo build -p taxgate` first. Building it from here would deadlock on
+/// cargo's lock, which the running `cargo test` holds.
 pub fn taxgate_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = dir.join("taxgate");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "taxgate", "--bin", "taxgate"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the taxgate binary failed");
-    }
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace`, or `cargo build -p taxgate` first",
+        bin.display()
+    );
     bin
 }
 
