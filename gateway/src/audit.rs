@@ -15,6 +15,7 @@ use std::time::Duration;
 use taxgate_store::{AnyStore, AuditEvent, Store};
 use tokio::sync::mpsc;
 
+use crate::health::StoreHealth;
 use crate::metrics::Counter;
 
 /// How long a request waits for room in a full queue before it is refused.
@@ -50,10 +51,10 @@ pub struct Audit {
 
 impl Audit {
     /// Start the writer task.
-    pub fn start(store: AnyStore, capacity: usize) -> (Audit, AuditWriter) {
+    pub fn start(store: AnyStore, capacity: usize, health: StoreHealth) -> (Audit, AuditWriter) {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(writer(store, rx, stopped));
+        let handle = tokio::spawn(writer(store, rx, stopped, health));
         let prefix = crate::authn::token::new_id()
             .map(|id| id[..12].to_string())
             .unwrap_or_else(|_| format!("{:012x}", std::process::id()));
@@ -117,6 +118,7 @@ async fn writer(
     store: AnyStore,
     mut rx: mpsc::Receiver<AuditEvent>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    health: StoreHealth,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stopping = false;
@@ -136,12 +138,12 @@ async fn writer(
                 }
             }
         }
-        write_batch(&store, &batch).await;
+        write_batch(&store, &batch, &health).await;
         batch.clear();
     }
 }
 
-async fn write_batch(store: &AnyStore, batch: &[AuditEvent]) {
+async fn write_batch(store: &AnyStore, batch: &[AuditEvent], health: &StoreHealth) {
     let mut backoff = Duration::from_millis(50);
     loop {
         match store.append_audit(batch).await {
@@ -151,6 +153,7 @@ async fn write_batch(store: &AnyStore, batch: &[AuditEvent]) {
             }
             Err(e) => {
                 AUDIT_WRITE_FAILURES.inc();
+                health.mark_down();
                 tracing::error!(error = %e, events = batch.len(), "audit write failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

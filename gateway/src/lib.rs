@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod endpoints;
 pub mod error;
+pub mod health;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

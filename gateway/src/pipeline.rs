@@ -28,6 +28,7 @@ pub struct Gateway {
     pub sessions: Arc<Sessions>,
     pub audit: Audit,
     pub legacy_login_until: Option<Timestamp>,
+    pub health: crate::health::StoreHealth,
     pub endpoints: Arc<dyn Endpoints>,
 }
 
@@ -90,6 +91,9 @@ impl Gateway {
     async fn downstream(&self, req: Request<Incoming>, conn: ConnInfo, route: &Route) -> Step {
         let now = unix_now();
         let refuse = |e: ApiError| respond(e.into_response(), Some(route.index));
+        if !self.health.is_up() {
+            return refuse(Code::StoreUnavailable.into());
+        }
         let Some(token) = presented_token(req.headers(), &self.cookie_name) else {
             return respond(login_required(&req, Code::LoginRequired), Some(route.index));
         };
@@ -106,6 +110,9 @@ impl Gateway {
             }
             Err(e) => {
                 log_store_error(&e);
+                if matches!(e, StoreError::Unavailable(_)) {
+                    self.health.mark_down();
+                }
                 return refuse(Code::StoreUnavailable.into());
             }
         };

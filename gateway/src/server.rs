@@ -15,6 +15,7 @@ use crate::admin::{Admin, AdminState};
 use crate::audit::{self, Audit, AuditWriter};
 use crate::authz::PolicyEngine;
 use crate::config::Config;
+use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::pipeline::{Endpoints, Gateway, NoEndpoints};
 use crate::proxy::{self, ServeOptions, Upstream};
@@ -47,6 +48,7 @@ fn cfg_err(key: &str, message: impl Into<String>) -> StartError {
 /// endpoints and the login flows.
 pub struct Core {
     pub config: Config,
+    pub health: StoreHealth,
     pub store: AnyStore,
     pub engine: Arc<PolicyEngine>,
     pub sessions: Arc<Sessions>,
@@ -169,9 +171,12 @@ impl Server {
             config.session.idle_timeout_secs,
         );
         let mut background = vec![sessions.follow_invalidations()];
-        let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE);
+        let health = StoreHealth::new();
+        background.push(health.watch(store.clone()));
+        let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE, health.clone());
         let core = Arc::new(Core {
             config,
+            health: health.clone(),
             store,
             engine,
             sessions,
@@ -196,6 +201,7 @@ impl Server {
             sessions: core.sessions.clone(),
             audit: core.audit.clone(),
             legacy_login_until: core.config.login.legacy_until_unix(),
+            health,
             endpoints,
         });
         // The watcher lives as long as the server: park it in a task that ends with the process.
