@@ -483,16 +483,26 @@ impl Account {
         Ok(json_response(StatusCode::OK, &Value::Array(out)))
     }
 
-    /// The enterprise's own, non-revoked binding `id`, else 404.
-    async fn own_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
-        let enterprise = Self::enterprise_of(s)?;
+    /// Binding `id` if it is live and `belongs` to the caller, else 404 (the same answer for
+    /// someone else's binding as for none: ids are not confirmed to strangers).
+    async fn live_binding(
+        &self,
+        id: &str,
+        belongs: impl Fn(&Binding) -> bool,
+    ) -> Result<Binding, ApiError> {
         self.core
             .store
             .binding(id)
             .await
             .map_err(store_err)?
-            .filter(|b| &b.enterprise == enterprise && b.revoked_at.is_none())
+            .filter(|b| b.revoked_at.is_none() && belongs(b))
             .ok_or(ApiError::from(Code::NotFound))
+    }
+
+    /// The enterprise's own, non-revoked binding `id`, else 404.
+    async fn own_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
+        let enterprise = Self::enterprise_of(s)?;
+        self.live_binding(id, |b| &b.enterprise == enterprise).await
     }
 
     /// `POST /account/personnel/{binding}/revoke`: withdraw a pending request or end a binding.
@@ -585,15 +595,10 @@ impl Account {
         Ok(json_response(StatusCode::OK, &Value::Array(out)))
     }
 
+    /// The person's own, non-revoked binding `id`, else 404.
     async fn my_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
         let person = Self::person_of(s)?;
-        self.core
-            .store
-            .binding(id)
-            .await
-            .map_err(store_err)?
-            .filter(|b| &b.person == person && b.revoked_at.is_none())
-            .ok_or(ApiError::from(Code::NotFound))
+        self.live_binding(id, |b| &b.person == person).await
     }
 
     /// `POST /account/authorizations/{binding}/confirm`.
