@@ -17,6 +17,7 @@ pub mod demo;
 pub mod endpoints;
 pub mod error;
 pub mod health;
+pub mod janitor;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

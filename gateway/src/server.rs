@@ -173,6 +173,7 @@ impl Server {
         let mut background = vec![sessions.follow_invalidations()];
         let health = StoreHealth::new();
         background.push(health.watch(store.clone()));
+        background.push(crate::janitor::start(store.clone()));
         let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE, health.clone());
         let core = Arc::new(Core {
             config,

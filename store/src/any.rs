@@ -114,6 +114,7 @@ impl Store for AnyStore {
         fn set_face_result(&self, nonce: &str, passed: bool) -> bool;
         fn consume_challenge(&self, id_hash: &str, now: Timestamp) -> bool;
         fn delete_expired_challenges(&self, before: Timestamp) -> u64;
+        fn prune_sms_log(&self, before: Timestamp) -> u64;
         fn record_sms_sent(&self, phone: &Phone, purpose: ChallengePurpose, now: Timestamp) -> ();
         fn sms_stats(&self, phone: &Phone, since: Timestamp) -> SmsStats;
         fn append_audit(&self, events: &[AuditEvent]) -> ();

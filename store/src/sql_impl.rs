@@ -890,6 +890,14 @@ macro_rules! sql_store_impl {
                     .rows_affected())
             }
 
+            async fn prune_sms_log(&self, before: Timestamp) -> StoreResult<u64> {
+                Ok(sqlx::query("DELETE FROM sms_log WHERE sent_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
             async fn record_sms_sent(
                 &self,
                 phone: &Phone,

@@ -297,6 +297,10 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     // ---- SMS log --------------------------------------------------------------------------
 
+    /// Forget codes sent before `before` (the limits only look at the last day); returns how
+    /// many rows went.
+    fn prune_sms_log(&self, before: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+
     fn record_sms_sent(
         &self,
         phone: &Phone,

@@ -473,6 +473,16 @@ async fn challenges<S: Store>(s: S) {
             last_sent_at: None
         }
     );
+    // Pruning forgets old rows only; the limits still see the last day.
+    assert_eq!(s.prune_sms_log(NOW - 86_400).await.unwrap(), 1);
+    assert_eq!(s.prune_sms_log(NOW - 86_400).await.unwrap(), 0);
+    assert_eq!(
+        s.sms_stats(&p, 0).await.unwrap(),
+        SmsStats {
+            count: 2,
+            last_sent_at: Some(NOW - 30)
+        }
+    );
 }
 
 async fn audit<S: Store>(s: S) {

@@ -802,3 +802,25 @@ async fn a_login_storm_does_not_stall_proxied_requests() {
         latencies.len()
     );
 }
+
+#[tokio::test]
+async fn housekeeping_deletes_what_expired() {
+    let env = Env::start("").await;
+    let (token, _) = env
+        .login_sms("person", None, WANG, WANG_PW, "13800138000")
+        .await;
+    assert_eq!(
+        env.login("person", None, WANG, WANG_PW).await.status,
+        StatusCode::OK
+    );
+    let store = &env.gw.core.store;
+    assert_eq!(
+        taxgate::janitor::sweep(store, unix_now()).await.unwrap(),
+        (0, 0, 0)
+    );
+    let three_days_on = unix_now() + 3 * 86_400;
+    let (sessions, challenges, sms) = taxgate::janitor::sweep(store, three_days_on).await.unwrap();
+    assert_eq!((sessions, challenges, sms), (1, 2, 1));
+    let hash = taxgate::authn::token::hash(&token);
+    assert_eq!(store.session_slice(&hash).await.unwrap(), None);
+}
