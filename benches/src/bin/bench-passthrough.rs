@@ -1,0 +1,65 @@
+//! The baseline of the load harness: taxgate's own proxy (`taxgate::proxy`: connection
+//! serving, header hygiene, pooled upstream client, streaming) with a pipeline that forwards
+//! every request to one upstream — no route table, no session, no decision, no audit. The
+//! difference between this and the gateway is exactly what authorization costs. It is a bench
+//! binary, not a mode of `taxgate`, so no production config can reach it.
+//! Usage: `bench-passthrough LISTEN UPSTREAM_URL`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use taxgate::body::boxed;
+use taxgate::config::UpstreamConfig;
+use taxgate::metrics::Metrics;
+use taxgate::proxy::{ConnInfo, Forward, Pipeline, ServeOptions, Step, Upstream, serve};
+
+struct PassThrough(Arc<Upstream>);
+
+impl Pipeline for PassThrough {
+    async fn request(&self, req: Request<Incoming>, _conn: ConnInfo) -> Step {
+        Step::Forward(Forward {
+            request: req.map(boxed),
+            upstream: Arc::clone(&self.0),
+            identity: Vec::new(),
+            route: 0,
+        })
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let listen = args.next().unwrap_or_else(|| "127.0.0.1:8081".into());
+    let upstream_url = args.next().unwrap_or_else(|| "http://127.0.0.1:9000".into());
+    let upstream = Upstream::new(
+        0,
+        &UpstreamConfig {
+            name: "bench".into(),
+            url: upstream_url,
+            timeout_secs: 30,
+            pool_max_idle: 256,
+        },
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen).await?;
+        eprintln!("bench-passthrough on {}", listener.local_addr()?);
+        let metrics = Arc::new(Metrics::new(vec!["/".into()], vec!["bench".into()]));
+        serve(
+            listener,
+            None,
+            Arc::new(PassThrough(Arc::new(upstream))),
+            metrics,
+            ServeOptions {
+                max_header_bytes: 16 * 1024,
+                header_read_timeout: Duration::from_secs(10),
+                shutdown_grace: Duration::from_secs(1),
+                h2c: true,
+            },
+            std::future::pending::<()>(),
+        )
+        .await;
+        Ok(())
+    })
+}
