@@ -507,7 +507,9 @@ document.addEventListener('DOMContentLoaded', function () {
     renderSession();
     const work = [loadIdentities()];
     if (s.enterprise) work.push(loadPersonnel()); else $('personnel-section').hidden = true;
-    if (s.person) {
+    // 企业授权管理 and the phone number live in 自然人业务's account centre (person entry), as in
+    // the policies; other entries would only be refused.
+    if (s.person && s.entry === 'person') {
       work.push(loadAuthorizations());
       $('phone-section').hidden = false;
     } else {
