@@ -31,7 +31,9 @@ impl Pipeline for PassThrough {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:8081".into());
-    let upstream_url = args.next().unwrap_or_else(|| "http://127.0.0.1:9000".into());
+    let upstream_url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:9000".into());
     let upstream = Upstream::new(
         0,
         &UpstreamConfig {
@@ -41,7 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pool_max_idle: 256,
         },
     )?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen).await?;
         eprintln!("bench-passthrough on {}", listener.local_addr()?);

@@ -12,8 +12,12 @@ use hyper_util::server::conn::auto;
 const BODY: &[u8] = br#"{"ok":true,"backend":"bench-upstream","pad":"xxxxxxxxxxxxxxxxxx"}"#;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".into());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9000".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         eprintln!("bench-upstream on {}", listener.local_addr()?);

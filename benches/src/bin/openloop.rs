@@ -61,7 +61,10 @@ fn request(args: &Args) -> Request<Empty<Bytes>> {
     let path = args.url.path_and_query().map_or("/", |p| p.as_str());
     let mut b = Request::get(path);
     if !args.h2 {
-        b = b.header("host", args.url.authority().map_or("localhost", |a| a.as_str()));
+        b = b.header(
+            "host",
+            args.url.authority().map_or("localhost", |a| a.as_str()),
+        );
     } else {
         b = b.uri(args.url.clone());
     }
@@ -74,13 +77,20 @@ fn request(args: &Args) -> Request<Empty<Bytes>> {
 /// (latencies in µs, errors)
 type Tally = (Vec<u32>, u64);
 
-async fn h1_connection(args: &Args, index: usize, start: Instant, total: u64) -> Result<Tally, String> {
+async fn h1_connection(
+    args: &Args,
+    index: usize,
+    start: Instant,
+    total: u64,
+) -> Result<Tally, String> {
     let addr = format!(
         "{}:{}",
         args.url.host().unwrap_or("127.0.0.1"),
         args.url.port_u16().unwrap_or(80)
     );
-    let stream = tokio::net::TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -117,11 +127,14 @@ async fn h2_run(args: &Args, start: Instant, total: u64) -> Result<Tally, String
         args.url.host().unwrap_or("127.0.0.1"),
         args.url.port_u16().unwrap_or(80)
     );
-    let stream = tokio::net::TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+    let stream = tokio::net::TcpStream::connect(&addr)
         .await
         .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
@@ -166,7 +179,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
         std::process::exit(1);
     };
     let total = (args.rate * args.duration) as u64;
