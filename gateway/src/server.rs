@@ -170,7 +170,8 @@ impl Server {
             Duration::from_secs(config.session.cache_ttl_secs),
             config.session.idle_timeout_secs,
         );
-        let mut background = vec![sessions.follow_invalidations()];
+        sessions.follow_invalidations();
+        let mut background = Vec::new();
         let health = StoreHealth::new();
         background.push(health.watch(store.clone()));
         background.push(crate::janitor::start(store.clone()));

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use taxgate_store::{AnyStore, Invalidation, SessionSlice, Store, StoreError, Timestamp};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::authn::token;
 use crate::authz::EntitySlice;
@@ -225,26 +224,17 @@ impl Sessions {
         }
     }
 
-    /// Follow the store's invalidations (this instance's writes and, on PostgreSQL, every other
-    /// instance's) for as long as the process runs.
-    pub fn follow_invalidations(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let mut rx = self.store.subscribe_invalidations();
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(inv) => this.invalidate(&inv),
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "invalidations lagged; dropping the whole cache"
-                        );
-                        this.invalidate(&Invalidation::All);
-                    }
-                    Err(RecvError::Closed) => return,
+    /// Apply the store's invalidations (this instance's writes, before they return, and on
+    /// PostgreSQL every other instance's as they arrive). The hook holds only a weak reference,
+    /// so the store does not keep the cache alive.
+    pub fn follow_invalidations(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.store
+            .on_invalidation(Arc::new(move |inv: &Invalidation| {
+                if let Some(sessions) = weak.upgrade() {
+                    sessions.invalidate(inv);
                 }
-            }
-        })
+            }));
     }
 
     pub fn cached(&self) -> u64 {

@@ -75,6 +75,13 @@ impl Store for AnyStore {
         }
     }
 
+    fn on_invalidation(&self, hook: crate::bus::InvalidationHook) {
+        match self {
+            AnyStore::Sqlite(s) => s.on_invalidation(hook),
+            AnyStore::Postgres(s) => s.on_invalidation(hook),
+        }
+    }
+
     delegate! {
         fn migrate(&self) -> ();
         fn ping(&self) -> ();

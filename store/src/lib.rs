@@ -6,6 +6,7 @@
 //! - [`password`]: argon2id hashing. [`seed`]: the `taxgate import` seed file.
 
 mod any;
+pub mod bus;
 mod decode;
 pub mod error;
 #[cfg(feature = "fixtures")]
@@ -21,6 +22,7 @@ pub mod sqlite;
 pub mod store_api;
 
 pub use any::AnyStore;
+pub use bus::{InvalidationBus, InvalidationHook};
 pub use error::StoreError;
 pub use ids::{IdError, IdNumber, Phone, TaxpayerId};
 pub use model::*;

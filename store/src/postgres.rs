@@ -4,6 +4,7 @@
 //! forwards other instances' notifications to this instance's subscribers. After the listening
 //! connection was lost it publishes `All`, because notifications sent meanwhile are gone.
 
+use crate::bus::InvalidationBus;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ pub const CHANNEL: &str = "taxgate_invalidate";
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    events: broadcast::Sender<Invalidation>,
+    events: InvalidationBus,
     /// Random per process: our own notifications come back through LISTEN and are skipped
     /// (they were already published locally at commit).
     instance: Arc<str>,
@@ -62,7 +63,7 @@ impl PgStore {
     }
 
     async fn with_pool(pool: PgPool) -> Result<Self, StoreError> {
-        let (events, _) = broadcast::channel(1024);
+        let events = InvalidationBus::new(1024);
         let instance: Arc<str> = crate::records::new_id()?.into();
         // Listen before returning, so no notification committed after connect() is missed.
         let mut listener = PgListener::connect_with(&pool).await?;
@@ -125,7 +126,7 @@ impl PgStore {
 
 async fn listen_loop(
     mut listener: PgListener,
-    events: broadcast::Sender<Invalidation>,
+    events: InvalidationBus,
     instance: Arc<str>,
     mut stop: oneshot::Receiver<()>,
 ) {

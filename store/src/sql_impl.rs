@@ -253,6 +253,10 @@ macro_rules! sql_store_impl {
                 self.events.subscribe()
             }
 
+            fn on_invalidation(&self, hook: crate::bus::InvalidationHook) {
+                self.events.add_hook(hook)
+            }
+
             async fn create_session(&self, s: &Session) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO sessions (id, token_hash, entry, person, enterprise, agency, \

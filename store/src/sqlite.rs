@@ -3,6 +3,7 @@
 //! the busy timeout instead of failing on a lock upgrade. Invalidations are an in-process
 //! broadcast: SQLite serves one instance.
 
+use crate::bus::InvalidationBus;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,7 +19,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
-    events: broadcast::Sender<Invalidation>,
+    events: InvalidationBus,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -66,7 +67,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
-        let (events, _) = broadcast::channel(1024);
+        let events = InvalidationBus::new(1024);
         Ok(SqliteStore { pool, events })
     }
 

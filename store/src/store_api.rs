@@ -44,6 +44,11 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// A lagging receiver should treat `RecvError::Lagged` as [`Invalidation::All`].
     fn subscribe_invalidations(&self) -> broadcast::Receiver<Invalidation>;
 
+    /// Run `hook` for every invalidation, synchronously, before the write that caused it
+    /// returns (and for other instances' invalidations as they arrive). This is how caches
+    /// keep "applies on the very next request".
+    fn on_invalidation(&self, hook: crate::bus::InvalidationHook);
+
     // ---- sessions -------------------------------------------------------------------------
 
     /// Store a new session. `Conflict` if the id or token hash exists.

@@ -98,6 +98,34 @@ async fn recv_within(
 
 // ---- scenarios ------------------------------------------------------------------------------
 
+/// A cache hooked to the store must have dropped a narrowed entry by the time the write
+/// returns, so the caller's very next request can never see it (a broadcast consumed by a task
+/// would race with that request).
+async fn invalidation_hooks_run_before_the_write_returns<S: Store>(s: S) {
+    seeded(&s).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Invalidation>::new()));
+    let sink = seen.clone();
+    s.on_invalidation(std::sync::Arc::new(move |inv: &Invalidation| {
+        sink.lock().unwrap().push(inv.clone());
+    }));
+    s.create_session(&session("s1", "h1", ALICE)).await.unwrap();
+    assert!(s.revoke_session("s1", NOW).await.unwrap());
+    // No await between the write and the check.
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains(&Invalidation::Session { id: "s1".into() }),
+        "the hook had not run when revoke_session returned"
+    );
+    let b = s.bindings_of_person(&id(ALICE)).await.unwrap().remove(0);
+    s.revoke_binding(&b.id, "test", NOW).await.unwrap();
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains(&Invalidation::Binding { id: b.id.clone() })
+    );
+}
+
 async fn sessions<S: Store>(s: S) {
     seeded(&s).await;
     let alice = id(ALICE);
@@ -769,6 +797,7 @@ macro_rules! scenario {
 }
 
 scenario!(sessions);
+scenario!(invalidation_hooks_run_before_the_write_returns);
 scenario!(lockout);
 scenario!(phone_transfer);
 scenario!(bindings);
