@@ -5,5 +5,6 @@
 mod account;
 mod cli;
 mod decisions;
+mod faults;
 mod login;
 mod proxy;
