@@ -6,5 +6,6 @@ mod account;
 mod cli;
 mod decisions;
 mod faults;
+mod hostile;
 mod login;
 mod proxy;

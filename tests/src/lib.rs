@@ -147,6 +147,13 @@ async fn upstream_handle(
             first = false;
             seen.body_len += data.len() as u64;
         }
+        // Trailers count as headers the upstream could be fooled by: recorded with them.
+        if let Some(trailers) = frame.trailers_ref() {
+            for (n, v) in trailers {
+                seen.headers
+                    .push((n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()));
+            }
+        }
     }
     let echo = serde_json::json!({
         "method": seen.method,
