@@ -230,6 +230,7 @@ timeout_secs = 10
                 st, data, _ = call("GET", "/api/declare/denied", token=token)
                 with stats.lock:
                     stats.proxied += 1
+                    stats.proxied_allowed += st == 200
                 stats.note("proxied_denied", st, {403}, data)
                 st, data, _ = call("POST", "/account/switch",
                                    {"enterprise": ent_a, "role": "legal_representative"}, token)
