@@ -6,5 +6,7 @@ mod account;
 mod browser;
 mod cli;
 mod decisions;
+mod faults;
+mod hostile;
 mod login;
 mod proxy;

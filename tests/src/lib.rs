@@ -147,6 +147,13 @@ async fn upstream_handle(
             first = false;
             seen.body_len += data.len() as u64;
         }
+        // Trailers count as headers the upstream could be fooled by: recorded with them.
+        if let Some(trailers) = frame.trailers_ref() {
+            for (n, v) in trailers {
+                seen.headers
+                    .push((n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()));
+            }
+        }
     }
     let echo = serde_json::json!({
         "method": seen.method,
@@ -684,4 +691,274 @@ pub fn sign_face(secret: &str, timestamp: i64, body: &str) -> (String, String) {
         timestamp.to_string(),
         format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
     )
+}
+
+// ---- fault injection and raw-wire helpers (issue 9) ------------------------------------------
+
+/// A fresh database on the test PostgreSQL server (`TAXGATE_TEST_PG_URL`), or `None` with a
+/// notice when none is configured — unless `TAXGATE_REQUIRE_PG=1`, when that is a failure.
+pub fn test_postgres_url() -> Option<String> {
+    let Ok(base) = std::env::var("TAXGATE_TEST_PG_URL") else {
+        assert!(
+            std::env::var("TAXGATE_REQUIRE_PG").as_deref() != Ok("1"),
+            "TAXGATE_REQUIRE_PG=1 but TAXGATE_TEST_PG_URL is unset"
+        );
+        eprintln!("skipping PostgreSQL: TAXGATE_TEST_PG_URL unset");
+        return None;
+    };
+    let name = format!("e2e_{}", taxgate::authn::token::new_id().unwrap());
+    let (admin, _) = base.rsplit_once('/').unwrap();
+    let status = std::process::Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql");
+    assert!(status.success(), "cannot create a test database");
+    Some(format!("{admin}/{name}"))
+}
+
+/// `config_text` with the store URL replaced (PostgreSQL, or a relay in front of it).
+pub fn config_text_with_store(dir: &Path, upstream_url: &str, extra: &str, store: &str) -> String {
+    config_text(dir, upstream_url, extra).replace(
+        &format!("sqlite://{}", dir.join("taxgate.db").display()),
+        store,
+    )
+}
+
+/// A TCP relay between the gateway and a server (the test PostgreSQL), which a test can cut:
+/// `cut` closes every relayed connection and refuses new ones (accepts and closes them at once,
+/// so the port stays ours), `restore` relays again.
+pub struct Relay {
+    pub addr: SocketAddr,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (down2, gen2) = (down.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if down2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = gen2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                    // Dropping both ends closes them.
+                });
+            }
+        });
+        Relay {
+            addr,
+            down,
+            generation,
+        }
+    }
+
+    /// Close every relayed connection and refuse new ones.
+    pub fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Host and port of a `postgres://user@host:port/db` URL.
+pub fn pg_addr(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let host_port = rest.split('/').next().unwrap();
+    let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, hp)| hp);
+    host_port.parse().unwrap()
+}
+
+/// `url` with its host and port replaced by `addr`.
+pub fn pg_url_via(url: &str, addr: SocketAddr) -> String {
+    let real = pg_addr(url);
+    url.replacen(&real.to_string(), &addr.to_string(), 1)
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, or panic with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Everything the upstream has reported so far, without waiting.
+pub fn drain_seen(up: &mut Upstream) -> Vec<Seen> {
+    let mut out = Vec::new();
+    while let Ok(s) = up.seen.try_recv() {
+        out.push(s);
+    }
+    out
+}
+
+/// Write `bytes` on a fresh connection and read until the peer closes or `idle` passes without
+/// new bytes. Returns what was read and whether the peer closed.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], idle: Duration) -> (Vec<u8>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The peer may close before everything is written (it refused the head): that is an answer.
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(idle, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+/// Status codes of every HTTP/1.1 response head in a raw byte stream, in order.
+pub fn raw_statuses(bytes: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(bytes);
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12))
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// One HTTP/1.1 request on a fresh connection, with every failure returned instead of panicking:
+/// `Err(Refused)` when the connection could not be made, `Err(Failed)` for anything after.
+pub async fn try_send(addr: SocketAddr, req: Request<TestBody>) -> Result<Answer, SendError> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| SendError::Refused(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SendError::Failed(e.to_string()))?;
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| SendError::Failed(e.to_string()))?;
+    let version = resp.version();
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| SendError::Failed(format!("body: {e}")))?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        version,
+    })
+}
+
+#[derive(Debug)]
+pub enum SendError {
+    Refused(String),
+    Failed(String),
+}
+
+/// A `taxgate serve` child process, killed when dropped.
+pub struct ServeChild {
+    pub child: std::process::Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeChild {
+    /// Start the real binary with `config` (its two `127.0.0.1:0` listens replaced by free
+    /// ports) and wait until the admin listener answers.
+    pub async fn start(dir: &Path, name: &str, config: &str) -> ServeChild {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (public, admin) = (free(), free());
+        let text = config
+            .replacen(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"{public}\""),
+                1,
+            )
+            .replacen(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"{admin}\""),
+                1,
+            );
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = std::process::Command::new(taxgate_bin())
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let me = ServeChild {
+            child,
+            public,
+            admin,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while get_ok(admin, "/readyz").await.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "taxgate {name} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        me
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// `GET path` answered 200, or `None` (including when nothing listens).
+async fn get_ok(addr: SocketAddr, path: &str) -> Option<()> {
+    let req = Request::get(path).body(empty()).unwrap();
+    match try_send(addr, req).await {
+        Ok(a) if a.status == StatusCode::OK => Some(()),
+        _ => None,
+    }
 }

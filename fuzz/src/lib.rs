@@ -1,0 +1,154 @@
+//! The fuzz targets' bodies. Each takes arbitrary bytes, feeds them to one parser of outside
+//! input, and checks the properties that must hold whatever the input: no panic, and what the
+//! parser accepts is well formed (round trips, no token leaks past the header hygiene).
+
+use std::path::Path;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+/// Split `data` at the first `0xff` bytes into up to `N` parts (the rest are empty).
+fn parts<const N: usize>(data: &[u8]) -> [&[u8]; N] {
+    let mut out = [&data[..0]; N];
+    let mut rest = data;
+    for slot in out.iter_mut().take(N - 1) {
+        match rest.iter().position(|b| *b == 0xff) {
+            Some(i) => {
+                *slot = &rest[..i];
+                rest = &rest[i + 1..];
+            }
+            None => {
+                *slot = rest;
+                rest = &rest[rest.len()..];
+            }
+        }
+    }
+    out[N - 1] = rest;
+    out
+}
+
+/// `IdNumber`, `TaxpayerId`, `Phone`: whatever parses is normalised, and parses again to itself.
+pub fn ids(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(id) = taxgate_store::IdNumber::parse(s) {
+        let again = taxgate_store::IdNumber::parse(id.as_str());
+        assert!(again.as_ref().is_ok_and(|a| a == &id), "IdNumber round trip: {s:?}");
+        assert_eq!(id.as_str().len(), 18);
+        let _ = id.masked();
+        let _ = id.last_six();
+    }
+    if let Ok(t) = taxgate_store::TaxpayerId::parse(s) {
+        let again = taxgate_store::TaxpayerId::parse(t.as_str());
+        assert!(again.as_ref().is_ok_and(|a| a == &t), "TaxpayerId round trip: {s:?}");
+        assert!(t.as_str().is_ascii());
+    }
+    if let Ok(p) = taxgate_store::Phone::parse(s) {
+        let again = taxgate_store::Phone::parse(p.as_str());
+        assert!(again.as_ref().is_ok_and(|a| a == &p), "Phone round trip: {s:?}");
+        assert!(p.masked().contains("****"));
+    }
+}
+
+/// `Config::from_toml`: any text is accepted or refused with an error naming the file; never a
+/// panic. Relative paths resolve under a directory that does not exist, so nothing is created.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let base = Path::new("/nonexistent/taxgate-fuzz");
+    if let Err(e) = taxgate::config::Config::from_toml(text, "fuzz.toml", base) {
+        assert!(e.to_string().contains("fuzz.toml"), "error without the file: {e}");
+    }
+}
+
+/// Face-callback verification: arbitrary secret, timestamp, signature and body never panic and
+/// never verify unless the signature is the real one; the real one always verifies.
+pub fn face_verify(data: &[u8]) {
+    use taxgate::authn::face::{sign, verify};
+    let [secret, ts, sig, body] = parts::<4>(data);
+    let ts = String::from_utf8_lossy(ts);
+    let sig = String::from_utf8_lossy(sig);
+    let now = 1_800_000_000;
+    let real = sign(secret, ts.trim(), body);
+    if verify(secret, Some(&ts), Some(&sig), body, now).is_ok() {
+        assert_eq!(
+            sig.trim().to_ascii_lowercase(),
+            real,
+            "a signature other than the real one verified"
+        );
+    }
+    if let Ok(t) = ts.trim().parse::<i64>()
+        && (now - t).abs() <= 300
+    {
+        assert!(verify(secret, Some(&ts), Some(&real), body, now).is_ok());
+    }
+}
+
+/// Cookie and bearer parsing over arbitrary header bytes: the token found is a plain value, and
+/// after stripping, no `taxgate_session` cookie nor the token is left for the upstream.
+pub fn session_headers(data: &[u8]) {
+    use taxgate::proxy::headers::{bearer, cookie, strip_cookie};
+    let [c1, c2, auth] = parts::<3>(data);
+    let mut h = HeaderMap::new();
+    for v in [c1, c2] {
+        if let Ok(v) = HeaderValue::from_bytes(v) {
+            h.append(header::COOKIE, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_bytes(auth) {
+        h.insert(header::AUTHORIZATION, v);
+    }
+    let name = "taxgate_session";
+    if let Some(token) = cookie(&h, name) {
+        assert!(!token.contains(';'), "cookie value spans pairs: {token:?}");
+        assert_eq!(token, token.trim());
+    }
+    if let Some(token) = bearer(&h) {
+        assert!(!token.is_empty());
+        assert_eq!(token, token.trim());
+    }
+    let _ = taxgate::pipeline::presented_token(&h, name);
+    strip_cookie(&mut h, name);
+    assert!(cookie(&h, name).is_none(), "the session cookie survived stripping");
+    for v in h.get_all(header::COOKIE) {
+        let v = v.to_str().unwrap_or("");
+        assert!(
+            !v.split(';').any(|p| p.split_once('=').is_some_and(|(n, _)| n.trim() == name)),
+            "stripped Cookie still names the session: {v:?}"
+        );
+    }
+    // The gateway's own namespace is recognised in any casing.
+    if let Ok(n) = HeaderName::from_bytes(c1) {
+        let lower = n.as_str().to_ascii_lowercase();
+        assert_eq!(
+            taxgate::proxy::headers::is_gateway_header(&n),
+            lower.starts_with("x-taxgate-")
+        );
+    }
+}
+
+/// `api::Json` accessors on any JSON object: never a panic, and what they return obeys the
+/// limits they were given.
+pub fn json_fields(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    if !value.is_object() {
+        return;
+    }
+    let j = taxgate::api::Json(value);
+    for name in ["entry", "account", "password", "challenge", "code", "nonce", "id_number", "x"] {
+        if let Ok(s) = j.str(name, 64) {
+            assert!(!s.is_empty() && s.chars().count() <= 64);
+        }
+        if let Ok(Some(s)) = j.opt_str(name, 8) {
+            assert!(s.chars().count() <= 8);
+        }
+        let _ = j.parse(name, taxgate_store::IdNumber::parse);
+        let _ = j.parse(name, taxgate_store::TaxpayerId::parse);
+        if let Ok(Some(list)) = j.opt_str_list(name) {
+            assert!(list.len() <= 16);
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! Issue 9, faults: the store cut mid-run, the policy directory deleted, an upstream hanging
+//! mid-body, an import killed mid-transaction, and one of two instances stopped under load.
+//! Real processes and real sockets on loopback; every fault is injected deterministically.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::json;
+use taxgate_e2e::*;
+use taxgate_store::{Store, TaxpayerId};
+
+/// PostgreSQL unreachable mid-run (a relay between gateway and server is cut): every routed
+/// request is refused 503 `store_unavailable` and nothing reaches the upstream, `/readyz` goes
+/// red; when the relay is restored the same process serves again without a restart.
+#[tokio::test]
+async fn postgres_cut_mid_run_fails_closed_and_recovers() {
+    let Some(url) = test_postgres_url() else {
+        return;
+    };
+    let relay = Relay::start(pg_addr(&url)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let text = config_text_with_store(dir.path(), &up.url(), "", &pg_url_via(&url, relay.addr));
+    let gw = Gateway::start(&text, dir.path()).await;
+    taxgate_store::import_seed(&gw.core.store, &seed_json().to_string(), unix_now())
+        .await
+        .unwrap();
+    let mut env = Env { dir, gw, up };
+    let (token, _) = env
+        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
+        .await;
+    let a = env.get("/api/declare/before", Some(&token)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        env.up.next_seen().await.path_and_query,
+        "/api/declare/before"
+    );
+    assert_eq!(get(env.gw.admin, "/readyz").await.status, StatusCode::OK);
+
+    relay.cut();
+    // The session is cached: only the health ping (1 s) can tell. Poll until the outage is
+    // noticed, then nothing at all may pass.
+    eventually(Duration::from_secs(5), "outage noticed", || async {
+        let a = env.get("/api/declare/poll", Some(&token)).await;
+        (a.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    let _ = drain_seen(&mut env.up);
+    for path in ["/api/declare/x", "/api/query/y", "/api/invoice/z"] {
+        let a = env.get(path, Some(&token)).await;
+        assert_eq!(
+            (a.status, a.error_code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable".into()),
+            "{path}"
+        );
+    }
+    // A login needs the store too: refused, not a crash or a 500.
+    let login = env.login("person", None, WANG, WANG_PW).await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(login.error_code(), "store_unavailable");
+    let ready = get(env.gw.admin, "/readyz").await;
+    assert_ne!(ready.status, StatusCode::OK, "/readyz stayed green");
+    assert_eq!(get(env.gw.admin, "/healthz").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        drain_seen(&mut env.up).is_empty(),
+        "a request was proxied while the store was down"
+    );
+
+    relay.restore();
+    eventually(Duration::from_secs(10), "service resumed", || async {
+        let a = env.get("/api/declare/after", Some(&token)).await;
+        (a.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(get(env.gw.admin, "/readyz").await.status, StatusCode::OK);
+    assert!(
+        drain_seen(&mut env.up)
+            .iter()
+            .all(|s| s.path_and_query == "/api/declare/after")
+    );
+    // A fresh login works again too.
+    let _ = env
+        .login_sms("person", None, WANG, WANG_PW, "13800138000")
+        .await;
+    assert!(!env.gw.done.is_finished(), "the gateway task ended");
+    env.gw.stop().await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The watched policy directory deleted while running: the last good set keeps deciding, the
+/// error shows in `/admin/policies`; when the directory comes back it is picked up by itself.
+#[tokio::test]
+async fn deleted_policy_directory_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&policies_dir(), &policies);
+    let up = Upstream::start().await;
+    let text = config_text(dir.path(), &up.url(), "")
+        .replace(
+            &policies_dir().display().to_string(),
+            &policies.display().to_string(),
+        )
+        .replace("watch = false", "watch = true");
+    let gw = Gateway::start(&text, dir.path()).await;
+    taxgate_store::import_seed(&gw.core.store, &seed_json().to_string(), unix_now())
+        .await
+        .unwrap();
+    let mut env = Env { dir, gw, up };
+    let (token, _) = env
+        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
+        .await;
+    let status = || async { get(env.gw.admin, "/admin/policies").await.json() };
+    let v1 = status().await["version"].as_str().unwrap().to_string();
+
+    std::fs::remove_dir_all(&policies).unwrap();
+    let broken = eventually(Duration::from_secs(6), "last_error reported", || async {
+        let s = status().await;
+        s["last_error"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(broken["version"], v1.as_str(), "{broken}");
+    // Still deciding with the last good set: allowed and denied as before.
+    let a = env.get("/api/declare/x", Some(&token)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        env.up
+            .next_seen()
+            .await
+            .header("x-taxgate-decision")
+            .is_some()
+    );
+    let denied = env.get("/api/personal/x", Some(&token)).await;
+    assert_eq!(
+        denied.status,
+        StatusCode::FORBIDDEN,
+        "personal_tax is the person entry's"
+    );
+    assert_eq!(get(env.gw.admin, "/readyz").await.status, StatusCode::OK);
+
+    // The watcher notices a replaced directory by a 1 s poll of its identity (inode). Give it
+    // that poll while the directory is gone: a directory recreated within the same second can
+    // reuse the inode and is then missed (see `policy_directory_recreated_at_once_is_picked_up`).
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    copy_dir(&policies_dir(), &policies);
+    let fixed = eventually(Duration::from_secs(8), "recovery picked up", || async {
+        let s = status().await;
+        s["last_error"].is_null().then_some(s)
+    })
+    .await;
+    assert_eq!(fixed["version"], v1.as_str(), "same files, same version");
+    assert_eq!(
+        env.get("/api/declare/y", Some(&token)).await.status,
+        StatusCode::OK
+    );
+    env.gw.stop().await;
+}
+
+/// Known bug (gateway/src/authz/watch.rs, `identity`): a policy directory deleted and recreated
+/// between two 1 s polls gets the same inode back (every run here), so the watcher never re-arms
+/// its inotify watch, which the kernel dropped with the old directory: every later edit is
+/// ignored until a manual reload or SIGHUP (and `last_error` can stay set). Run with
+/// `--ignored` to see it.
+#[tokio::test]
+#[ignore = "known bug: the policy watcher misses a directory recreated within one poll"]
+async fn policy_directory_recreated_at_once_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&policies_dir(), &policies);
+    let up = Upstream::start().await;
+    let text = config_text(dir.path(), &up.url(), "")
+        .replace(
+            &policies_dir().display().to_string(),
+            &policies.display().to_string(),
+        )
+        .replace("watch = false", "watch = true");
+    let gw = Gateway::start(&text, dir.path()).await;
+    let status = || async { get(gw.admin, "/admin/policies").await.json() };
+    let v1 = status().await["version"].as_str().unwrap().to_string();
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&policies);
+    // Swapped at once, as `rm -rf policies && cp -r new policies` does.
+    std::fs::remove_dir_all(&policies).unwrap();
+    copy_dir(&policies_dir(), &policies);
+    eprintln!("inode reused: {}", before == inode(&policies));
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two polls of the watcher
+    // Any later edit must still be seen.
+    std::fs::write(
+        policies.join("zz-extra.cedar"),
+        "@id(\"extra.noop\")\n@reason(\"not_permitted\")\nforbid (principal, action == Action::\"declare\", resource) when { false };\n",
+    )
+    .unwrap();
+    eventually(
+        Duration::from_secs(6),
+        "edit after the swap picked up",
+        || async { (status().await["version"] != v1.as_str()).then_some(()) },
+    )
+    .await;
+    gw.stop().await;
+}
+
+/// An upstream that sends the head and part of the body, then hangs with the connection open.
+/// The client must never be handed a complete response.
+#[tokio::test]
+async fn upstream_hanging_mid_body_is_never_complete() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let (hold_tx, mut hold_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = hang.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                .await;
+            // Keep the socket open: hang, neither finishing nor closing.
+            let _ = hold_tx.send(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        dir.path(),
+        &format!("http://{hang_addr}"),
+        "\n[dev]\nallow_all = true\n",
+    );
+    let gw = Gateway::start(&text, dir.path()).await;
+    let stream = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::get("/api/declare/hang")
+                .header("host", "gw.test")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _held = hold_rx.recv().await;
+    // Twice the upstream timeout (2 s): by now a complete body would have been a lie.
+    match tokio::time::timeout(Duration::from_secs(4), resp.into_body().collect()).await {
+        Err(_) => {}     // still incomplete: the client knows it has not got everything
+        Ok(Err(_)) => {} // cut: the client knows too
+        Ok(Ok(body)) => panic!(
+            "a hanging upstream body was reported complete ({} bytes)",
+            body.to_bytes().len()
+        ),
+    }
+    gw.stop().await;
+}
+
+/// `taxgate import` killed with SIGKILL in the middle of its write transaction leaves nothing;
+/// a completed run leaves everything. Never a part.
+#[tokio::test]
+async fn an_import_killed_mid_transaction_leaves_all_or_nothing() {
+    const N: usize = 15_000;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "http://127.0.0.1:9", "");
+    let cfg = dir.path().join("taxgate.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let ids: Vec<String> = (0..N).map(taxpayer_id).collect();
+    // Enterprises carry no password (no hashing): the run is dominated by the write transaction.
+    let seed = json!({
+        "persons": [], "bindings": [], "agency_agreements": [],
+        "enterprises": ids.iter().enumerate().map(|(i, t)| json!({
+            "taxpayer_id": t, "name": format!("压力测试企业{i}"), "agency": false
+        })).collect::<Vec<_>>(),
+    });
+    let seed_path = dir.path().join("big-seed.json");
+    std::fs::write(&seed_path, seed.to_string()).unwrap();
+    let migrate = std::process::Command::new(taxgate_bin())
+        .args(["migrate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+
+    // Kill once the write-ahead log has grown well into the transaction.
+    let wal = dir.path().join("taxgate.db-wal");
+    let mut child = std::process::Command::new(taxgate_bin())
+        .args(["import", "--config"])
+        .arg(&cfg)
+        .arg(&seed_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut killed_mid_way = false;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if wal_len > 512 * 1024 {
+            child.kill().unwrap(); // SIGKILL
+            killed_mid_way = true;
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "import hung");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    eprintln!("import killed after {:?}", started.elapsed());
+    assert!(
+        killed_mid_way,
+        "the import finished before it could be killed: make the seed bigger"
+    );
+    let present = count_present(dir.path(), &ids).await;
+    assert!(
+        present == 0 || present == N,
+        "a killed import left {present} of {N} enterprises"
+    );
+    // 0 when the kill landed inside the transaction (the usual case: the log spills long
+    // before the commit), all of them when it landed just after the commit.
+    eprintln!("after SIGKILL: {present} of {N} enterprises");
+
+    // The same import run to completion: everything.
+    let full_run = Instant::now();
+    let done = std::process::Command::new(taxgate_bin())
+        .args(["import", "--config"])
+        .arg(&cfg)
+        .arg(&seed_path)
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{done:?}");
+    eprintln!("full import took {:?}", full_run.elapsed());
+    assert_eq!(count_present(dir.path(), &ids).await, N);
+}
+
+/// How many of `ids` the store under `dir` holds (opened the way the gateway opens it), judged
+/// on a sample spread over the whole file (its first and last rows included): one transaction
+/// means a part would show as some present and some absent.
+async fn count_present(dir: &std::path::Path, ids: &[String]) -> usize {
+    let store =
+        taxgate_store::AnyStore::connect(&format!("sqlite://{}", dir.join("taxgate.db").display()))
+            .await
+            .unwrap();
+    let sample: Vec<&String> = ids.iter().step_by(211).chain(ids.last()).collect();
+    let mut n = 0;
+    for t in &sample {
+        if store
+            .enterprise(&TaxpayerId::parse(t).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+        {
+            n += 1;
+        }
+    }
+    if n == sample.len() {
+        ids.len()
+    } else if n == 0 {
+        0
+    } else {
+        n
+    }
+}
+
+/// The `i`th synthetic unified social credit code (both GB 32100 check characters).
+fn taxpayer_id(i: usize) -> String {
+    const CHARS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+    const WEIGHTS: [usize; 17] = [
+        1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+    ];
+    const ORG_WEIGHTS: [usize; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
+    let org = format!("MA{i:06}");
+    let org_sum: usize = org
+        .bytes()
+        .zip(ORG_WEIGHTS)
+        .map(|(c, w)| (c as char).to_digit(36).unwrap() as usize * w)
+        .sum();
+    let org_check = match 11 - org_sum % 11 {
+        10 => 'X',
+        11 => '0',
+        n => char::from_digit(n as u32, 10).unwrap(),
+    };
+    let body = format!("91140100{org}{org_check}").into_bytes();
+    let sum: usize = body
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(c, w)| CHARS.iter().position(|x| x == c).unwrap() * w)
+        .sum();
+    let mut s = String::from_utf8(body).unwrap();
+    s.push(CHARS[(31 - sum % 31) % 31] as char);
+    assert!(TaxpayerId::parse(&s).is_ok(), "{s}");
+    s
+}
+
+/// Two instances on one PostgreSQL; one is stopped with SIGTERM while clients send to both,
+/// retrying on the other only when a connection is refused. No request fails otherwise.
+#[tokio::test]
+async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
+    let Some(url) = test_postgres_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let text = config_text_with_store(dir.path(), &up.url(), "", &url);
+    let gw = Gateway::start(&text, dir.path()).await;
+    taxgate_store::import_seed(&gw.core.store, &seed_json().to_string(), unix_now())
+        .await
+        .unwrap();
+    let doomed = ServeChild::start(dir.path(), "doomed", &text).await;
+    let env = Env { dir, gw, up };
+    let (token, _) = env
+        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
+        .await;
+    let addrs = [env.gw.public, doomed.public];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, retried) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut workers = Vec::new();
+    for w in 0..4usize {
+        let (token, stop, ok, retried) = (token.clone(), stop.clone(), ok.clone(), retried.clone());
+        workers.push(tokio::spawn(async move {
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let req = |slow: bool| {
+                    // Some requests take a while, so the drain has in-flight work.
+                    let path = if slow {
+                        "/api/declare/slow/150/x"
+                    } else {
+                        "/api/query/x"
+                    };
+                    Request::get(path)
+                        .header("cookie", format!("taxgate_session={token}"))
+                        .body(empty())
+                        .unwrap()
+                };
+                let first = addrs[i % 2];
+                let answer = match try_send(first, req(i % 3 == 0)).await {
+                    Err(SendError::Refused(_)) => {
+                        retried.fetch_add(1, Ordering::Relaxed);
+                        try_send(addrs[(i + 1) % 2], req(false)).await
+                    }
+                    other => other,
+                };
+                match answer {
+                    Ok(a) if a.status == StatusCode::OK => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(a) => panic!(
+                        "request {i} to {first}: {} {}",
+                        a.status,
+                        String::from_utf8_lossy(&a.body)
+                    ),
+                    Err(e) => panic!("request {i} to {first} failed: {e:?}"),
+                }
+            }
+        }));
+    }
+    eventually(Duration::from_secs(10), "load running", || async {
+        (ok.load(Ordering::Relaxed) >= 20).then_some(())
+    })
+    .await;
+    doomed.signal("TERM");
+    let mut doomed = doomed;
+    let exited = eventually(Duration::from_secs(10), "SIGTERM drain ended", || {
+        let st = doomed.child.try_wait().unwrap();
+        async move { st }
+    })
+    .await;
+    assert!(exited.success(), "{exited:?}");
+    let served_before = ok.load(Ordering::Relaxed);
+    eventually(Duration::from_secs(10), "load continued", || async {
+        (ok.load(Ordering::Relaxed) >= served_before + 20).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("a request failed during the drain");
+    }
+    assert!(
+        retried.load(Ordering::Relaxed) > 0,
+        "no request hit the stopped instance: the test proved nothing"
+    );
+    env.gw.stop().await;
+}
