@@ -114,7 +114,7 @@ impl PgStore {
 
     fn publish(&self, inv: Vec<Invalidation>) {
         for i in inv {
-            let _ = self.events.send(i);
+            self.events.send(i);
         }
     }
 
@@ -139,7 +139,7 @@ async fn listen_loop(
             Ok(Some(n)) => match serde_json::from_str::<Payload>(n.payload()) {
                 Ok(p) if *p.src == *instance => {}
                 Ok(p) => {
-                    let _ = events.send(p.inv);
+                    events.send(p.inv);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring malformed invalidation notification");
@@ -149,7 +149,7 @@ async fn listen_loop(
                 // The connection dropped and try_recv has already reconnected and re-LISTENed
                 // (eager reconnect). Whatever was sent meanwhile is lost: drop every cache.
                 tracing::warn!("invalidation listener lost its connection; reconnecting");
-                let _ = events.send(Invalidation::All);
+                events.send(Invalidation::All);
             }
             Err(sqlx::Error::PoolClosed) => return,
             Err(e) => {
@@ -163,7 +163,7 @@ async fn listen_loop(
                     }
                     match listener.listen(CHANNEL).await {
                         Ok(()) => {
-                            let _ = events.send(Invalidation::All);
+                            events.send(Invalidation::All);
                             break;
                         }
                         Err(sqlx::Error::PoolClosed) => return,

@@ -88,7 +88,7 @@ impl SqliteStore {
     fn publish(&self, inv: Vec<Invalidation>) {
         for i in inv {
             // No receiver is not an error: nobody caches yet.
-            let _ = self.events.send(i);
+            self.events.send(i);
         }
     }
 
