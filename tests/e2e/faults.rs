@@ -177,7 +177,6 @@ async fn deleted_policy_directory_keeps_the_last_good_set() {
 /// ignored until a manual reload or SIGHUP (and `last_error` can stay set). Run with
 /// `--ignored` to see it.
 #[tokio::test]
-#[ignore = "known bug: the policy watcher misses a directory recreated within one poll"]
 async fn policy_directory_recreated_at_once_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");

@@ -42,8 +42,11 @@ impl Drop for PolicyWatcher {
     }
 }
 
-/// The identity of a directory, to notice that it was replaced.
-fn identity(dir: &Path) -> Option<u64> {
+/// The identity of a directory, to notice that it was replaced. The inode alone is not enough:
+/// a directory deleted and recreated at once often gets its inode back, and the kernel dropped
+/// the watch with the old one. The change time tells them apart (it also moves when entries are
+/// added or removed, which only costs a harmless re-watch before a reload that is due anyway).
+fn identity(dir: &Path) -> Option<(u64, i64, i64)> {
     let meta = std::fs::metadata(dir).ok()?;
     if !meta.is_dir() {
         return None;
@@ -51,14 +54,14 @@ fn identity(dir: &Path) -> Option<u64> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        Some(meta.ino())
+        Some((meta.ino(), meta.ctime(), meta.ctime_nsec()))
     }
     #[cfg(not(unix))]
     {
         meta.created()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as u64)
+            .map(|d| (0, d.as_secs() as i64, i64::from(d.subsec_nanos())))
     }
 }
 
