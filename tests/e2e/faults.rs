@@ -171,11 +171,10 @@ async fn deleted_policy_directory_keeps_the_last_good_set() {
     env.gw.stop().await;
 }
 
-/// Known bug (gateway/src/authz/watch.rs, `identity`): a policy directory deleted and recreated
-/// between two 1 s polls gets the same inode back (every run here), so the watcher never re-arms
-/// its inotify watch, which the kernel dropped with the old directory: every later edit is
-/// ignored until a manual reload or SIGHUP (and `last_error` can stay set). Run with
-/// `--ignored` to see it.
+/// A policy directory deleted and recreated between two 1 s polls often gets its inode back;
+/// the watcher must still notice (it compares the change time too) and re-arm the inotify
+/// watch the kernel dropped with the old directory, or every later edit would be ignored until
+/// a manual reload or SIGHUP.
 #[tokio::test]
 async fn policy_directory_recreated_at_once_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
