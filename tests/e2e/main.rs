@@ -7,3 +7,4 @@ mod cli;
 mod decisions;
 mod login;
 mod proxy;
+mod trust;
