@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/policies`,
-//! `POST /admin/policies/reload`. Served on its own address, never on the public listener.
+//! `POST /admin/policies/reload`, and `/.well-known/jwks.json` (the keys that verify
+//! `x-taxgate-assertion`). Served on its own address, never on the public listener.
 
 use std::future::Future;
 
@@ -7,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use crate::assertion::{Assertions, JWKS_PATH};
 use crate::body::{Body, full};
 use crate::error::{ApiError, Code};
 use crate::proxy::{ConnInfo, Pipeline, Step};
@@ -18,6 +20,10 @@ pub trait AdminState: Send + Sync + 'static {
     fn metrics_text(&self) -> String;
     fn policies_status(&self) -> serde_json::Value;
     fn reload_policies(&self) -> impl Future<Output = serde_json::Value> + Send;
+    /// The assertion keys, when `[upstream_identity]` is configured.
+    fn assertions(&self) -> Option<&Assertions> {
+        None
+    }
 }
 
 pub struct Admin<S>(pub std::sync::Arc<S>);
@@ -45,6 +51,10 @@ impl<S: AdminState> Pipeline for Admin<S> {
             (&Method::POST, "/admin/policies/reload") => {
                 json(StatusCode::OK, &self.0.reload_policies().await)
             }
+            (method, JWKS_PATH) => match self.0.assertions() {
+                Some(assertions) => jwks_response(method, assertions),
+                None => ApiError::from(Code::NotFound).into_response(),
+            },
             (
                 _,
                 "/healthz" | "/readyz" | "/metrics" | "/admin/policies" | "/admin/policies/reload",
@@ -56,6 +66,24 @@ impl<S: AdminState> Pipeline for Admin<S> {
             route: None,
         }
     }
+}
+
+/// `GET /.well-known/jwks.json`: the signing key and, during a rotation, the previous one.
+/// Cached briefly by verifiers; they refetch on an unknown `kid` anyway.
+pub fn jwks_response(method: &Method, assertions: &Assertions) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::from(Code::MethodNotAllowed).into_response();
+    }
+    let mut r = Response::new(full(assertions.jwks()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

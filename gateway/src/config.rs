@@ -62,6 +62,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub dev: DevConfig,
+    /// Signed identity assertions for upstreams; absent: none are added (warned at start).
+    pub upstream_identity: Option<UpstreamIdentityConfig>,
     /// The file this config came from, for error messages.
     #[serde(skip)]
     pub source: String,
@@ -269,6 +271,42 @@ pub struct UpstreamConfig {
     /// Idle pooled connections kept per upstream host.
     #[serde(default = "defaults::pool_max_idle")]
     pub pool_max_idle: usize,
+    /// TLS to an `https://` upstream: CA, client certificate (mutual TLS), server name.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `[[upstreams]] tls = { ca, cert, key, server_name }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA certificates the upstream's certificate must chain to; absent: the webpki roots.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain presented for mutual TLS (with `key`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Name sent as SNI and checked against the certificate; absent: the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// `[upstream_identity]`: the key that signs `x-taxgate-assertion` and its rotation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamIdentityConfig {
+    /// PKCS#8 PEM private key (Ed25519 or P-256) that signs assertions.
+    pub signing_key: PathBuf,
+    /// `EdDSA` or `ES256`; absent: inferred from the key.
+    pub algorithm: Option<crate::assertion::Algorithm>,
+    /// The key being retired: still published in the JWKS, never used to sign.
+    pub previous_key: Option<PathBuf>,
+    #[serde(default = "defaults::assertion_issuer")]
+    pub issuer: String,
+    /// Lifetime of one assertion (`exp - iat`).
+    #[serde(default = "defaults::assertion_ttl_secs")]
+    pub ttl_secs: u64,
+    /// Also serve `/.well-known/jwks.json` on the public listener.
+    #[serde(default)]
+    pub publish_jwks_publicly: bool,
 }
 
 impl UpstreamConfig {
@@ -375,6 +413,12 @@ mod defaults {
     pub fn pool_max_idle() -> usize {
         64
     }
+    pub fn assertion_issuer() -> String {
+        "taxgate".into()
+    }
+    pub fn assertion_ttl_secs() -> u64 {
+        60
+    }
 }
 
 /// Parse an RFC 3339 timestamp into unix seconds.
@@ -430,6 +474,22 @@ impl Config {
         }
         join(&mut self.policies.dir);
         join(&mut self.sms.path);
+        if let Some(identity) = &mut self.upstream_identity {
+            join(&mut identity.signing_key);
+            if let Some(p) = &mut identity.previous_key {
+                join(p);
+            }
+        }
+        for upstream in &mut self.upstreams {
+            if let Some(tls) = &mut upstream.tls {
+                for p in [&mut tls.ca, &mut tls.cert, &mut tls.key]
+                    .into_iter()
+                    .flatten()
+                {
+                    join(p);
+                }
+            }
+        }
         let url = self.store.url.expose();
         if let Some(rest) = url.strip_prefix("sqlite://")
             && !rest.starts_with('/')
@@ -590,16 +650,101 @@ impl Config {
                     format!("`{}` is not a URL: {e}", up.url),
                 )
             })?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            let https = match uri.scheme_str() {
+                Some("https") => true,
+                Some("http") => false,
+                _ => {
+                    return Err(err(
+                        &format!("upstreams[{i}].url"),
+                        format!(
+                            "`{}` must be an https:// or http:// URL with a host",
+                            up.url
+                        ),
+                    ));
+                }
+            };
+            if uri.authority().is_none() {
                 return Err(err(
                     &format!("upstreams[{i}].url"),
-                    format!("`{}` must be an http:// URL with a host", up.url),
+                    format!(
+                        "`{}` must be an https:// or http:// URL with a host",
+                        up.url
+                    ),
                 ));
+            }
+            if let Some(tls) = &up.tls {
+                if !https {
+                    return Err(err(
+                        &format!("upstreams[{i}].tls"),
+                        format!(
+                            "`{}` is plain http: write the URL as https:// to use TLS",
+                            up.url
+                        ),
+                    ));
+                }
+                for (name, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+                    if let Some(path) = path
+                        && let Err(e) = std::fs::metadata(path)
+                    {
+                        return Err(err(
+                            &format!("upstreams[{i}].tls.{name}"),
+                            format!("cannot read `{}`: {e}", path.display()),
+                        ));
+                    }
+                }
+                match (&tls.cert, &tls.key) {
+                    (Some(_), None) => {
+                        return Err(err(
+                            &format!("upstreams[{i}].tls.key"),
+                            "required with tls.cert (the client certificate's private key)".into(),
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(err(
+                            &format!("upstreams[{i}].tls.cert"),
+                            "required with tls.key (the client certificate chain)".into(),
+                        ));
+                    }
+                    _ => {}
+                }
+                if let Some(name) = &tls.server_name
+                    && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+                {
+                    return Err(err(
+                        &format!("upstreams[{i}].tls.server_name"),
+                        format!("`{name}` is not a DNS name or IP address"),
+                    ));
+                }
             }
             if up.timeout_secs == 0 {
                 return Err(err(
                     &format!("upstreams[{i}].timeout_secs"),
                     "must be at least 1".into(),
+                ));
+            }
+        }
+
+        if let Some(identity) = &self.upstream_identity {
+            for (key, path) in [
+                ("upstream_identity.signing_key", Some(&identity.signing_key)),
+                (
+                    "upstream_identity.previous_key",
+                    identity.previous_key.as_ref(),
+                ),
+            ] {
+                if let Some(path) = path
+                    && let Err(e) = std::fs::metadata(path)
+                {
+                    return Err(err(key, format!("cannot read `{}`: {e}", path.display())));
+                }
+            }
+            if identity.issuer.is_empty() {
+                return Err(err("upstream_identity.issuer", "must not be empty".into()));
+            }
+            if identity.ttl_secs == 0 || identity.ttl_secs > 3600 {
+                return Err(err(
+                    "upstream_identity.ttl_secs",
+                    "must be between 1 and 3600 (assertions are meant to be short-lived)".into(),
                 ));
             }
         }
@@ -836,6 +981,68 @@ upstream = "etax"
         ))
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn upstream_identity_paths_resolve_and_errors_name_the_key() {
+        let e = load(&format!(
+            "{BASE}\n[upstream_identity]\nsigning_key = \"keys/assertion.pem\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "upstream_identity.signing_key");
+        assert!(
+            e.message
+                .contains("cannot read `/etc/taxgate/keys/assertion.pem`"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "{BASE}\n[upstream_identity]\nsigning_key = \"/\"\nalgorithm = \"RS256\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "upstream_identity.algorithm", "{e}");
+        let e = load(&format!(
+            "{BASE}\n[upstream_identity]\nsigning_key = \"/\"\nttl_secs = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "upstream_identity.ttl_secs", "{e}");
+        let c = load(&format!(
+            "{BASE}\n[upstream_identity]\nsigning_key = \"/\"\n"
+        ))
+        .unwrap();
+        let identity = c.upstream_identity.unwrap();
+        assert_eq!(
+            (identity.issuer.as_str(), identity.ttl_secs),
+            ("taxgate", 60)
+        );
+        assert!(!identity.publish_jwks_publicly);
+    }
+
+    #[test]
+    fn upstream_tls_is_checked() {
+        let https = BASE.replace("http://127.0.0.1:9000", "https://backend.internal:8443");
+        let c = load(&https).unwrap();
+        assert!(c.upstreams[0].tls.is_none());
+        let e = load(&BASE.replace(
+            "url = \"http://127.0.0.1:9000\"",
+            "url = \"http://127.0.0.1:9000\"\ntls = { ca = \"/\" }",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "upstreams[0].tls", "{e}");
+        let e = load(&https.replace(
+            "url = \"https://backend.internal:8443\"",
+            "url = \"https://backend.internal:8443\"\ntls = { cert = \"/\" }",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "upstreams[0].tls.key", "{e}");
+        let e = load(&https.replace(
+            "url = \"https://backend.internal:8443\"",
+            "url = \"https://backend.internal:8443\"\ntls = { ca = \"certs/ca.pem\" }",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "upstreams[0].tls.ca", "{e}");
+        assert!(e.message.contains("/etc/taxgate/certs/ca.pem"), "{e}");
+        let e = load(&BASE.replace("http://127.0.0.1:9000", "ftp://x")).unwrap_err();
+        assert_eq!(e.key, "upstreams[0].url", "{e}");
     }
 
     #[test]

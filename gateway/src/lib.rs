@@ -8,6 +8,7 @@
 pub mod account;
 pub mod admin;
 pub mod api;
+pub mod assertion;
 pub mod audit;
 pub mod authn;
 pub mod authz;

@@ -49,6 +49,27 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Manage the keys that sign identity assertions for upstreams.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new PKCS#8 private key (mode 0600) and print its kid and public JWK.
+    Generate {
+        /// `EdDSA` (Ed25519) or `ES256` (ECDSA P-256).
+        #[arg(long, default_value = "EdDSA")]
+        algorithm: taxgate::assertion::Algorithm,
+        /// Where to write the key, e.g. keys/assertion.pem.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +121,7 @@ fn main() -> ExitCode {
             Command::Migrate { config } => migrate(&config).await,
             Command::Import { config, seed } => import(&config, &seed).await,
             Command::Policy { command } => policy(command),
+            Command::Keys { command } => keys(command),
         }
     })
 }
@@ -251,6 +273,28 @@ async fn import(path: &Path, seed: &Path) -> ExitCode {
             eprintln!("error: {}: {e}", seed.display());
             ExitCode::from(1)
         }
+    }
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::Generate {
+            algorithm,
+            out,
+            force,
+        } => match taxgate::assertion::write_new_key(&out, algorithm, force) {
+            Ok(key) => {
+                let jwk = serde_json::to_string_pretty(key.jwk()).unwrap_or_default();
+                println!("wrote {} ({algorithm}, mode 0600)", out.display());
+                println!("kid: {}", key.kid());
+                println!("public JWK:\n{jwk}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use taxgate_store::{AuditEvent, StoreError, Timestamp};
 
+use crate::assertion::{Assertions, HEADER_ASSERTION, JWKS_PATH};
 use crate::audit::Audit;
 use crate::authz::{Decision, PolicyEngine, RequestFacts};
 use crate::body::{Body, boxed, empty};
@@ -30,6 +31,10 @@ pub struct Gateway {
     pub legacy_login_until: Option<Timestamp>,
     pub health: crate::health::StoreHealth,
     pub endpoints: Arc<dyn Endpoints>,
+    /// Signs `x-taxgate-assertion` for every forwarded request; `None`: no assertion.
+    pub assertions: Option<Arc<Assertions>>,
+    /// Answer `GET /.well-known/jwks.json` here too (`publish_jwks_publicly`).
+    pub public_jwks: bool,
 }
 
 /// The gateway's own HTTP endpoints (`/auth/*`, `/account/*`, pages): the paths
@@ -74,6 +79,12 @@ fn respond(response: Response<Body>, route: Option<usize>) -> Step {
 
 impl Pipeline for Gateway {
     async fn request(&self, req: Request<Incoming>, conn: ConnInfo) -> Step {
+        if self.public_jwks
+            && req.uri().path() == JWKS_PATH
+            && let Some(assertions) = &self.assertions
+        {
+            return respond(crate::admin::jwks_response(req.method(), assertions), None);
+        }
         if crate::config::is_reserved_path(req.uri().path()) {
             return respond(self.endpoints.handle(req, conn).await, None);
         }
@@ -141,6 +152,16 @@ impl Gateway {
         let mut identity = session.identity.clone();
         if let Ok(v) = HeaderValue::from_str(&id) {
             identity.push((HEADER_DECISION.clone(), v));
+        }
+        if let Some(assertions) = &self.assertions {
+            match assertions.sign(&identity, &id, &decision.version, &route.upstream.name, now) {
+                Ok(v) => identity.push((HEADER_ASSERTION.clone(), v)),
+                Err(e) => {
+                    // Fail closed: a backend that verifies would refuse the request anyway.
+                    tracing::error!(error = %e, "refusing: no identity assertion");
+                    return refuse(Code::Internal.into());
+                }
+            }
         }
         self.forward(req, route, identity)
     }

@@ -93,6 +93,7 @@ mod tests {
                     url: "http://127.0.0.1:9".into(),
                     timeout_secs: 1,
                     pool_max_idle: 1,
+                    tls: None,
                 },
             )
             .unwrap(),

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{Admin, AdminState};
+use crate::assertion::Assertions;
 use crate::audit::{self, Audit, AuditWriter};
 use crate::authz::PolicyEngine;
 use crate::config::Config;
@@ -48,6 +49,8 @@ fn cfg_err(key: &str, message: impl Into<String>) -> StartError {
 /// endpoints and the login flows.
 pub struct Core {
     pub config: Config,
+    /// Signs the identity assertions; `None` without `[upstream_identity]`.
+    pub assertions: Option<Arc<Assertions>>,
     pub health: StoreHealth,
     pub store: AnyStore,
     pub engine: Arc<PolicyEngine>,
@@ -138,6 +141,27 @@ impl Server {
                  Never use this outside development."
             );
         }
+        let assertions = match &config.upstream_identity {
+            Some(identity) => {
+                let a = Assertions::from_config(identity)
+                    .map_err(|(key, message)| cfg_err(&key, message))?;
+                warn_if_readable_by_others(&identity.signing_key);
+                tracing::info!(
+                    kid = a.key().kid(),
+                    algorithm = %a.key().algorithm(),
+                    previous_kid = a.previous().map(|k| k.kid()),
+                    "signing identity assertions for upstreams"
+                );
+                Some(Arc::new(a))
+            }
+            None => {
+                tracing::warn!(
+                    "no [upstream_identity]: upstreams get identity headers without a signed \
+                     assertion and cannot verify who sent them"
+                );
+                None
+            }
+        };
         let engine = PolicyEngine::load(&config.policies.dir)
             .map(Arc::new)
             .map_err(|e| cfg_err("policies.dir", e.to_string()))?;
@@ -178,6 +202,7 @@ impl Server {
         let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE, health.clone());
         let core = Arc::new(Core {
             config,
+            assertions,
             health: health.clone(),
             store,
             engine,
@@ -205,6 +230,12 @@ impl Server {
             legacy_login_until: core.config.login.legacy_until_unix(),
             health,
             endpoints,
+            assertions: core.assertions.clone(),
+            public_jwks: core
+                .config
+                .upstream_identity
+                .as_ref()
+                .is_some_and(|i| i.publish_jwks_publicly),
         });
         // The watcher lives as long as the server: park it in a task that ends with the process.
         if let Some(w) = watcher {
@@ -367,6 +398,29 @@ impl AdminState for AdminView {
         let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
         self.policies_status()
     }
+
+    fn assertions(&self) -> Option<&Assertions> {
+        self.core.assertions.as_deref()
+    }
+}
+
+/// A private key others can read is as good as published: say so at start.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "upstream_identity.signing_key is readable by group or others; chmod 600 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Resolves on SIGTERM or ctrl-c.

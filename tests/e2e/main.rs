@@ -10,3 +10,4 @@ mod faults;
 mod hostile;
 mod login;
 mod proxy;
+mod trust;

@@ -962,3 +962,138 @@ async fn get_ok(addr: SocketAddr, path: &str) -> Option<()> {
         _ => None,
     }
 }
+
+// ---- TLS upstreams and certificates (upstream trust) -----------------------------------------
+
+impl Upstream {
+    /// The same upstream as [`Upstream::start`], behind TLS with `config` (which may require
+    /// client certificates). Handshake failures are reported on `handshake_errors`.
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> (Upstream, TlsErrors) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let (chunk_tx, first_chunk) = mpsc::unbounded_channel();
+        let (err_tx, errors) = mpsc::unbounded_channel();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (seen_tx, chunk_tx, err_tx) =
+                    (seen_tx.clone(), chunk_tx.clone(), err_tx.clone());
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(stream).await {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            let _ = err_tx.send(e.to_string());
+                            return;
+                        }
+                    };
+                    let svc = service_fn(move |req| {
+                        upstream_handle(req, seen_tx.clone(), chunk_tx.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        (
+            Upstream {
+                addr,
+                seen,
+                first_chunk,
+            },
+            TlsErrors(errors),
+        )
+    }
+
+    /// `https://localhost:PORT` (the test certificates name `localhost`).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+}
+
+/// Handshake errors seen by a TLS upstream.
+pub struct TlsErrors(pub mpsc::UnboundedReceiver<String>);
+
+/// A certificate authority for tests, writing PEM files into a directory.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// The CA certificate as a PEM file.
+    pub pem: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pem = dir.join(format!("{name}.ca.pem"));
+        std::fs::write(&pem, issuer.pem()).unwrap();
+        TestCa { issuer, pem }
+    }
+
+    pub fn der(&self) -> rustls::pki_types::CertificateDer<'static> {
+        self.issuer.der().clone()
+    }
+
+    /// A leaf for `names` (server and client use), written as `<stem>.pem` and `<stem>.key`.
+    pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+/// A rustls server config with `cert`/`key`, requiring client certificates from `client_ca`
+/// when given.
+pub fn tls_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&TestCa>,
+) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}

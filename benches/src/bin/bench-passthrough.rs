@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             url: upstream_url,
             timeout_secs: 30,
             pool_max_idle: 256,
+            tls: None,
         },
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,9 +1,14 @@
-//! Named upstreams: a pooled keep-alive HTTP client each, with the upstream's timeout, and the
+//! Named upstreams: a pooled keep-alive HTTP client each (plain HTTP, or TLS with the
+//! upstream's CA, SNI and optional client certificate), with the upstream's timeout, and the
 //! forwarding of one request with streaming bodies both ways.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Response, Uri, Version, header};
+use hyper_rustls::{
+    DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector, ResolveServerName,
+};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -22,7 +27,18 @@ pub struct Upstream {
     base_path: String,
     authority: http::uri::Authority,
     timeout: Duration,
-    client: Client<HttpConnector, Body>,
+    /// One connector type for both schemes; an `https://` upstream's connector refuses plain
+    /// HTTP, so no request to it can leave unencrypted.
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("url", &self.scheme_authority)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstream {
@@ -36,10 +52,26 @@ impl Upstream {
             .authority()
             .cloned()
             .ok_or_else(|| format!("upstream `{}` has no host", config.name))?;
+        let https = uri.scheme_str() == Some("https");
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
         connector.set_connect_timeout(Some(config.timeout()));
+        connector.enforce_http(!https);
+        let tls = config.tls.clone().unwrap_or_default();
+        let client_auth = tls.cert.as_deref().zip(tls.key.as_deref());
+        let tls_config = super::tls::client_config(tls.ca.as_deref(), client_auth)
+            .map_err(|e| format!("upstream `{}`: tls: {e}", config.name))?;
+        let resolver: Arc<dyn ResolveServerName + Send + Sync> = match &tls.server_name {
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                    format!("upstream `{}`: tls.server_name `{name}`: {e}", config.name)
+                })?;
+                Arc::new(FixedServerNameResolver::new(name))
+            }
+            None => Arc::new(DefaultServerNameResolver::default()),
+        };
+        let connector = HttpsConnector::new(connector, tls_config, https, resolver);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -48,7 +80,7 @@ impl Upstream {
         Ok(Upstream {
             name: config.name.clone(),
             index,
-            scheme_authority: format!("http://{authority}"),
+            scheme_authority: format!("{}://{authority}", if https { "https" } else { "http" }),
             base_path: uri.path().trim_end_matches('/').to_string(),
             authority,
             timeout: config.timeout(),
@@ -113,7 +145,9 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
             Response::from_parts(parts, boxed(body))
         }
         Ok(Err(e)) => {
-            tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
+            // The client error alone says "client error (Connect)"; the cause (refused, TLS
+            // handshake: unknown issuer, certificate required...) is what an operator needs.
+            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream request failed");
             ApiError::from(Code::UpstreamUnavailable).into_response()
         }
         Err(_) => {
@@ -125,4 +159,15 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
             ApiError::from(Code::UpstreamTimeout).into_response()
         }
     }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

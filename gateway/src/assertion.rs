@@ -1,0 +1,491 @@
+//! Signed identity assertions for upstreams (`x-taxgate-assertion`).
+//!
+//! The identity headers are only as trustworthy as the network between taxgate and a backend:
+//! anyone who reaches the backend directly can send `x-taxgate-person`. Every forwarded request
+//! therefore also carries a short-lived JWT (compact JWS, EdDSA or ES256) holding the same identity,
+//! which the backend verifies against the JWKS published at `/.well-known/jwks.json`.
+//!
+//! Keys are parsed once at start; signing a request costs one signature plus two small base64
+//! encodings (see `benches/benches/assertion.rs`).
+
+pub mod provider;
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, JwkSet, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+    ThumbprintHash,
+};
+use jsonwebtoken::{EncodingKey, Header};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+
+use crate::config::UpstreamIdentityConfig;
+use crate::session::{HEADER_AGENCY, HEADER_ENTERPRISE, HEADER_ENTRY, HEADER_PERSON, HEADER_ROLE};
+use provider::RingKey;
+
+/// The request header carrying the assertion.
+pub static HEADER_ASSERTION: HeaderName = HeaderName::from_static("x-taxgate-assertion");
+
+/// The path of the public keys, on the admin listener (and the public one when configured).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// A JWS algorithm taxgate signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Algorithm {
+    /// Ed25519 (RFC 8037).
+    EdDSA,
+    /// ECDSA P-256 with SHA-256 (RFC 7518 §3.4).
+    ES256,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::EdDSA => "EdDSA",
+            Algorithm::ES256 => "ES256",
+        }
+    }
+
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+            Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "EdDSA" => Ok(Algorithm::EdDSA),
+            "ES256" => Ok(Algorithm::ES256),
+            other => Err(format!("`{other}` is not `EdDSA` or `ES256`")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read `{path}`: {reason}")]
+    Read { path: String, reason: String },
+    #[error(
+        "`{path}` holds no PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`): {reason}; \
+         convert one with `openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW`"
+    )]
+    NotPkcs8 { path: String, reason: String },
+    #[error("`{path}` is not a valid {algorithm} private key: {reason}")]
+    Rejected {
+        path: String,
+        algorithm: Algorithm,
+        reason: String,
+    },
+    #[error(
+        "`{path}` is neither an Ed25519 nor a P-256 private key (RSA and other curves are not supported)"
+    )]
+    Unsupported { path: String },
+    #[error("`{path}` already exists; pass --force to replace it")]
+    Exists { path: String },
+    #[error("cannot write `{path}`: {reason}")]
+    Write { path: String, reason: String },
+    #[error("{0}")]
+    Crypto(String),
+}
+
+/// A signing key, parsed and registered. `Debug` shows the kid and algorithm only.
+pub struct Key {
+    algorithm: Algorithm,
+    kid: String,
+    jwk: Jwk,
+    encoding: EncodingKey,
+    header: Header,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Key {
+    /// Read a PKCS#8 PEM private key; the algorithm is inferred when `algorithm` is `None`.
+    pub fn load(path: &Path, algorithm: Option<Algorithm>) -> Result<Key, KeyError> {
+        let shown = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|e| KeyError::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let der = match PrivateKeyDer::from_pem_slice(&pem) {
+            Ok(PrivateKeyDer::Pkcs8(der)) => der,
+            Ok(_) => {
+                return Err(KeyError::NotPkcs8 {
+                    path: shown,
+                    reason: "it is a PKCS#1 or SEC1 key".into(),
+                });
+            }
+            Err(e) => {
+                return Err(KeyError::NotPkcs8 {
+                    path: shown,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        Key::from_pkcs8_der(der.secret_pkcs8_der(), algorithm, &shown)
+    }
+
+    /// Parse PKCS#8 DER; `shown` names the key's origin in errors.
+    pub fn from_pkcs8_der(
+        der: &[u8],
+        algorithm: Option<Algorithm>,
+        shown: &str,
+    ) -> Result<Key, KeyError> {
+        provider::install().map_err(KeyError::Crypto)?;
+        let parsed = match algorithm {
+            Some(alg) => RingKey::parse(der, alg).map_err(|e| KeyError::Rejected {
+                path: shown.to_string(),
+                algorithm: alg,
+                reason: e.to_string(),
+            })?,
+            None => RingKey::parse(der, Algorithm::EdDSA)
+                .or_else(|_| RingKey::parse(der, Algorithm::ES256))
+                .map_err(|_| KeyError::Unsupported {
+                    path: shown.to_string(),
+                })?,
+        };
+        let algorithm = parsed.algorithm();
+        let mut jwk = public_jwk(&parsed).ok_or_else(|| KeyError::Unsupported {
+            path: shown.to_string(),
+        })?;
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| KeyError::Crypto(format!("cannot compute the key id: {e}")))?;
+        jwk.common.key_id = Some(kid.clone());
+        provider::register(der, Arc::new(parsed));
+        let encoding = match algorithm {
+            Algorithm::EdDSA => EncodingKey::from_ed_der(der),
+            Algorithm::ES256 => EncodingKey::from_ec_der(der),
+        };
+        let mut header = Header::new(algorithm.jwt());
+        header.kid = Some(kid.clone());
+        Ok(Key {
+            algorithm,
+            kid,
+            jwk,
+            encoding,
+            header,
+        })
+    }
+
+    /// A fresh key pair: the key and its PKCS#8 PEM.
+    pub fn generate(algorithm: Algorithm) -> Result<(Key, Secret), KeyError> {
+        let rng = ring::rand::SystemRandom::new();
+        let document = match algorithm {
+            Algorithm::EdDSA => ring::signature::Ed25519KeyPair::generate_pkcs8(&rng),
+            Algorithm::ES256 => ring::signature::EcdsaKeyPair::generate_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &rng,
+            ),
+        }
+        .map_err(|_| KeyError::Crypto("the system random generator failed".into()))?;
+        let der = document.as_ref();
+        let key = Key::from_pkcs8_der(der, Some(algorithm), "(generated key)")?;
+        Ok((key, Secret(pem("PRIVATE KEY", der))))
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// RFC 7638 thumbprint (SHA-256, base64url) of the public key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK (`kid`, `use: "sig"`, `alg`).
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+}
+
+/// Private key material: no `Debug`, no `Display`.
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+fn public_jwk(key: &RingKey) -> Option<Jwk> {
+    let public = key.public_key();
+    let (algorithm, alg) = match key {
+        RingKey::Ed25519(_) => (
+            AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: URL_SAFE_NO_PAD.encode(public),
+            }),
+            Algorithm::EdDSA,
+        ),
+        RingKey::P256(..) => {
+            let (x, y) = provider::split_p256_point(public)?;
+            (
+                AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                    key_type: EllipticCurveKeyType::EC,
+                    curve: EllipticCurve::P256,
+                    x: URL_SAFE_NO_PAD.encode(x),
+                    y: URL_SAFE_NO_PAD.encode(y),
+                }),
+                Algorithm::ES256,
+            )
+        }
+    };
+    Some(Jwk {
+        common: CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(alg.jwt().into()),
+            ..Default::default()
+        },
+        algorithm,
+    })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Write a new private key to `path` (mode 0600), refusing to replace an existing file unless
+/// `force`. A forced write goes through a temporary file and a rename, so a crash never leaves
+/// a half-written key.
+pub fn write_new_key(path: &Path, algorithm: Algorithm, force: bool) -> Result<Key, KeyError> {
+    let shown = path.display().to_string();
+    let write_err = |e: std::io::Error| KeyError::Write {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    if !force && path.exists() {
+        return Err(KeyError::Exists { path: shown });
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(write_err)?;
+    }
+    let (key, secret) = Key::generate(algorithm)?;
+    let target = if force {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::path::PathBuf::from(tmp)
+    } else {
+        path.to_path_buf()
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&target).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists && !force {
+            KeyError::Exists {
+                path: shown.clone(),
+            }
+        } else {
+            write_err(e)
+        }
+    })?;
+    file.write_all(secret.expose().as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(write_err)?;
+    if force {
+        std::fs::rename(&target, path).map_err(write_err)?;
+    }
+    Ok(key)
+}
+
+/// The claims of one assertion. Identity claims are absent exactly when the matching
+/// `x-taxgate-*` header is.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims<'a> {
+    pub iss: &'a str,
+    pub aud: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub person: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub enterprise: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entry: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agency: Option<&'a str>,
+    pub decision: &'a str,
+    pub policy_version: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign the identity assertion: {0}")]
+pub struct SignError(String);
+
+/// Signs assertions with the current key and serves the JWKS (current and previous key).
+pub struct Assertions {
+    key: Key,
+    previous: Option<Key>,
+    issuer: String,
+    ttl_secs: i64,
+    jwks: Bytes,
+    /// Unique `jti`s without a system call per request: a random per-process prefix and a counter.
+    jti_prefix: String,
+    jti_counter: AtomicU64,
+}
+
+impl fmt::Debug for Assertions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Assertions")
+            .field("key", &self.key)
+            .field("previous", &self.previous)
+            .field("issuer", &self.issuer)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Assertions {
+    pub fn new(
+        key: Key,
+        previous: Option<Key>,
+        issuer: &str,
+        ttl_secs: u64,
+    ) -> Result<Assertions, SignError> {
+        let mut keys = vec![key.jwk.clone()];
+        if let Some(p) = &previous
+            && p.kid != key.kid
+        {
+            keys.push(p.jwk.clone());
+        }
+        let jwks = serde_json::to_vec(&JwkSet { keys })
+            .map_err(|e| SignError(format!("cannot serialise the JWKS: {e}")))?;
+        let mut prefix = [0u8; 9];
+        getrandom::fill(&mut prefix)
+            .map_err(|e| SignError(format!("the system random generator failed: {e}")))?;
+        Ok(Assertions {
+            key,
+            previous,
+            issuer: issuer.to_string(),
+            ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
+            jwks: Bytes::from(jwks),
+            jti_prefix: URL_SAFE_NO_PAD.encode(prefix),
+            jti_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Load the keys named by `[upstream_identity]`; errors carry the config key at fault.
+    pub fn from_config(config: &UpstreamIdentityConfig) -> Result<Assertions, (String, String)> {
+        let key = Key::load(&config.signing_key, config.algorithm)
+            .map_err(|e| ("upstream_identity.signing_key".to_string(), e.to_string()))?;
+        let previous = match &config.previous_key {
+            Some(path) => Some(
+                Key::load(path, None)
+                    .map_err(|e| ("upstream_identity.previous_key".to_string(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        Assertions::new(key, previous, &config.issuer, config.ttl_secs)
+            .map_err(|e| ("upstream_identity".to_string(), e.to_string()))
+    }
+
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub fn previous(&self) -> Option<&Key> {
+        self.previous.as_ref()
+    }
+
+    /// `{"keys": [...]}`: the signing key first, then the previous one.
+    pub fn jwks(&self) -> Bytes {
+        self.jwks.clone()
+    }
+
+    /// The assertion for one forwarded request, from the identity headers the request carries.
+    pub fn sign(
+        &self,
+        identity: &[(HeaderName, HeaderValue)],
+        decision: &str,
+        policy_version: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<HeaderValue, SignError> {
+        let n = self.jti_counter.fetch_add(1, Ordering::Relaxed);
+        let jti = format!("{}{n:x}", self.jti_prefix);
+        let mut claims = Claims {
+            iss: &self.issuer,
+            aud: audience,
+            iat: now,
+            exp: now.saturating_add(self.ttl_secs),
+            jti: &jti,
+            person: None,
+            enterprise: None,
+            role: None,
+            entry: None,
+            agency: None,
+            decision,
+            policy_version,
+        };
+        for (name, value) in identity {
+            let Ok(value) = value.to_str() else { continue };
+            let slot = if name == HEADER_PERSON {
+                &mut claims.person
+            } else if name == HEADER_ENTERPRISE {
+                &mut claims.enterprise
+            } else if name == HEADER_ROLE {
+                &mut claims.role
+            } else if name == HEADER_ENTRY {
+                &mut claims.entry
+            } else if name == HEADER_AGENCY {
+                &mut claims.agency
+            } else {
+                continue;
+            };
+            *slot = Some(value);
+        }
+        let token = jsonwebtoken::encode(&self.key.header, &claims, &self.key.encoding)
+            .map_err(|e| SignError(e.to_string()))?;
+        HeaderValue::try_from(token).map_err(|e| SignError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests;
