@@ -3,6 +3,7 @@
 //! It knows nothing of tax: sessions, decisions and audit live behind the pipeline.
 
 pub mod headers;
+pub mod idle;
 pub mod tls;
 pub mod upstream;
 

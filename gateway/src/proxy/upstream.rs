@@ -142,6 +142,8 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
+            // The timeout also bounds every silence of the upstream mid-body.
+            let body = super::idle::IdleTimeout::new(body, upstream.timeout);
             Response::from_parts(parts, boxed(body))
         }
         Ok(Err(e)) => {

@@ -1,0 +1,103 @@
+//! A response body that fails when the upstream goes quiet for longer than its timeout, so an
+//! upstream hanging mid-body cannot hold a client connection forever. The error ends the body;
+//! hyper then aborts the client's response (HTTP/1.1: the connection closes before the body is
+//! complete; HTTP/2: the stream is reset), so the client never mistakes it for complete.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::body::BoxError;
+
+pin_project_lite::pin_project! {
+    pub struct IdleTimeout<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Sleep,
+        idle: Duration,
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, idle: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            sleep: tokio::time::sleep(idle),
+            idle,
+        }
+    }
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep.as_mut().reset(Instant::now() + *this.idle);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "upstream sent nothing for {} s mid-body",
+                    this.idle.as_secs()
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_quiet_body_fails_and_a_lively_one_completes() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let body = http_body_util::StreamBody::new(stream);
+        let mut wrapped = Box::pin(IdleTimeout::new(body, Duration::from_millis(200)));
+        tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))))
+            .await
+            .unwrap();
+        let first = wrapped.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"abc"));
+        // Nothing more arrives: after 200 ms the body fails instead of waiting forever.
+        let err = wrapped.frame().await.unwrap();
+        assert!(err.is_err());
+        drop(tx);
+
+        let lively = http_body_util::Full::new(Bytes::from_static(b"done"));
+        let collected = Box::pin(IdleTimeout::new(lively, Duration::from_millis(200)))
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(collected, Bytes::from_static(b"done"));
+    }
+}
