@@ -501,7 +501,7 @@ async fn identities_warn_before_a_binding_ends() {
 /// is enforced on the other within a second (LISTEN/NOTIFY).
 #[tokio::test]
 async fn unbind_on_one_instance_is_enforced_on_the_other() {
-    let Some(url) = postgres_url().await else {
+    let Some(url) = test_postgres_url() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -568,26 +568,4 @@ async fn unbind_on_one_instance_is_enforced_on_the_other() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     b.stop().await;
-}
-
-/// A fresh database on the test PostgreSQL server (`TAXGATE_TEST_PG_URL`), or `None` with a
-/// notice when none is configured — unless `TAXGATE_REQUIRE_PG=1`, when that is a failure.
-async fn postgres_url() -> Option<String> {
-    let Ok(base) = std::env::var("TAXGATE_TEST_PG_URL") else {
-        assert!(
-            std::env::var("TAXGATE_REQUIRE_PG").as_deref() != Ok("1"),
-            "TAXGATE_REQUIRE_PG=1 but TAXGATE_TEST_PG_URL is unset"
-        );
-        eprintln!("skipping PostgreSQL: TAXGATE_TEST_PG_URL unset");
-        return None;
-    };
-    let name = format!("e2e_{}", taxgate::authn::token::new_id().unwrap());
-    let (admin, _) = base.rsplit_once('/').unwrap();
-    let status = std::process::Command::new("psql")
-        .arg(&base)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("psql");
-    assert!(status.success(), "cannot create a test database");
-    Some(format!("{admin}/{name}"))
 }
