@@ -328,7 +328,10 @@ browserTest('pending authorization: 李雷 confirms it in 自然人业务, then 
   await item.locator('[data-testid^="confirm-"]').click();
   assert.equal((await confirmed).status(), 204);
   await waitText(page, '#account-info', '已确认');
-  await page.locator('#authorizations-list [data-testid^="authorization-"]', { hasText: '有效' }).waitFor();
+  // The list re-renders after the confirmation: wait for the item's status badge itself, since
+  // "有效期至" is on every item and the info message is shown before the list reloads.
+  await page.locator('#authorizations-list [data-testid^="authorization-"]', { hasText: ENT_A }).locator('.badge-active').waitFor();
+  await page.locator('#authorizations-list [data-testid^="confirm-"]').waitFor({ state: 'detached' });
   assert.equal(await page.locator('#authorizations-list [data-testid^="confirm-"]').count(), 0);
 
   // Log out, then the enterprise entry lets him in (face: his phone just had a code).
