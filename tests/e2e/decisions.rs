@@ -175,19 +175,6 @@ async fn a_revoked_binding_is_refused_on_the_next_request() {
     assert_eq!(a.error_code(), "not_linked");
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn broken_policies_are_never_activated_and_fixes_are_picked_up() {
     let dir = tempfile::tempdir().unwrap();

@@ -90,19 +90,6 @@ async fn postgres_cut_mid_run_fails_closed_and_recovers() {
     env.gw.stop().await;
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The watched policy directory deleted while running: the last good set keeps deciding, the
 /// error shows in `/admin/policies`; when the directory comes back it is picked up by itself.
 #[tokio::test]
