@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
         .sample_size(50)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(5));
-    for bindings in [1_000u64, 1_000_000] {
+    for bindings in [1_000u64, 100_000, 1_000_000] {
         let dir = tempfile::tempdir().expect("tempdir");
         let started = std::time::Instant::now();
         let store = rt.block_on(populate(dir.path(), bindings));

@@ -136,7 +136,7 @@ impl Account {
         client: IpAddr,
         detail: Value,
     ) -> Result<(), ApiError> {
-        let sess = &s.slice.session;
+        let sess = &s.session;
         let event = AuditEvent {
             id: self.core.audit.next_id(),
             at: unix_now(),
@@ -173,8 +173,7 @@ impl Account {
     }
 
     fn person_of(s: &ResolvedSession) -> Result<&IdNumber, ApiError> {
-        s.slice
-            .session
+        s.session
             .person
             .as_ref()
             .ok_or(ApiError::from(Code::NotPermitted))
@@ -186,7 +185,7 @@ impl Account {
     pub async fn identities(&self, s: &ResolvedSession) -> ApiResult {
         let now = unix_now();
         let store = &self.core.store;
-        let sess = &s.slice.session;
+        let sess = &s.session;
         let person = Self::person_of(s)?;
         let mut out = Vec::new();
         if sess.entry == Entry::Agent {
@@ -258,13 +257,15 @@ impl Account {
         let target = body.parse("enterprise", TaxpayerId::parse)?;
         let now = unix_now();
         let store = &self.core.store;
-        let sess = &s.slice.session;
+        let sess = &s.session;
         let person_id = Self::person_of(s)?;
-        let person = s
-            .slice
-            .person
-            .as_ref()
+        // The person as stored now (the session cache keeps only what decisions need).
+        let person = store
+            .person(person_id)
+            .await
+            .map_err(store_err)?
             .ok_or(ApiError::from(Code::NotPermitted))?;
+        let person = &person;
         let org = store.enterprise(&target).await.map_err(store_err)?;
         let attempt = LoginAttempt {
             entry: sess.entry,
@@ -370,8 +371,7 @@ impl Account {
     // ---- personnel (enterprise side) ----------------------------------------------------------
 
     fn enterprise_of(s: &ResolvedSession) -> Result<&TaxpayerId, ApiError> {
-        s.slice
-            .session
+        s.session
             .enterprise
             .as_ref()
             .ok_or(ApiError::from(Code::NotPermitted))

@@ -28,7 +28,7 @@ use time::format_description::well_known::Rfc3339;
 pub use decision::{Decision, NOT_PERMITTED, POLICY_ERROR};
 pub use load::{DEFAULT_PRIORITY, LoadErrors, Location};
 pub use reasons::Reasons;
-pub use slice::{EntitySlice, LOGIN_ATTEMPT_ID, LoginAttempt, LoginCandidate, NO_END};
+pub use slice::{EntitySlice, LOGIN_ATTEMPT_ID, LoginAttempt, LoginCandidate, NO_END, SliceFacts};
 pub use watch::{DEBOUNCE, PolicyWatcher, watch};
 
 use index::PolicyIndex;

@@ -198,6 +198,10 @@ pub struct SessionConfig {
     pub cache_ttl_secs: u64,
     #[serde(default = "defaults::cache_capacity")]
     pub cache_capacity: u64,
+    /// Sessions whose Cedar entities stay built (about 10 KiB each); the others' are built
+    /// per decision from the cached session (a few microseconds). 0: never kept.
+    #[serde(default = "defaults::entity_cache_capacity")]
+    pub entity_cache_capacity: u64,
 }
 
 impl Default for SessionConfig {
@@ -209,6 +213,7 @@ impl Default for SessionConfig {
             absolute_timeout_secs: defaults::absolute_timeout_secs(),
             cache_ttl_secs: defaults::cache_ttl_secs(),
             cache_capacity: defaults::cache_capacity(),
+            entity_cache_capacity: defaults::entity_cache_capacity(),
         }
     }
 }
@@ -382,6 +387,9 @@ mod defaults {
     }
     pub fn cache_capacity() -> u64 {
         200_000
+    }
+    pub fn entity_cache_capacity() -> u64 {
+        4_096
     }
     pub fn max_password_failures() -> u32 {
         5

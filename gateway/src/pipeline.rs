@@ -131,7 +131,15 @@ impl Gateway {
             now,
             legacy_login_until: self.legacy_login_until,
         };
-        let decision = self.engine.decide(&session.entities, &route.action, &facts);
+        let entities = match self.sessions.entities(&session) {
+            Ok(e) => e,
+            Err(e) => {
+                // Checked when the session was loaded; refuse rather than guess if it changed.
+                tracing::error!(error = %e, "cannot build the entity slice of a session");
+                return refuse(Code::Internal.into());
+            }
+        };
+        let decision = self.engine.decide(&entities, &route.action, &facts);
         let id = self.audit.next_id();
         let event = decision_event(
             &id,
@@ -149,7 +157,7 @@ impl Gateway {
             let reason = decision.reason.as_deref().unwrap_or("not_permitted");
             return refuse(self.denial(reason));
         }
-        let mut identity = session.identity.clone();
+        let mut identity = session.identity_headers();
         if let Ok(v) = HeaderValue::from_str(&id) {
             identity.push((HEADER_DECISION.clone(), v));
         }
@@ -227,7 +235,7 @@ fn decision_event(
     decision: &Decision,
     client: SocketAddr,
 ) -> AuditEvent {
-    let s = &session.slice.session;
+    let s = &session.session;
     AuditEvent {
         id: id.to_string(),
         at: now,

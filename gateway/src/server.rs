@@ -191,6 +191,7 @@ impl Server {
         let sessions = Sessions::new(
             store.clone(),
             config.session.cache_capacity,
+            config.session.entity_cache_capacity,
             Duration::from_secs(config.session.cache_ttl_secs),
             config.session.idle_timeout_secs,
         );

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use taxgate_store::{AnyStore, Invalidation, SessionSlice, Store, StoreError, Timestamp};
+use sha2::{Digest, Sha256};
+use taxgate_store::{AnyStore, Invalidation, Session, SessionSlice, Store, StoreError, Timestamp};
 
 use crate::authn::token;
-use crate::authz::EntitySlice;
+use crate::authz::{AuthzError, EntitySlice, SliceFacts};
 
 /// How often (at most) a session's activity is written to the store.
 const TOUCH_INTERVAL_SECS: i64 = 60;
@@ -29,72 +30,90 @@ pub static HEADER_ENTRY: HeaderName = HeaderName::from_static("x-taxgate-entry")
 pub static HEADER_AGENCY: HeaderName = HeaderName::from_static("x-taxgate-agency");
 pub static HEADER_DECISION: HeaderName = HeaderName::from_static("x-taxgate-decision");
 
-/// A live session with everything a decision and a forward need, built once per cache fill.
+/// A live session as the cache keeps it: the session record and the few facts its entity slice
+/// is built from. Kept small on purpose (issue 8: 100 thousand cached sessions within 200 MiB):
+/// the Cedar entities of a session take about 10 KiB, so they live in a separate, bounded cache
+/// of the most recently used sessions ([`Sessions::entities`]); the identity headers are made
+/// per request from the record.
 pub struct ResolvedSession {
-    pub slice: SessionSlice,
-    pub entities: EntitySlice,
-    /// The identity headers of CONTRACT section 3 (all but `x-taxgate-decision`).
-    pub identity: Vec<(HeaderName, HeaderValue)>,
+    /// The session record (its token hash is not kept).
+    pub session: Session,
+    facts: SliceFacts,
+    /// Unique per resolution: the key of this session's entities in the hot cache. A session
+    /// reloaded after an invalidation gets a new one, so entities of the old state are never
+    /// used for it.
+    generation: u64,
     last_seen: AtomicI64,
     touched: AtomicI64,
 }
 
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 impl ResolvedSession {
-    fn new(slice: SessionSlice) -> Result<Self, crate::authz::AuthzError> {
-        let entities = EntitySlice::build(&slice)?;
-        let identity = identity_headers(&slice);
-        let last_seen = slice.session.last_seen_at;
-        Ok(ResolvedSession {
-            slice,
-            entities,
-            identity,
+    fn new(slice: SessionSlice) -> Self {
+        let (mut session, facts) = SliceFacts::split(slice);
+        session.token_hash = String::new();
+        let last_seen = session.last_seen_at;
+        ResolvedSession {
+            session,
+            facts,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             last_seen: AtomicI64::new(last_seen),
             touched: AtomicI64::new(last_seen),
-        })
+        }
     }
 
     pub fn id(&self) -> &str {
-        &self.slice.session.id
+        &self.session.id
+    }
+
+    /// The facts beside the record (binding or agreement in use, flags).
+    pub fn facts(&self) -> &SliceFacts {
+        &self.facts
+    }
+
+    /// The identity headers of CONTRACT section 3 (all but `x-taxgate-decision`), with room for
+    /// the decision id and the assertion.
+    pub fn identity_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let s = &self.session;
+        let mut out = Vec::with_capacity(7);
+        let mut push = |name: &HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                out.push((name.clone(), v));
+            }
+        };
+        if let Some(p) = &s.person {
+            push(&HEADER_PERSON, p.as_str());
+        }
+        if let Some(e) = &s.enterprise {
+            push(&HEADER_ENTERPRISE, e.as_str());
+        }
+        if let Some(a) = &s.agency {
+            push(&HEADER_AGENCY, a.as_str());
+        }
+        if let Some(r) = s.role {
+            out.push((HEADER_ROLE.clone(), HeaderValue::from_static(r.as_str())));
+        }
+        out.push((
+            HEADER_ENTRY.clone(),
+            HeaderValue::from_static(s.entry.as_str()),
+        ));
+        out
     }
 
     fn matches(&self, inv: &Invalidation) -> bool {
-        let s = &self.slice;
+        let s = &self.session;
         match inv {
-            Invalidation::Session { id } => s.session.id == *id,
-            Invalidation::Person { id_number } => s.session.person.as_ref() == Some(id_number),
-            Invalidation::Binding { id } => s.session.binding_id.as_deref() == Some(id),
+            Invalidation::Session { id } => s.id == *id,
+            Invalidation::Person { id_number } => s.person.as_ref() == Some(id_number),
+            Invalidation::Binding { id } => s.binding_id.as_deref() == Some(id),
             Invalidation::Enterprise { taxpayer_id } => {
-                s.session.enterprise.as_ref() == Some(taxpayer_id)
-                    || s.session.agency.as_ref() == Some(taxpayer_id)
+                s.enterprise.as_ref() == Some(taxpayer_id) || s.agency.as_ref() == Some(taxpayer_id)
             }
-            Invalidation::Agreement { id } => s.session.agreement_id.as_deref() == Some(id),
+            Invalidation::Agreement { id } => s.agreement_id.as_deref() == Some(id),
             Invalidation::All => true,
         }
     }
-}
-
-fn identity_headers(slice: &SessionSlice) -> Vec<(HeaderName, HeaderValue)> {
-    let s = &slice.session;
-    let mut out = Vec::with_capacity(5);
-    let mut push = |name: &HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            out.push((name.clone(), v));
-        }
-    };
-    if let Some(p) = &s.person {
-        push(&HEADER_PERSON, p.as_str());
-    }
-    if let Some(e) = &s.enterprise {
-        push(&HEADER_ENTERPRISE, e.as_str());
-    }
-    if let Some(r) = s.role {
-        push(&HEADER_ROLE, r.as_str());
-    }
-    push(&HEADER_ENTRY, s.entry.as_str());
-    if let Some(a) = &s.agency {
-        push(&HEADER_AGENCY, a.as_str());
-    }
-    out
 }
 
 /// The outcome of presenting a token.
@@ -106,24 +125,44 @@ pub enum Lookup {
     Expired,
 }
 
+/// The cache key: SHA-256 of the token (its hex form is what the store looks up).
+type Key = [u8; 32];
+
 pub struct Sessions {
     store: AnyStore,
-    cache: moka::future::Cache<String, Arc<ResolvedSession>>,
+    cache: moka::future::Cache<Key, Arc<ResolvedSession>>,
+    /// The Cedar entities of the most recently used sessions, by [`ResolvedSession`]
+    /// generation; `None`: built for every decision.
+    entities: Option<moka::sync::Cache<u64, Arc<EntitySlice>>>,
     /// Bumped on every invalidation; a load that saw another epoch is not cached.
     epoch: AtomicU64,
     idle_timeout: i64,
 }
 
 impl Sessions {
-    pub fn new(store: AnyStore, capacity: u64, ttl: Duration, idle_timeout_secs: u64) -> Arc<Self> {
+    /// `capacity` sessions cached, the entities of `entity_capacity` of them (0: none).
+    pub fn new(
+        store: AnyStore,
+        capacity: u64,
+        entity_capacity: u64,
+        ttl: Duration,
+        idle_timeout_secs: u64,
+    ) -> Arc<Self> {
         let cache = moka::future::Cache::builder()
             .max_capacity(capacity)
             .time_to_live(ttl)
             .support_invalidation_closures()
             .build();
+        let entities = (entity_capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(entity_capacity)
+                .time_to_live(ttl)
+                .build()
+        });
         Arc::new(Sessions {
             store,
             cache,
+            entities,
             epoch: AtomicU64::new(0),
             idle_timeout: i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX),
         })
@@ -134,12 +173,12 @@ impl Sessions {
         if !token::well_formed(token_str) {
             return Ok(Lookup::Missing);
         }
-        let key = token::hash(token_str);
+        let key: Key = Sha256::digest(token_str.as_bytes()).into();
         if let Some(hit) = self.cache.get(&key).await {
             match self.check(&hit, now) {
                 // Idle by this instance's view: another instance may have seen activity since,
                 // so only the store can say; fall through to a fresh load.
-                Lookup::Expired if hit.slice.session.expires_at > now => {}
+                Lookup::Expired if hit.session.expires_at > now => {}
                 Lookup::Live(_) => {
                     self.touch(&hit, now);
                     return Ok(Lookup::Live(hit));
@@ -151,17 +190,16 @@ impl Sessions {
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let Some(slice) = self.store.session_slice(&key).await? else {
+        let Some(slice) = self.store.session_slice(&hex::encode(key)).await? else {
             return Ok(Lookup::Missing);
         };
-        let resolved = match ResolvedSession::new(slice) {
-            Ok(r) => Arc::new(r),
-            Err(e) => {
-                // A slice the policy engine cannot represent is refused, never guessed at.
-                tracing::error!(error = %e, "cannot build the entity slice of a session");
-                return Err(StoreError::Internal(format!("entity slice: {e}")));
-            }
-        };
+        let resolved = Arc::new(ResolvedSession::new(slice));
+        // A slice the policy engine cannot represent is refused, never guessed at; building it
+        // now also fills the hot entity cache for the decision that follows.
+        if let Err(e) = self.entities(&resolved) {
+            tracing::error!(error = %e, "cannot build the entity slice of a session");
+            return Err(StoreError::Internal(format!("entity slice: {e}")));
+        }
         let outcome = self.check(&resolved, now);
         if let Lookup::Live(_) = outcome {
             if self.epoch.load(Ordering::Acquire) == epoch {
@@ -172,8 +210,22 @@ impl Sessions {
         Ok(outcome)
     }
 
+    /// The Cedar entities of a resolved session: from the hot cache, or built (and cached).
+    pub fn entities(&self, s: &ResolvedSession) -> Result<Arc<EntitySlice>, AuthzError> {
+        if let Some(hot) = &self.entities
+            && let Some(e) = hot.get(&s.generation)
+        {
+            return Ok(e);
+        }
+        let built = Arc::new(EntitySlice::for_session(&s.session, &s.facts)?);
+        if let Some(hot) = &self.entities {
+            hot.insert(s.generation, built.clone());
+        }
+        Ok(built)
+    }
+
     fn check(&self, s: &Arc<ResolvedSession>, now: Timestamp) -> Lookup {
-        let session = &s.slice.session;
+        let session = &s.session;
         if session.revoked_at.is_some() {
             return Lookup::Missing;
         }
@@ -211,6 +263,9 @@ impl Sessions {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if matches!(inv, Invalidation::All) {
             self.cache.invalidate_all();
+            if let Some(hot) = &self.entities {
+                hot.invalidate_all();
+            }
             return;
         }
         let inv = inv.clone();
@@ -239,5 +294,10 @@ impl Sessions {
 
     pub fn cached(&self) -> u64 {
         self.cache.entry_count()
+    }
+
+    /// Sessions whose Cedar entities are in the hot cache.
+    pub fn entities_cached(&self) -> u64 {
+        self.entities.as_ref().map_or(0, |c| c.entry_count())
     }
 }

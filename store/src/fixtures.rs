@@ -1,10 +1,12 @@
-//! Bulk fixtures for benches (feature `fixtures`): fill a SQLite store with many persons,
+//! Bulk fixtures for benches (feature `fixtures`): fill a SQLite or PostgreSQL store with many persons,
 //! enterprises and bindings in one transaction, bypassing the import (no password hashing).
 
 use sqlx::QueryBuilder;
 
+use crate::any::AnyStore;
 use crate::error::StoreError;
 use crate::model::Timestamp;
+use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 
 /// The i-th generated (valid) ID number: region 110105, a birth date, a sequence number.
@@ -27,7 +29,9 @@ pub fn nth_taxpayer_id(i: u64) -> String {
     format!("E{i:014}")
 }
 
-impl SqliteStore {
+macro_rules! bulk_populate {
+    ($store:ty, $db:ty, [$($begin:tt)+], $analyze:expr) => {
+impl $store {
     /// Insert `persons` persons, as many enterprises, and `bindings` bindings (person `k / 10`
     /// to enterprise `(k / 10 + k % 10) % persons`, so every person has up to ten).
     pub async fn bulk_populate(
@@ -36,10 +40,10 @@ impl SqliteStore {
         bindings: u64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.$($begin)+.await?;
         let ids: Vec<u64> = (0..persons).collect();
         for chunk in ids.chunks(2000) {
-            let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+            let mut q = QueryBuilder::<$db>::new(
                 "INSERT INTO persons (id_number, name, password_hash, must_change_password, \
                  failed_logins, created_at, updated_at) ",
             );
@@ -53,7 +57,7 @@ impl SqliteStore {
                     .push_bind(now);
             });
             q.build().execute(&mut *tx).await?;
-            let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+            let mut q = QueryBuilder::<$db>::new(
                 "INSERT INTO enterprises (taxpayer_id, name, is_agency, failed_logins, \
                  created_at, updated_at) ",
             );
@@ -69,7 +73,7 @@ impl SqliteStore {
         }
         let ks: Vec<u64> = (0..bindings).collect();
         for chunk in ks.chunks(2000) {
-            let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+            let mut q = QueryBuilder::<$db>::new(
                 "INSERT INTO bindings (id, person, enterprise, role, permissions, valid_from, \
                  valid_until, enterprise_confirmed, person_confirmed, created_at, updated_at, \
                  updated_by) ",
@@ -92,8 +96,77 @@ impl SqliteStore {
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        sqlx::query($analyze).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Insert many sessions in one transaction (their persons must exist).
+    pub async fn bulk_sessions(&self, sessions: &[crate::Session]) -> Result<(), StoreError> {
+        let mut tx = self.pool.$($begin)+.await?;
+        for chunk in sessions.chunks(1000) {
+            let mut q = QueryBuilder::<$db>::new(
+                "INSERT INTO sessions (id, token_hash, entry, person, enterprise, agency, role, \
+                 binding_id, agreement_id, factor, created_at, last_seen_at, expires_at, \
+                 revoked_at) ",
+            );
+            q.push_values(chunk, |mut b, s| {
+                b.push_bind(s.id.clone())
+                    .push_bind(s.token_hash.clone())
+                    .push_bind(s.entry.as_str())
+                    .push_bind(s.person.as_ref().map(|p| p.as_str().to_string()))
+                    .push_bind(s.enterprise.as_ref().map(|e| e.as_str().to_string()))
+                    .push_bind(s.agency.as_ref().map(|a| a.as_str().to_string()))
+                    .push_bind(s.role.map(|r| r.as_str()))
+                    .push_bind(s.binding_id.clone())
+                    .push_bind(s.agreement_id.clone())
+                    .push_bind(s.factor.as_str())
+                    .push_bind(s.created_at)
+                    .push_bind(s.last_seen_at)
+                    .push_bind(s.expires_at)
+                    .push_bind(s.revoked_at);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+    };
+}
+
+bulk_populate!(
+    SqliteStore,
+    sqlx::Sqlite,
+    [begin_with("BEGIN IMMEDIATE")],
+    "ANALYZE"
+);
+bulk_populate!(
+    PgStore,
+    sqlx::Postgres,
+    [begin()],
+    "ANALYZE persons, enterprises, bindings"
+);
+
+impl AnyStore {
+    /// [`SqliteStore::bulk_populate`] or [`PgStore::bulk_populate`], by backend.
+    pub async fn bulk_populate(
+        &self,
+        persons: u64,
+        bindings: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.bulk_populate(persons, bindings, now).await,
+            AnyStore::Postgres(s) => s.bulk_populate(persons, bindings, now).await,
+        }
+    }
+
+    /// [`SqliteStore::bulk_sessions`] or [`PgStore::bulk_sessions`], by backend.
+    pub async fn bulk_sessions(&self, sessions: &[crate::Session]) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.bulk_sessions(sessions).await,
+            AnyStore::Postgres(s) => s.bulk_sessions(sessions).await,
+        }
     }
 }
 

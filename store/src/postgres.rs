@@ -18,7 +18,7 @@ pub const CHANNEL: &str = "taxgate_invalidate";
 /// The PostgreSQL store. Cheap to clone; the listener task ends with the last clone.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     events: InvalidationBus,
     /// Random per process: our own notifications come back through LISTEN and are skipped
     /// (they were already published locally at commit).

@@ -825,12 +825,13 @@ impl Auth {
             Ok(Lookup::Expired) => return Err(Code::SessionExpired.into()),
             Err(e) => return Err(store_err(e)),
         };
-        let decision = self
-            .core
-            .engine
-            .decide(&session.entities, action, &self.facts(now));
+        let entities = self.core.sessions.entities(&session).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the entity slice of a session");
+            ApiError::from(Code::Internal)
+        })?;
+        let decision = self.core.engine.decide(&entities, action, &self.facts(now));
         if !decision.allowed {
-            let s = &session.slice.session;
+            let s = &session.session;
             let mut ev = self.event(now, action, false, conn.remote.ip());
             ev.session_id = Some(s.id.clone());
             ev.person = s.person.clone();
@@ -849,7 +850,21 @@ impl Auth {
     /// `GET /auth/session`.
     pub async fn session(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
         let s = self.session_for(&req, "view_session", conn).await?;
-        Ok(json_response(StatusCode::OK, &session_view(&s.slice)))
+        // Names come from the store: the session cache keeps no more than decisions need.
+        let store = &self.core.store;
+        let sess = &s.session;
+        let person = match &sess.person {
+            Some(id) => store.person(id).await.map_err(store_err)?,
+            None => None,
+        };
+        let enterprise = match &sess.enterprise {
+            Some(id) => store.enterprise(id).await.map_err(store_err)?,
+            None => None,
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            &session_view_of(sess, person.as_ref(), enterprise.as_ref()),
+        ))
     }
 
     /// `POST /auth/logout`: the session is revoked in the store, which invalidates it on every
@@ -864,7 +879,7 @@ impl Auth {
             .map_err(store_err)?;
         let mut ev = self.event(now, "logout", true, conn.remote.ip());
         ev.session_id = Some(s.id().to_string());
-        ev.person = s.slice.session.person.clone();
+        ev.person = s.session.person.clone();
         self.audit(ev).await?;
         let mut resp = no_content();
         let cfg = &self.core.config.session;
@@ -880,8 +895,8 @@ impl Auth {
         let (_, body) = api::read_json(req).await?;
         let old = body.str("old_password", 128)?;
         let new = body.str("new_password", 128)?;
-        let person = s
-            .slice
+        let person_id = s
+            .session
             .person
             .as_ref()
             .ok_or(ApiError::from(Code::NotPermitted))?;
@@ -890,7 +905,7 @@ impl Auth {
         let current = self
             .core
             .store
-            .person(&person.id_number)
+            .person(person_id)
             .await
             .map_err(store_err)?
             .ok_or(ApiError::from(Code::LoginRequired))?;
@@ -1043,7 +1058,6 @@ impl Auth {
     ) -> ApiResult {
         let phone = body.parse("phone", Phone::parse)?;
         let person = session
-            .slice
             .session
             .person
             .as_ref()
@@ -1052,7 +1066,7 @@ impl Auth {
         let challenge_token = self
             .new_challenge(
                 ChallengePurpose::BindPhone,
-                Some(session.slice.session.entry),
+                Some(session.session.entry),
                 Some(person),
                 None,
                 None,
@@ -1083,21 +1097,31 @@ fn code_hash(challenge_hash: &str, code: &str) -> Secret {
 
 /// The session view of CONTRACT section 3.
 pub fn session_view(slice: &SessionSlice) -> Value {
-    let s = &slice.session;
-    let name = slice
-        .person
-        .as_ref()
+    session_view_of(
+        &slice.session,
+        slice.person.as_ref(),
+        slice.enterprise.as_ref(),
+    )
+}
+
+/// [`session_view`] from the session record and the person and enterprise read beside it.
+pub fn session_view_of(
+    s: &Session,
+    person: Option<&Person>,
+    enterprise: Option<&Enterprise>,
+) -> Value {
+    let name = person
         .map(|p| p.name.clone())
-        .or_else(|| slice.enterprise.as_ref().map(|e| e.name.clone()));
+        .or_else(|| enterprise.map(|e| e.name.clone()));
     json!({
         "person": s.person.as_ref().map(IdNumber::as_str),
         "name": name,
         "entry": s.entry.as_str(),
         "enterprise": s.enterprise.as_ref().map(TaxpayerId::as_str),
-        "enterprise_name": slice.enterprise.as_ref().map(|e: &Enterprise| e.name.clone()),
+        "enterprise_name": enterprise.map(|e: &Enterprise| e.name.clone()),
         "role": s.role.map(Role::as_str),
         "agency": s.agency.as_ref().map(TaxpayerId::as_str),
-        "must_change_password": slice.person.as_ref().is_some_and(|p: &Person| p.must_change_password),
+        "must_change_password": person.is_some_and(|p: &Person| p.must_change_password),
         "mfa": s.factor.as_str(),
         "expires_at": api::rfc3339(s.expires_at),
     })

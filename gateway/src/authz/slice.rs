@@ -95,20 +95,52 @@ struct Parts<'a> {
     authenticated_at: Timestamp,
     expires_at: Timestamp,
     role: Option<Role>,
-    person: Option<&'a Person>,
+    must_change_password: bool,
     person_id: Option<&'a IdNumber>,
-    enterprise: Option<&'a Enterprise>,
+    enterprise_is_agency: bool,
     enterprise_id: Option<&'a TaxpayerId>,
-    agency: Option<&'a Enterprise>,
+    agency_is_agency: bool,
     agency_id: Option<&'a TaxpayerId>,
     binding: Option<&'a Binding>,
     agreement: Option<&'a AgencyAgreement>,
+}
+
+/// What a session's entity slice is made of beyond the session record itself. The session
+/// cache keeps this (a few hundred bytes) instead of the Cedar entities (about 10 KiB a
+/// session), and builds the entities from it when a decision needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SliceFacts {
+    pub must_change_password: bool,
+    pub enterprise_is_agency: bool,
+    pub agency_is_agency: bool,
+    pub binding: Option<Box<Binding>>,
+    pub agreement: Option<Box<AgencyAgreement>>,
+}
+
+impl SliceFacts {
+    /// Split a stored slice into the session record and the facts its entities need; the
+    /// person's and enterprises' other fields (names, password hashes) are not kept.
+    pub fn split(slice: SessionSlice) -> (taxgate_store::Session, SliceFacts) {
+        let is_agency = |e: &Option<Enterprise>| e.as_ref().is_some_and(|e| e.is_agency);
+        let facts = SliceFacts {
+            must_change_password: slice
+                .person
+                .as_ref()
+                .is_some_and(|p: &Person| p.must_change_password),
+            enterprise_is_agency: is_agency(&slice.enterprise),
+            agency_is_agency: is_agency(&slice.agency),
+            binding: slice.binding.map(Box::new),
+            agreement: slice.agreement.map(Box::new),
+        };
+        (slice.session, facts)
+    }
 }
 
 impl EntitySlice {
     /// The slice of a stored session.
     pub fn build(slice: &SessionSlice) -> Result<Self, AuthzError> {
         let s = &slice.session;
+        let is_agency = |e: &Option<Enterprise>| e.as_ref().is_some_and(|e| e.is_agency);
         Self::from_parts(Parts {
             session_id: &s.id,
             entry: s.entry,
@@ -116,14 +148,38 @@ impl EntitySlice {
             authenticated_at: s.created_at,
             expires_at: s.expires_at,
             role: s.role,
-            person: slice.person.as_ref(),
+            must_change_password: slice
+                .person
+                .as_ref()
+                .is_some_and(|p| p.must_change_password),
             person_id: s.person.as_ref(),
-            enterprise: slice.enterprise.as_ref(),
+            enterprise_is_agency: is_agency(&slice.enterprise),
             enterprise_id: s.enterprise.as_ref(),
-            agency: slice.agency.as_ref(),
+            agency_is_agency: is_agency(&slice.agency),
             agency_id: s.agency.as_ref(),
             binding: slice.binding.as_ref(),
             agreement: slice.agreement.as_ref(),
+        })
+    }
+
+    /// The slice of a cached session: its record and the facts kept beside it. The same
+    /// entities as [`EntitySlice::build`] on the slice they were split from.
+    pub fn for_session(s: &taxgate_store::Session, facts: &SliceFacts) -> Result<Self, AuthzError> {
+        Self::from_parts(Parts {
+            session_id: &s.id,
+            entry: s.entry,
+            factor: s.factor.as_str(),
+            authenticated_at: s.created_at,
+            expires_at: s.expires_at,
+            role: s.role,
+            must_change_password: facts.must_change_password,
+            person_id: s.person.as_ref(),
+            enterprise_is_agency: facts.enterprise_is_agency,
+            enterprise_id: s.enterprise.as_ref(),
+            agency_is_agency: facts.agency_is_agency,
+            agency_id: s.agency.as_ref(),
+            binding: facts.binding.as_deref(),
+            agreement: facts.agreement.as_deref(),
         })
     }
 
@@ -157,11 +213,11 @@ impl EntitySlice {
             authenticated_at: now,
             expires_at: now,
             role,
-            person: attempt.person,
+            must_change_password: attempt.person.is_some_and(|p| p.must_change_password),
             person_id: attempt.person.map(|p| &p.id_number),
-            enterprise,
+            enterprise_is_agency: enterprise.is_some_and(|e| e.is_agency),
             enterprise_id: enterprise.map(|e| &e.taxpayer_id),
-            agency,
+            agency_is_agency: agency.is_some_and(|e| e.is_agency),
             agency_id: agency.map(|e| &e.taxpayer_id),
             binding,
             agreement,
@@ -186,9 +242,11 @@ impl EntitySlice {
         if let Some(u) = &person {
             push(Entity::new_no_attrs(u.clone(), HashSet::new()), &mut seen);
         }
-        for (u, e) in [(&enterprise, p.enterprise), (&agency, p.agency)] {
+        for (u, is_agency) in [
+            (&enterprise, p.enterprise_is_agency),
+            (&agency, p.agency_is_agency),
+        ] {
             if let Some(u) = u {
-                let is_agency = e.map(|e| e.is_agency).unwrap_or(false);
                 let attrs = HashMap::from([(
                     "is_agency".to_string(),
                     RestrictedExpression::new_bool(is_agency),
@@ -215,7 +273,7 @@ impl EntitySlice {
             None => None,
         };
 
-        let must_change_password = p.person.map(|x| x.must_change_password).unwrap_or(false);
+        let must_change_password = p.must_change_password;
         let mut attrs = HashMap::from([
             (
                 "entry".to_string(),

@@ -1,0 +1,133 @@
+//! Resident memory with N live sessions in the session cache (issue 8: 100 thousand within
+//! 200 MiB). It fills a SQLite store with N sessions (one binding each), loads the repository's
+//! policies, then resolves every session through the real `Sessions` cache, exactly as the
+//! first request of each session does, and reports the process's RSS before and after.
+//!
+//! Usage: session-memory [N]   (default 100000; run the release build)
+//! Prints one JSON line.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench: a failed setup should abort loudly"
+)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use taxgate::authn::token;
+use taxgate::authz::PolicyEngine;
+use taxgate::session::{Lookup, Sessions};
+use taxgate_store::fixtures::{nth_id_number, nth_taxpayer_id};
+use taxgate_store::{AnyStore, Entry, Factor, IdNumber, Role, Session, Store, TaxpayerId};
+
+const NOW: i64 = 1_750_000_000;
+
+/// VmRSS of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn token_of(i: u64) -> String {
+    format!("{i:0>43}")
+}
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N must be a number"))
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    rt.block_on(async {
+        let store = AnyStore::connect(&format!("sqlite://{}/mem.db", dir.path().display()))
+            .await
+            .expect("sqlite");
+        store.migrate().await.expect("migrate");
+        // Binding k belongs to person k / 10 (see `bulk_populate`): N bindings, N / 10 persons.
+        let persons = (n / 10).max(10);
+        store
+            .bulk_populate(persons, n, NOW - 86_400)
+            .await
+            .expect("populate");
+        let sessions: Vec<Session> = (0..n)
+            .map(|k| {
+                let p = k / 10;
+                Session {
+                    id: format!("s{k}"),
+                    token_hash: token::hash(&token_of(k)),
+                    entry: Entry::Enterprise,
+                    person: Some(IdNumber::parse(&nth_id_number(p % persons)).expect("id")),
+                    enterprise: Some(
+                        TaxpayerId::parse(&nth_taxpayer_id((p + k % 10) % persons)).expect("tid"),
+                    ),
+                    agency: None,
+                    role: Some(Role::TaxHandler),
+                    binding_id: Some(format!("b{k:016}")),
+                    agreement_id: None,
+                    factor: Factor::Sms,
+                    created_at: NOW,
+                    last_seen_at: NOW,
+                    expires_at: NOW + 28_800,
+                    revoked_at: None,
+                }
+            })
+            .collect();
+        store.bulk_sessions(&sessions).await.expect("sessions");
+        drop(sessions);
+        let engine = PolicyEngine::load(&policies).expect("policies");
+        let cache = Sessions::new(
+            store.clone(),
+            n + 1_000,
+            taxgate::config::SessionConfig::default().entity_cache_capacity,
+            Duration::from_secs(3_600),
+            1_800,
+        );
+        // Warm the store's connections and page cache on a sample, so the baseline holds them.
+        for k in (0..n).step_by(((n / 1_000).max(1)) as usize) {
+            let _ = store.session_slice(&token::hash(&token_of(k))).await;
+        }
+        let before = rss_kib();
+        let started = Instant::now();
+        let mut allowed = 0u64;
+        for k in 0..n {
+            match cache.resolve(&token_of(k), NOW + 1).await.expect("resolve") {
+                Lookup::Live(s) => {
+                    let d = engine.decide(
+                        &cache.entities(&s).expect("entities"),
+                        "declare",
+                        &taxgate::authz::RequestFacts {
+                            now: NOW + 1,
+                            legacy_login_until: None,
+                        },
+                    );
+                    allowed += u64::from(d.allowed);
+                }
+                _ => panic!("session {k} is not live"),
+            }
+        }
+        let filled = started.elapsed();
+        // Let moka apply its pending inserts before counting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = rss_kib();
+        let cached = cache.cached();
+        println!(
+            "{{\"sessions\":{n},\"cached\":{cached},\"allowed\":{allowed},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"bytes_per_session\":{},\"fill_secs\":{:.1}}}",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after.saturating_sub(before) * 1024) / n.max(1),
+            filled.as_secs_f64()
+        );
+    });
+}
