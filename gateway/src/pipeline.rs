@@ -141,6 +141,7 @@ impl Gateway {
             req.uri().path(),
             &decision,
             conn.remote,
+            &facts,
         );
         if self.audit.record(event).await.is_err() {
             return refuse(Code::StoreUnavailable.into());
@@ -226,6 +227,7 @@ fn decision_event(
     path: &str,
     decision: &Decision,
     client: SocketAddr,
+    facts: &RequestFacts,
 ) -> AuditEvent {
     let s = &session.slice.session;
     AuditEvent {
@@ -245,5 +247,7 @@ fn decision_event(
         policy_version: Some(decision.version.to_string()),
         client_addr: Some(client.ip().to_string()),
         detail: None,
+        slice: session.replay.clone(),
+        legacy_login_until: facts.legacy_login_until,
     }
 }

@@ -198,7 +198,10 @@ impl Server {
         let mut background = Vec::new();
         let health = StoreHealth::new();
         background.push(health.watch(store.clone()));
-        background.push(crate::janitor::start(store.clone()));
+        background.push(crate::janitor::start(
+            store.clone(),
+            config.audit.retention_days,
+        ));
         let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE, health.clone());
         let core = Arc::new(Core {
             config,

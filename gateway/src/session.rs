@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use taxgate_store::{AnyStore, Invalidation, SessionSlice, Store, StoreError, Timestamp};
+use taxgate_store::{AnyStore, AuditSlice, Invalidation, SessionSlice, Store, StoreError, Timestamp};
 
 use crate::authn::token;
 use crate::authz::EntitySlice;
@@ -35,6 +35,9 @@ pub struct ResolvedSession {
     pub entities: EntitySlice,
     /// The identity headers of CONTRACT section 3 (all but `x-taxgate-decision`).
     pub identity: Vec<(HeaderName, HeaderValue)>,
+    /// The slice as JSON with its hash, recorded with each decision for replay; `None` when it
+    /// could not be serialized (the decisions are then recorded as not replayable).
+    pub replay: Option<AuditSlice>,
     last_seen: AtomicI64,
     touched: AtomicI64,
 }
@@ -43,11 +46,22 @@ impl ResolvedSession {
     fn new(slice: SessionSlice) -> Result<Self, crate::authz::AuthzError> {
         let entities = EntitySlice::build(&slice)?;
         let identity = identity_headers(&slice);
+        let replay = match entities.replay_json() {
+            Ok((hash, json)) => Some(AuditSlice {
+                hash: hash.into(),
+                json: json.into(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
+                None
+            }
+        };
         let last_seen = slice.session.last_seen_at;
         Ok(ResolvedSession {
             slice,
             entities,
             identity,
+            replay,
             last_seen: AtomicI64::new(last_seen),
             touched: AtomicI64::new(last_seen),
         })

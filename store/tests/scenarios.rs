@@ -532,6 +532,8 @@ async fn audit<S: Store>(s: S) {
             policy_version: Some("v1".into()),
             client_addr: None,
             detail: Some("{}".into()),
+            slice: None,
+            legacy_login_until: None,
         })
         .collect();
     assert_eq!(s.count_audit().await.unwrap(), 0);

@@ -133,6 +133,8 @@ impl Auth {
             policy_version: None,
             client_addr: Some(client.to_string()),
             detail: None,
+            slice: None,
+            legacy_login_until: None,
         }
     }
 
