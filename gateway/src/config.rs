@@ -1002,10 +1002,7 @@ upstream = "etax"
         assert!(!c.policies.gate_on_widening);
         assert_eq!(c.policies.gate_window_hours, 24);
         assert_eq!(c.policies.shadow_dir, None);
-        let c = load(&format!(
-            "{BASE}\n[audit]\nretention_days = 7\n"
-        ))
-        .unwrap();
+        let c = load(&format!("{BASE}\n[audit]\nretention_days = 7\n")).unwrap();
         assert_eq!(c.audit.retention_days, 7);
         let text = BASE.replace(
             "[store]",

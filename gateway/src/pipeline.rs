@@ -35,6 +35,9 @@ pub struct Gateway {
     pub assertions: Option<Arc<Assertions>>,
     /// Answer `GET /.well-known/jwks.json` here too (`publish_jwks_publicly`).
     pub public_jwks: bool,
+    /// `[policies] shadow_dir`: a candidate set decides beside the enforced one, off the
+    /// response path.
+    pub shadow: Option<Arc<crate::shadow::Shadow>>,
 }
 
 /// The gateway's own HTTP endpoints (`/auth/*`, `/account/*`, pages): the paths
@@ -145,6 +148,9 @@ impl Gateway {
         );
         if self.audit.record(event).await.is_err() {
             return refuse(Code::StoreUnavailable.into());
+        }
+        if let Some(shadow) = &self.shadow {
+            shadow.offer(&session, &route.action, facts, &id, &decision);
         }
         if !decision.allowed {
             let reason = decision.reason.as_deref().unwrap_or("not_permitted");

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use taxgate_store::{AnyStore, AuditSlice, Invalidation, SessionSlice, Store, StoreError, Timestamp};
+use taxgate_store::{
+    AnyStore, AuditSlice, Invalidation, SessionSlice, Store, StoreError, Timestamp,
+};
 
 use crate::authn::token;
 use crate::authz::EntitySlice;

@@ -352,11 +352,17 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     /// Downstream decisions at or after `since`, counted per combination of determining
     /// policies and outcome.
-    fn policy_use(&self, since: Timestamp) -> impl Future<Output = StoreResult<Vec<PolicyUse>>> + Send;
+    fn policy_use(
+        &self,
+        since: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<PolicyUse>>> + Send;
 
     /// Retention: delete audit events older than `before`, then slices first seen before
     /// `before` that no remaining event refers to.
-    fn purge_audit(&self, before: Timestamp) -> impl Future<Output = StoreResult<AuditPurge>> + Send;
+    fn purge_audit(
+        &self,
+        before: Timestamp,
+    ) -> impl Future<Output = StoreResult<AuditPurge>> + Send;
 
     // ---- import ---------------------------------------------------------------------------
 

@@ -62,10 +62,7 @@ pub fn count(set: &ActiveSet, uses: impl IntoIterator<Item = PolicyUse>) -> Cove
     report.policies = counts
         .into_iter()
         .map(|(id, decisions)| PolicyCount {
-            location: set
-                .location(&id)
-                .map(|l| l.to_string())
-                .unwrap_or_default(),
+            location: set.location(&id).map(|l| l.to_string()).unwrap_or_default(),
             id,
             decisions,
         })
@@ -94,11 +91,7 @@ pub fn render_text(report: &CoverageReport, what: &str) -> String {
         .max()
         .unwrap_or(0);
     for p in &report.policies {
-        let _ = writeln!(
-            out,
-            "{:>8}  {:width$}  {}",
-            p.decisions, p.id, p.location
-        );
+        let _ = writeln!(out, "{:>8}  {:width$}  {}", p.decisions, p.id, p.location);
     }
     for (id, n) in &report.not_in_set {
         let _ = writeln!(out, "{n:>8}  {id:width$}  (not in this set)");

@@ -378,11 +378,8 @@ impl super::ReloadGate for WideningGate {
     fn check(&self, candidate: &ActiveSet) -> Result<String, String> {
         let since = Self::now() - self.window_secs;
         let loaded = std::thread::scope(|s| {
-            s.spawn(|| {
-                self.runtime
-                    .block_on(load(&self.store, since, self.limit))
-            })
-            .join()
+            s.spawn(|| self.runtime.block_on(load(&self.store, since, self.limit)))
+                .join()
         });
         let (records, slices) = match loaded {
             Ok(Ok(x)) => x,

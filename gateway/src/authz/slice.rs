@@ -356,8 +356,7 @@ impl EntitySlice {
     /// recorded one saw.
     pub fn from_replay_json(text: &str) -> Result<Self, AuthzError> {
         let bad = |what: &str| AuthzError::Slice(format!("recorded slice: {what}"));
-        let doc: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+        let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
         if doc.get("format").and_then(serde_json::Value::as_u64) != Some(REPLAY_FORMAT) {
             return Err(bad("unknown format"));
         }
@@ -371,8 +370,8 @@ impl EntitySlice {
             .get("entities")
             .cloned()
             .ok_or_else(|| bad("no `entities`"))?;
-        let entities = Entities::from_json_value(entities, None)
-            .map_err(|e| bad(&e.to_string()))?;
+        let entities =
+            Entities::from_json_value(entities, None).map_err(|e| bad(&e.to_string()))?;
         Ok(EntitySlice {
             entities,
             principal: uid(&t.session, session),

@@ -108,7 +108,10 @@ fn a_narrowing_change_flips_exactly_its_allows() {
         assert_eq!(g.key.replayed, "test.no_query");
         assert_eq!(g.count, 1);
         assert_eq!(g.examples.len(), 1);
-        assert_eq!(g.examples[0].replayed_reason.as_deref(), Some("not_permitted"));
+        assert_eq!(
+            g.examples[0].replayed_reason.as_deref(),
+            Some("not_permitted")
+        );
     }
 }
 
@@ -170,5 +173,8 @@ fn determining_keys() {
     let ids = vec!["a".to_string(), "b".to_string()];
     assert_eq!(determining(true, &ids, None), "a+b");
     assert_eq!(determining(false, &ids, Some("x")), "a");
-    assert_eq!(determining(false, &[], Some("not_permitted")), "not_permitted");
+    assert_eq!(
+        determining(false, &[], Some("not_permitted")),
+        "not_permitted"
+    );
 }
