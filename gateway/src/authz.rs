@@ -532,4 +532,4 @@ impl PolicyEngine {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -45,7 +45,7 @@ pub struct ResolvedSession {
 }
 
 impl ResolvedSession {
-    fn new(slice: SessionSlice) -> Result<Self, crate::authz::AuthzError> {
+    pub(crate) fn new(slice: SessionSlice) -> Result<Self, crate::authz::AuthzError> {
         let entities = EntitySlice::build(&slice)?;
         let identity = identity_headers(&slice);
         let replay = match entities.replay_json() {

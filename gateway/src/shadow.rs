@@ -230,3 +230,95 @@ fn disagreement_event(id: String, job: &Job, shadow: &Decision, kind: &str) -> A
         legacy_login_until: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use taxgate_store::model::{Entry, Role};
+    use taxgate_store::{AnyStore, Store};
+
+    use super::*;
+    use crate::authz::cases::{BindingFacts, SessionFacts, session_slice};
+    use crate::authz::tests::{copy_policies, repo_policies};
+    use crate::health::StoreHealth;
+
+    fn tax_handler() -> Arc<ResolvedSession> {
+        let facts = SessionFacts {
+            entry: Entry::Enterprise,
+            role: Some(Role::TaxHandler),
+            person: Some(crate::authz::cases::DEFAULT_PERSON.to_string()),
+            enterprise: None,
+            agency: None,
+            must_change_password: false,
+            factor: None,
+            binding: Some(BindingFacts {
+                enterprise_confirmed: true,
+                person_confirmed: true,
+                ..BindingFacts::default()
+            }),
+            agreement: None,
+        };
+        Arc::new(ResolvedSession::new(session_slice(&facts).unwrap()).unwrap())
+    }
+
+    async fn store() -> AnyStore {
+        let store = AnyStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn disagreements_are_counted_and_audited_and_a_full_queue_drops() {
+        let store = store().await;
+        let (audit, writer) = Audit::start(store.clone(), 64, StoreHealth::new());
+        let enforced = PolicyEngine::load(repo_policies()).unwrap();
+        // The shadow lets every enterprise session invoice and forbids queries.
+        let dir = copy_policies();
+        std::fs::write(
+            dir.path().join("zz_shadow.cedar"),
+            "@id(\"shadow.invoice\")\n\
+             permit (principal is Session, action == Action::\"invoice\", resource is Enterprise);\n\
+             @id(\"shadow.no_query\")\n@reason(\"not_permitted\")\n\
+             forbid (principal, action == Action::\"query\", resource);\n",
+        )
+        .unwrap();
+        let shadow_engine = Arc::new(PolicyEngine::load(dir.path()).unwrap());
+        let shadow = Shadow::start_with_capacity(shadow_engine, audit.clone(), 3);
+        let session = tax_handler();
+        let facts = RequestFacts::at(1_800_000_000);
+        // Five offers before the worker runs (current-thread runtime): three fit, two drop.
+        for action in ["invoice", "query", "declare", "declare", "declare"] {
+            let d = enforced.decide(&session.entities, action, &facts);
+            shadow.offer(&session, action, facts, "req-1", &d);
+        }
+        for _ in 0..100 {
+            if shadow.counts().decisions == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            shadow.counts(),
+            ShadowCounts {
+                decisions: 3,
+                allow_to_deny: 1,
+                deny_to_allow: 1,
+                dropped: 2,
+            }
+        );
+        let text = shadow.metrics_text();
+        assert!(text.contains("taxgate_shadow_disagreements_total{kind=\"deny_to_allow\"} 1"));
+        assert!(text.contains("taxgate_shadow_dropped_total 2"));
+        let status = shadow.status();
+        assert_eq!(status["disagreements"]["allow_to_deny"], 1);
+        assert_eq!(status["version"], shadow.engine().version().as_ref());
+        // Both disagreements reach the audit log (nothing else was recorded).
+        for _ in 0..100 {
+            if store.count_audit().await.unwrap() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(writer.finish(std::time::Duration::from_secs(5)).await);
+        assert_eq!(store.count_audit().await.unwrap(), 2);
+    }
+}

@@ -109,3 +109,64 @@ pub fn render_text(report: &CoverageReport, what: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::tests::repo_policies;
+
+    fn used(policies: &[&str], allowed: bool, decisions: i64) -> PolicyUse {
+        PolicyUse {
+            policies: policies.iter().map(|p| p.to_string()).collect(),
+            allowed,
+            decisions,
+        }
+    }
+
+    #[test]
+    fn counts_per_policy_and_lists_the_rest() {
+        let set = ActiveSet::compile(&repo_policies()).unwrap();
+        let report = count(
+            &set,
+            [
+                used(&["role_defaults.legal_representative"], true, 5),
+                used(
+                    &["role_defaults.legal_representative", "role_defaults.admin"],
+                    true,
+                    2,
+                ),
+                used(&[], false, 3),
+                used(&["retired.rule"], false, 1),
+            ],
+        );
+        assert_eq!(report.decisions, 11);
+        assert_eq!(report.no_permit, 3);
+        let of = |id: &str| {
+            report
+                .policies
+                .iter()
+                .find(|p| p.id == id)
+                .map(|p| p.decisions)
+        };
+        assert_eq!(of("role_defaults.legal_representative"), Some(7));
+        assert_eq!(of("role_defaults.admin"), Some(2));
+        assert_eq!(report.not_in_set.get("retired.rule"), Some(&1));
+        assert_eq!(report.policies.len(), set.len());
+        assert_eq!(report.never_fired.len(), set.len() - 2);
+        assert!(
+            !report
+                .never_fired
+                .contains(&"role_defaults.admin".to_string())
+        );
+        assert!(
+            report
+                .policies
+                .iter()
+                .all(|p| p.location.contains(".cedar:")),
+            "{:?}",
+            report.policies
+        );
+        let text = render_text(&report, "decisions");
+        assert!(text.contains("never fired"), "{text}");
+    }
+}
