@@ -432,7 +432,7 @@ impl PolicyEngine {
         let compiled = ActiveSet::compile(&self.dir).and_then(|set| {
             self.gate_allows(&set)
                 .map(|()| set)
-                .map_err(|why| AuthzError::Gate(why))
+                .map_err(AuthzError::Gate)
         });
         match compiled {
             Ok(set) => {

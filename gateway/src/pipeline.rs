@@ -138,7 +138,6 @@ impl Gateway {
         let id = self.audit.next_id();
         let event = decision_event(
             &id,
-            now,
             &session,
             &route.action,
             req.uri().path(),
@@ -225,9 +224,9 @@ fn login_required(req: &Request<Incoming>, code: Code) -> Response<Body> {
     ApiError::from(code).into_response()
 }
 
+/// The audit record of a downstream decision; `facts.now` is its time.
 fn decision_event(
     id: &str,
-    now: Timestamp,
     session: &ResolvedSession,
     action: &str,
     path: &str,
@@ -238,7 +237,7 @@ fn decision_event(
     let s = &session.slice.session;
     AuditEvent {
         id: id.to_string(),
-        at: now,
+        at: facts.now,
         request_id: Some(id.to_string()),
         session_id: Some(s.id.clone()),
         person: s.person.clone(),
