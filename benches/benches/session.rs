@@ -115,7 +115,7 @@ fn backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: A
         let s = live(rt.block_on(cache.resolve(t, NOW + 1)).expect("resolve"));
         assert!(
             engine
-                .decide(&cache.entities(&s).unwrap(), "declare", &facts())
+                .decide(&cache.entities(&s).unwrap().entities, "declare", &facts())
                 .allowed
         );
     }
@@ -154,7 +154,7 @@ fn backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: A
             b.iter(|| {
                 i = (i + 1) % tokens.len();
                 let s = live(rt.block_on(cache.resolve(&tokens[i], NOW + 1)).unwrap());
-                black_box(engine.decide(&cache.entities(&s).unwrap(), "declare", &facts()))
+                black_box(engine.decide(&cache.entities(&s).unwrap().entities, "declare", &facts()))
             })
         });
     }
@@ -164,7 +164,7 @@ fn backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: A
             i = (i + 1) % tokens.len();
             cache.invalidate(&Invalidation::All);
             let s = live(rt.block_on(cache.resolve(&tokens[i], NOW + 1)).unwrap());
-            black_box(engine.decide(&cache.entities(&s).unwrap(), "declare", &facts()))
+            black_box(engine.decide(&cache.entities(&s).unwrap().entities, "declare", &facts()))
         })
     });
     g.finish();

@@ -154,6 +154,8 @@ impl Account {
             policy_version: Some(self.core.engine.version().to_string()),
             client_addr: Some(client.to_string()),
             detail: Some(detail.to_string()),
+            slice: None,
+            legacy_login_until: None,
         };
         self.core
             .audit

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use taxgate_store::{AnyStore, AuditEvent, Store};
+use taxgate_store::{AnyStore, AuditEvent, AuditSlice, Store};
 use tokio::sync::mpsc;
 
 use crate::health::StoreHealth;
@@ -114,12 +114,40 @@ impl AuditWriter {
     }
 }
 
+/// Hashes of entity slices already written, so each distinct slice is sent once (the store
+/// ignores a repeat anyway). Bounded; the TTL keeps it well below any audit retention, so a
+/// slice deleted by retention is written again when a decision needs it.
+fn written_slices() -> moka::sync::Cache<Arc<str>, ()> {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(Duration::from_secs(3600))
+        .build()
+}
+
+/// The slices of `batch` not yet written, with the time of their first event.
+fn new_slices(
+    batch: &[AuditEvent],
+    written: &moka::sync::Cache<Arc<str>, ()>,
+) -> Vec<(AuditSlice, i64)> {
+    let mut out: Vec<(AuditSlice, i64)> = Vec::new();
+    for e in batch {
+        if let Some(s) = &e.slice
+            && !written.contains_key(&s.hash)
+            && !out.iter().any(|(o, _)| o.hash == s.hash)
+        {
+            out.push((s.clone(), e.at));
+        }
+    }
+    out
+}
+
 async fn writer(
     store: AnyStore,
     mut rx: mpsc::Receiver<AuditEvent>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     health: StoreHealth,
 ) {
+    let written = written_slices();
     let mut batch = Vec::with_capacity(BATCH);
     let mut stopping = false;
     loop {
@@ -138,15 +166,24 @@ async fn writer(
                 }
             }
         }
-        write_batch(&store, &batch, &health).await;
+        let slices = new_slices(&batch, &written);
+        write_batch(&store, &slices, &batch, &health).await;
+        for (s, _) in slices {
+            written.insert(s.hash, ());
+        }
         batch.clear();
     }
 }
 
-async fn write_batch(store: &AnyStore, batch: &[AuditEvent], health: &StoreHealth) {
+async fn write_batch(
+    store: &AnyStore,
+    slices: &[(AuditSlice, i64)],
+    batch: &[AuditEvent],
+    health: &StoreHealth,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match store.append_audit(batch).await {
+        match store.append_audit_with_slices(slices, batch).await {
             Ok(()) => {
                 AUDIT_WRITTEN.add(batch.len() as u64);
                 return;

@@ -14,10 +14,12 @@ mod watch;
 
 pub mod cases;
 pub mod commands;
+pub mod coverage;
+pub mod replay;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{Context, Entities, EntityUid, Request, RestrictedExpression, Schema};
@@ -43,6 +45,8 @@ pub enum AuthzError {
     Slice(String),
     #[error("cannot watch `{dir}`: {message}")]
     Watch { dir: String, message: String },
+    #[error("{0}")]
+    Gate(String),
 }
 
 /// The facts of one request that are not in the slice.
@@ -226,6 +230,18 @@ impl ActiveSet {
         )
     }
 
+    /// The ids of every policy of this set, sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .index
+            .meta
+            .keys()
+            .map(|id| AsRef::<str>::as_ref(id).to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Where a policy of this set is defined.
     pub fn location(&self, policy: &str) -> Option<&Location> {
         self.index
@@ -297,6 +313,29 @@ pub struct PolicyStatus {
     /// RFC 3339.
     pub loaded_at: String,
     pub last_error: Option<String>,
+    /// The last decision of the reload gate, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateStatus>,
+}
+
+/// What the reload gate said about the last set it checked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GateStatus {
+    /// RFC 3339.
+    pub at: String,
+    /// Version of the set checked.
+    pub candidate: String,
+    pub accepted: bool,
+    pub message: String,
+    /// Sets refused by the gate since start.
+    pub refusals: u64,
+}
+
+/// A check a valid new set must pass before it replaces the active one (e.g. the widening
+/// gate of [`replay::WideningGate`]). Runs on the reloading thread, never on the request path.
+pub trait ReloadGate: Send + Sync {
+    /// `Ok(summary)`: activate. `Err(why)`: keep the active set.
+    fn check(&self, candidate: &ActiveSet) -> Result<String, String>;
 }
 
 /// Counters for `/metrics`.
@@ -304,8 +343,10 @@ pub struct PolicyStatus {
 pub struct ReloadCounters {
     /// Successful loads (the initial one included).
     pub reloads: u64,
-    /// Reloads refused because the new set was invalid.
+    /// Reloads refused because the new set was invalid or the gate refused it.
     pub failed_reloads: u64,
+    /// Reloads refused by the gate.
+    pub gate_refusals: u64,
 }
 
 /// The active policy set of the gateway, swapped atomically on reload.
@@ -315,6 +356,9 @@ pub struct PolicyEngine {
     last_error: Mutex<Option<String>>,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
+    gate: OnceLock<Arc<dyn ReloadGate>>,
+    gate_refusals: AtomicU64,
+    last_gate: Mutex<Option<GateStatus>>,
 }
 
 impl PolicyEngine {
@@ -332,7 +376,50 @@ impl PolicyEngine {
             last_error: Mutex::new(None),
             reloads: AtomicU64::new(1),
             failed_reloads: AtomicU64::new(0),
+            gate: OnceLock::new(),
+            gate_refusals: AtomicU64::new(0),
+            last_gate: Mutex::new(None),
         })
+    }
+
+    /// Checks every later reload with `gate` (the initial load is not gated). Set once.
+    pub fn set_gate(&self, gate: Arc<dyn ReloadGate>) -> bool {
+        self.gate.set(gate).is_ok()
+    }
+
+    /// Asks the gate, if any, about a valid new set; records its answer.
+    fn gate_allows(&self, set: &ActiveSet) -> Result<(), String> {
+        let Some(gate) = self.gate.get() else {
+            return Ok(());
+        };
+        let verdict = gate.check(set);
+        let refusals = match verdict {
+            Ok(_) => self.gate_refusals.load(Ordering::Relaxed),
+            Err(_) => self.gate_refusals.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let at = OffsetDateTime::now_utc();
+        let status = GateStatus {
+            at: at
+                .format(&Rfc3339)
+                .unwrap_or_else(|_| at.unix_timestamp().to_string()),
+            candidate: set.version.to_string(),
+            accepted: verdict.is_ok(),
+            message: match &verdict {
+                Ok(m) | Err(m) => m.clone(),
+            },
+            refusals,
+        };
+        *self
+            .last_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+        match verdict {
+            Ok(summary) => {
+                tracing::info!(candidate = %set.version, %summary, "reload gate: accepted");
+                Ok(())
+            }
+            Err(why) => Err(why),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -342,7 +429,12 @@ impl PolicyEngine {
     /// Re-reads the directory. A valid set replaces the active one (returns its version); an
     /// invalid one is refused, the last good set stays active and the error is recorded.
     pub fn reload(&self) -> Result<Arc<str>, AuthzError> {
-        match ActiveSet::compile(&self.dir) {
+        let compiled = ActiveSet::compile(&self.dir).and_then(|set| {
+            self.gate_allows(&set)
+                .map(|()| set)
+                .map_err(AuthzError::Gate)
+        });
+        match compiled {
             Ok(set) => {
                 let version = set.version.clone();
                 let previous = self.active.load().version.clone();
@@ -391,6 +483,11 @@ impl PolicyEngine {
                 .format(&Rfc3339)
                 .unwrap_or_else(|_| active.loaded_at.unix_timestamp().to_string()),
             last_error: self.lock_error().clone(),
+            gate: self
+                .last_gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -398,6 +495,7 @@ impl PolicyEngine {
         ReloadCounters {
             reloads: self.reloads.load(Ordering::Relaxed),
             failed_reloads: self.failed_reloads.load(Ordering::Relaxed),
+            gate_refusals: self.gate_refusals.load(Ordering::Relaxed),
         }
     }
 
@@ -434,4 +532,4 @@ impl PolicyEngine {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -49,6 +49,8 @@ pub struct Config {
     #[serde(default)]
     pub policies: PoliciesConfig,
     #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
     pub sms: SmsConfig,
     #[serde(default)]
     pub face: FaceConfig,
@@ -120,6 +122,18 @@ pub struct PoliciesConfig {
     pub dir: PathBuf,
     #[serde(default = "defaults::yes")]
     pub watch: bool,
+    /// A candidate set evaluated beside the enforced one on live traffic, off the response
+    /// path; disagreements are counted and audited, never enforced. Reloaded like `dir`.
+    pub shadow_dir: Option<PathBuf>,
+    /// Refuse a reload whose replay over the last `gate_window_hours` of decisions finds a
+    /// deny→allow flip (the last good set stays active).
+    #[serde(default)]
+    pub gate_on_widening: bool,
+    #[serde(default = "defaults::gate_window_hours")]
+    pub gate_window_hours: u32,
+    /// The gate replays at most this many of the most recent decisions, so reloads stay fast.
+    #[serde(default = "defaults::gate_max_decisions")]
+    pub gate_max_decisions: u32,
 }
 
 impl Default for PoliciesConfig {
@@ -127,6 +141,27 @@ impl Default for PoliciesConfig {
         PoliciesConfig {
             dir: defaults::policies_dir(),
             watch: true,
+            shadow_dir: None,
+            gate_on_widening: false,
+            gate_window_hours: defaults::gate_window_hours(),
+            gate_max_decisions: defaults::gate_max_decisions(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Audit events (and the entity slices only they refer to) older than this many days are
+    /// deleted by the janitor. 0 keeps them forever.
+    #[serde(default = "defaults::audit_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: defaults::audit_retention_days(),
         }
     }
 }
@@ -361,6 +396,17 @@ mod defaults {
     pub fn store_max_connections() -> u32 {
         16
     }
+    pub fn gate_window_hours() -> u32 {
+        24
+    }
+    pub fn gate_max_decisions() -> u32 {
+        10_000
+    }
+    /// Keep everything unless the operator chooses a period: an audit trail of who acted on
+    /// whose tax records must not start vanishing after an upgrade.
+    pub fn audit_retention_days() -> u32 {
+        0
+    }
     pub fn policies_dir() -> PathBuf {
         PathBuf::from("policies")
     }
@@ -389,7 +435,7 @@ mod defaults {
         200_000
     }
     pub fn entity_cache_capacity() -> u64 {
-        4_096
+        2_048
     }
     pub fn max_password_failures() -> u32 {
         5
@@ -481,6 +527,9 @@ impl Config {
             join(&mut tls.key);
         }
         join(&mut self.policies.dir);
+        if let Some(shadow) = &mut self.policies.shadow_dir {
+            join(shadow);
+        }
         join(&mut self.sms.path);
         if let Some(identity) = &mut self.upstream_identity {
             join(&mut identity.signing_key);
@@ -590,6 +639,33 @@ impl Config {
                     "required when provider = \"webhook\"".into(),
                 ));
             }
+        }
+        if self.policies.gate_window_hours == 0 || self.policies.gate_window_hours > 24 * 366 {
+            return Err(err(
+                "policies.gate_window_hours",
+                "must be between 1 and 8784 (a year)".into(),
+            ));
+        }
+        if self.policies.gate_max_decisions == 0 || self.policies.gate_max_decisions > 1_000_000 {
+            return Err(err(
+                "policies.gate_max_decisions",
+                "must be between 1 and 1000000".into(),
+            ));
+        }
+        if let Some(shadow) = &self.policies.shadow_dir
+            && shadow == &self.policies.dir
+        {
+            return Err(err(
+                "policies.shadow_dir",
+                "must differ from policies.dir: a shadow set is a candidate beside the enforced one"
+                    .into(),
+            ));
+        }
+        if self.audit.retention_days > 36_500 {
+            return Err(err(
+                "audit.retention_days",
+                "must be at most 36500 (0 keeps audit events forever)".into(),
+            ));
         }
         if self.face.ttl_secs == 0 {
             return Err(err("face.ttl_secs", "must be at least 1".into()));
@@ -927,6 +1003,40 @@ upstream = "etax"
         assert_eq!(c.policies.dir, PathBuf::from("/etc/taxgate/policies"));
         assert_eq!(c.session.cookie_name, "taxgate_session");
         assert_eq!(c.login.max_password_failures, 5);
+    }
+
+    #[test]
+    fn replay_settings_default_and_errors_name_the_key() {
+        let c = load(BASE).unwrap();
+        assert_eq!(c.audit.retention_days, 0);
+        assert!(!c.policies.gate_on_widening);
+        assert_eq!(c.policies.gate_window_hours, 24);
+        assert_eq!(c.policies.shadow_dir, None);
+        let c = load(&format!("{BASE}\n[audit]\nretention_days = 7\n")).unwrap();
+        assert_eq!(c.audit.retention_days, 7);
+        let text = BASE.replace(
+            "[store]",
+            "[policies]\nshadow_dir = \"candidate\"\ngate_on_widening = true\n\n[store]",
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(
+            c.policies.shadow_dir,
+            Some(PathBuf::from("/etc/taxgate/candidate"))
+        );
+        assert!(c.policies.gate_on_widening);
+        let e = load(&BASE.replace("[store]", "[policies]\ngate_window_hours = 0\n\n[store]"))
+            .unwrap_err();
+        assert_eq!(e.key, "policies.gate_window_hours");
+        let e = load(&format!("{BASE}\n[audit]\nretention_days = 99999\n")).unwrap_err();
+        assert_eq!(e.key, "audit.retention_days");
+        let e = load(&format!("{BASE}\n[audit]\nretention_days = -1\n")).unwrap_err();
+        assert!(e.key.starts_with("audit"), "{e}");
+        let e = load(&BASE.replace(
+            "[store]",
+            "[policies]\ndir = \"p\"\nshadow_dir = \"p\"\n\n[store]",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "policies.shadow_dir");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Housekeeping: expired sessions, expired challenges and old SMS-log rows are deleted
 //! periodically, so the tables the hot paths index stay the size of the live population.
 //! Every instance runs it; the deletes are idempotent, so several instances doing the same work
-//! is harmless. Audit records are kept (their retention belongs to the audit policy).
+//! is harmless. Audit events older than `[audit] retention_days` (and the entity slices only
+//! they referred to) are deleted too; `retention_days = 0` keeps them forever.
 
 use std::time::Duration;
 
@@ -29,8 +30,23 @@ pub async fn sweep(
     Ok((sessions, challenges, sms))
 }
 
+/// Audit retention: deletes audit events older than `retention_days` and the slices no
+/// remaining event refers to. `0` keeps everything.
+pub async fn purge_audit(
+    store: &AnyStore,
+    now: i64,
+    retention_days: u32,
+) -> Result<taxgate_store::AuditPurge, taxgate_store::StoreError> {
+    if retention_days == 0 {
+        return Ok(taxgate_store::AuditPurge::default());
+    }
+    store
+        .purge_audit(now - i64::from(retention_days) * 86_400)
+        .await
+}
+
 /// Sweep every ten minutes for as long as the process runs.
-pub fn start(store: AnyStore) -> tokio::task::JoinHandle<()> {
+pub fn start(store: AnyStore, retention_days: u32) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         loop {
@@ -46,6 +62,18 @@ pub fn start(store: AnyStore) -> tokio::task::JoinHandle<()> {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
+            }
+            match purge_audit(&store, unix_now(), retention_days).await {
+                Ok(p) if p.events + p.slices > 0 => {
+                    tracing::info!(
+                        events = p.events,
+                        slices = p.slices,
+                        retention_days,
+                        "audit retention: old rows deleted"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "audit retention failed; will retry"),
             }
         }
     })

@@ -2,7 +2,7 @@
 //!
 //! `proxy` serves connections and forwards; everything tax-specific enters through the
 //! `pipeline` it calls: `session` resolves the caller, `authz` decides with the Cedar policies,
-//! `audit` records every decision, and `endpoints` serves the gateway's own API (`authn` login
+//! `audit` records every decision (`shadow` evaluates a candidate set beside the enforced one), and `endpoints` serves the gateway's own API (`authn` login
 //! flows) and pages.
 
 pub mod account;
@@ -26,4 +26,5 @@ pub mod routes;
 pub mod run;
 pub mod server;
 pub mod session;
+pub mod shadow;
 pub mod web;

@@ -83,6 +83,40 @@ enum PolicyCommand {
     Test {
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
+        /// Also list how many cases each policy determined, and the policies none did.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Re-decide recorded downstream decisions with a candidate set and report every flip.
+    /// Exit 0: no deny→allow flip; 1: widening found (unless --allow-widening); 2: error.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// The candidate policy directory.
+        #[arg(long)]
+        candidate: PathBuf,
+        /// How far back: a duration (`24h`, `7d`, `90m`) or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Replay at most this many decisions, the most recent first.
+        #[arg(long, default_value_t = 100_000)]
+        limit: u32,
+        /// Exit 0 even when the candidate allows something recorded as denied.
+        #[arg(long)]
+        allow_widening: bool,
+        /// One JSON object instead of text (for CI).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per policy of the configured set: the decisions it determined in the last N days, and
+    /// the policies that never fired.
+    Coverage {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long)]
+        json: bool,
     },
     /// Decide one test case and show the determining policies and reason.
     Explain {
@@ -120,7 +154,7 @@ fn main() -> ExitCode {
             Command::Demo { port } => demo(port).await,
             Command::Migrate { config } => migrate(&config).await,
             Command::Import { config, seed } => import(&config, &seed).await,
-            Command::Policy { command } => policy(command),
+            Command::Policy { command } => policy(command).await,
             Command::Keys { command } => keys(command),
         }
     })
@@ -298,10 +332,55 @@ fn keys(command: KeysCommand) -> ExitCode {
     }
 }
 
-fn policy(command: PolicyCommand) -> ExitCode {
+async fn policy(command: PolicyCommand) -> ExitCode {
     let (out, ok) = match command {
         PolicyCommand::Validate { policies } => taxgate::authz::commands::validate(&policies),
-        PolicyCommand::Test { policies } => taxgate::authz::commands::test(&policies),
+        PolicyCommand::Test { policies, coverage } => {
+            taxgate::authz::commands::test_with(&policies, coverage)
+        }
+        PolicyCommand::Replay {
+            config,
+            candidate,
+            since,
+            limit,
+            allow_widening,
+            json,
+        } => {
+            // Exit 1 means "widening found" here, so a bad config is 2 like other errors.
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(taxgate::authz::commands::REPLAY_ERROR);
+                }
+            };
+            let (out, err, code) = taxgate::authz::commands::replay(
+                &config,
+                &candidate,
+                &since,
+                limit,
+                allow_widening,
+                json,
+            )
+            .await;
+            print!("{out}");
+            eprint!("{err}");
+            return ExitCode::from(code);
+        }
+        PolicyCommand::Coverage { config, days, json } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let (out, err, ok) = taxgate::authz::commands::coverage(&config, days, json).await;
+            print!("{out}");
+            eprint!("{err}");
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
         PolicyCommand::Explain { policies, case } => {
             taxgate::authz::commands::explain(&policies, &case)
         }

@@ -35,6 +35,9 @@ pub struct Gateway {
     pub assertions: Option<Arc<Assertions>>,
     /// Answer `GET /.well-known/jwks.json` here too (`publish_jwks_publicly`).
     pub public_jwks: bool,
+    /// `[policies] shadow_dir`: a candidate set decides beside the enforced one, off the
+    /// response path.
+    pub shadow: Option<Arc<crate::shadow::Shadow>>,
 }
 
 /// The gateway's own HTTP endpoints (`/auth/*`, `/account/*`, pages): the paths
@@ -139,19 +142,25 @@ impl Gateway {
                 return refuse(Code::Internal.into());
             }
         };
-        let decision = self.engine.decide(&entities, &route.action, &facts);
+        let decision = self
+            .engine
+            .decide(&entities.entities, &route.action, &facts);
         let id = self.audit.next_id();
-        let event = decision_event(
+        let mut event = decision_event(
             &id,
-            now,
             &session,
             &route.action,
             req.uri().path(),
             &decision,
             conn.remote,
+            &facts,
         );
+        event.slice = entities.replay.clone();
         if self.audit.record(event).await.is_err() {
             return refuse(Code::StoreUnavailable.into());
+        }
+        if let Some(shadow) = &self.shadow {
+            shadow.offer(&session, &entities, &route.action, facts, &id, &decision);
         }
         if !decision.allowed {
             let reason = decision.reason.as_deref().unwrap_or("not_permitted");
@@ -226,19 +235,20 @@ fn login_required(req: &Request<Incoming>, code: Code) -> Response<Body> {
     ApiError::from(code).into_response()
 }
 
+/// The audit record of a downstream decision; `facts.now` is its time.
 fn decision_event(
     id: &str,
-    now: Timestamp,
     session: &ResolvedSession,
     action: &str,
     path: &str,
     decision: &Decision,
     client: SocketAddr,
+    facts: &RequestFacts,
 ) -> AuditEvent {
     let s = &session.session;
     AuditEvent {
         id: id.to_string(),
-        at: now,
+        at: facts.now,
         request_id: Some(id.to_string()),
         session_id: Some(s.id.clone()),
         person: s.person.clone(),
@@ -253,5 +263,7 @@ fn decision_event(
         policy_version: Some(decision.version.to_string()),
         client_addr: Some(client.ip().to_string()),
         detail: None,
+        slice: None,
+        legacy_login_until: facts.legacy_login_until,
     }
 }

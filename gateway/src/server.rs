@@ -22,6 +22,7 @@ use crate::pipeline::{Endpoints, Gateway, NoEndpoints};
 use crate::proxy::{self, ServeOptions, Upstream};
 use crate::routes::RouteTable;
 use crate::session::Sessions;
+use crate::shadow::Shadow;
 
 /// Room in the audit queue before requests wait for the writer.
 const AUDIT_QUEUE: usize = 65_536;
@@ -57,6 +58,8 @@ pub struct Core {
     pub sessions: Arc<Sessions>,
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
+    /// `[policies] shadow_dir`: the candidate set evaluated beside the enforced one.
+    pub shadow: Option<Arc<Shadow>>,
 }
 
 /// Open and migrate the store named by `store.url`.
@@ -168,7 +171,29 @@ impl Server {
         config
             .check_actions(&config.source, engine.downstream_actions().as_slice())
             .map_err(|e| cfg_err(&e.key, e.message))?;
+        let shadow_engine = match &config.policies.shadow_dir {
+            Some(dir) => Some(
+                PolicyEngine::load(dir)
+                    .map(Arc::new)
+                    .map_err(|e| cfg_err("policies.shadow_dir", e.to_string()))?,
+            ),
+            None => None,
+        };
         let store = open_store(&config).await?;
+        if config.policies.gate_on_widening {
+            let gate = crate::authz::replay::WideningGate::new(
+                store.clone(),
+                tokio::runtime::Handle::current(),
+                config.policies.gate_window_hours,
+                config.policies.gate_max_decisions,
+            );
+            engine.set_gate(Arc::new(gate));
+            tracing::info!(
+                window_hours = config.policies.gate_window_hours,
+                max_decisions = config.policies.gate_max_decisions,
+                "policy reloads are gated: a set that widens recorded decisions is refused"
+            );
+        }
 
         let upstreams = config
             .upstreams
@@ -199,8 +224,15 @@ impl Server {
         let mut background = Vec::new();
         let health = StoreHealth::new();
         background.push(health.watch(store.clone()));
-        background.push(crate::janitor::start(store.clone()));
+        background.push(crate::janitor::start(
+            store.clone(),
+            config.audit.retention_days,
+        ));
         let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE, health.clone());
+        let shadow = shadow_engine.map(|engine| {
+            tracing::info!(dir = %engine.dir().display(), version = %engine.version(), "shadow policy set loaded");
+            Shadow::start(engine, audit.clone())
+        });
         let core = Arc::new(Core {
             config,
             assertions,
@@ -210,16 +242,18 @@ impl Server {
             sessions,
             audit,
             metrics,
+            shadow,
         });
-        background.push(spawn_reload_on_sighup(core.engine.clone()));
-        let watcher = if core.config.policies.watch {
-            match crate::authz::watch(core.engine.clone()) {
-                Ok(w) => Some(w),
-                Err(e) => return Err(cfg_err("policies.watch", e.to_string())),
+        background.push(spawn_reload_on_sighup(core.engines()));
+        let mut watchers = Vec::new();
+        if core.config.policies.watch {
+            for engine in core.engines() {
+                match crate::authz::watch(engine) {
+                    Ok(w) => watchers.push(w),
+                    Err(e) => return Err(cfg_err("policies.watch", e.to_string())),
+                }
             }
-        } else {
-            None
-        };
+        }
         let endpoints = endpoints(&core);
         let gateway = Arc::new(Gateway {
             routes,
@@ -237,11 +271,12 @@ impl Server {
                 .upstream_identity
                 .as_ref()
                 .is_some_and(|i| i.publish_jwks_publicly),
+            shadow: core.shadow.clone(),
         });
-        // The watcher lives as long as the server: park it in a task that ends with the process.
-        if let Some(w) = watcher {
+        // The watchers live as long as the server: park them in a task that ends with the process.
+        if !watchers.is_empty() {
             background.push(tokio::spawn(async move {
-                let _keep = w;
+                let _keep = watchers;
                 std::future::pending::<()>().await;
             }));
         }
@@ -333,7 +368,25 @@ impl Server {
     }
 }
 
-fn spawn_reload_on_sighup(engine: Arc<PolicyEngine>) -> tokio::task::JoinHandle<()> {
+impl Core {
+    /// The enforced policy engine and, when configured, the shadow one: what a reload reloads.
+    pub fn engines(&self) -> Vec<Arc<PolicyEngine>> {
+        let mut engines = vec![self.engine.clone()];
+        if let Some(shadow) = &self.shadow {
+            engines.push(shadow.engine().clone());
+        }
+        engines
+    }
+
+    /// Reload every policy engine (off the async workers: the gate may replay decisions).
+    pub async fn reload_policies(&self) {
+        for engine in self.engines() {
+            let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
+        }
+    }
+}
+
+fn spawn_reload_on_sighup(engines: Vec<Arc<PolicyEngine>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -343,8 +396,10 @@ fn spawn_reload_on_sighup(engine: Arc<PolicyEngine>) -> tokio::task::JoinHandle<
             };
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading policies");
-                let engine = engine.clone();
-                let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
+                for engine in &engines {
+                    let engine = engine.clone();
+                    let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
+                }
             }
         }
     })
@@ -375,6 +430,9 @@ impl AdminState for AdminView {
              # HELP taxgate_policy_last_reload_failed 1 while the newest policy files are not active.\n\
              # TYPE taxgate_policy_last_reload_failed gauge\n\
              taxgate_policy_last_reload_failed {}\n\
+             # HELP taxgate_policy_gate_refusals_total Reloads refused by the widening gate.\n\
+             # TYPE taxgate_policy_gate_refusals_total counter\n\
+             taxgate_policy_gate_refusals_total {}\n\
              # HELP taxgate_sessions_cached Sessions in this instance's cache.\n\
              # TYPE taxgate_sessions_cached gauge\n\
              taxgate_sessions_cached {}\n\
@@ -384,19 +442,27 @@ impl AdminState for AdminView {
             c.reloads,
             c.failed_reloads,
             u8::from(self.core.engine.status().last_error.is_some()),
+            c.gate_refusals,
             self.core.sessions.cached(),
             self.core.audit.queued(),
         );
+        let extra = match &self.core.shadow {
+            Some(shadow) => extra + &shadow.metrics_text(),
+            None => extra,
+        };
         self.core.metrics.render(&extra)
     }
 
     fn policies_status(&self) -> serde_json::Value {
-        serde_json::to_value(self.core.engine.status()).unwrap_or_default()
+        let mut status = serde_json::to_value(self.core.engine.status()).unwrap_or_default();
+        if let (Some(shadow), Some(map)) = (&self.core.shadow, status.as_object_mut()) {
+            map.insert("shadow".to_string(), shadow.status());
+        }
+        status
     }
 
     async fn reload_policies(&self) -> serde_json::Value {
-        let engine = self.core.engine.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
+        self.core.reload_policies().await;
         self.policies_status()
     }
 

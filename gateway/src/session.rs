@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
-use taxgate_store::{AnyStore, Invalidation, Session, SessionSlice, Store, StoreError, Timestamp};
+use taxgate_store::{
+    AnyStore, AuditSlice, Invalidation, Session, SessionSlice, Store, StoreError, Timestamp,
+};
 
 use crate::authn::token;
 use crate::authz::{AuthzError, EntitySlice, SliceFacts};
@@ -36,7 +38,7 @@ pub static HEADER_DECISION: HeaderName = HeaderName::from_static("x-taxgate-deci
 /// of the most recently used sessions ([`Sessions::entities`]); the identity headers are made
 /// per request from the record.
 pub struct ResolvedSession {
-    /// The session record (its token hash is not kept).
+    /// The session record.
     pub session: Session,
     facts: SliceFacts,
     /// Unique per resolution: the key of this session's entities in the hot cache. A session
@@ -50,9 +52,8 @@ pub struct ResolvedSession {
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 impl ResolvedSession {
-    fn new(slice: SessionSlice) -> Self {
-        let (mut session, facts) = SliceFacts::split(slice);
-        session.token_hash = String::new();
+    pub(crate) fn new(slice: SessionSlice) -> Self {
+        let (session, facts) = SliceFacts::split(slice);
         let last_seen = session.last_seen_at;
         ResolvedSession {
             session,
@@ -116,6 +117,32 @@ impl ResolvedSession {
     }
 }
 
+/// What a decision on a session needs beyond the cached record: its Cedar entities, and the
+/// same as JSON with a hash for the audit log (decision replay). Built on demand and kept for
+/// the most recently used sessions only.
+pub struct Prepared {
+    pub entities: EntitySlice,
+    /// `None` when the slice could not be serialized: its decisions are recorded as not
+    /// replayable.
+    pub replay: Option<AuditSlice>,
+}
+
+/// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
+pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
+    let entities = EntitySlice::for_session(&s.session, &s.facts)?;
+    let replay = match entities.replay_json() {
+        Ok((hash, json)) => Some(AuditSlice {
+            hash: hash.into(),
+            json: json.into(),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
+            None
+        }
+    };
+    Ok(Prepared { entities, replay })
+}
+
 /// The outcome of presenting a token.
 pub enum Lookup {
     Live(Arc<ResolvedSession>),
@@ -133,7 +160,7 @@ pub struct Sessions {
     cache: moka::future::Cache<Key, Arc<ResolvedSession>>,
     /// The Cedar entities of the most recently used sessions, by [`ResolvedSession`]
     /// generation; `None`: built for every decision.
-    entities: Option<moka::sync::Cache<u64, Arc<EntitySlice>>>,
+    entities: Option<moka::sync::Cache<u64, Arc<Prepared>>>,
     /// Bumped on every invalidation; a load that saw another epoch is not cached.
     epoch: AtomicU64,
     idle_timeout: i64,
@@ -210,14 +237,15 @@ impl Sessions {
         Ok(outcome)
     }
 
-    /// The Cedar entities of a resolved session: from the hot cache, or built (and cached).
-    pub fn entities(&self, s: &ResolvedSession) -> Result<Arc<EntitySlice>, AuthzError> {
+    /// The Cedar entities (and their audit form) of a resolved session: from the hot cache, or
+    /// built (and cached).
+    pub fn entities(&self, s: &ResolvedSession) -> Result<Arc<Prepared>, AuthzError> {
         if let Some(hot) = &self.entities
             && let Some(e) = hot.get(&s.generation)
         {
             return Ok(e);
         }
-        let built = Arc::new(EntitySlice::for_session(&s.session, &s.facts)?);
+        let built = Arc::new(prepare(s)?);
         if let Some(hot) = &self.entities {
             hot.insert(s.generation, built.clone());
         }

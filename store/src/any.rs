@@ -12,8 +12,8 @@ use crate::model::{
 };
 use crate::postgres::PgStore;
 use crate::records::{
-    AuditEvent, Challenge, ChallengePurpose, ConfirmOutcome, FailureState, Invalidation,
-    NewBinding, Side, SmsStats,
+    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome, FailureState,
+    Invalidation, NewBinding, PolicyUse, RecordedDecision, Side, SmsStats,
 };
 use crate::seed::{ImportSummary, ValidSeed};
 use crate::sqlite::SqliteStore;
@@ -126,6 +126,11 @@ impl Store for AnyStore {
         fn sms_stats(&self, phone: &Phone, since: Timestamp) -> SmsStats;
         fn append_audit(&self, events: &[AuditEvent]) -> ();
         fn count_audit(&self) -> i64;
+        fn append_audit_with_slices(&self, slices: &[(AuditSlice, Timestamp)], events: &[AuditEvent]) -> ();
+        fn recorded_decisions(&self, since: Timestamp, limit: i64) -> Vec<RecordedDecision>;
+        fn audit_slices(&self, hashes: &[String]) -> Vec<(String, String)>;
+        fn policy_use(&self, since: Timestamp) -> Vec<PolicyUse>;
+        fn purge_audit(&self, before: Timestamp) -> AuditPurge;
         fn apply_seed(&self, seed: &ValidSeed, now: Timestamp) -> ImportSummary;
     }
 }

@@ -193,6 +193,67 @@ pub struct AuditEvent {
     pub client_addr: Option<String>,
     /// Free JSON text for replay data; `None` stores nothing.
     pub detail: Option<String>,
+    /// Downstream decisions: the entity slice the decision saw, so it can be re-decided
+    /// (`taxgate policy replay`). Only its hash is stored with the event; the slice itself goes
+    /// to `audit_slices` once (see [`crate::Store::append_audit_with_slices`]).
+    #[serde(skip)]
+    pub slice: Option<AuditSlice>,
+    /// Downstream decisions: the context value `legacy_login_until` the decision saw (`now` is
+    /// `at`).
+    pub legacy_login_until: Option<Timestamp>,
+}
+
+/// The Cedar entity slice of a decision as JSON, with its content hash. Built once per session
+/// cache fill and shared by every event of that session (two `Arc` clones per request).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuditSlice {
+    /// Hex of a SHA-256 over `json` (truncated); the key of `audit_slices`.
+    pub hash: std::sync::Arc<str>,
+    pub json: std::sync::Arc<str>,
+}
+
+impl fmt::Debug for AuditSlice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The slice names persons: only the hash goes to logs.
+        f.debug_struct("AuditSlice")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A recorded downstream decision with what is needed to decide it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedDecision {
+    pub id: String,
+    /// Time of the decision; also the `now` of its context.
+    pub at: Timestamp,
+    pub entry: Option<Entry>,
+    pub role: Option<Role>,
+    pub action: String,
+    pub path: Option<String>,
+    pub allowed: bool,
+    pub policies: Vec<String>,
+    pub reason: Option<String>,
+    pub policy_version: Option<String>,
+    /// `None` for decisions recorded before slices were kept: not replayable.
+    pub slice_hash: Option<String>,
+    pub legacy_login_until: Option<Timestamp>,
+}
+
+/// How often a combination of determining policies decided, for coverage reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyUse {
+    /// The determining policies of a decision (empty: no permit applied).
+    pub policies: Vec<String>,
+    pub allowed: bool,
+    pub decisions: i64,
+}
+
+/// Rows deleted by [`crate::Store::purge_audit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditPurge {
+    pub events: u64,
+    pub slices: u64,
 }
 
 impl fmt::Debug for AuditEvent {

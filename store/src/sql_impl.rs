@@ -18,8 +18,8 @@ macro_rules! sql_store_impl {
             AgencyAgreement, Binding, Enterprise, Person, Secret, Session, SessionSlice, Timestamp,
         };
         use crate::records::{
-            AuditEvent, Challenge, ChallengePurpose, ConfirmOutcome, FailureState, Invalidation,
-            NewBinding, Side, SmsStats,
+            AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome,
+            FailureState, Invalidation, NewBinding, PolicyUse, RecordedDecision, Side, SmsStats,
         };
         use crate::seed::{ImportSummary, ValidSeed};
         use crate::store_api::{SessionIdentity, StoreResult};
@@ -216,6 +216,34 @@ macro_rules! sql_store_impl {
                 created_at: col(row, p, "created_at")?,
                 expires_at: col(row, p, "expires_at")?,
                 consumed_at: col(row, p, "consumed_at")?,
+            })
+        }
+
+        fn recorded_decision_at(row: &DbRow) -> StoreResult<RecordedDecision> {
+            let policies: String = col(row, "", "policies")?;
+            let context: Option<String> = col(row, "", "context")?;
+            let legacy_login_until = match context {
+                Some(text) => {
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| StoreError::corrupt("context", e))?;
+                    v.get("legacy_login_until").and_then(serde_json::Value::as_i64)
+                }
+                None => None,
+            };
+            Ok(RecordedDecision {
+                id: col(row, "", "id")?,
+                at: col(row, "", "at")?,
+                entry: decode::opt("entry", col(row, "", "entry")?, decode::entry)?,
+                role: decode::opt("role", col(row, "", "role")?, decode::role)?,
+                action: col(row, "", "action")?,
+                path: col(row, "", "path")?,
+                allowed: col(row, "", "allowed")?,
+                policies: serde_json::from_str(&policies)
+                    .map_err(|e| StoreError::corrupt("policies", e))?,
+                reason: col(row, "", "reason")?,
+                policy_version: col(row, "", "policy_version")?,
+                slice_hash: col(row, "", "slice_hash")?,
+                legacy_login_until,
             })
         }
 
@@ -933,18 +961,43 @@ macro_rules! sql_store_impl {
             }
 
             async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()> {
-                if events.is_empty() {
+                self.append_audit_with_slices(&[], events).await
+            }
+
+            async fn append_audit_with_slices(
+                &self,
+                slices: &[(AuditSlice, Timestamp)],
+                events: &[AuditEvent],
+            ) -> StoreResult<()> {
+                if events.is_empty() && slices.is_empty() {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
-                // 16 parameters a row: 500 rows stay under both backends' parameter limits.
+                // A slice already stored (by this or another instance) is kept as it is: the
+                // hash covers the content, so both are the same.
+                for chunk in slices.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$Db>::new(
+                        "INSERT INTO audit_slices (hash, slice, first_seen) ",
+                    );
+                    qb.push_values(chunk, |mut b, (s, first_seen)| {
+                        b.push_bind(s.hash.to_string())
+                            .push_bind(s.json.to_string())
+                            .push_bind(*first_seen);
+                    });
+                    qb.push(" ON CONFLICT (hash) DO NOTHING");
+                    qb.build().execute(&mut *tx).await?;
+                }
+                // 18 parameters a row: 500 rows stay under both backends' parameter limits.
                 for chunk in events.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$Db>::new(
                         "INSERT INTO audit_events (id, at, request_id, session_id, person, \
                          enterprise, role, entry, action, path, allowed, policies, reason, \
-                         policy_version, client_addr, detail) ",
+                         policy_version, client_addr, detail, slice_hash, context) ",
                     );
                     qb.push_values(chunk, |mut b, e| {
+                        let context = e.legacy_login_until.map(|until| {
+                            serde_json::json!({ "legacy_login_until": until }).to_string()
+                        });
                         b.push_bind(e.id.clone())
                             .push_bind(e.at)
                             .push_bind(e.request_id.clone())
@@ -960,12 +1013,94 @@ macro_rules! sql_store_impl {
                             .push_bind(e.reason.clone())
                             .push_bind(e.policy_version.clone())
                             .push_bind(e.client_addr.clone())
-                            .push_bind(e.detail.clone());
+                            .push_bind(e.detail.clone())
+                            .push_bind(e.slice.as_ref().map(|s| s.hash.to_string()))
+                            .push_bind(context);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn recorded_decisions(
+                &self,
+                since: Timestamp,
+                limit: i64,
+            ) -> StoreResult<Vec<RecordedDecision>> {
+                let rows = sqlx::query(
+                    "SELECT id, at, entry, role, action, path, allowed, policies, reason, \
+                     policy_version, slice_hash, context FROM audit_events \
+                     WHERE request_id IS NOT NULL AND at >= $1 \
+                     ORDER BY at DESC, id DESC LIMIT $2",
+                )
+                .bind(since)
+                .bind(limit.max(0))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(recorded_decision_at).collect()
+            }
+
+            async fn audit_slices(&self, hashes: &[String]) -> StoreResult<Vec<(String, String)>> {
+                let mut out = Vec::with_capacity(hashes.len());
+                for chunk in hashes.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$Db>::new(
+                        "SELECT hash, slice FROM audit_slices WHERE hash IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for h in chunk {
+                        list.push_bind(h.clone());
+                    }
+                    qb.push(")");
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    for row in &rows {
+                        out.push((col(row, "", "hash")?, col(row, "", "slice")?));
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn policy_use(&self, since: Timestamp) -> StoreResult<Vec<PolicyUse>> {
+                // Few distinct combinations of determining policies exist, so grouping in SQL
+                // keeps this one small result even over millions of decisions.
+                let rows = sqlx::query(
+                    "SELECT policies, allowed, COUNT(*) AS n FROM audit_events \
+                     WHERE request_id IS NOT NULL AND at >= $1 \
+                     GROUP BY policies, allowed",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let text: String = col(row, "", "policies")?;
+                        Ok(PolicyUse {
+                            policies: serde_json::from_str(&text)
+                                .map_err(|e| StoreError::corrupt("policies", e))?,
+                            allowed: col(row, "", "allowed")?,
+                            decisions: col(row, "", "n")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn purge_audit(&self, before: Timestamp) -> StoreResult<AuditPurge> {
+                let mut tx = self.begin_write().await?;
+                let events = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let slices = sqlx::query(
+                    "DELETE FROM audit_slices WHERE first_seen < $1 AND NOT EXISTS \
+                     (SELECT 1 FROM audit_events e WHERE e.slice_hash = audit_slices.hash)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(AuditPurge { events, slices })
             }
 
             async fn count_audit(&self) -> StoreResult<i64> {

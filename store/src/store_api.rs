@@ -14,8 +14,8 @@ use crate::model::{
     AgencyAgreement, Binding, Enterprise, Person, Role, Secret, Session, SessionSlice, Timestamp,
 };
 use crate::records::{
-    AuditEvent, Challenge, ChallengePurpose, ConfirmOutcome, FailureState, Invalidation,
-    NewBinding, Side, SmsStats,
+    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome, FailureState,
+    Invalidation, NewBinding, PolicyUse, RecordedDecision, Side, SmsStats,
 };
 use crate::seed::{ImportSummary, ValidSeed};
 
@@ -326,6 +326,43 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn append_audit(&self, events: &[AuditEvent]) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn count_audit(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// Append a batch like [`Store::append_audit`] and, in the same transaction, entity slices
+    /// with the time they were first seen. A slice whose hash is already stored is left as it
+    /// is (insert or ignore), so writers only need to avoid resending slices, not coordinate.
+    fn append_audit_with_slices(
+        &self,
+        slices: &[(AuditSlice, Timestamp)],
+        events: &[AuditEvent],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Downstream decisions (the events that carry a `request_id`) at or after `since`, newest
+    /// first, at most `limit` of them.
+    fn recorded_decisions(
+        &self,
+        since: Timestamp,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<RecordedDecision>>> + Send;
+
+    /// The stored slices among `hashes`, as (hash, JSON); unknown hashes are left out.
+    fn audit_slices(
+        &self,
+        hashes: &[String],
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+
+    /// Downstream decisions at or after `since`, counted per combination of determining
+    /// policies and outcome.
+    fn policy_use(
+        &self,
+        since: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<PolicyUse>>> + Send;
+
+    /// Retention: delete audit events older than `before`, then slices first seen before
+    /// `before` that no remaining event refers to.
+    fn purge_audit(
+        &self,
+        before: Timestamp,
+    ) -> impl Future<Output = StoreResult<AuditPurge>> + Send;
 
     // ---- import ---------------------------------------------------------------------------
 

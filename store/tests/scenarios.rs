@@ -532,6 +532,8 @@ async fn audit<S: Store>(s: S) {
             policy_version: Some("v1".into()),
             client_addr: None,
             detail: Some("{}".into()),
+            slice: None,
+            legacy_login_until: None,
         })
         .collect();
     assert_eq!(s.count_audit().await.unwrap(), 0);
@@ -543,6 +545,167 @@ async fn audit<S: Store>(s: S) {
     bad[0].id = "fresh".into();
     assert!(s.append_audit(&bad).await.is_err());
     assert_eq!(s.count_audit().await.unwrap(), 1203);
+}
+
+fn decision(id: &str, at: Timestamp, slice: Option<&AuditSlice>, policies: &[&str]) -> AuditEvent {
+    AuditEvent {
+        id: id.into(),
+        at,
+        request_id: Some(id.into()),
+        session_id: Some("s1".into()),
+        person: Some(id_alice()),
+        enterprise: Some(tid(ACME)),
+        role: Some(Role::TaxHandler),
+        entry: Some(Entry::Enterprise),
+        action: "declare".into(),
+        path: Some("/api/declare/x".into()),
+        allowed: !policies.is_empty(),
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        reason: policies.is_empty().then(|| "not_permitted".to_string()),
+        policy_version: Some("v1".into()),
+        client_addr: None,
+        detail: None,
+        slice: slice.cloned(),
+        legacy_login_until: Some(NOW + 86_400),
+    }
+}
+
+fn id_alice() -> IdNumber {
+    id(ALICE)
+}
+
+fn audit_slice(hash: &str, json: &str) -> AuditSlice {
+    AuditSlice {
+        hash: hash.into(),
+        json: json.into(),
+    }
+}
+
+async fn decision_replay_records<S: Store>(s: S) {
+    let one = audit_slice("h1", r#"{"slice":1}"#);
+    let two = audit_slice("h2", r#"{"slice":2}"#);
+    // A login event (no request id) is not a downstream decision.
+    let mut login = decision("login-1", NOW, None, &[]);
+    login.request_id = None;
+    login.action = "login".into();
+    s.append_audit_with_slices(
+        &[(one.clone(), NOW), (two.clone(), NOW + 1)],
+        &[
+            decision("d1", NOW, Some(&one), &["p.a"]),
+            decision("d2", NOW + 1, Some(&two), &[]),
+            decision("old", NOW - 10, None, &["p.a", "p.b"]),
+            login,
+        ],
+    )
+    .await
+    .unwrap();
+    // The same slice again (another instance, or after the writer forgot it) is ignored, and
+    // its first stored content stays.
+    s.append_audit_with_slices(
+        &[(audit_slice("h1", r#"{"other":true}"#), NOW + 5)],
+        &[decision("d3", NOW + 5, Some(&one), &["p.a"])],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.count_audit().await.unwrap(), 5);
+
+    let all = s.recorded_decisions(NOW - 100, 100).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["d3", "d2", "d1", "old"],
+        "newest first, downstream only"
+    );
+    let d2 = &all[1];
+    assert_eq!(d2.slice_hash.as_deref(), Some("h2"));
+    assert_eq!(d2.legacy_login_until, Some(NOW + 86_400));
+    assert_eq!(
+        (d2.allowed, d2.reason.as_deref()),
+        (false, Some("not_permitted"))
+    );
+    assert_eq!(d2.role, Some(Role::TaxHandler));
+    assert_eq!(d2.entry, Some(Entry::Enterprise));
+    assert_eq!(all[3].slice_hash, None);
+    assert_eq!(all[3].policies, ["p.a", "p.b"]);
+    // Window and limit.
+    assert_eq!(s.recorded_decisions(NOW, 100).await.unwrap().len(), 3);
+    let latest = s.recorded_decisions(NOW - 100, 2).await.unwrap();
+    assert_eq!(
+        latest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["d3", "d2"]
+    );
+
+    let mut slices = s
+        .audit_slices(&["h1".into(), "h2".into(), "nope".into()])
+        .await
+        .unwrap();
+    slices.sort();
+    assert_eq!(
+        slices,
+        [
+            ("h1".to_string(), r#"{"slice":1}"#.to_string()),
+            ("h2".to_string(), r#"{"slice":2}"#.to_string())
+        ]
+    );
+    assert!(s.audit_slices(&[]).await.unwrap().is_empty());
+
+    // Coverage: per combination of determining policies and outcome.
+    let mut uses = s.policy_use(NOW - 100).await.unwrap();
+    uses.sort_by(|a, b| a.policies.cmp(&b.policies));
+    assert_eq!(
+        uses,
+        [
+            PolicyUse {
+                policies: vec![],
+                allowed: false,
+                decisions: 1
+            },
+            PolicyUse {
+                policies: vec!["p.a".into()],
+                allowed: true,
+                decisions: 2
+            },
+            PolicyUse {
+                policies: vec!["p.a".into(), "p.b".into()],
+                allowed: true,
+                decisions: 1
+            },
+        ]
+    );
+    assert_eq!(s.policy_use(NOW + 1).await.unwrap().len(), 2);
+
+    // Retention: events before the cutoff go; a slice goes only when no event refers to it.
+    let purged = s.purge_audit(NOW + 1).await.unwrap();
+    assert_eq!(
+        purged,
+        AuditPurge {
+            events: 3,
+            slices: 0
+        },
+        "h1 is still used by d3"
+    );
+    let purged = s.purge_audit(NOW + 2).await.unwrap();
+    assert_eq!(
+        purged,
+        AuditPurge {
+            events: 1,
+            slices: 1
+        },
+        "d2 went, and h2 with it"
+    );
+    assert_eq!(s.count_audit().await.unwrap(), 1);
+    let left = s.audit_slices(&["h1".into(), "h2".into()]).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, "h1");
+    let purged = s.purge_audit(NOW + 6).await.unwrap();
+    assert_eq!(
+        purged,
+        AuditPurge {
+            events: 1,
+            slices: 1
+        }
+    );
+    assert_eq!(s.count_audit().await.unwrap(), 0);
 }
 
 async fn invalidation_local<S: Store>(s: S) {
@@ -803,6 +966,7 @@ scenario!(phone_transfer);
 scenario!(bindings);
 scenario!(challenges);
 scenario!(audit);
+scenario!(decision_replay_records);
 scenario!(invalidation_local);
 scenario!(import_all_or_nothing);
 scenario!(import_idempotent);

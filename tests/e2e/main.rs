@@ -9,5 +9,6 @@ mod decisions;
 mod faults;
 mod hostile;
 mod login;
+mod policy_safety;
 mod proxy;
 mod trust;

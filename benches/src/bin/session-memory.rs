@@ -105,7 +105,7 @@ fn main() {
             match cache.resolve(&token_of(k), NOW + 1).await.expect("resolve") {
                 Lookup::Live(s) => {
                     let d = engine.decide(
-                        &cache.entities(&s).expect("entities"),
+                        &cache.entities(&s).expect("entities").entities,
                         "declare",
                         &taxgate::authz::RequestFacts {
                             now: NOW + 1,

@@ -133,6 +133,8 @@ impl Auth {
             policy_version: None,
             client_addr: Some(client.to_string()),
             detail: None,
+            slice: None,
+            legacy_login_until: None,
         }
     }
 
@@ -829,7 +831,10 @@ impl Auth {
             tracing::error!(error = %e, "cannot build the entity slice of a session");
             ApiError::from(Code::Internal)
         })?;
-        let decision = self.core.engine.decide(&entities, action, &self.facts(now));
+        let decision = self
+            .core
+            .engine
+            .decide(&entities.entities, action, &self.facts(now));
         if !decision.allowed {
             let s = &session.session;
             let mut ev = self.event(now, action, false, conn.remote.ip());

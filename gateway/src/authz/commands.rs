@@ -61,6 +61,12 @@ fn file_label(path: &Path) -> String {
 
 /// Runs every case of `DIR/tests/*.json`. The last line is exactly `N passed, N failed`.
 pub fn test(dir: &Path) -> (String, bool) {
+    test_with(dir, false)
+}
+
+/// As [`test`]; with `coverage`, also lists how many cases each policy determined and which
+/// policies determined none, before the last line.
+pub fn test_with(dir: &Path, coverage: bool) -> (String, bool) {
     let mut out = String::new();
     let set = match ActiveSet::compile(dir) {
         Ok(set) => set,
@@ -79,6 +85,7 @@ pub fn test(dir: &Path) -> (String, bool) {
         }
     };
     let (mut passed, mut failed) = (0usize, 0usize);
+    let mut uses: Vec<taxgate_store::PolicyUse> = Vec::new();
     for path in files {
         let label = file_label(&path);
         let file = match read_case_file(&path) {
@@ -90,7 +97,15 @@ pub fn test(dir: &Path) -> (String, bool) {
             }
         };
         for case in &file.cases {
-            match run_case(&set, case).and_then(|d| check(case, &d)) {
+            let decided = run_case(&set, case);
+            if let Ok(d) = &decided {
+                uses.push(taxgate_store::PolicyUse {
+                    policies: d.policies.clone(),
+                    allowed: d.allowed,
+                    decisions: 1,
+                });
+            }
+            match decided.and_then(|d| check(case, &d)) {
                 Ok(()) => {
                     passed += 1;
                     let _ = writeln!(out, "ok   {label}: {}", case.name);
@@ -101,6 +116,14 @@ pub fn test(dir: &Path) -> (String, bool) {
                 }
             }
         }
+    }
+    if coverage {
+        let report = super::coverage::count(&set, uses);
+        let _ = writeln!(out, "\ncoverage:");
+        out.push_str(&super::coverage::render_text(
+            &report,
+            "test case(s) decided",
+        ));
     }
     let _ = writeln!(out, "{passed} passed, {failed} failed");
     (out, failed == 0 && passed > 0)
@@ -180,4 +203,149 @@ pub fn explain(dir: &Path, case_path: &Path) -> (String, bool) {
         }
     }
     (out, ok)
+}
+
+/// Exit status of `taxgate policy replay`: 0 no widening, 1 widening found, 2 the replay could
+/// not run (usage, config, candidate set or store errors).
+pub const REPLAY_WIDENING: u8 = 1;
+pub const REPLAY_ERROR: u8 = 2;
+
+/// `taxgate policy replay`: re-decides the recorded downstream decisions since `since` (at
+/// most `limit`, newest first) with the candidate set in `candidate` and reports every flip.
+/// Returns (stdout text, stderr text, exit status).
+pub async fn replay(
+    config: &crate::config::Config,
+    candidate: &Path,
+    since: &str,
+    limit: u32,
+    allow_widening: bool,
+    json: bool,
+) -> (String, String, u8) {
+    let now = crate::pipeline::unix_now();
+    let since_at = match super::replay::parse_since(since, now) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                String::new(),
+                format!("error: --since: {e}\n"),
+                REPLAY_ERROR,
+            );
+        }
+    };
+    let set = match ActiveSet::compile(candidate) {
+        Ok(set) => set,
+        Err(e) => {
+            return (
+                String::new(),
+                format!("error: --candidate: {e}\n"),
+                REPLAY_ERROR,
+            );
+        }
+    };
+    let store = match crate::server::open_store(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                String::new(),
+                format!("error: {}: {e}\n", config.source),
+                REPLAY_ERROR,
+            );
+        }
+    };
+    let (records, slices) = match super::replay::load(&store, since_at, i64::from(limit)).await {
+        Ok(x) => x,
+        Err(e) => {
+            return (
+                String::new(),
+                format!("error: cannot read the recorded decisions: {e}\n"),
+                REPLAY_ERROR,
+            );
+        }
+    };
+    let report = super::replay::replay(&set, &records, &slices);
+    let code = if report.widens() && !allow_widening {
+        REPLAY_WIDENING
+    } else {
+        0
+    };
+    let out = if json {
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("since".into(), serde_json::json!(since_at));
+            map.insert("limit".into(), serde_json::json!(limit));
+            map.insert(
+                "limit_reached".into(),
+                serde_json::json!(records.len() as u64 >= u64::from(limit)),
+            );
+            map.insert(
+                "candidate".into(),
+                serde_json::json!(candidate.display().to_string()),
+            );
+            map.insert("widening".into(), serde_json::json!(report.widens()));
+        }
+        format!("{v}\n")
+    } else {
+        let mut text = super::replay::render_text(&report, since_at);
+        if records.len() as u64 >= u64::from(limit) {
+            let _ = writeln!(
+                text,
+                "(limit of {limit} decisions reached: older ones were not replayed)"
+            );
+        }
+        if report.widens() && allow_widening {
+            let _ = writeln!(text, "widening accepted (--allow-widening)");
+        }
+        text
+    };
+    (out, String::new(), code)
+}
+
+/// `taxgate policy coverage`: per policy of the configured set, the downstream decisions it
+/// determined in the last `days` days, and the policies that determined none.
+/// Returns (stdout text, stderr text, success).
+pub async fn coverage(
+    config: &crate::config::Config,
+    days: u32,
+    json: bool,
+) -> (String, String, bool) {
+    let set = match ActiveSet::compile(&config.policies.dir) {
+        Ok(set) => set,
+        Err(e) => return (String::new(), format!("error: policies.dir: {e}\n"), false),
+    };
+    let store = match crate::server::open_store(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                String::new(),
+                format!("error: {}: {e}\n", config.source),
+                false,
+            );
+        }
+    };
+    let since = crate::pipeline::unix_now() - i64::from(days) * 86_400;
+    let uses = match taxgate_store::Store::policy_use(&store, since).await {
+        Ok(u) => u,
+        Err(e) => {
+            return (
+                String::new(),
+                format!("error: cannot read the recorded decisions: {e}\n"),
+                false,
+            );
+        }
+    };
+    let report = super::coverage::count(&set, uses);
+    let out = if json {
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("days".into(), serde_json::json!(days));
+            map.insert("since".into(), serde_json::json!(since));
+        }
+        format!("{v}\n")
+    } else {
+        super::coverage::render_text(
+            &report,
+            &format!("downstream decision(s) in the last {days} day(s)"),
+        )
+    };
+    (out, String::new(), true)
 }

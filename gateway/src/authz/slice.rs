@@ -379,6 +379,68 @@ impl EntitySlice {
     }
 }
 
+/// Layout version of [`EntitySlice::replay_json`].
+const REPLAY_FORMAT: u64 = 1;
+
+impl EntitySlice {
+    /// The slice as JSON for the audit log (decision replay) and a hash of that text. The
+    /// entities are sorted by uid so that equal slices give equal text; the hash is the first
+    /// 128 bits of its SHA-256, in hex. Built once per session cache fill, never per request.
+    pub fn replay_json(&self) -> Result<(String, String), AuthzError> {
+        let mut entities = self
+            .entities
+            .to_json_value()
+            .map_err(|e| AuthzError::Slice(e.to_string()))?;
+        if let serde_json::Value::Array(list) = &mut entities {
+            list.sort_by_cached_key(|e| e.get("uid").map(|u| u.to_string()).unwrap_or_default());
+        }
+        let id = |u: &Option<EntityUid>| u.as_ref().map(|u| u.id().unescaped().to_string());
+        let doc = serde_json::json!({
+            "format": REPLAY_FORMAT,
+            "session": self.principal.id().unescaped(),
+            "entry": self.entry.as_str(),
+            "person": id(&self.person),
+            "enterprise": id(&self.enterprise),
+            "agency": id(&self.agency),
+            "entities": entities,
+        });
+        let text = doc.to_string();
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+        Ok((hex::encode(&digest[..16]), text))
+    }
+
+    /// Rebuilds a slice from [`EntitySlice::replay_json`]'s text. Like the live slice, the
+    /// entities are not checked against a schema: the replayed decision sees exactly what the
+    /// recorded one saw.
+    pub fn from_replay_json(text: &str) -> Result<Self, AuthzError> {
+        let bad = |what: &str| AuthzError::Slice(format!("recorded slice: {what}"));
+        let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+        if doc.get("format").and_then(serde_json::Value::as_u64) != Some(REPLAY_FORMAT) {
+            return Err(bad("unknown format"));
+        }
+        let t = types()?;
+        let text_of = |key: &str| doc.get(key).and_then(serde_json::Value::as_str);
+        let session = text_of("session").ok_or_else(|| bad("no `session`"))?;
+        let entry = text_of("entry")
+            .and_then(Entry::parse)
+            .ok_or_else(|| bad("no valid `entry`"))?;
+        let entities = doc
+            .get("entities")
+            .cloned()
+            .ok_or_else(|| bad("no `entities`"))?;
+        let entities =
+            Entities::from_json_value(entities, None).map_err(|e| bad(&e.to_string()))?;
+        Ok(EntitySlice {
+            entities,
+            principal: uid(&t.session, session),
+            person: text_of("person").map(|id| uid(&t.person, id)),
+            enterprise: text_of("enterprise").map(|id| uid(&t.enterprise, id)),
+            agency: text_of("agency").map(|id| uid(&t.enterprise, id)),
+            entry,
+        })
+    }
+}
+
 fn entity(
     uid: EntityUid,
     attrs: HashMap<String, RestrictedExpression>,

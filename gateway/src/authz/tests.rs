@@ -330,3 +330,81 @@ fn unknown_action_is_denied() {
     assert!(!d.allowed);
     assert_eq!(d.reason.as_deref(), Some(NOT_PERMITTED));
 }
+
+/// A gate that refuses sets containing a marker policy id.
+struct RefuseMarked;
+
+impl ReloadGate for RefuseMarked {
+    fn check(&self, candidate: &ActiveSet) -> Result<String, String> {
+        if candidate.policy_ids().iter().any(|id| id == "marked") {
+            Err("marked set".to_string())
+        } else {
+            Ok("fine".to_string())
+        }
+    }
+}
+
+#[test]
+fn a_gate_refusal_keeps_the_last_good_set_and_is_reported() {
+    let dir = copy_policies();
+    let engine = PolicyEngine::load(dir.path()).unwrap();
+    assert!(engine.set_gate(Arc::new(RefuseMarked)));
+    assert!(!engine.set_gate(Arc::new(RefuseMarked)), "set once");
+    let good = engine.version();
+    std::fs::write(
+        dir.path().join(EXTRA),
+        "@id(\"marked\")\npermit(principal, action == Action::\"view_session\", resource);\n",
+    )
+    .unwrap();
+    assert!(matches!(engine.reload(), Err(AuthzError::Gate(_))));
+    assert_eq!(engine.version(), good);
+    let status = engine.status();
+    assert_eq!(status.last_error.as_deref(), Some("marked set"));
+    let gate = status.gate.unwrap();
+    assert!(!gate.accepted);
+    assert_eq!(gate.refusals, 1);
+    assert_ne!(gate.candidate, *good);
+    assert_eq!(engine.counters().gate_refusals, 1);
+    assert_eq!(engine.counters().failed_reloads, 1);
+
+    std::fs::write(
+        dir.path().join(EXTRA),
+        "@id(\"unmarked\")\npermit(principal, action == Action::\"view_session\", resource);\n",
+    )
+    .unwrap();
+    let v = engine.reload().unwrap();
+    assert_ne!(v, good);
+    let status = engine.status();
+    assert_eq!(status.last_error, None);
+    let gate = status.gate.unwrap();
+    assert!(gate.accepted);
+    assert_eq!((gate.candidate.as_str(), gate.refusals), (&*v, 1));
+}
+
+#[test]
+fn test_coverage_lists_what_the_cases_never_reach() {
+    let dir = copy_policies();
+    std::fs::write(
+        dir.path().join(EXTRA),
+        "@id(\"zz.never\")\n@reason(\"not_permitted\")\n\
+         forbid(principal, action == Action::\"declare\", resource) when { context.now < 0 };\n",
+    )
+    .unwrap();
+    let (out, ok) = commands::test_with(dir.path(), true);
+    assert!(ok, "{out}");
+    assert!(out.contains("coverage:"), "{out}");
+    let never = out
+        .lines()
+        .find(|l| l.starts_with("never fired"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(never.contains("zz.never"), "{never}");
+    // A policy the cases do reach is counted, not listed as never fired.
+    assert!(
+        !never.contains("role_defaults.legal_representative"),
+        "{never}"
+    );
+    assert!(out.lines().last().unwrap().ends_with(" 0 failed"));
+    // Without --coverage the output is as before.
+    let (plain, _) = commands::test(dir.path());
+    assert!(!plain.contains("coverage:"));
+}

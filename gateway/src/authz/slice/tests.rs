@@ -170,3 +170,32 @@ fn expiry_is_exact_to_the_second_on_a_cached_slice() {
     assert_eq!(d.reason.as_deref(), Some("binding_expired"));
     assert_eq!(d.version, set.version);
 }
+
+#[test]
+fn replay_json_round_trips_to_the_same_decisions() {
+    let set = ActiveSet::compile(&repo_policies()).unwrap();
+    let actions = ["declare", "invoice", "query", "tax_affairs", "personal_tax"];
+    let at = RequestFacts {
+        now: 1_800_000_000,
+        legacy_login_until: Some(1_900_000_000),
+    };
+    for f in samples() {
+        let slice = EntitySlice::build(&session_slice(&f).unwrap()).unwrap();
+        let (hash, json) = slice.replay_json().unwrap();
+        assert_eq!(hash.len(), 32);
+        // The same content gives the same text and hash (entities are sorted).
+        let rebuilt = EntitySlice::from_replay_json(&json).unwrap();
+        assert_eq!(rebuilt.replay_json().unwrap(), (hash.clone(), json.clone()));
+        assert_eq!(rebuilt.entry(), slice.entry());
+        for action in actions {
+            assert_eq!(
+                set.decide(&rebuilt, action, &at),
+                set.decide(&slice, action, &at),
+                "{action} for {:?}",
+                f.entry
+            );
+        }
+    }
+    assert!(EntitySlice::from_replay_json("{}").is_err());
+    assert!(EntitySlice::from_replay_json("not json").is_err());
+}
