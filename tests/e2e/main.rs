@@ -9,5 +9,6 @@ mod decisions;
 mod faults;
 mod hostile;
 mod login;
+mod multi;
 mod proxy;
 mod trust;
