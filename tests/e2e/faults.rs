@@ -396,6 +396,12 @@ fn taxpayer_id(i: usize) -> String {
 
 /// Two instances on one PostgreSQL; one is stopped with SIGTERM while clients send to both,
 /// retrying on the other only when a connection is refused. No request fails otherwise.
+///
+/// It failed about once in ten runs with "connection closed before message completed" from the
+/// stopped instance: a connection accepted just before the signal, whose request hyper had not
+/// read yet, was closed unanswered (see `sigterm_answers_connections_already_accepted_or_queued`
+/// for the deterministic version). A failure now reports every failed request with its instance
+/// and its time relative to the signal, and the stopped instance's log.
 #[tokio::test]
 async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
     let Some(url) = test_postgres_url() else {
@@ -414,11 +420,17 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
         .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
         .await;
     let addrs = [env.gw.public, doomed.public];
+    let names = ["survivor", "doomed"];
+    let started = Instant::now();
+    // Milliseconds from `started` to the SIGTERM (0 until sent).
+    let term_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (ok, retried) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut workers = Vec::new();
     for w in 0..4usize {
         let (token, stop, ok, retried) = (token.clone(), stop.clone(), ok.clone(), retried.clone());
+        let (term_at, failures) = (term_at.clone(), failures.clone());
         workers.push(tokio::spawn(async move {
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
@@ -435,25 +447,37 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
                         .body(empty())
                         .unwrap()
                 };
-                let first = addrs[i % 2];
-                let answer = match try_send(first, req(i % 3 == 0)).await {
+                let mut target = i % 2;
+                let sent_ms = started.elapsed().as_millis();
+                let answer = match try_send(addrs[target], req(i % 3 == 0)).await {
                     Err(SendError::Refused(_)) => {
                         retried.fetch_add(1, Ordering::Relaxed);
-                        try_send(addrs[(i + 1) % 2], req(false)).await
+                        target = (i + 1) % 2;
+                        try_send(addrs[target], req(false)).await
                     }
                     other => other,
                 };
-                match answer {
+                let outcome = match answer {
                     Ok(a) if a.status == StatusCode::OK => {
                         ok.fetch_add(1, Ordering::Relaxed);
+                        continue;
                     }
-                    Ok(a) => panic!(
-                        "request {i} to {first}: {} {}",
-                        a.status,
-                        String::from_utf8_lossy(&a.body)
-                    ),
-                    Err(e) => panic!("request {i} to {first} failed: {e:?}"),
-                }
+                    Ok(a) => format!("{} {}", a.status, String::from_utf8_lossy(&a.body)),
+                    Err(e) => format!("{e:?}"),
+                };
+                let term = term_at.load(Ordering::SeqCst);
+                let when = if term == 0 {
+                    format!("sent at {sent_ms} ms, before the SIGTERM")
+                } else {
+                    format!(
+                        "sent {} ms after the SIGTERM",
+                        i128::try_from(sent_ms).unwrap() - i128::from(term)
+                    )
+                };
+                failures.lock().unwrap().push(format!(
+                    "worker {w} request {i} to the {} instance ({when}): {outcome}",
+                    names[target]
+                ));
             }
         }));
     }
@@ -461,6 +485,10 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
         (ok.load(Ordering::Relaxed) >= 20).then_some(())
     })
     .await;
+    term_at.store(
+        u64::try_from(started.elapsed().as_millis()).unwrap().max(1),
+        Ordering::SeqCst,
+    );
     doomed.signal("TERM");
     let mut doomed = doomed;
     let exited = eventually(Duration::from_secs(10), "SIGTERM drain ended", || {
@@ -468,7 +496,11 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
         async move { st }
     })
     .await;
-    assert!(exited.success(), "{exited:?}");
+    assert!(
+        exited.success(),
+        "{exited:?}\n{}",
+        std::fs::read_to_string(env.dir.path().join("doomed.log")).unwrap_or_default()
+    );
     let served_before = ok.load(Ordering::Relaxed);
     eventually(Duration::from_secs(10), "load continued", || async {
         (ok.load(Ordering::Relaxed) >= served_before + 20).then_some(())
@@ -476,13 +508,89 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
     .await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
-        w.await.expect("a request failed during the drain");
+        w.await.unwrap();
     }
+    let failures = failures.lock().unwrap().clone();
+    let doomed_log = std::fs::read_to_string(env.dir.path().join("doomed.log")).unwrap_or_default();
+    assert!(
+        failures.is_empty(),
+        "{} request(s) failed ({} answered 200, {} retried after a refusal):\n{}\n\
+         log of the stopped instance:\n{doomed_log}",
+        failures.len(),
+        ok.load(Ordering::Relaxed),
+        retried.load(Ordering::Relaxed),
+        failures.join("\n")
+    );
     assert!(
         retried.load(Ordering::Relaxed) > 0,
         "no request hit the stopped instance: the test proved nothing"
     );
     env.gw.stop().await;
+}
+
+/// SIGTERM while connections wait to be served: one accepted whose request has not arrived yet
+/// (it comes after the signal), and several the kernel completed while the gateway was paused
+/// (SIGSTOP) and had not accepted yet. Every request on them is answered 200 and reaches the
+/// upstream; none is dropped unanswered or reset. (Before: the first was closed by hyper-util's
+/// protocol sniffing when the shutdown began, the others were reset with the listener; that
+/// was the occasional failure of `sigterm_one_of_two_instances_under_load_loses_nothing`.)
+#[tokio::test]
+async fn sigterm_answers_connections_already_accepted_or_queued() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), &up.url(), "\n[dev]\nallow_all = true\n");
+    let mut gw = ServeChild::start(dir.path(), "gw", &text).await;
+    let request = |name: &str| {
+        format!("GET /api/declare/{name} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+    };
+    let mut waiting = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // accepted, reading the first bytes
+    gw.signal("STOP");
+    let mut queued = Vec::new();
+    for i in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+        s.write_all(request(&format!("queued-{i}")).as_bytes())
+            .await
+            .unwrap();
+        queued.push(s);
+    }
+    gw.signal("TERM");
+    gw.signal("CONT");
+    tokio::time::sleep(Duration::from_millis(300)).await; // the drain has begun
+    // Written after the signal, on a connection accepted before it.
+    let _ = waiting.write_all(request("waiting").as_bytes()).await;
+    let mut answers = Vec::new();
+    for (name, mut s) in std::iter::once(("waiting".to_string(), waiting)).chain(
+        queued
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (format!("queued-{i}"), s)),
+    ) {
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        answers.push((name, read.map(|r| r.map(|_| ())), text));
+    }
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(_, read, text)| !matches!(read, Ok(Ok(()))) || !text.starts_with("HTTP/1.1 200"))
+        .collect();
+    let log = std::fs::read_to_string(dir.path().join("gw.log")).unwrap_or_default();
+    assert!(
+        failed.is_empty(),
+        "{} of {} waiting requests not answered 200: {failed:?}\ngateway log:\n{log}",
+        failed.len(),
+        answers.len()
+    );
+    let exited = gw.child.wait().unwrap();
+    assert!(exited.success(), "{exited:?}\n{log}");
+    let mut seen: Vec<String> = drain_seen(&mut up)
+        .into_iter()
+        .map(|s| s.path_and_query)
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 7, "{seen:?}");
 }
 
 /// 一号一人 under SIGKILL: a phone number is moved between two persons through
