@@ -33,19 +33,28 @@ pub fn ids(data: &[u8]) {
     };
     if let Ok(id) = taxgate_store::IdNumber::parse(s) {
         let again = taxgate_store::IdNumber::parse(id.as_str());
-        assert!(again.as_ref().is_ok_and(|a| a == &id), "IdNumber round trip: {s:?}");
+        assert!(
+            again.as_ref().is_ok_and(|a| a == &id),
+            "IdNumber round trip: {s:?}"
+        );
         assert_eq!(id.as_str().len(), 18);
         let _ = id.masked();
         let _ = id.last_six();
     }
     if let Ok(t) = taxgate_store::TaxpayerId::parse(s) {
         let again = taxgate_store::TaxpayerId::parse(t.as_str());
-        assert!(again.as_ref().is_ok_and(|a| a == &t), "TaxpayerId round trip: {s:?}");
+        assert!(
+            again.as_ref().is_ok_and(|a| a == &t),
+            "TaxpayerId round trip: {s:?}"
+        );
         assert!(t.as_str().is_ascii());
     }
     if let Ok(p) = taxgate_store::Phone::parse(s) {
         let again = taxgate_store::Phone::parse(p.as_str());
-        assert!(again.as_ref().is_ok_and(|a| a == &p), "Phone round trip: {s:?}");
+        assert!(
+            again.as_ref().is_ok_and(|a| a == &p),
+            "Phone round trip: {s:?}"
+        );
         assert!(p.masked().contains("****"));
     }
 }
@@ -58,7 +67,10 @@ pub fn config(data: &[u8]) {
     };
     let base = Path::new("/nonexistent/taxgate-fuzz");
     if let Err(e) = taxgate::config::Config::from_toml(text, "fuzz.toml", base) {
-        assert!(e.to_string().contains("fuzz.toml"), "error without the file: {e}");
+        assert!(
+            e.to_string().contains("fuzz.toml"),
+            "error without the file: {e}"
+        );
     }
 }
 
@@ -110,11 +122,15 @@ pub fn session_headers(data: &[u8]) {
     }
     let _ = taxgate::pipeline::presented_token(&h, name);
     strip_cookie(&mut h, name);
-    assert!(cookie(&h, name).is_none(), "the session cookie survived stripping");
+    assert!(
+        cookie(&h, name).is_none(),
+        "the session cookie survived stripping"
+    );
     for v in h.get_all(header::COOKIE) {
         let v = v.to_str().unwrap_or("");
         assert!(
-            !v.split(';').any(|p| p.split_once('=').is_some_and(|(n, _)| n.trim() == name)),
+            !v.split(';')
+                .any(|p| p.split_once('=').is_some_and(|(n, _)| n.trim() == name)),
             "stripped Cookie still names the session: {v:?}"
         );
     }
@@ -138,7 +154,16 @@ pub fn json_fields(data: &[u8]) {
         return;
     }
     let j = taxgate::api::Json(value);
-    for name in ["entry", "account", "password", "challenge", "code", "nonce", "id_number", "x"] {
+    for name in [
+        "entry",
+        "account",
+        "password",
+        "challenge",
+        "code",
+        "nonce",
+        "id_number",
+        "x",
+    ] {
         if let Ok(s) = j.str(name, 64) {
             assert!(!s.is_empty() && s.chars().count() <= 64);
         }
@@ -150,5 +175,73 @@ pub fn json_fields(data: &[u8]) {
         if let Ok(Some(list)) = j.opt_str_list(name) {
             assert!(list.len() <= 16);
         }
+        // Login entry, role and permission names round trip through their one spelling.
+        if let Ok(s) = j.str(name, 64) {
+            use taxgate_store::{Entry, PermissionGroup, Role};
+            if let Some(e) = Entry::parse(s) {
+                assert_eq!(e.as_str(), s);
+            }
+            if let Some(r) = Role::parse(s) {
+                assert_eq!(r.as_str(), s);
+            }
+            if let Some(g) = PermissionGroup::parse(s) {
+                assert_eq!(g.as_str(), s);
+            }
+        }
+    }
+    // The grant of `POST /account/personnel` and of an application: what passes is a role an
+    // enterprise may grant, enterprise permission groups without repeats, and a real time.
+    if let Ok(req) = taxgate::account::Account::parse_binding_request(&j) {
+        use taxgate_store::{PermissionGroup, Role};
+        assert!(!matches!(req.role, Role::Agent | Role::LegacyEnterprise));
+        if let Some(groups) = &req.permissions {
+            assert!(!groups.contains(&PermissionGroup::PersonalTax));
+            for (i, g) in groups.iter().enumerate() {
+                assert!(!groups[..i].contains(g), "repeated group {g:?}");
+            }
+        }
+        assert_eq!(
+            req.valid_until.is_some(),
+            j.0.get("valid_until").is_some_and(|v| !v.is_null())
+        );
+    }
+}
+
+/// The seed file of `taxgate import`, checked without a store: never a panic; every error names
+/// a JSON path inside the file and says something; a file without errors kept every row.
+pub fn seed(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let check = taxgate_store::check_seed_file(text);
+    for e in &check.errors {
+        assert!(!e.path.trim().is_empty(), "error without a path: {e:?}");
+        assert!(!e.reason.trim().is_empty(), "error without a reason: {e:?}");
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        assert_eq!(
+            check.errors.len(),
+            1,
+            "invalid JSON is one error: {check:?}"
+        );
+        return;
+    };
+    if check.errors.is_empty() {
+        let len = |k: &str| value.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
+        assert_eq!(
+            (
+                check.persons,
+                check.enterprises,
+                check.bindings,
+                check.agreements
+            ),
+            (
+                len("persons"),
+                len("enterprises"),
+                len("bindings"),
+                len("agency_agreements")
+            ),
+            "a clean file lost rows"
+        );
     }
 }

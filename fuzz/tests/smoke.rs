@@ -4,12 +4,13 @@
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("ids", taxgate_fuzz::ids),
     ("config", taxgate_fuzz::config),
     ("face_verify", taxgate_fuzz::face_verify),
     ("session_headers", taxgate_fuzz::session_headers),
     ("json_fields", taxgate_fuzz::json_fields),
+    ("seed", taxgate_fuzz::seed),
 ];
 
 /// xorshift64*: deterministic, so a failure reproduces.
@@ -27,7 +28,9 @@ impl Rng {
 }
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())

@@ -111,10 +111,11 @@ pub struct Account {
 
 /// What an enterprise grants (or a person applies for): role, permission groups (`None`: the
 /// role's defaults) and the end of validity (`None`: no end).
-struct BindingRequest {
-    role: Role,
-    permissions: Option<Vec<PermissionGroup>>,
-    valid_until: Option<Timestamp>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRequest {
+    pub role: Role,
+    pub permissions: Option<Vec<PermissionGroup>>,
+    pub valid_until: Option<Timestamp>,
 }
 
 impl Account {
@@ -379,7 +380,9 @@ impl Account {
             .ok_or(ApiError::from(Code::NotPermitted))
     }
 
-    fn parse_binding_request(body: &Json) -> Result<BindingRequest, ApiError> {
+    /// The grant part of a personnel or application body (`role`, `permissions`,
+    /// `valid_until`). Public for the fuzz target.
+    pub fn parse_binding_request(body: &Json) -> Result<BindingRequest, ApiError> {
         let role = body.parse("role", |r| match Role::parse(r) {
             Some(Role::Agent | Role::LegacyEnterprise) | None => Err(()),
             Some(role) => Ok(role),

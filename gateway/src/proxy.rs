@@ -19,8 +19,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
@@ -92,12 +92,74 @@ pub async fn serve<P: Pipeline>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
-    if tls.is_none() && !options.h2c {
-        builder = builder.http1_only();
-    }
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    // The protocol is chosen before hyper sees the connection: by ALPN on TLS, by a peek at the
+    // first bytes on cleartext with h2c. hyper-util's own sniffing is not used: a connection
+    // still sniffing when a shutdown begins is dropped unanswered (its `graceful_shutdown`
+    // cancels the read), losing a request the client had already sent.
+    let builders = Arc::new(Builders {
+        h1: builder.clone().http1_only(),
+        h2: builder.http2_only(),
+    });
+    let h2c = tls.is_none() && options.h2c;
+    // The shutdown signal for every connection, and a sender each connection holds until it
+    // ends: the drain is over when no sender is left.
+    let (stop_tx, stop) = watch::channel(false);
+    let (alive, mut all_ended) = mpsc::channel::<()>(1);
+    let first_request_wait = options.header_read_timeout;
     tokio::pin!(shutdown);
+
+    let accept = |stream: TcpStream, remote: SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        let conn = ConnInfo {
+            remote,
+            tls: tls.is_some(),
+        };
+        let pipeline = pipeline.clone();
+        let metrics_conn = metrics.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let pipeline = pipeline.clone();
+            let metrics = metrics_conn.clone();
+            async move { Ok::<_, Infallible>(handle(&*pipeline, &metrics, req, conn).await) }
+        });
+        let mut stop = stop.clone();
+        let alive = alive.clone();
+        let builders = builders.clone();
+        let tls = tls.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _alive = alive;
+            metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls_stream) => {
+                        let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let builder = if h2 { &builders.h2 } else { &builders.h1 };
+                        let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+                        serve_until_done(conn, stop).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, %remote, "tls handshake failed");
+                        Ok(())
+                    }
+                },
+                None => {
+                    let h2 = first_bytes(&stream, first_request_wait, &mut stop).await
+                        && h2c
+                        && tokio::time::timeout(first_request_wait, h2_preface(&stream))
+                            .await
+                            .is_ok_and(|is_h2| is_h2.unwrap_or(false));
+                    let builder = if h2 { &builders.h2 } else { &builders.h1 };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    serve_until_done(conn, stop).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %remote, "connection ended with an error");
+            }
+            metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    };
 
     loop {
         let (stream, remote) = tokio::select! {
@@ -112,63 +174,126 @@ pub async fn serve<P: Pipeline>(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        let conn = ConnInfo {
-            remote,
-            tls: tls.is_some(),
-        };
-        let pipeline = pipeline.clone();
-        let metrics_conn = metrics.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            let pipeline = pipeline.clone();
-            let metrics = metrics_conn.clone();
-            async move { Ok::<_, Infallible>(handle(&*pipeline, &metrics, req, conn).await) }
-        });
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            metrics.open_connections.fetch_add(1, Ordering::Relaxed);
-            let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls_stream) => {
-                        let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
-                            .into_owned();
-                        watcher.watch(conn).await
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, %remote, "tls handshake failed");
-                        Ok(())
-                    }
-                },
-                None => {
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    watcher.watch(conn).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %remote, "connection ended with an error");
-            }
-            metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
-        });
+        accept(stream, remote);
     }
 
-    drop(listener);
+    // Connections the kernel completed but we had not accepted yet are reset when the listener
+    // closes, failing requests their clients may already have sent: take them in too (their
+    // requests are answered like every in-flight one), then close.
+    let mut late = 0;
+    match listener.into_std() {
+        Ok(std_listener) => {
+            while let Ok((stream, remote)) = std_listener.accept() {
+                match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    Ok(stream) => {
+                        late += 1;
+                        accept(stream, remote);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot serve a late connection"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot drain the listener's backlog"),
+    }
     tracing::info!(
         grace_secs = options.shutdown_grace.as_secs(),
+        late_connections = late,
         "stopped accepting; draining in-flight requests"
     );
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    drop(alive);
+    if tokio::time::timeout(options.shutdown_grace, all_ended.recv())
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining connections");
     }
+}
+
+/// How long a connection accepted before the shutdown may still take to send its first request
+/// once the shutdown has begun.
+const LATE_FIRST_REQUEST: Duration = Duration::from_secs(1);
+
+/// Wait until the client's first bytes (or its close) can be read: hyper closes a connection it
+/// has read nothing from as soon as a shutdown begins, even when the request already waits in
+/// the socket. False when nothing came within `limit` (or within [`LATE_FIRST_REQUEST`] of the
+/// shutdown), like hyper's own header timeout would.
+async fn first_bytes(
+    stream: &TcpStream,
+    limit: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let readable = stream.readable();
+    tokio::pin!(readable);
+    tokio::select! {
+        r = &mut readable => return r.is_ok(),
+        () = tokio::time::sleep(limit) => return false,
+        _ = stop.wait_for(|stopping| *stopping) => {}
+    }
+    matches!(
+        tokio::time::timeout(LATE_FIRST_REQUEST, readable).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Whether a cleartext client opens with the HTTP/2 connection preface (h2c, prior knowledge),
+/// looked at without consuming it.
+async fn h2_preface(stream: &TcpStream) -> std::io::Result<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 || buf[..n] != PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == PREFACE.len() {
+            return Ok(true);
+        }
+        // A preface split over packets (rare): look again shortly, bounded by the caller.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Serve one connection; once `stop` turns true, finish what was begun and close. The
+/// connection is polled once before the signal is looked at, so that hyper has read the bytes
+/// already there (see [`first_bytes`]) and does not take the connection for an unused one.
+async fn serve_until_done<I, S, B>(
+    conn: auto::Connection<'_, I, S, TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::pin!(conn);
+    let first = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
+        std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await;
+    if let Some(result) = first {
+        return result;
+    }
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        _ = stop.wait_for(|stopping| *stopping) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
+
+/// The connection builders of one listener, one per way of choosing the protocol.
+struct Builders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
 }
 
 async fn handle<P: Pipeline>(

@@ -6,11 +6,17 @@
 //!   PostgreSQL LISTEN/NOTIFY), and the matching entries are dropped before the next request;
 //! - a load that raced with an invalidation is used for its one request but not cached (the
 //!   `epoch` check), so a stale slice can never be put back after the invalidation;
+//! - a cache hit is also checked against the invalidations numbered since it was loaded (the
+//!   [`InvalidationLog`]): moka's `invalidate_entries_if` alone does not guarantee that the next
+//!   `get` misses (its predicates are retired by a housekeeping pass that may not have seen an
+//!   entry written just before them), which let one request in ~50 000 use the identity a
+//!   switch had just replaced (soak, 2026-11-27);
 //! - entries live at most `cache_ttl_secs` (the backstop);
 //! - validity periods and expiry are compared with `now` on every request, by the policies.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -24,6 +30,10 @@ use crate::authz::{AuthzError, EntitySlice, SliceFacts};
 
 /// How often (at most) a session's activity is written to the store.
 const TOUCH_INTERVAL_SECS: i64 = 60;
+
+/// How many recent invalidations a cache hit can be checked against; a hit loaded before the
+/// oldest one kept is reloaded.
+const INVALIDATION_LOG_LEN: usize = 4096;
 
 pub static HEADER_PERSON: HeaderName = HeaderName::from_static("x-taxgate-person");
 pub static HEADER_ENTERPRISE: HeaderName = HeaderName::from_static("x-taxgate-enterprise");
@@ -47,12 +57,15 @@ pub struct ResolvedSession {
     generation: u64,
     last_seen: AtomicI64,
     touched: AtomicI64,
+    /// Every invalidation up to this epoch is known not to concern this entry.
+    checked_epoch: AtomicU64,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 impl ResolvedSession {
-    pub(crate) fn new(slice: SessionSlice) -> Self {
+    /// `epoch`: the invalidation epoch read before `slice` was loaded.
+    pub(crate) fn new(slice: SessionSlice, epoch: u64) -> Self {
         let (session, facts) = SliceFacts::split(slice);
         let last_seen = session.last_seen_at;
         ResolvedSession {
@@ -61,6 +74,7 @@ impl ResolvedSession {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             last_seen: AtomicI64::new(last_seen),
             touched: AtomicI64::new(last_seen),
+            checked_epoch: AtomicU64::new(epoch),
         }
     }
 
@@ -152,6 +166,46 @@ pub enum Lookup {
     Expired,
 }
 
+/// The latest invalidations, numbered by epoch (1, 2, ...), oldest first.
+#[derive(Default)]
+struct InvalidationLog {
+    entries: VecDeque<(u64, Invalidation)>,
+}
+
+impl InvalidationLog {
+    /// Record `inv` as epoch `epoch` (one more than the last), forgetting the oldest if full.
+    fn push(&mut self, epoch: u64, inv: Invalidation) {
+        if self.entries.len() >= INVALIDATION_LOG_LEN {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((epoch, inv));
+    }
+
+    /// Whether an entry that knows every invalidation up to `checked` is still good: `Ok(newest
+    /// epoch checked)` when none of the later ones `concerns` it, `Err(())` when one does or
+    /// when the log no longer reaches back to `checked + 1` (fail safe: reload).
+    fn check_since(
+        &self,
+        checked: u64,
+        concerns: impl Fn(&Invalidation) -> bool,
+    ) -> Result<u64, ()> {
+        let Some(&(oldest, _)) = self.entries.front() else {
+            return Err(());
+        };
+        if oldest > checked.saturating_add(1) {
+            return Err(());
+        }
+        let mut newest = checked;
+        for (epoch, inv) in self.entries.iter().filter(|(e, _)| *e > checked) {
+            if concerns(inv) {
+                return Err(());
+            }
+            newest = *epoch;
+        }
+        Ok(newest)
+    }
+}
+
 /// The cache key: SHA-256 of the token (its hex form is what the store looks up).
 type Key = [u8; 32];
 
@@ -163,6 +217,8 @@ pub struct Sessions {
     entities: Option<moka::sync::Cache<u64, Arc<Prepared>>>,
     /// Bumped on every invalidation; a load that saw another epoch is not cached.
     epoch: AtomicU64,
+    /// The invalidations behind `epoch`; bumped and appended under this one lock.
+    log: Mutex<InvalidationLog>,
     idle_timeout: i64,
 }
 
@@ -191,6 +247,7 @@ impl Sessions {
             cache,
             entities,
             epoch: AtomicU64::new(0),
+            log: Mutex::new(InvalidationLog::default()),
             idle_timeout: i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX),
         })
     }
@@ -202,17 +259,21 @@ impl Sessions {
         }
         let key: Key = Sha256::digest(token_str.as_bytes()).into();
         if let Some(hit) = self.cache.get(&key).await {
-            match self.check(&hit, now) {
-                // Idle by this instance's view: another instance may have seen activity since,
-                // so only the store can say; fall through to a fresh load.
-                Lookup::Expired if hit.session.expires_at > now => {}
-                Lookup::Live(_) => {
-                    self.touch(&hit, now);
-                    return Ok(Lookup::Live(hit));
-                }
-                other => {
-                    self.cache.invalidate(&key).await;
-                    return Ok(other);
+            if !self.still_current(&hit) {
+                self.cache.invalidate(&key).await;
+            } else {
+                match self.check(&hit, now) {
+                    // Idle by this instance's view: another instance may have seen activity
+                    // since, so only the store can say; fall through to a fresh load.
+                    Lookup::Expired if hit.session.expires_at > now => {}
+                    Lookup::Live(_) => {
+                        self.touch(&hit, now);
+                        return Ok(Lookup::Live(hit));
+                    }
+                    other => {
+                        self.cache.invalidate(&key).await;
+                        return Ok(other);
+                    }
                 }
             }
         }
@@ -220,7 +281,7 @@ impl Sessions {
         let Some(slice) = self.store.session_slice(&hex::encode(key)).await? else {
             return Ok(Lookup::Missing);
         };
-        let resolved = Arc::new(ResolvedSession::new(slice));
+        let resolved = Arc::new(ResolvedSession::new(slice, epoch));
         // A slice the policy engine cannot represent is refused, never guessed at; building it
         // now also fills the hot entity cache for the decision that follows.
         if let Err(e) = self.entities(&resolved) {
@@ -250,6 +311,25 @@ impl Sessions {
             hot.insert(s.generation, built.clone());
         }
         Ok(built)
+    }
+
+    /// Whether no invalidation since `hit` was loaded (or last checked) concerns it.
+    fn still_current(&self, hit: &ResolvedSession) -> bool {
+        let checked = hit.checked_epoch.load(Ordering::Acquire);
+        if checked == self.epoch.load(Ordering::Acquire) {
+            return true;
+        }
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match log.check_since(checked, |inv| hit.matches(inv)) {
+            Ok(newest) => {
+                hit.checked_epoch.fetch_max(newest, Ordering::AcqRel);
+                true
+            }
+            Err(()) => false,
+        }
     }
 
     fn check(&self, s: &Arc<ResolvedSession>, now: Timestamp) -> Lookup {
@@ -288,7 +368,15 @@ impl Sessions {
 
     /// Drop every cached session the invalidation concerns. Effective for the very next lookup.
     pub fn invalidate(&self, inv: &Invalidation) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut log = self
+                .log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+            log.push(epoch, inv.clone());
+        }
+        // moka's own invalidation frees the memory; `still_current` is what makes it exact.
         if matches!(inv, Invalidation::All) {
             self.cache.invalidate_all();
             if let Some(hot) = &self.entities {
@@ -327,5 +415,55 @@ impl Sessions {
     /// Sessions whose Cedar entities are in the hot cache.
     pub fn entities_cached(&self) -> u64 {
         self.entities.as_ref().map_or(0, |c| c.entry_count())
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> Invalidation {
+        Invalidation::Session { id: id.into() }
+    }
+
+    #[test]
+    fn a_hit_is_stale_once_a_later_invalidation_concerns_it() {
+        let mut log = InvalidationLog::default();
+        log.push(1, session("a"));
+        log.push(2, session("b"));
+        log.push(3, session("c"));
+        let is = |id: &'static str| move |inv: &Invalidation| *inv == session(id);
+        // Loaded after epoch 1: only 2 and 3 count.
+        assert_eq!(log.check_since(1, is("a")), Ok(3));
+        assert_eq!(log.check_since(1, is("b")), Err(()));
+        assert_eq!(log.check_since(0, is("a")), Err(()));
+        assert_eq!(log.check_since(3, is("c")), Ok(3), "nothing after 3");
+        assert_eq!(
+            log.check_since(2, |_| true),
+            Err(()),
+            "`All` concerns everyone"
+        );
+    }
+
+    #[test]
+    fn a_hit_older_than_the_log_is_reloaded() {
+        let mut log = InvalidationLog::default();
+        assert_eq!(
+            log.check_since(0, |_| false),
+            Err(()),
+            "epoch moved, log empty"
+        );
+        for e in 1..=(INVALIDATION_LOG_LEN as u64 + 10) {
+            log.push(e, session("x"));
+        }
+        assert_eq!(log.entries.len(), INVALIDATION_LOG_LEN);
+        assert_eq!(
+            log.check_since(5, |_| false),
+            Err(()),
+            "epochs 6..=10 forgotten"
+        );
+        assert_eq!(
+            log.check_since(10, |_| false),
+            Ok(INVALIDATION_LOG_LEN as u64 + 10)
+        );
     }
 }

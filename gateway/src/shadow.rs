@@ -260,7 +260,7 @@ mod tests {
             }),
             agreement: None,
         };
-        Arc::new(ResolvedSession::new(session_slice(&facts).unwrap()))
+        Arc::new(ResolvedSession::new(session_slice(&facts).unwrap(), 0))
     }
 
     async fn store() -> AnyStore {

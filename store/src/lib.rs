@@ -28,6 +28,6 @@ pub use ids::{IdError, IdNumber, Phone, TaxpayerId};
 pub use model::*;
 pub use postgres::PgStore;
 pub use records::*;
-pub use seed::{ImportError, ImportSummary, RowError, import_seed};
+pub use seed::{ImportError, ImportSummary, RowError, SeedFileCheck, check_seed_file, import_seed};
 pub use sqlite::SqliteStore;
 pub use store_api::{SessionIdentity, Store, StoreResult};

@@ -10,7 +10,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 use taxgate_e2e::*;
-use taxgate_store::{Store, TaxpayerId};
+use taxgate_store::{IdNumber, Store, TaxpayerId};
 
 /// PostgreSQL unreachable mid-run (a relay between gateway and server is cut): every routed
 /// request is refused 503 `store_unavailable` and nothing reaches the upstream, `/readyz` goes
@@ -396,6 +396,12 @@ fn taxpayer_id(i: usize) -> String {
 
 /// Two instances on one PostgreSQL; one is stopped with SIGTERM while clients send to both,
 /// retrying on the other only when a connection is refused. No request fails otherwise.
+///
+/// It failed about once in ten runs with "connection closed before message completed" from the
+/// stopped instance: a connection accepted just before the signal, whose request hyper had not
+/// read yet, was closed unanswered (see `sigterm_answers_connections_already_accepted_or_queued`
+/// for the deterministic version). A failure now reports every failed request with its instance
+/// and its time relative to the signal, and the stopped instance's log.
 #[tokio::test]
 async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
     let Some(url) = test_postgres_url() else {
@@ -414,11 +420,17 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
         .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
         .await;
     let addrs = [env.gw.public, doomed.public];
+    let names = ["survivor", "doomed"];
+    let started = Instant::now();
+    // Milliseconds from `started` to the SIGTERM (0 until sent).
+    let term_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (ok, retried) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut workers = Vec::new();
     for w in 0..4usize {
         let (token, stop, ok, retried) = (token.clone(), stop.clone(), ok.clone(), retried.clone());
+        let (term_at, failures) = (term_at.clone(), failures.clone());
         workers.push(tokio::spawn(async move {
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
@@ -435,25 +447,37 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
                         .body(empty())
                         .unwrap()
                 };
-                let first = addrs[i % 2];
-                let answer = match try_send(first, req(i % 3 == 0)).await {
+                let mut target = i % 2;
+                let sent_ms = started.elapsed().as_millis();
+                let answer = match try_send(addrs[target], req(i % 3 == 0)).await {
                     Err(SendError::Refused(_)) => {
                         retried.fetch_add(1, Ordering::Relaxed);
-                        try_send(addrs[(i + 1) % 2], req(false)).await
+                        target = (i + 1) % 2;
+                        try_send(addrs[target], req(false)).await
                     }
                     other => other,
                 };
-                match answer {
+                let outcome = match answer {
                     Ok(a) if a.status == StatusCode::OK => {
                         ok.fetch_add(1, Ordering::Relaxed);
+                        continue;
                     }
-                    Ok(a) => panic!(
-                        "request {i} to {first}: {} {}",
-                        a.status,
-                        String::from_utf8_lossy(&a.body)
-                    ),
-                    Err(e) => panic!("request {i} to {first} failed: {e:?}"),
-                }
+                    Ok(a) => format!("{} {}", a.status, String::from_utf8_lossy(&a.body)),
+                    Err(e) => format!("{e:?}"),
+                };
+                let term = term_at.load(Ordering::SeqCst);
+                let when = if term == 0 {
+                    format!("sent at {sent_ms} ms, before the SIGTERM")
+                } else {
+                    format!(
+                        "sent {} ms after the SIGTERM",
+                        i128::try_from(sent_ms).unwrap() - i128::from(term)
+                    )
+                };
+                failures.lock().unwrap().push(format!(
+                    "worker {w} request {i} to the {} instance ({when}): {outcome}",
+                    names[target]
+                ));
             }
         }));
     }
@@ -461,6 +485,10 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
         (ok.load(Ordering::Relaxed) >= 20).then_some(())
     })
     .await;
+    term_at.store(
+        u64::try_from(started.elapsed().as_millis()).unwrap().max(1),
+        Ordering::SeqCst,
+    );
     doomed.signal("TERM");
     let mut doomed = doomed;
     let exited = eventually(Duration::from_secs(10), "SIGTERM drain ended", || {
@@ -468,7 +496,11 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
         async move { st }
     })
     .await;
-    assert!(exited.success(), "{exited:?}");
+    assert!(
+        exited.success(),
+        "{exited:?}\n{}",
+        std::fs::read_to_string(env.dir.path().join("doomed.log")).unwrap_or_default()
+    );
     let served_before = ok.load(Ordering::Relaxed);
     eventually(Duration::from_secs(10), "load continued", || async {
         (ok.load(Ordering::Relaxed) >= served_before + 20).then_some(())
@@ -476,11 +508,304 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
     .await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
-        w.await.expect("a request failed during the drain");
+        w.await.unwrap();
     }
+    let failures = failures.lock().unwrap().clone();
+    let doomed_log = std::fs::read_to_string(env.dir.path().join("doomed.log")).unwrap_or_default();
+    assert!(
+        failures.is_empty(),
+        "{} request(s) failed ({} answered 200, {} retried after a refusal):\n{}\n\
+         log of the stopped instance:\n{doomed_log}",
+        failures.len(),
+        ok.load(Ordering::Relaxed),
+        retried.load(Ordering::Relaxed),
+        failures.join("\n")
+    );
     assert!(
         retried.load(Ordering::Relaxed) > 0,
         "no request hit the stopped instance: the test proved nothing"
     );
     env.gw.stop().await;
+}
+
+/// SIGTERM while connections wait to be served: one accepted whose request has not arrived yet
+/// (it comes after the signal), and several the kernel completed while the gateway was paused
+/// (SIGSTOP) and had not accepted yet. Every request on them is answered 200 and reaches the
+/// upstream; none is dropped unanswered or reset. (Before: the first was closed by hyper-util's
+/// protocol sniffing when the shutdown began, the others were reset with the listener; that
+/// was the occasional failure of `sigterm_one_of_two_instances_under_load_loses_nothing`.)
+#[tokio::test]
+async fn sigterm_answers_connections_already_accepted_or_queued() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), &up.url(), "\n[dev]\nallow_all = true\n");
+    let mut gw = ServeChild::start(dir.path(), "gw", &text).await;
+    let request = |name: &str| {
+        format!("GET /api/declare/{name} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+    };
+    let mut waiting = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // accepted, reading the first bytes
+    gw.signal("STOP");
+    let mut queued = Vec::new();
+    for i in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+        s.write_all(request(&format!("queued-{i}")).as_bytes())
+            .await
+            .unwrap();
+        queued.push(s);
+    }
+    gw.signal("TERM");
+    gw.signal("CONT");
+    tokio::time::sleep(Duration::from_millis(300)).await; // the drain has begun
+    // Written after the signal, on a connection accepted before it.
+    let _ = waiting.write_all(request("waiting").as_bytes()).await;
+    let mut answers = Vec::new();
+    for (name, mut s) in std::iter::once(("waiting".to_string(), waiting)).chain(
+        queued
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (format!("queued-{i}"), s)),
+    ) {
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        answers.push((name, read.map(|r| r.map(|_| ())), text));
+    }
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(_, read, text)| !matches!(read, Ok(Ok(()))) || !text.starts_with("HTTP/1.1 200"))
+        .collect();
+    let log = std::fs::read_to_string(dir.path().join("gw.log")).unwrap_or_default();
+    assert!(
+        failed.is_empty(),
+        "{} of {} waiting requests not answered 200: {failed:?}\ngateway log:\n{log}",
+        failed.len(),
+        answers.len()
+    );
+    let exited = gw.child.wait().unwrap();
+    assert!(exited.success(), "{exited:?}\n{log}");
+    let mut seen: Vec<String> = drain_seen(&mut up)
+        .into_iter()
+        .map(|s| s.path_and_query)
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 7, "{seen:?}");
+}
+
+/// 一号一人 under SIGKILL: a phone number is moved between two persons through
+/// `POST /account/phone` + `/account/phone/verify`, and the real binary is killed with SIGKILL
+/// at a different moment of each verify. After every kill the store holds the state from
+/// before the transfer or the one after it, never a mix: at most one person has the number,
+/// the previous holder lost it exactly when the mover got it, the mover's old number is gone
+/// only then, and a verify answered 204 always stuck.
+#[tokio::test]
+async fn phone_transfers_killed_mid_way_leave_all_or_nothing() {
+    const ROUNDS: u32 = 20;
+    const NUMBER: &str = "13700000001";
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "\n[login]\nsms_resend_secs = 0\nsms_daily_limit = 1000\n",
+    );
+    let cfg = dir.path().join("taxgate.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let seed_path = dir.path().join("seed.json");
+    std::fs::write(&seed_path, seed_json().to_string()).unwrap();
+    for args in [&["migrate", "--config"][..], &["import", "--config"][..]] {
+        let mut cmd = std::process::Command::new(taxgate_bin());
+        cmd.args(args).arg(&cfg);
+        if args[0] == "import" {
+            cmd.arg(&seed_path);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let sqlite = format!("sqlite://{}", dir.path().join("taxgate.db").display());
+    let outbox = dir.path().join("sms-outbox.jsonl");
+    let last_code = |to: &str| {
+        std::fs::read_to_string(&outbox)
+            .unwrap()
+            .lines()
+            .rev()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|m| m["to"] == to)
+            .and_then(|m| m["code"].as_str().map(String::from))
+            .unwrap()
+    };
+    let post = |addr: std::net::SocketAddr, path: &str, body: serde_json::Value, token: &str| {
+        let mut req = Request::post(path)
+            .header("host", "gw.test")
+            .header("content-type", "application/json");
+        if !token.is_empty() {
+            req = req.header("cookie", format!("taxgate_session={token}"));
+        }
+        try_send(addr, req.body(full(body.to_string())).unwrap())
+    };
+
+    // Sessions are in the store: log both persons in once (自然人业务), use them every round.
+    let mut gw = ServeChild::start(dir.path(), "gw0", &text).await;
+    let mut tokens = Vec::new();
+    for (id, pw, phone) in [
+        (WANG, WANG_PW, "13800138000"),
+        (ZHOU, ZHOU_PW, "13900000006"),
+    ] {
+        let login = post(
+            gw.public,
+            "/auth/login",
+            json!({"entry": "person", "account": id, "password": pw}),
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(login.status, StatusCode::OK);
+        let challenge = login.json()["challenge"].as_str().unwrap().to_string();
+        let sent = post(
+            gw.public,
+            "/auth/sms/send",
+            json!({"challenge": challenge}),
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(sent.status, StatusCode::OK);
+        let verified = post(
+            gw.public,
+            "/auth/sms/verify",
+            json!({"challenge": challenge, "code": last_code(phone)}),
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(verified.status, StatusCode::OK);
+        tokens.push((IdNumber::parse(id).unwrap(), session_token(&verified)));
+    }
+
+    let phones = || async {
+        let store = taxgate_store::AnyStore::connect(&sqlite).await.unwrap();
+        let mut out = Vec::new();
+        for (id, _) in &tokens {
+            let p = store.person(id).await.unwrap().unwrap();
+            out.push(p.phone.map(|p| p.as_str().to_string()));
+        }
+        let holder = store.person_by_account(NUMBER).await.unwrap();
+        (out, holder.map(|p| p.id_number))
+    };
+    let (mut committed, mut answered, mut unchanged) = (0, 0, 0);
+    // Round 0 is not killed: it measures how long a verify takes here (T). Round 1 is killed at
+    // once, the others from T/4 to about 5.7 T after the verify was sent, each 19 % later than
+    // the one before (a fresh process is slower than the warm one T was measured on).
+    let mut verify_time = Duration::ZERO;
+    for round in 0..=ROUNDS {
+        if round > 1 {
+            gw = ServeChild::start(dir.path(), &format!("gw{round}"), &text).await;
+        }
+        let (before, _) = phones().await;
+        // The mover is whoever does not hold the number.
+        let mover = usize::from(before[0].as_deref() == Some(NUMBER));
+        let start = post(
+            gw.public,
+            "/account/phone",
+            json!({"phone": NUMBER}),
+            &tokens[mover].1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(start.status, StatusCode::OK, "round {round}");
+        let challenge = start.json()["challenge"].as_str().unwrap().to_string();
+        let code = last_code(NUMBER);
+        let addr = gw.public;
+        let token = tokens[mover].1.clone();
+        let sent_at = Instant::now();
+        let verify = tokio::spawn(async move {
+            post(
+                addr,
+                "/account/phone/verify",
+                json!({"challenge": challenge, "code": code}),
+                &token,
+            )
+            .await
+        });
+        let kill_after = match round {
+            0 | 1 => Duration::ZERO,
+            r => verify_time.mul_f64(2f64.powf(f64::from(r - 2) / 4.0 - 2.0)),
+        };
+        let answer = if round == 0 {
+            let answer = verify.await.unwrap();
+            verify_time = sent_at.elapsed();
+            assert_eq!(answer.as_ref().unwrap().status, StatusCode::NO_CONTENT);
+            answer
+        } else {
+            // A different moment each round: before, inside and after the transaction.
+            tokio::time::sleep(kill_after).await;
+            gw.child.kill().unwrap(); // SIGKILL
+            let _ = gw.child.wait();
+            verify.await.unwrap()
+        };
+        let got_204 = matches!(&answer, Ok(a) if a.status == StatusCode::NO_CONTENT);
+
+        let mut after = before.clone();
+        after[mover] = Some(NUMBER.to_string());
+        if after[1 - mover].as_deref() == Some(NUMBER) {
+            after[1 - mover] = None;
+        }
+        let (now, holder) = phones().await;
+        assert!(
+            now == before || now == after,
+            "round {round}: a partial transfer: before {before:?}, now {now:?}, expected that or {after:?}"
+        );
+        assert_eq!(
+            holder.as_ref(),
+            (now.iter().position(|p| p.as_deref() == Some(NUMBER))).map(|i| &tokens[i].0),
+            "round {round}: the number's holder by lookup differs from the persons' rows"
+        );
+        if got_204 {
+            assert_eq!(now, after, "round {round}: answered 204 but not stored");
+        }
+        if round == 0 {
+            assert_eq!(now, after, "the unkilled transfer");
+            eprintln!("round 0 (not killed): the verify took {verify_time:?}");
+            continue;
+        }
+        answered += usize::from(got_204);
+        if now == after {
+            committed += 1;
+        } else {
+            unchanged += 1;
+        }
+        eprintln!(
+            "round {round}: killed after {:?}: {} ({})",
+            kill_after,
+            if now == after { "moved" } else { "not moved" },
+            match &answer {
+                Ok(a) => a.status.to_string(),
+                Err(e) => format!("{e:?}"),
+            }
+        );
+    }
+    eprintln!(
+        "{ROUNDS} kills: {committed} transfers stored ({answered} of them answered 204), {unchanged} left as before"
+    );
+    assert!(
+        committed > 0 && unchanged > 0,
+        "every kill landed on the same side: the test proved little"
+    );
+    // The gateway still works on the state left behind.
+    let gw = ServeChild::start(dir.path(), "final", &text).await;
+    let (now, _) = phones().await;
+    let holder = now.iter().position(|p| p.as_deref() == Some(NUMBER));
+    if let Some(i) = holder {
+        let other = 1 - i;
+        let take = post(
+            gw.public,
+            "/account/phone",
+            json!({"phone": NUMBER}),
+            &tokens[other].1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(take.status, StatusCode::OK);
+    }
+    drop(gw);
 }

@@ -9,6 +9,7 @@ mod decisions;
 mod faults;
 mod hostile;
 mod login;
+mod multi;
 mod policy_safety;
 mod proxy;
 mod trust;

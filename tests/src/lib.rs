@@ -37,6 +37,8 @@ pub struct Seen {
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
     pub body_len: u64,
+    /// Why the request body ended before its end (`None`: read completely).
+    pub body_error: Option<String>,
 }
 
 impl Seen {
@@ -131,6 +133,7 @@ async fn upstream_handle(
             .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
             .collect(),
         body_len: 0,
+        body_error: None,
     };
     if let Some(rest) = after(&path, "/slow/") {
         let ms: u64 = rest.split('/').next().unwrap_or("0").parse().unwrap_or(0);
@@ -139,7 +142,13 @@ async fn upstream_handle(
     let mut body = req.into_body();
     let mut first = true;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                seen.body_error = Some(e.to_string());
+                break;
+            }
+        };
         if let Some(data) = frame.data_ref() {
             if first && path.contains("/first-chunk/") {
                 let _ = chunk_tx.send(data.len());

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Response, Uri, Version, header};
+use http_body_util::BodyExt;
 use hyper_rustls::{
     DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector, ResolveServerName,
 };
@@ -14,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{ConnInfo, Forward, headers};
-use crate::body::{Body, boxed};
+use crate::body::{Body, BoxError, boxed};
 use crate::config::UpstreamConfig;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
@@ -134,12 +135,28 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
     for (name, value) in identity {
         h.insert(name, value);
     }
+    // Tag the client's body errors so a failed exchange can be blamed on the right side.
+    let request = request.map(|body| {
+        body.map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) })
+            .boxed()
+    });
 
     let started = Instant::now();
     let result = tokio::time::timeout(upstream.timeout, upstream.client.request(request)).await;
-    metrics.upstream_latency(upstream.index, started.elapsed().as_secs_f64());
     match result {
+        Ok(Err(e)) if caused_by_client_body(&e) => {
+            // A malformed body (bad chunk, cut short, client gone mid-upload): the upstream
+            // request was abandoned before its end, so the upstream never saw it complete.
+            // The client's fault, not the upstream's: 400, and no upstream failure logged.
+            tracing::info!(
+                upstream = %upstream.name,
+                error = %error_chain(&e),
+                "client request body failed; upstream request abandoned"
+            );
+            ApiError::from(Code::InvalidInput).into_response()
+        }
         Ok(Ok(response)) => {
+            metrics.upstream_latency(upstream.index, started.elapsed().as_secs_f64());
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             // The timeout also bounds every silence of the upstream mid-body.
@@ -147,12 +164,14 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
             Response::from_parts(parts, boxed(body))
         }
         Ok(Err(e)) => {
+            metrics.upstream_latency(upstream.index, started.elapsed().as_secs_f64());
             // The client error alone says "client error (Connect)"; the cause (refused, TLS
             // handshake: unknown issuer, certificate required...) is what an operator needs.
             tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream request failed");
             ApiError::from(Code::UpstreamUnavailable).into_response()
         }
         Err(_) => {
+            metrics.upstream_latency(upstream.index, started.elapsed().as_secs_f64());
             tracing::warn!(
                 upstream = %upstream.name,
                 timeout_secs = upstream.timeout.as_secs(),
@@ -161,6 +180,34 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
             ApiError::from(Code::UpstreamTimeout).into_response()
         }
     }
+}
+
+/// An error of the client's request body, as it reaches the upstream client (which wraps it).
+#[derive(Debug)]
+struct ClientBodyError(BoxError);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Whether `e`, an upstream exchange's error, has the client's request body as its cause.
+fn caused_by_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.is::<ClientBodyError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -172,4 +219,41 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapper(Option<BoxError>);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapper")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.0
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn a_client_body_error_is_found_anywhere_in_the_chain() {
+        let tagged: BoxError = Box::new(ClientBodyError("invalid chunk size".into()));
+        let deep = Wrapper(Some(Box::new(Wrapper(Some(tagged)))));
+        assert!(caused_by_client_body(&deep));
+        assert!(error_chain(&deep).contains("client request body: invalid chunk size"));
+    }
+
+    #[test]
+    fn an_upstream_error_is_not_blamed_on_the_client() {
+        let refused = Wrapper(Some(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        ))));
+        assert!(!caused_by_client_body(&refused));
+        assert!(!caused_by_client_body(&Wrapper(None)));
+    }
 }
