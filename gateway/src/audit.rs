@@ -22,6 +22,12 @@ use crate::metrics::Counter;
 pub const ENQUEUE_WAIT: Duration = Duration::from_secs(1);
 /// Events written per store round trip, at most.
 const BATCH: usize = 512;
+/// After the first event of a batch, how long the writer lets more arrive before writing. Each
+/// write is one transaction, whose commit rewrites the table's and indexes' last pages whatever
+/// the batch size; writing every event as it came (batches of 1–10 under load) cost the SQLite
+/// thread a quarter of the gateway's CPU at 8,500 requests/s. Requests never wait for this:
+/// they only wait for room in the queue.
+const LINGER: Duration = Duration::from_millis(10);
 
 pub static AUDIT_WRITTEN: Counter = Counter::new(
     "taxgate_audit_events_written_total",
@@ -163,6 +169,15 @@ async fn writer(
                     rx.close();
                     stopping = true;
                     continue;
+                }
+            }
+        }
+        if !stopping && batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
                 }
             }
         }

@@ -142,9 +142,7 @@ impl Gateway {
                 return refuse(Code::Internal.into());
             }
         };
-        let decision = self
-            .engine
-            .decide(&entities.entities, &route.action, &facts);
+        let decision = entities.decide(&self.engine, &route.action, &facts);
         let id = self.audit.next_id();
         let mut event = decision_event(
             &id,

@@ -26,7 +26,7 @@ use taxgate_store::{
 };
 
 use crate::authn::token;
-use crate::authz::{AuthzError, EntitySlice, SliceFacts};
+use crate::authz::{AuthzError, Decision, EntitySlice, PolicyEngine, RequestFacts, SliceFacts};
 
 /// How often (at most) a session's activity is written to the store.
 const TOUCH_INTERVAL_SECS: i64 = 60;
@@ -139,6 +139,60 @@ pub struct Prepared {
     /// `None` when the slice could not be serialized: its decisions are recorded as not
     /// replayable.
     pub replay: Option<AuditSlice>,
+    /// The last decision per action made on these entities (at most [`MEMO_ACTIONS`]).
+    memo: Mutex<Vec<Memo>>,
+}
+
+/// Actions whose last decision a [`Prepared`] keeps.
+const MEMO_ACTIONS: usize = 8;
+
+struct Memo {
+    action: Box<str>,
+    facts: RequestFacts,
+    version: Arc<str>,
+    decision: Decision,
+}
+
+impl Prepared {
+    /// The enforced set's decision for `action` on these entities.
+    ///
+    /// A decision is a pure function of the entities, the action, the request facts (the time
+    /// in whole seconds, the legacy-login deadline) and the policy set (its version is a hash
+    /// of its content). The last one per action is kept with those inputs, so a session's
+    /// requests within the same second reuse it instead of evaluating the policies again; any
+    /// change of input (the next second, a reload, a reloaded session) decides afresh.
+    pub fn decide(&self, engine: &PolicyEngine, action: &str, facts: &RequestFacts) -> Decision {
+        let set = engine.current();
+        {
+            let memo = self
+                .memo
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(m) = memo.iter().find(|m| &*m.action == action)
+                && m.facts == *facts
+                && (Arc::ptr_eq(&m.version, &set.version) || m.version == set.version)
+            {
+                return m.decision.clone();
+            }
+        }
+        let decision = set.decide(&self.entities, action, facts);
+        let mut memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = Memo {
+            action: action.into(),
+            facts: *facts,
+            version: set.version.clone(),
+            decision: decision.clone(),
+        };
+        match memo.iter_mut().position(|m| &*m.action == action) {
+            Some(i) => memo[i] = entry,
+            None if memo.len() < MEMO_ACTIONS => memo.push(entry),
+            None => memo[0] = entry,
+        }
+        decision
+    }
 }
 
 /// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
@@ -154,7 +208,11 @@ pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
             None
         }
     };
-    Ok(Prepared { entities, replay })
+    Ok(Prepared {
+        entities,
+        replay,
+        memo: Mutex::new(Vec::new()),
+    })
 }
 
 /// The outcome of presenting a token.
@@ -420,6 +478,63 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::cases::{BindingFacts, SessionFacts, Time, session_slice};
+    use crate::authz::tests::copy_policies;
+    use taxgate_store::model::{Entry, Role};
+
+    const UNTIL: i64 = 1_800_000_000;
+
+    fn handler_until(until: i64) -> ResolvedSession {
+        let facts = SessionFacts {
+            entry: Entry::Enterprise,
+            role: Some(Role::TaxHandler),
+            person: Some(crate::authz::cases::DEFAULT_PERSON.to_string()),
+            enterprise: None,
+            agency: None,
+            must_change_password: false,
+            factor: None,
+            binding: Some(BindingFacts {
+                enterprise_confirmed: true,
+                person_confirmed: true,
+                valid_until: Some(Time::Seconds(until)),
+                ..BindingFacts::default()
+            }),
+            agreement: None,
+        };
+        ResolvedSession::new(session_slice(&facts).unwrap(), 0)
+    }
+
+    /// The memo only ever answers for identical inputs: the next second, another action and a
+    /// reloaded set all decide afresh.
+    #[test]
+    fn remembered_decisions_never_outlive_their_inputs() {
+        let dir = copy_policies();
+        let engine = PolicyEngine::load(dir.path()).unwrap();
+        let prepared = prepare(&handler_until(UNTIL)).unwrap();
+        let before = RequestFacts::at(UNTIL - 1);
+        let first = prepared.decide(&engine, "declare", &before);
+        assert!(first.allowed);
+        assert_eq!(prepared.decide(&engine, "declare", &before), first);
+        // The binding ends at UNTIL: the next second is decided again and refused.
+        let at_end = prepared.decide(&engine, "declare", &RequestFacts::at(UNTIL));
+        assert!(!at_end.allowed);
+        assert_eq!(at_end.reason.as_deref(), Some("binding_expired"));
+        // Another action is its own entry.
+        assert!(prepared.decide(&engine, "declare", &before).allowed);
+        assert!(!prepared.decide(&engine, "personal_tax", &before).allowed);
+        // A reload that forbids declaring is seen at once, for the very same inputs.
+        std::fs::write(
+            dir.path().join("zz_no_declare.cedar"),
+            "@id(\"test.no_declare\")\n@reason(\"not_permitted\")\n\
+             forbid (principal, action == Action::\"declare\", resource);\n",
+        )
+        .unwrap();
+        engine.reload().unwrap();
+        let after = prepared.decide(&engine, "declare", &before);
+        assert!(!after.allowed);
+        assert_ne!(after.version, first.version);
+        assert_eq!(after, engine.decide(&prepared.entities, "declare", &before));
+    }
 
     fn session(id: &str) -> Invalidation {
         Invalidation::Session { id: id.into() }
