@@ -127,6 +127,9 @@ error_log $WORK/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # Like the load tools' connections, keep-alive connections are never recycled mid-run.
+  keepalive_requests 10000000;
+  http2_max_requests 10000000;
   upstream up { server 127.0.0.1:$UP; keepalive 256; }
   # nginx 1.22 speaks only h2c on a cleartext "http2" listener: one port per protocol.
   server {

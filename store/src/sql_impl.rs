@@ -4,6 +4,37 @@
 //! the differences (string aggregation, how a write transaction begins, notifications,
 //! migrations) are parameters or methods of the backend type.
 
+/// Split `items` into chunks of a few fixed sizes (256, 64, 16, 4, 1, largest first), so a
+/// multi-row `INSERT` has one of five shapes and each is prepared once per connection and then
+/// reused from the statement cache, instead of parsing a new statement for every batch size.
+pub(crate) fn fixed_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = [256, 64, 16, 4, 1]
+            .into_iter()
+            .find(|&n| items.len() >= n)?;
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixed_chunks_cover_everything_in_five_shapes() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 300, 513, 1000] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = super::fixed_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n}");
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| [256, 64, 16, 4, 1].contains(&c.len()))
+            );
+        }
+    }
+}
+
 macro_rules! sql_store_impl {
     ($Store:ty, $Db:ty, staff_agg = $agg:literal, migrations = $migrations:literal) => {
         use std::sync::LazyLock;
@@ -987,8 +1018,8 @@ macro_rules! sql_store_impl {
                     qb.push(" ON CONFLICT (hash) DO NOTHING");
                     qb.build().execute(&mut *tx).await?;
                 }
-                // 18 parameters a row: 500 rows stay under both backends' parameter limits.
-                for chunk in events.chunks(500) {
+                // 18 parameters a row: 256 rows stay under both backends' parameter limits.
+                for chunk in crate::sql_impl::fixed_chunks(events) {
                     let mut qb = sqlx::QueryBuilder::<$Db>::new(
                         "INSERT INTO audit_events (id, at, request_id, session_id, person, \
                          enterprise, role, entry, action, path, allowed, policies, reason, \
