@@ -3,20 +3,9 @@
 //!
 //! Run: `cargo bench -p taxgate-benches --bench decision -j2`
 //!
-//! Last run (2026-11-27, 2 shared cores, load average ~4.5 from two other builds, so absolute
-//! times are roughly 2x a quiet machine; criterion median, 2 s measurement):
-//!
-//! | bench | time |
-//! |---|---|
-//! | raw `Authorizer::is_authorized`, prepared request, whole set (32 policies) | 42.3 µs |
-//! | taxgate `decide()` on a cached slice (builds context + request, indexed) | 30.5 µs |
-//! | indexed, 32 / 96 / 996 / 9,996 policies | 27.3 / 32.2 / 37.6 / 36.8 µs |
-//! | unindexed, 32 / 96 / 996 / 9,996 policies | 43.9 µs / 149 µs / 2.67 ms / 35.7 ms |
-//!
-//! decide = 139% of the raw loop's throughput (it evaluates only the ~12 policies that can
-//! match `declare`). 996 and 9,996 policies: 1.38x and 1.35x the 32-policy time; the work is the
-//! same from 96 policies up (the generic set plus the requesting enterprise's own bucket, a
-//! second `is_authorized` call), the spread between 96 and 996 is load noise.
+//! Last run (2026-11-27, release, quiet 2-core VM; criterion median): raw 48.1 µs, decide
+//! 32.4 µs (148% of the raw loop's throughput); indexed 32 / 96 / 996 / 9,996 policies: 30.5 /
+//! 32.5 / 39.3 / 35.5 µs. The table is in benches/README.md.
 //!
 //! The request in every group: an enterprise-entry tax handler with an active binding asking
 //! for `declare`. The scaled sets are the repository's policy set (32 policies) plus

@@ -178,6 +178,11 @@ fn backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: A
         g.bench_function("build", |b| {
             b.iter(|| black_box(EntitySlice::build(black_box(&slice)).unwrap()))
         });
+        // What a miss adds for decision replay: the slice as canonical JSON and its hash.
+        let built = EntitySlice::build(&slice).unwrap();
+        g.bench_function("replay_json", |b| {
+            b.iter(|| black_box(built.replay_json().unwrap()))
+        });
         g.finish();
     }
 }

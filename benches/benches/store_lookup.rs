@@ -1,5 +1,6 @@
 //! `session_slice` (the per-request cache-miss lookup: session + person + enterprise + binding in
-//! one indexed query) on SQLite with 1 thousand and 1 million bindings. The two must be flat.
+//! one indexed query) on SQLite with 1 thousand, 100 thousand and 1 million bindings. They must
+//! be flat.
 //!
 //! Run (release, the real figures):
 //!     cargo bench -p taxgate-benches --bench store_lookup
@@ -9,11 +10,8 @@
 //! Populating 1 million bindings (bulk inserts in one transaction, not through the import)
 //! takes about a minute in a debug build.
 //!
-//! Last figures: 2-core VM shared with two other builds, Rust 1.95, `--profile dev` (unoptimised
-//! Rust *and* SQLite, so absolute numbers are ~10x a release build), criterion mean [95% CI]:
-//!     session_slice/1000      366 µs [352 – 379]
-//!     session_slice/1000000   434 µs [416 – 454]   (populate: 25 s)
-//! Flat within noise plus one B-tree level; no scan. Re-measure in release for absolute numbers.
+//! Last figures (2026-11-27, release, quiet 2-core VM; criterion mean): 1 thousand 130 µs,
+//! 100 thousand 125 µs, 1 million 170 µs (populate: 7 s). See benches/README.md.
 
 // A bench is test code: a failed setup should stop it loudly.
 #![allow(clippy::expect_used)]
