@@ -2,8 +2,9 @@
 //! strict mode, indexes it and swaps it in atomically; builds per-session entity slices; decides
 //! requests. Rust establishes facts (the slice, `now`); the policies decide.
 //!
-//! Hot path: `PolicyEngine::decide` on a cached `Arc<EntitySlice>` builds only the request
-//! context and evaluates the policies the index selects.
+//! Hot path: a decision on a session's built `EntitySlice` builds only the request context and
+//! evaluates the policies the index selects (and `session::Prepared` reuses it for identical
+//! inputs).
 
 mod decision;
 mod index;

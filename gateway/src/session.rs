@@ -1,5 +1,6 @@
-//! Session resolution on the hot path: token -> SHA-256 -> moka -> (miss) one store query ->
-//! the Cedar entity slice, built once per session and cached with the identity headers.
+//! Session resolution on the hot path: token -> SHA-256 -> moka -> (miss) one store query. The
+//! cache keeps each session's record and slice facts; the Cedar entities (and the last decision
+//! per action) stay built for the most recently used sessions only ([`Sessions::entities`]).
 //!
 //! Caches never extend access (DESIGN principle 5):
 //! - every narrowing write publishes an [`Invalidation`] (this instance at once, others through
@@ -359,16 +360,13 @@ impl Sessions {
     /// The Cedar entities (and their audit form) of a resolved session: from the hot cache, or
     /// built (and cached).
     pub fn entities(&self, s: &ResolvedSession) -> Result<Arc<Prepared>, AuthzError> {
-        if let Some(hot) = &self.entities
-            && let Some(e) = hot.get(&s.generation)
-        {
-            return Ok(e);
+        match &self.entities {
+            // Concurrent misses of one session build it once.
+            Some(hot) => hot
+                .try_get_with(s.generation, || prepare(s).map(Arc::new))
+                .map_err(|e| AuthzError::Slice(e.to_string())),
+            None => prepare(s).map(Arc::new),
         }
-        let built = Arc::new(prepare(s)?);
-        if let Some(hot) = &self.entities {
-            hot.insert(s.generation, built.clone());
-        }
-        Ok(built)
     }
 
     /// Whether no invalidation since `hit` was loaded (or last checked) concerns it.
@@ -475,6 +473,7 @@ impl Sessions {
         self.entities.as_ref().map_or(0, |c| c.entry_count())
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use crate::model::{
 use crate::postgres::PgStore;
 use crate::records::{
     AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome, FailureState,
-    Invalidation, NewBinding, PolicyUse, RecordedDecision, Side, SmsStats,
+    Invalidation, NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsStats,
 };
 use crate::seed::{ImportSummary, ValidSeed};
 use crate::sqlite::SqliteStore;
@@ -97,7 +97,7 @@ impl Store for AnyStore {
         fn record_person_failure(&self, id: &IdNumber, now: Timestamp, max_failures: i32, lockout_secs: i64) -> FailureState;
         fn reset_person_failures(&self, id: &IdNumber) -> ();
         fn set_password(&self, id: &IdNumber, phc: &Secret, must_change: bool, now: Timestamp) -> ();
-        fn transfer_phone(&self, id: &IdNumber, phone: &Phone, now: Timestamp) -> Option<IdNumber>;
+        fn transfer_phone(&self, id: &IdNumber, phone: &Phone, now: Timestamp, audit: &PhoneAudit) -> Option<IdNumber>;
         fn enterprise(&self, id: &TaxpayerId) -> Option<Enterprise>;
         fn record_enterprise_failure(&self, id: &TaxpayerId, now: Timestamp, max_failures: i32, lockout_secs: i64) -> FailureState;
         fn reset_enterprise_failures(&self, id: &TaxpayerId) -> ();

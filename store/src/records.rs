@@ -316,3 +316,13 @@ pub fn new_id() -> Result<String, crate::StoreError> {
         .map_err(|e| crate::StoreError::Internal(format!("no randomness: {e}")))?;
     Ok(hex::encode(buf))
 }
+
+/// The audit events of a phone transfer ([`crate::Store::transfer_phone`]), written in the
+/// transfer's own transaction, so a crash leaves the transfer and its record, or neither.
+#[derive(Debug, Clone, Default)]
+pub struct PhoneAudit {
+    /// Written on every transfer.
+    pub bound: Option<AuditEvent>,
+    /// Written when the number was taken from another person, with `person` set to them.
+    pub cleared: Option<AuditEvent>,
+}

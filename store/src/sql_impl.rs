@@ -18,23 +18,6 @@ pub(crate) fn fixed_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn fixed_chunks_cover_everything_in_five_shapes() {
-        for n in [0usize, 1, 3, 4, 5, 63, 64, 300, 513, 1000] {
-            let items: Vec<usize> = (0..n).collect();
-            let chunks: Vec<&[usize]> = super::fixed_chunks(&items).collect();
-            assert_eq!(chunks.concat(), items, "{n}");
-            assert!(
-                chunks
-                    .iter()
-                    .all(|c| [256, 64, 16, 4, 1].contains(&c.len()))
-            );
-        }
-    }
-}
-
 macro_rules! sql_store_impl {
     ($Store:ty, $Db:ty, staff_agg = $agg:literal, migrations = $migrations:literal) => {
         use std::sync::LazyLock;
@@ -50,7 +33,8 @@ macro_rules! sql_store_impl {
         };
         use crate::records::{
             AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome,
-            FailureState, Invalidation, NewBinding, PolicyUse, RecordedDecision, Side, SmsStats,
+            FailureState, Invalidation, NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side,
+            SmsStats,
         };
         use crate::seed::{ImportSummary, ValidSeed};
         use crate::store_api::{SessionIdentity, StoreResult};
@@ -548,6 +532,7 @@ macro_rules! sql_store_impl {
                 id: &IdNumber,
                 phone: &Phone,
                 now: Timestamp,
+                audit: &PhoneAudit,
             ) -> StoreResult<Option<IdNumber>> {
                 // A concurrent transfer of the same number can make our final UPDATE hit the
                 // unique index (PostgreSQL, read committed); running again then clears the
@@ -555,7 +540,7 @@ macro_rules! sql_store_impl {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    match self.transfer_phone_once(id, phone, now).await {
+                    match self.transfer_phone_once(id, phone, now, audit).await {
                         Err(StoreError::Conflict { .. }) if attempt < 5 => continue,
                         other => return other,
                     }
@@ -1006,7 +991,7 @@ macro_rules! sql_store_impl {
                 let mut tx = self.begin_write().await?;
                 // A slice already stored (by this or another instance) is kept as it is: the
                 // hash covers the content, so both are the same.
-                for chunk in slices.chunks(500) {
+                for chunk in crate::sql_impl::fixed_chunks(slices) {
                     let mut qb = sqlx::QueryBuilder::<$Db>::new(
                         "INSERT INTO audit_slices (hash, slice, first_seen) ",
                     );
@@ -1018,38 +1003,7 @@ macro_rules! sql_store_impl {
                     qb.push(" ON CONFLICT (hash) DO NOTHING");
                     qb.build().execute(&mut *tx).await?;
                 }
-                // 18 parameters a row: 256 rows stay under both backends' parameter limits.
-                for chunk in crate::sql_impl::fixed_chunks(events) {
-                    let mut qb = sqlx::QueryBuilder::<$Db>::new(
-                        "INSERT INTO audit_events (id, at, request_id, session_id, person, \
-                         enterprise, role, entry, action, path, allowed, policies, reason, \
-                         policy_version, client_addr, detail, slice_hash, context) ",
-                    );
-                    qb.push_values(chunk, |mut b, e| {
-                        let context = e.legacy_login_until.map(|until| {
-                            serde_json::json!({ "legacy_login_until": until }).to_string()
-                        });
-                        b.push_bind(e.id.clone())
-                            .push_bind(e.at)
-                            .push_bind(e.request_id.clone())
-                            .push_bind(e.session_id.clone())
-                            .push_bind(e.person.as_ref().map(|p| p.as_str().to_string()))
-                            .push_bind(e.enterprise.as_ref().map(|p| p.as_str().to_string()))
-                            .push_bind(e.role.map(|r| r.as_str()))
-                            .push_bind(e.entry.map(|r| r.as_str()))
-                            .push_bind(e.action.clone())
-                            .push_bind(e.path.clone())
-                            .push_bind(e.allowed)
-                            .push_bind(serde_json::Value::from(e.policies.clone()).to_string())
-                            .push_bind(e.reason.clone())
-                            .push_bind(e.policy_version.clone())
-                            .push_bind(e.client_addr.clone())
-                            .push_bind(e.detail.clone())
-                            .push_bind(e.slice.as_ref().map(|s| s.hash.to_string()))
-                            .push_bind(context);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
+                Self::insert_audit_events(&mut tx, events).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1152,11 +1106,52 @@ macro_rules! sql_store_impl {
         }
 
         impl $Store {
+            /// Insert audit events inside `tx` (the batch writer's and the phone transfer's).
+            async fn insert_audit_events(
+                tx: &mut sqlx::Transaction<'static, $Db>,
+                events: &[AuditEvent],
+            ) -> StoreResult<()> {
+                // 18 parameters a row: 256 rows stay under both backends' parameter limits.
+                for chunk in crate::sql_impl::fixed_chunks(events) {
+                    let mut qb = sqlx::QueryBuilder::<$Db>::new(
+                        "INSERT INTO audit_events (id, at, request_id, session_id, person, \
+                         enterprise, role, entry, action, path, allowed, policies, reason, \
+                         policy_version, client_addr, detail, slice_hash, context) ",
+                    );
+                    qb.push_values(chunk, |mut b, e| {
+                        let context = e.legacy_login_until.map(|until| {
+                            serde_json::json!({ "legacy_login_until": until }).to_string()
+                        });
+                        b.push_bind(e.id.clone())
+                            .push_bind(e.at)
+                            .push_bind(e.request_id.clone())
+                            .push_bind(e.session_id.clone())
+                            .push_bind(e.person.as_ref().map(|p| p.as_str().to_string()))
+                            .push_bind(e.enterprise.as_ref().map(|p| p.as_str().to_string()))
+                            .push_bind(e.role.map(|r| r.as_str()))
+                            .push_bind(e.entry.map(|r| r.as_str()))
+                            .push_bind(e.action.clone())
+                            .push_bind(e.path.clone())
+                            .push_bind(e.allowed)
+                            .push_bind(serde_json::Value::from(e.policies.clone()).to_string())
+                            .push_bind(e.reason.clone())
+                            .push_bind(e.policy_version.clone())
+                            .push_bind(e.client_addr.clone())
+                            .push_bind(e.detail.clone())
+                            .push_bind(e.slice.as_ref().map(|s| s.hash.to_string()))
+                            .push_bind(context);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             async fn transfer_phone_once(
                 &self,
                 id: &IdNumber,
                 phone: &Phone,
                 now: Timestamp,
+                audit: &PhoneAudit,
             ) -> StoreResult<Option<IdNumber>> {
                 let mut tx = self.begin_write().await?;
                 // Racing transfers of one number run one after the other (SQLite: the write
@@ -1188,6 +1183,14 @@ macro_rules! sql_store_impl {
                     Some(p) => Some(decode::id_number("id_number", p)?),
                     None => None,
                 };
+                // The record of the transfer commits with it: a crash leaves both or neither.
+                let mut events: Vec<AuditEvent> = audit.bound.iter().cloned().collect();
+                if let (Some(p), Some(cleared)) = (&previous, &audit.cleared) {
+                    let mut ev = cleared.clone();
+                    ev.person = Some(p.clone());
+                    events.push(ev);
+                }
+                Self::insert_audit_events(&mut tx, &events).await?;
                 let mut inv = vec![Invalidation::Person { id_number: id.clone() }];
                 if let Some(p) = &previous {
                     inv.push(Invalidation::Person { id_number: p.clone() });
@@ -1484,3 +1487,20 @@ macro_rules! sql_store_impl {
 }
 
 pub(crate) use sql_store_impl;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixed_chunks_cover_everything_in_five_shapes() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 300, 513, 1000] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = super::fixed_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n}");
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| [256, 64, 16, 4, 1].contains(&c.len()))
+            );
+        }
+    }
+}

@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::records::{
     AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome, FailureState,
-    Invalidation, NewBinding, PolicyUse, RecordedDecision, Side, SmsStats,
+    Invalidation, NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsStats,
 };
 use crate::seed::{ImportSummary, ValidSeed};
 
@@ -137,12 +137,14 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     /// 一号一人: in one transaction, clear `phone` from whoever holds it and give it to `id`.
     /// Returns the previous holder (if another person). Concurrent transfers of one number end
-    /// with exactly one holder. Publishes `Person` for the previous holder and for `id`.
+    /// with exactly one holder. Publishes `Person` for the previous holder and for `id`. The
+    /// `audit` events are written in the same transaction.
     fn transfer_phone(
         &self,
         id: &IdNumber,
         phone: &Phone,
         now: Timestamp,
+        audit: &PhoneAudit,
     ) -> impl Future<Output = StoreResult<Option<IdNumber>>> + Send;
 
     // ---- enterprises ----------------------------------------------------------------------

@@ -281,8 +281,21 @@ async fn phone_transfer<S: Store>(s: S) {
     let mut rx = s.subscribe_invalidations();
     // Alice holds 13800138000. Carol takes it: Alice loses it.
     let p = phone("13800138000");
-    let prev = s.transfer_phone(&id(CAROL), &p, NOW).await.unwrap();
+    // The transfer's record commits with it: one event for the new holder, one for the old.
+    let event = |id: &str, action: &str| AuditEvent {
+        action: action.into(),
+        request_id: None,
+        person: None,
+        ..decision(id, NOW, None, &[])
+    };
+    let audit = PhoneAudit {
+        bound: Some(event("t-bound", "phone_bound")),
+        cleared: Some(event("t-cleared", "phone_cleared")),
+    };
+    let before = s.count_audit().await.unwrap();
+    let prev = s.transfer_phone(&id(CAROL), &p, NOW, &audit).await.unwrap();
     assert_eq!(prev, Some(id(ALICE)));
+    assert_eq!(s.count_audit().await.unwrap(), before + 2);
     assert_eq!(s.person(&id(ALICE)).await.unwrap().unwrap().phone, None);
     assert_eq!(
         s.person_by_account("+86 138 0013 8000")
@@ -301,7 +314,16 @@ async fn phone_transfer<S: Store>(s: S) {
         )
         .await
     );
-    assert_eq!(s.transfer_phone(&id(CAROL), &p, NOW).await.unwrap(), None);
+    // Nobody else held it: only the `bound` event is written.
+    let again = PhoneAudit {
+        bound: Some(event("t-bound-2", "phone_bound")),
+        cleared: Some(event("t-cleared-2", "phone_cleared")),
+    };
+    assert_eq!(
+        s.transfer_phone(&id(CAROL), &p, NOW, &again).await.unwrap(),
+        None
+    );
+    assert_eq!(s.count_audit().await.unwrap(), before + 3);
 
     // Bob and Alice race for the same new number many times over.
     let q = phone("13700137000");
@@ -311,7 +333,8 @@ async fn phone_transfer<S: Store>(s: S) {
         let who = if i % 2 == 0 { id(ALICE) } else { id(BOB) };
         let q = q.clone();
         tasks.push(tokio::spawn(async move {
-            s.transfer_phone(&who, &q, NOW).await
+            s.transfer_phone(&who, &q, NOW, &PhoneAudit::default())
+                .await
         }));
     }
     for t in tasks {
@@ -325,7 +348,8 @@ async fn phone_transfer<S: Store>(s: S) {
     }
     assert_eq!(n, 1, "exactly one holder");
     assert!(matches!(
-        s.transfer_phone(&id("110105198001010032"), &q, NOW).await,
+        s.transfer_phone(&id("110105198001010032"), &q, NOW, &PhoneAudit::default())
+            .await,
         Err(StoreError::NotFound)
     ));
 }

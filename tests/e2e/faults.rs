@@ -787,6 +787,24 @@ async fn phone_transfers_killed_mid_way_leave_all_or_nothing() {
     eprintln!(
         "{ROUNDS} kills: {committed} transfers stored ({answered} of them answered 204), {unchanged} left as before"
     );
+    // Every stored transfer has its record, even those whose process died right after the
+    // commit: the events are written in the transfer's transaction.
+    let db = dir.path().join("taxgate.db");
+    let bound = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import sqlite3;print(sqlite3.connect('{}').execute(\"select count(*) from audit_events where action = 'phone_bound'\").fetchone()[0])",
+                db.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&bound.stdout).trim(),
+        (committed + 1).to_string(),
+        "phone_bound events vs stored transfers (round 0 included): {bound:?}"
+    );
     assert!(
         committed > 0 && unchanged > 0,
         "every kill landed on the same side: the test proved little"

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use taxgate_store::{
     AuditEvent, Binding, Challenge, ChallengePurpose, Enterprise, Entry, FaceStatus, Factor,
-    IdNumber, Person, Phone, Role, Secret, Session, SessionSlice, Store, StoreError, TaxpayerId,
-    Timestamp, password,
+    IdNumber, Person, Phone, PhoneAudit, Role, Secret, Session, SessionSlice, Store, StoreError,
+    TaxpayerId, Timestamp, password,
 };
 use tokio::sync::Semaphore;
 
@@ -1035,22 +1035,22 @@ impl Auth {
         let (Some(person), Some(phone)) = (&c.person, &c.target_phone) else {
             return Err(Code::ChallengeExpired.into());
         };
-        let previous = self
-            .core
+        let mut bound = self.event(now, "phone_bound", true, conn.remote.ip());
+        bound.person = Some(person.clone());
+        let mut cleared = self.event(now, "phone_cleared", true, conn.remote.ip());
+        cleared.detail =
+            Some(json!({ "phone": phone.masked(), "taken_by_verification": true }).to_string());
+        let audit = PhoneAudit {
+            bound: Some(bound),
+            cleared: Some(cleared),
+        };
+        // The events are written in the transfer's transaction, not through the audit queue:
+        // a crash right after the transfer must not lose who took whose number.
+        self.core
             .store
-            .transfer_phone(person, phone, now)
+            .transfer_phone(person, phone, now, &audit)
             .await
             .map_err(store_err)?;
-        let mut ev = self.event(now, "phone_bound", true, conn.remote.ip());
-        ev.person = Some(person.clone());
-        self.audit(ev).await?;
-        if let Some(prev) = previous {
-            let mut ev = self.event(now, "phone_cleared", true, conn.remote.ip());
-            ev.person = Some(prev);
-            ev.detail =
-                Some(json!({ "phone": phone.masked(), "taken_by_verification": true }).to_string());
-            self.audit(ev).await?;
-        }
         Ok(no_content())
     }
 

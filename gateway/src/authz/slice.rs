@@ -1,8 +1,8 @@
 //! The per-session entity slice: the handful of Cedar entities one decision needs (session,
 //! person, enterprise or agency, the binding or agreement in use), never the population.
 //!
-//! Built once per session on a cache miss and shared through `Arc`; a decision then only builds
-//! its context. Times are epoch seconds as `Long`; an open end is [`NO_END`].
+//! Built from a cached session's record and [`SliceFacts`] and kept for the most recently used
+//! sessions (`session::Sessions::entities`); a decision then only builds its context. Times are epoch seconds as `Long`; an open end is [`NO_END`].
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;

@@ -199,3 +199,33 @@ fn replay_json_round_trips_to_the_same_decisions() {
     assert!(EntitySlice::from_replay_json("{}").is_err());
     assert!(EntitySlice::from_replay_json("not json").is_err());
 }
+
+/// The session cache keeps a session's record and `SliceFacts` and builds its entities from
+/// them: they must be exactly the entities of the whole slice, for every kind of session
+/// (including the flags the record does not hold: must_change_password, is_agency).
+#[test]
+fn entities_from_cached_facts_equal_those_of_the_whole_slice() {
+    let mut variants = samples();
+    let mut migrated = facts(Entry::Enterprise);
+    migrated.must_change_password = true;
+    variants.push(migrated);
+    for f in variants {
+        let slice = session_slice(&f).unwrap();
+        let whole = EntitySlice::build(&slice).unwrap();
+        let (session, cached) = SliceFacts::split(slice.clone());
+        let from_cache = EntitySlice::for_session(&session, &cached).unwrap();
+        assert_eq!(
+            from_cache.replay_json().unwrap(),
+            whole.replay_json().unwrap(),
+            "{f:?}"
+        );
+        assert_eq!(
+            cached.enterprise_is_agency,
+            slice.enterprise.as_ref().is_some_and(|e| e.is_agency)
+        );
+        assert_eq!(
+            cached.agency_is_agency,
+            slice.agency.as_ref().is_some_and(|e| e.is_agency)
+        );
+    }
+}
