@@ -346,13 +346,9 @@ async fn policy(command: PolicyCommand) -> ExitCode {
             allow_widening,
             json,
         } => {
-            // Exit 1 means "widening found" here, so a bad config is 2 like other errors.
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(taxgate::authz::commands::REPLAY_ERROR);
-                }
+                Err(code) => return code,
             };
             let (out, err, code) = taxgate::authz::commands::replay(
                 &config,

@@ -242,8 +242,9 @@ async fn replay_finds_exactly_the_flips_of_a_change() {
     assert!(text.contains("deny→allow ×2"), "{text}");
     assert!(text.contains("WIDENING"), "{text}");
 
-    // Errors are 2, never 1 (which means widening).
-    let (code, _, err) = run(&[
+    // A user error is 1 (CONTRACT section 1), told apart from a widening by `error:` on stderr
+    // and no report; a usage error is 2.
+    let (code, out, err) = run(&[
         "policy",
         "replay",
         "--config",
@@ -251,8 +252,9 @@ async fn replay_finds_exactly_the_flips_of_a_change() {
         "--candidate",
         root.join("missing").to_str().unwrap(),
     ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--candidate"), "{err}");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: --candidate"), "{err}");
+    assert!(out.is_empty(), "{out}");
     let (code, _, err) = run(&[
         "policy",
         "replay",

@@ -205,10 +205,12 @@ pub fn explain(dir: &Path, case_path: &Path) -> (String, bool) {
     (out, ok)
 }
 
-/// Exit status of `taxgate policy replay`: 0 no widening, 1 widening found, 2 the replay could
-/// not run (usage, config, candidate set or store errors).
+/// Exit status of `taxgate policy replay`, by CONTRACT section 1's rule: 0 no widening; 1 a
+/// widening found, or a user error (config, candidate set, store), told apart by `error:` on
+/// stderr and no report on stdout; 2 a usage error (`--since`).
 pub const REPLAY_WIDENING: u8 = 1;
-pub const REPLAY_ERROR: u8 = 2;
+pub const REPLAY_FAILED: u8 = 1;
+pub const REPLAY_USAGE: u8 = 2;
 
 /// `taxgate policy replay`: re-decides the recorded downstream decisions since `since` (at
 /// most `limit`, newest first) with the candidate set in `candidate` and reports every flip.
@@ -228,7 +230,7 @@ pub async fn replay(
             return (
                 String::new(),
                 format!("error: --since: {e}\n"),
-                REPLAY_ERROR,
+                REPLAY_USAGE,
             );
         }
     };
@@ -238,7 +240,7 @@ pub async fn replay(
             return (
                 String::new(),
                 format!("error: --candidate: {e}\n"),
-                REPLAY_ERROR,
+                REPLAY_FAILED,
             );
         }
     };
@@ -248,7 +250,7 @@ pub async fn replay(
             return (
                 String::new(),
                 format!("error: {}: {e}\n", config.source),
-                REPLAY_ERROR,
+                REPLAY_FAILED,
             );
         }
     };
@@ -258,7 +260,7 @@ pub async fn replay(
             return (
                 String::new(),
                 format!("error: cannot read the recorded decisions: {e}\n"),
-                REPLAY_ERROR,
+                REPLAY_FAILED,
             );
         }
     };
