@@ -32,10 +32,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use taxgate::authn::token;
 use taxgate::authz::{EntitySlice, PolicyEngine, RequestFacts};
 use taxgate::session::{Lookup, Sessions};
-use taxgate_store::fixtures::{nth_id_number, nth_taxpayer_id};
-use taxgate_store::{
-    AnyStore, Entry, Factor, IdNumber, Invalidation, Role, Session, Store, TaxpayerId,
-};
+use taxgate_store::fixtures::binding_session;
+use taxgate_store::{AnyStore, Invalidation, Store};
 
 const NOW: i64 = 1_750_000_000;
 const PERSONS: u64 = 1_000;
@@ -59,24 +57,14 @@ async fn populate(store: &AnyStore) {
         .expect("populate");
     // Session i holds binding k = 10 i: person i, that person's first enterprise.
     for i in 0..SESSIONS {
-        let k = i * (BINDINGS / SESSIONS);
-        let p = k / 10;
-        let session = Session {
-            id: format!("s{i}"),
-            token_hash: token::hash(&token_of(i)),
-            entry: Entry::Enterprise,
-            person: Some(IdNumber::parse(&nth_id_number(p)).expect("id")),
-            enterprise: Some(TaxpayerId::parse(&nth_taxpayer_id(p % PERSONS)).expect("tid")),
-            agency: None,
-            role: Some(Role::TaxHandler),
-            binding_id: Some(format!("b{k:016}")),
-            agreement_id: None,
-            factor: Factor::Sms,
-            created_at: NOW,
-            last_seen_at: NOW,
-            expires_at: NOW + 28_800,
-            revoked_at: None,
-        };
+        let session = binding_session(
+            format!("s{i}"),
+            token::hash(&token_of(i)),
+            i * (BINDINGS / SESSIONS),
+            PERSONS,
+            NOW,
+        )
+        .expect("session");
         store.create_session(&session).await.expect("session");
     }
 }

@@ -19,8 +19,8 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use taxgate_store::fixtures::{nth_id_number, nth_taxpayer_id};
-use taxgate_store::{Entry, Factor, IdNumber, Role, Session, SqliteStore, Store, TaxpayerId};
+use taxgate_store::fixtures::binding_session;
+use taxgate_store::{SqliteStore, Store};
 
 const NOW: i64 = 1_750_000_000;
 const SESSIONS: u64 = 1000;
@@ -41,26 +41,8 @@ async fn populate(dir: &std::path::Path, bindings: u64) -> SqliteStore {
     // Sessions spread over the whole binding table.
     let step = bindings / SESSIONS;
     for i in 0..SESSIONS {
-        let k = i * step;
-        let p = k / 10;
-        let session = Session {
-            id: format!("s{i}"),
-            token_hash: token_hash(i),
-            entry: Entry::Enterprise,
-            person: Some(IdNumber::parse(&nth_id_number(p % persons)).expect("id")),
-            enterprise: Some(
-                TaxpayerId::parse(&nth_taxpayer_id((p + k % 10) % persons)).expect("tid"),
-            ),
-            agency: None,
-            role: Some(Role::TaxHandler),
-            binding_id: Some(format!("b{k:016}")),
-            agreement_id: None,
-            factor: Factor::Sms,
-            created_at: NOW,
-            last_seen_at: NOW,
-            expires_at: NOW + 28_800,
-            revoked_at: None,
-        };
+        let session = binding_session(format!("s{i}"), token_hash(i), i * step, persons, NOW)
+            .expect("session");
         store.create_session(&session).await.expect("session");
     }
     store

@@ -1,1 +1,44 @@
-//! Shared fixtures for the benches live here as they arrive.
+//! Shared pieces of the load tools (`src/bin/`).
+
+use std::time::Duration;
+
+use hyper::body::Body;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+/// The `p` quantile (0..=1) of ascending `sorted` values, nearest rank; 0 when empty.
+pub fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// Microseconds of `d`, saturated to `u32`.
+pub fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+/// A keep-alive HTTP/1.1 connection (no Nagle) to `url`'s host and port, its driver spawned.
+pub async fn connect_h1<B>(url: &http::Uri) -> Result<SendRequest<B>, String>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let addr = format!(
+        "{}:{}",
+        url.host().unwrap_or("127.0.0.1"),
+        url.port_u16().unwrap_or(80)
+    );
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}

@@ -29,6 +29,37 @@ pub fn nth_taxpayer_id(i: u64) -> String {
     format!("E{i:014}")
 }
 
+/// A live 8-hour enterprise-entry session created at `now`, acting through generated binding
+/// `k` of a store filled by `bulk_populate(persons, …)`: that binding's person and enterprise.
+pub fn binding_session(
+    id: String,
+    token_hash: String,
+    k: u64,
+    persons: u64,
+    now: Timestamp,
+) -> Result<crate::Session, crate::IdError> {
+    let p = k / 10;
+    let persons = persons.max(1);
+    Ok(crate::Session {
+        id,
+        token_hash,
+        entry: crate::Entry::Enterprise,
+        person: Some(crate::IdNumber::parse(&nth_id_number(p % persons))?),
+        enterprise: Some(crate::TaxpayerId::parse(&nth_taxpayer_id(
+            (p + k % 10) % persons,
+        ))?),
+        agency: None,
+        role: Some(crate::Role::TaxHandler),
+        binding_id: Some(format!("b{k:016}")),
+        agreement_id: None,
+        factor: crate::Factor::Sms,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + 28_800,
+        revoked_at: None,
+    })
+}
+
 macro_rules! bulk_populate {
     ($store:ty, $db:ty, [$($begin:tt)+], $analyze:expr) => {
 impl $store {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper_util::rt::TokioIo;
+use taxgate_benches::{connect_h1, micros, percentile};
 
 struct Args {
     url: http::Uri,
@@ -50,19 +50,7 @@ fn parse() -> Result<Args, String> {
 
 /// (latencies in µs of successful logins, failures)
 async fn client(args: &Args, until: Instant) -> Result<(Vec<u32>, u64), String> {
-    let addr = format!(
-        "{}:{}",
-        args.url.host().unwrap_or("127.0.0.1"),
-        args.url.port_u16().unwrap_or(80)
-    );
-    let stream = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let mut sender = connect_h1(&args.url).await?;
     let path = args.url.path_and_query().map_or("/", |p| p.as_str());
     let host = args.url.authority().map_or("localhost", |a| a.as_str());
     let (mut lat, mut failures) = (Vec::new(), 0u64);
@@ -78,7 +66,7 @@ async fn client(args: &Args, until: Instant) -> Result<(Vec<u32>, u64), String> 
                 let ok = resp.status().is_success();
                 let _ = resp.into_body().collect().await;
                 if ok {
-                    lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    lat.push(micros(sent.elapsed()));
                 } else {
                     failures += 1;
                 }
@@ -90,14 +78,6 @@ async fn client(args: &Args, until: Instant) -> Result<(Vec<u32>, u64), String> 
         }
     }
     Ok((lat, failures))
-}
-
-fn pct(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 fn main() {
@@ -142,8 +122,8 @@ fn main() {
         lat.len(),
         failures,
         lat.len() as f64 / elapsed,
-        f64::from(pct(&lat, 0.50)) / 1000.0,
-        f64::from(pct(&lat, 0.99)) / 1000.0,
+        f64::from(percentile(&lat, 0.50)) / 1000.0,
+        f64::from(percentile(&lat, 0.99)) / 1000.0,
         f64::from(lat.last().copied().unwrap_or(0)) / 1000.0
     );
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use taxgate_benches::{connect_h1, micros, percentile};
 
 struct Args {
     url: http::Uri,
@@ -83,19 +84,7 @@ async fn h1_connection(
     start: Instant,
     total: u64,
 ) -> Result<Tally, String> {
-    let addr = format!(
-        "{}:{}",
-        args.url.host().unwrap_or("127.0.0.1"),
-        args.url.port_u16().unwrap_or(80)
-    );
-    let stream = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let mut sender = connect_h1(&args.url).await?;
     let mut lat = Vec::new();
     let mut errors = 0;
     let mut i = index as u64;
@@ -105,7 +94,7 @@ async fn h1_connection(
         match sender.send_request(request(args)).await {
             Ok(resp) if resp.status().is_success() => {
                 let _ = resp.into_body().collect().await;
-                lat.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                lat.push(micros(due.elapsed()));
             }
             Ok(resp) => {
                 let _ = resp.into_body().collect().await;
@@ -146,7 +135,7 @@ async fn h2_run(args: &Args, start: Instant, total: u64) -> Result<Tally, String
             match s.send_request(req).await {
                 Ok(resp) if resp.status().is_success() => {
                     let _ = resp.into_body().collect().await;
-                    Some(due.elapsed().as_micros().min(u32::MAX as u128) as u32)
+                    Some(micros(due.elapsed()))
                 }
                 _ => None,
             }
@@ -161,14 +150,6 @@ async fn h2_run(args: &Args, start: Instant, total: u64) -> Result<Tally, String
         }
     }
     Ok((lat, errors))
-}
-
-fn pct(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 fn main() {
@@ -218,10 +199,10 @@ fn main() {
         lat.len(),
         errors,
         lat.len() as f64 / elapsed.as_secs_f64(),
-        pct(&lat, 0.50),
-        pct(&lat, 0.90),
-        pct(&lat, 0.99),
-        pct(&lat, 0.999),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.90),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
         lat.last().copied().unwrap_or(0)
     );
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use taxgate::authn::token;
 use taxgate::authz::PolicyEngine;
 use taxgate::session::{Lookup, Sessions};
-use taxgate_store::fixtures::{nth_id_number, nth_taxpayer_id};
-use taxgate_store::{AnyStore, Entry, Factor, IdNumber, Role, Session, Store, TaxpayerId};
+use taxgate_store::fixtures::binding_session;
+use taxgate_store::{AnyStore, Store};
 
 const NOW: i64 = 1_750_000_000;
 
@@ -61,27 +61,10 @@ fn main() {
             .bulk_populate(persons, n, NOW - 86_400)
             .await
             .expect("populate");
-        let sessions: Vec<Session> = (0..n)
+        let sessions: Vec<_> = (0..n)
             .map(|k| {
-                let p = k / 10;
-                Session {
-                    id: format!("s{k}"),
-                    token_hash: token::hash(&token_of(k)),
-                    entry: Entry::Enterprise,
-                    person: Some(IdNumber::parse(&nth_id_number(p % persons)).expect("id")),
-                    enterprise: Some(
-                        TaxpayerId::parse(&nth_taxpayer_id((p + k % 10) % persons)).expect("tid"),
-                    ),
-                    agency: None,
-                    role: Some(Role::TaxHandler),
-                    binding_id: Some(format!("b{k:016}")),
-                    agreement_id: None,
-                    factor: Factor::Sms,
-                    created_at: NOW,
-                    last_seen_at: NOW,
-                    expires_at: NOW + 28_800,
-                    revoked_at: None,
-                }
+                binding_session(format!("s{k}"), token::hash(&token_of(k)), k, persons, NOW)
+                    .expect("session")
             })
             .collect();
         store.bulk_sessions(&sessions).await.expect("sessions");
