@@ -178,15 +178,8 @@ async fn a_revoked_binding_is_refused_on_the_next_request() {
 #[tokio::test]
 async fn broken_policies_are_never_activated_and_fixes_are_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    copy_dir(&policies_dir(), &policies);
     let up = Upstream::start().await;
-    let text = config_text(dir.path(), &up.url(), "")
-        .replace(
-            &policies_dir().display().to_string(),
-            &policies.display().to_string(),
-        )
-        .replace("watch = false", "watch = true");
+    let (text, policies) = config_with_watched_policies(dir.path(), &up.url());
     let gw = Gateway::start(&text, dir.path()).await;
     let status = |gw: &Gateway| {
         let addr = gw.admin;

@@ -95,15 +95,8 @@ async fn postgres_cut_mid_run_fails_closed_and_recovers() {
 #[tokio::test]
 async fn deleted_policy_directory_keeps_the_last_good_set() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    copy_dir(&policies_dir(), &policies);
     let up = Upstream::start().await;
-    let text = config_text(dir.path(), &up.url(), "")
-        .replace(
-            &policies_dir().display().to_string(),
-            &policies.display().to_string(),
-        )
-        .replace("watch = false", "watch = true");
+    let (text, policies) = config_with_watched_policies(dir.path(), &up.url());
     let gw = Gateway::start(&text, dir.path()).await;
     taxgate_store::import_seed(&gw.core.store, &seed_json().to_string(), unix_now())
         .await
@@ -165,15 +158,8 @@ async fn deleted_policy_directory_keeps_the_last_good_set() {
 #[tokio::test]
 async fn policy_directory_recreated_at_once_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    copy_dir(&policies_dir(), &policies);
     let up = Upstream::start().await;
-    let text = config_text(dir.path(), &up.url(), "")
-        .replace(
-            &policies_dir().display().to_string(),
-            &policies.display().to_string(),
-        )
-        .replace("watch = false", "watch = true");
+    let (text, policies) = config_with_watched_policies(dir.path(), &up.url());
     let gw = Gateway::start(&text, dir.path()).await;
     let status = || async { get(gw.admin, "/admin/policies").await.json() };
     let v1 = status().await["version"].as_str().unwrap().to_string();

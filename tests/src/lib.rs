@@ -1120,3 +1120,17 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// `config_text` whose policies are a private copy of the repository's (`dir/policies`, also
+/// returned), watched, for tests that change the set while the gateway runs.
+pub fn config_with_watched_policies(dir: &Path, upstream_url: &str) -> (String, PathBuf) {
+    let policies = dir.join("policies");
+    copy_dir(&policies_dir(), &policies);
+    let text = config_text(dir, upstream_url, "")
+        .replace(
+            &policies_dir().display().to_string(),
+            &policies.display().to_string(),
+        )
+        .replace("watch = false", "watch = true");
+    (text, policies)
+}
