@@ -1,6 +1,12 @@
 //! The `taxgate` command line (CONTRACT section 1). Exit status: 0 success, 1 user error (bad
 //! config, bad input, failed validation), 2 usage error.
 
+/// mimalloc instead of glibc malloc: each proxied request allocates and frees a few dozen small
+/// objects across two worker threads and the audit writer, and glibc spent a tenth of the
+/// gateway's CPU on them (malloc, free, consolidation; benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

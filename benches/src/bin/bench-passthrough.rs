@@ -5,6 +5,10 @@
 //! binary, not a mode of `taxgate`, so no production config can reach it.
 //! Usage: `bench-passthrough LISTEN UPSTREAM_URL`.
 
+/// The gateway's allocator, so the baseline differs from `taxgate serve` only by authorization.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Duration;
 
