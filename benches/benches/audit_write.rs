@@ -1,0 +1,123 @@
+//! The audit writer's store call: one batch of decision events appended in one transaction, on
+//! SQLite (WAL, the production connection settings) and, with `TAXGATE_TEST_PG_URL`, on
+//! PostgreSQL. Every proxied request pays one such row, so this is the per-request cost of
+//! auditing that the load harness's gateway-vs-pass-through ratio mostly measures.
+//!
+//! Run (release, the real figures):
+//!     cargo bench -p taxgate-benches --bench audit_write
+//!
+//! The events look like the gateway's: the 64-character policy version, the determining
+//! policies, the client address and a slice hash (slices already written), from one session
+//! (the load harness's case: every index grows at one end) or from 100 (each batch touches
+//! pages all over the session and slice indexes).
+
+// A bench is test code: a failed setup should stop it loudly.
+#![allow(clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use taxgate_store::{
+    AnyStore, AuditEvent, AuditSlice, Entry, IdNumber, Role, SqliteStore, Store, TaxpayerId,
+};
+
+const NOW: i64 = 1_750_000_000;
+
+fn events(n: usize, base: u64, sessions: u64) -> Vec<AuditEvent> {
+    let person: IdNumber = "140105199001011238".parse().expect("id number");
+    let enterprise: TaxpayerId = "91140100MA0K123488".parse().expect("taxpayer id");
+    let slices: Vec<AuditSlice> = (0..100)
+        .map(|i| AuditSlice {
+            hash: format!("{i:032x}").into(),
+            json: Arc::from("{}"),
+        })
+        .collect();
+    (0..n as u64)
+        .map(|i| {
+            let id = format!("5f2c9a0be41d{:012x}", base + i);
+            AuditEvent {
+                request_id: Some(id.clone()),
+                id,
+                at: NOW + (base + i) as i64 / 20_000,
+                session_id: Some(format!("{:064x}", (base + i) % sessions)),
+                person: Some(person.clone()),
+                enterprise: Some(enterprise.clone()),
+                role: Some(Role::LegalRepresentative),
+                entry: Some(Entry::Enterprise),
+                action: "declare".into(),
+                path: Some("/api/declare/2026-10/vat".into()),
+                allowed: true,
+                policies: vec!["enterprise-bound-roles".into()],
+                reason: None,
+                policy_version: Some(format!("{:064x}", 0xfeed_u64)),
+                client_addr: Some("10.1.2.3".into()),
+                detail: None,
+                slice: Some(slices[((base + i) % sessions) as usize].clone()),
+                legacy_login_until: Some(NOW + 86_400 * 90),
+            }
+        })
+        .collect()
+}
+
+async fn stores(dir: &std::path::Path) -> Vec<(&'static str, AnyStore)> {
+    let url = format!("sqlite://{}/audit.db", dir.display());
+    let sqlite = SqliteStore::connect(&url).await.expect("connect");
+    sqlite.migrate().await.expect("migrate");
+    let mut out = vec![("sqlite", AnyStore::Sqlite(sqlite))];
+    if let Ok(url) = std::env::var("TAXGATE_TEST_PG_URL") {
+        let pg = AnyStore::connect(&url).await.expect("postgres");
+        pg.migrate().await.expect("migrate postgres");
+        out.push(("postgres", pg));
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores = rt.block_on(stores(dir.path()));
+    let mut group = c.benchmark_group("audit_append");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6));
+    // Ids go on increasing across benches: the table keeps every row.
+    let mut base = 0u64;
+    for (name, store) in &stores {
+        for (batch, sessions) in [(256usize, 1u64), (256, 100), (16, 100)] {
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(
+                BenchmarkId::new(*name, format!("{batch}x{sessions}sessions")),
+                |b| {
+                    b.iter_custom(|iters| {
+                        let batches: Vec<Vec<AuditEvent>> = (0..iters)
+                            .map(|_| {
+                                base += batch as u64;
+                                events(batch, base, sessions)
+                            })
+                            .collect();
+                        let start = Instant::now();
+                        rt.block_on(async {
+                            for events in &batches {
+                                store
+                                    .append_audit_with_slices(&[], events)
+                                    .await
+                                    .expect("append");
+                            }
+                        });
+                        start.elapsed()
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
