@@ -97,8 +97,9 @@ fn bench(c: &mut Criterion) {
                     b.iter_custom(|iters| {
                         let batches: Vec<Vec<AuditEvent>> = (0..iters)
                             .map(|_| {
+                                let first = base;
                                 base += batch as u64;
-                                events(batch, base, sessions)
+                                events(batch, first, sessions)
                             })
                             .collect();
                         let start = Instant::now();

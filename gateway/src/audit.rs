@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use taxgate_store::{AnyStore, AuditEvent, AuditSlice, Store};
+use taxgate_store::{AUDIT_SLICE_REFRESH_SECS, AnyStore, AuditEvent, AuditSlice, Store};
 use tokio::sync::mpsc;
 
 use crate::health::StoreHealth;
@@ -120,27 +120,31 @@ impl AuditWriter {
     }
 }
 
-/// Hashes of entity slices already written, so each distinct slice is sent once (the store
-/// ignores a repeat anyway). Bounded; the TTL keeps it well below any audit retention, so a
-/// slice deleted by retention is written again when a decision needs it.
+/// Hashes of entity slices reported to the store recently, so each distinct slice is sent
+/// once per [`AUDIT_SLICE_REFRESH_SECS`] rather than with every event. The store keeps each
+/// slice's last use from these reports, and retention deletes a slice only when that last use
+/// is older than the cutoff by more than the refresh interval (plus slack), so a slice still
+/// used by a kept decision is never deleted. Bounded: an evicted hash is only reported again
+/// sooner.
 fn written_slices() -> moka::sync::Cache<Arc<str>, ()> {
     moka::sync::Cache::builder()
         .max_capacity(100_000)
-        .time_to_live(Duration::from_secs(3600))
+        .time_to_live(Duration::from_secs(AUDIT_SLICE_REFRESH_SECS.unsigned_abs()))
         .build()
 }
 
-/// The slices of `batch` not yet written, with the time of their first event.
+/// The slices of `batch` not reported within the refresh interval, each with the latest time
+/// an event of the batch used it (one entry per hash).
 fn new_slices(
     batch: &[AuditEvent],
     written: &moka::sync::Cache<Arc<str>, ()>,
 ) -> Vec<(AuditSlice, i64)> {
     let mut out: Vec<(AuditSlice, i64)> = Vec::new();
     for e in batch {
-        if let Some(s) = &e.slice
-            && !written.contains_key(&s.hash)
-            && !out.iter().any(|(o, _)| o.hash == s.hash)
-        {
+        let Some(s) = &e.slice else { continue };
+        if let Some((_, seen)) = out.iter_mut().find(|(o, _)| o.hash == s.hash) {
+            *seen = (*seen).max(e.at);
+        } else if !written.contains_key(&s.hash) {
             out.push((s.clone(), e.at));
         }
     }
@@ -211,5 +215,62 @@ async fn write_batch(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: i64, slice: Option<&AuditSlice>) -> AuditEvent {
+        AuditEvent {
+            id: format!("e{at}"),
+            at,
+            request_id: None,
+            session_id: None,
+            person: None,
+            enterprise: None,
+            role: None,
+            entry: None,
+            action: "declare".into(),
+            path: None,
+            allowed: true,
+            policies: Vec::new(),
+            reason: None,
+            policy_version: None,
+            client_addr: None,
+            detail: None,
+            slice: slice.cloned(),
+            legacy_login_until: None,
+        }
+    }
+
+    fn slice(hash: &str) -> AuditSlice {
+        AuditSlice {
+            hash: hash.into(),
+            json: "{}".into(),
+        }
+    }
+
+    /// Each slice a batch uses is reported once, with its latest use in the batch, unless it
+    /// was reported within the refresh interval.
+    #[test]
+    fn a_batch_reports_each_unreported_slice_once_with_its_latest_use() {
+        let (a, b, c) = (slice("a"), slice("b"), slice("c"));
+        let written = written_slices();
+        written.insert(c.hash.clone(), ());
+        let batch = [
+            event(10, Some(&a)),
+            event(30, Some(&b)),
+            event(25, Some(&a)),
+            event(5, Some(&a)),
+            event(40, Some(&c)),
+            event(50, None),
+        ];
+        let reported: Vec<(String, i64)> = new_slices(&batch, &written)
+            .into_iter()
+            .map(|(s, at)| (s.hash.to_string(), at))
+            .collect();
+        assert_eq!(reported, [("a".to_string(), 25), ("b".to_string(), 30)]);
     }
 }

@@ -989,18 +989,22 @@ macro_rules! sql_store_impl {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
-                // A slice already stored (by this or another instance) is kept as it is: the
-                // hash covers the content, so both are the same.
+                // A slice already stored (by this or another instance) keeps its content (the
+                // hash covers it, so both are the same) and only its last use moves up.
                 for chunk in crate::sql_impl::fixed_chunks(slices) {
                     let mut qb = sqlx::QueryBuilder::<$Db>::new(
-                        "INSERT INTO audit_slices (hash, slice, first_seen) ",
+                        "INSERT INTO audit_slices (hash, slice, first_seen, last_seen) ",
                     );
-                    qb.push_values(chunk, |mut b, (s, first_seen)| {
+                    qb.push_values(chunk, |mut b, (s, seen)| {
                         b.push_bind(s.hash.to_string())
                             .push_bind(s.json.to_string())
-                            .push_bind(*first_seen);
+                            .push_bind(*seen)
+                            .push_bind(*seen);
                     });
-                    qb.push(" ON CONFLICT (hash) DO NOTHING");
+                    qb.push(
+                        " ON CONFLICT (hash) DO UPDATE SET last_seen = excluded.last_seen \
+                         WHERE audit_slices.last_seen < excluded.last_seen",
+                    );
                     qb.build().execute(&mut *tx).await?;
                 }
                 Self::insert_audit_events(&mut tx, events).await?;
@@ -1076,11 +1080,8 @@ macro_rules! sql_store_impl {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                let slices = sqlx::query(
-                    "DELETE FROM audit_slices WHERE first_seen < $1 AND NOT EXISTS \
-                     (SELECT 1 FROM audit_events e WHERE e.slice_hash = audit_slices.hash)",
-                )
-                .bind(before)
+                let slices = sqlx::query("DELETE FROM audit_slices WHERE last_seen < $1")
+                    .bind(before.saturating_sub(crate::records::AUDIT_SLICE_SLACK_SECS))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

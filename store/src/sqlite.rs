@@ -132,6 +132,7 @@ crate::sql_impl::sql_store_impl!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store as _;
 
     /// The settings the audit writer's and the lookups' figures depend on hold on every
     /// connection of a file database.
@@ -161,5 +162,53 @@ mod tests {
             assert_eq!(mmap, 1 << 30);
             held.push(conn);
         }
+    }
+
+    /// Migration 0004 gives existing slices the time of their newest decision as their last
+    /// use (and a slice no decision uses its first use), so retention after an upgrade keeps
+    /// exactly what the old rule kept.
+    #[tokio::test]
+    async fn upgrade_sets_each_slices_last_use_from_its_decisions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = SqliteStore::connect(&url).await.expect("connect");
+        sqlx::migrate!("./migrations/sqlite")
+            .run_to(3, &store.pool)
+            .await
+            .expect("migrate to 0003");
+        for (hash, first) in [("h1", 100), ("h2", 200)] {
+            sqlx::query("INSERT INTO audit_slices (hash, slice, first_seen) VALUES ($1, '{}', $2)")
+                .bind(hash)
+                .bind(first)
+                .execute(&store.pool)
+                .await
+                .expect("slice");
+        }
+        for (id, at) in [("e1", 150), ("e2", 900), ("e3", 400)] {
+            sqlx::query(
+                "INSERT INTO audit_events (id, at, action, allowed, policies, slice_hash) \
+                 VALUES ($1, $2, 'declare', 1, '[]', 'h1')",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&store.pool)
+            .await
+            .expect("event");
+        }
+        store.migrate().await.expect("migrate to the latest");
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT hash, last_seen FROM audit_slices ORDER BY hash")
+                .fetch_all(&store.pool)
+                .await
+                .expect("slices");
+        assert_eq!(rows, [("h1".to_string(), 900), ("h2".to_string(), 200)]);
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' \
+             AND sql IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("indexes");
+        assert_eq!(indexes, ["audit_events_at", "audit_events_session"]);
     }
 }

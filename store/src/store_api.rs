@@ -330,8 +330,11 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn count_audit(&self) -> impl Future<Output = StoreResult<i64>> + Send;
 
     /// Append a batch like [`Store::append_audit`] and, in the same transaction, entity slices
-    /// with the time they were first seen. A slice whose hash is already stored is left as it
-    /// is (insert or ignore), so writers only need to avoid resending slices, not coordinate.
+    /// with the time they were seen. A new hash is stored with that time as its first and last
+    /// use; a stored one keeps its content and first use, and its last use moves up to the
+    /// time given, so writers (on any instance) need not coordinate. Retention relies on the
+    /// last use: a writer reports each slice its events use at least every
+    /// [`crate::AUDIT_SLICE_REFRESH_SECS`] (see [`Store::purge_audit`]).
     fn append_audit_with_slices(
         &self,
         slices: &[(AuditSlice, Timestamp)],
@@ -359,8 +362,9 @@ pub trait Store: Send + Sync + Clone + 'static {
         since: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<PolicyUse>>> + Send;
 
-    /// Retention: delete audit events older than `before`, then slices first seen before
-    /// `before` that no remaining event refers to.
+    /// Retention: delete audit events older than `before`, and the slices last used more than
+    /// [`crate::AUDIT_SLICE_SLACK_SECS`] before `before` (so no remaining event can refer to
+    /// them, given writers refresh a slice's last use as documented above).
     fn purge_audit(
         &self,
         before: Timestamp,

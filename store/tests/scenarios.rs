@@ -623,8 +623,8 @@ async fn decision_replay_records<S: Store>(s: S) {
     )
     .await
     .unwrap();
-    // The same slice again (another instance, or after the writer forgot it) is ignored, and
-    // its first stored content stays.
+    // The same slice again (another instance, or the writer's periodic report) keeps its first
+    // stored content and only moves its last use up.
     s.append_audit_with_slices(
         &[(audit_slice("h1", r#"{"other":true}"#), NOW + 5)],
         &[decision("d3", NOW + 5, Some(&one), &["p.a"])],
@@ -698,38 +698,58 @@ async fn decision_replay_records<S: Store>(s: S) {
     );
     assert_eq!(s.policy_use(NOW + 1).await.unwrap().len(), 2);
 
-    // Retention: events before the cutoff go; a slice goes only when no event refers to it.
+    // Retention: events before the cutoff go; a slice goes once its last use (moved up by
+    // every report, here h1's to NOW + 5 by d3's batch) is older than the cutoff by more than
+    // the slack writers are allowed between reports.
     let purged = s.purge_audit(NOW + 1).await.unwrap();
     assert_eq!(
         purged,
         AuditPurge {
             events: 3,
             slices: 0
-        },
-        "h1 is still used by d3"
+        }
     );
     let purged = s.purge_audit(NOW + 2).await.unwrap();
     assert_eq!(
         purged,
         AuditPurge {
             events: 1,
-            slices: 1
+            slices: 0
         },
-        "d2 went, and h2 with it"
+        "d2 went; h2's last use (NOW + 1) is within the slack of the cutoff"
     );
     assert_eq!(s.count_audit().await.unwrap(), 1);
-    let left = s.audit_slices(&["h1".into(), "h2".into()]).await.unwrap();
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].0, "h1");
-    let purged = s.purge_audit(NOW + 6).await.unwrap();
+    let purged = s
+        .purge_audit(NOW + 2 + AUDIT_SLICE_SLACK_SECS)
+        .await
+        .unwrap();
     assert_eq!(
         purged,
         AuditPurge {
             events: 1,
             slices: 1
+        },
+        "d3 and h2 went; h1 was last used at NOW + 5"
+    );
+    let left = s.audit_slices(&["h1".into(), "h2".into()]).await.unwrap();
+    assert_eq!(
+        left,
+        [("h1".to_string(), r#"{"slice":1}"#.to_string())],
+        "the first stored content stays"
+    );
+    let purged = s
+        .purge_audit(NOW + 6 + AUDIT_SLICE_SLACK_SECS)
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        AuditPurge {
+            events: 0,
+            slices: 1
         }
     );
     assert_eq!(s.count_audit().await.unwrap(), 0);
+    assert!(s.audit_slices(&["h1".into()]).await.unwrap().is_empty());
 }
 
 async fn invalidation_local<S: Store>(s: S) {
