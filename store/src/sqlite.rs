@@ -61,6 +61,10 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
+            // No ping before each use: a SQLite connection is a file handle on a local worker
+            // thread, not a socket that can go stale, and the ping was a second round trip to
+            // that thread for every query.
+            .test_before_acquire(false)
             // An in-memory database exists per connection: keep exactly one.
             .max_connections(if memory { 1 } else { 8 })
             .min_connections(if memory { 1 } else { 0 })
