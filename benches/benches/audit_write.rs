@@ -9,7 +9,7 @@
 //! The events look like the gateway's: the 64-character policy version, the determining
 //! policies, the client address and a slice hash (slices already written), from one session
 //! (the load harness's case: every index grows at one end) or from 100 (each batch touches
-//! pages all over the session and slice indexes).
+//! pages all over the session index). The slices count as already reported: no slice upsert.
 
 // A bench is test code: a failed setup should stop it loudly.
 #![allow(clippy::expect_used)]

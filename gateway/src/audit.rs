@@ -120,31 +120,35 @@ impl AuditWriter {
     }
 }
 
-/// Hashes of entity slices reported to the store recently, so each distinct slice is sent
-/// once per [`AUDIT_SLICE_REFRESH_SECS`] rather than with every event. The store keeps each
-/// slice's last use from these reports, and retention deletes a slice only when that last use
-/// is older than the cutoff by more than the refresh interval (plus slack), so a slice still
-/// used by a kept decision is never deleted. Bounded: an evicted hash is only reported again
-/// sooner.
-fn written_slices() -> moka::sync::Cache<Arc<str>, ()> {
+/// The entity slices this writer has reported to the store, each with the decision time it
+/// reported (the slice's `last_seen` as stored). A slice is reported again once a decision
+/// [`AUDIT_SLICE_REFRESH_SECS`] later than that uses it, so every written decision's slice has
+/// a stored last use less than the refresh interval before the decision's own time, however
+/// long events waited in the queue or for the store. Retention relies on that (see
+/// `Store::purge_audit`). Bounded: an evicted or expired hash is only reported again sooner.
+fn written_slices() -> moka::sync::Cache<Arc<str>, i64> {
     moka::sync::Cache::builder()
         .max_capacity(100_000)
         .time_to_live(Duration::from_secs(AUDIT_SLICE_REFRESH_SECS.unsigned_abs()))
         .build()
 }
 
-/// The slices of `batch` not reported within the refresh interval, each with the latest time
-/// an event of the batch used it (one entry per hash).
+/// The slices of `batch` to report: those not reported yet, or last reported for a decision
+/// at least the refresh interval before one of this batch, each once with the latest time an
+/// event of the batch used it.
 fn new_slices(
     batch: &[AuditEvent],
-    written: &moka::sync::Cache<Arc<str>, ()>,
+    written: &moka::sync::Cache<Arc<str>, i64>,
 ) -> Vec<(AuditSlice, i64)> {
     let mut out: Vec<(AuditSlice, i64)> = Vec::new();
     for e in batch {
         let Some(s) = &e.slice else { continue };
         if let Some((_, seen)) = out.iter_mut().find(|(o, _)| o.hash == s.hash) {
             *seen = (*seen).max(e.at);
-        } else if !written.contains_key(&s.hash) {
+        } else if written
+            .get(&s.hash)
+            .is_none_or(|reported| e.at >= reported + AUDIT_SLICE_REFRESH_SECS)
+        {
             out.push((s.clone(), e.at));
         }
     }
@@ -187,8 +191,9 @@ async fn writer(
         }
         let slices = new_slices(&batch, &written);
         write_batch(&store, &slices, &batch, &health).await;
-        for (s, _) in slices {
-            written.insert(s.hash, ());
+        // Only once the write succeeded (write_batch retries until it does).
+        for (s, seen) in slices {
+            written.insert(s.hash, seen);
         }
         batch.clear();
     }
@@ -252,25 +257,40 @@ mod tests {
         }
     }
 
-    /// Each slice a batch uses is reported once, with its latest use in the batch, unless it
-    /// was reported within the refresh interval.
+    /// Each slice a batch uses is reported once, with its latest use in the batch, unless
+    /// every use is within the refresh interval of the decision time it was last reported
+    /// for.
     #[test]
     fn a_batch_reports_each_unreported_slice_once_with_its_latest_use() {
         let (a, b, c) = (slice("a"), slice("b"), slice("c"));
+        let d = slice("d");
         let written = written_slices();
-        written.insert(c.hash.clone(), ());
+        // c was reported for a decision at 40, d for one a refresh interval before 45.
+        written.insert(c.hash.clone(), 40);
+        written.insert(d.hash.clone(), 45 - AUDIT_SLICE_REFRESH_SECS);
         let batch = [
             event(10, Some(&a)),
             event(30, Some(&b)),
             event(25, Some(&a)),
             event(5, Some(&a)),
-            event(40, Some(&c)),
+            event(40 + AUDIT_SLICE_REFRESH_SECS - 1, Some(&c)),
+            event(44, Some(&d)),
             event(50, None),
+            event(45, Some(&d)),
+            event(41, Some(&d)),
         ];
         let reported: Vec<(String, i64)> = new_slices(&batch, &written)
             .into_iter()
             .map(|(s, at)| (s.hash.to_string(), at))
             .collect();
-        assert_eq!(reported, [("a".to_string(), 25), ("b".to_string(), 30)]);
+        assert_eq!(
+            reported,
+            [
+                ("a".to_string(), 25),
+                ("b".to_string(), 30),
+                ("d".to_string(), 45)
+            ],
+            "c is within the refresh interval of its report; d's decision at 45 is not"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! config, bad input, failed validation), 2 usage error.
 
 /// mimalloc instead of glibc malloc: each proxied request allocates and frees a few dozen small
-/// objects across two worker threads and the audit writer, and glibc spent a tenth of the
+/// objects across two worker threads and the audit writer, and glibc spent about 8% of the
 /// gateway's CPU on them (malloc, free, consolidation; benches/README.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -990,12 +990,18 @@ macro_rules! sql_store_impl {
                 }
                 let mut tx = self.begin_write().await?;
                 // A slice already stored (by this or another instance) keeps its content (the
-                // hash covers it, so both are the same) and only its last use moves up.
-                for chunk in crate::sql_impl::fixed_chunks(slices) {
+                // hash covers it, so both are the same) and only its last use moves up. One
+                // row per hash (PostgreSQL refuses to update a row twice in one statement), in
+                // hash order, so writers on several instances lock shared rows in the same
+                // order and cannot deadlock.
+                let mut slices: Vec<&(AuditSlice, Timestamp)> = slices.iter().collect();
+                slices.sort_by(|a, b| a.0.hash.cmp(&b.0.hash).then(b.1.cmp(&a.1)));
+                slices.dedup_by(|later, first| later.0.hash == first.0.hash);
+                for chunk in crate::sql_impl::fixed_chunks(&slices) {
                     let mut qb = sqlx::QueryBuilder::<$Db>::new(
                         "INSERT INTO audit_slices (hash, slice, first_seen, last_seen) ",
                     );
-                    qb.push_values(chunk, |mut b, (s, seen)| {
+                    qb.push_values(chunk.iter().copied(), |mut b, (s, seen)| {
                         b.push_bind(s.hash.to_string())
                             .push_bind(s.json.to_string())
                             .push_bind(*seen)
@@ -1080,8 +1086,12 @@ macro_rules! sql_store_impl {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                let slices = sqlx::query("DELETE FROM audit_slices WHERE last_seen < $1")
-                    .bind(before.saturating_sub(crate::records::AUDIT_SLICE_SLACK_SECS))
+                // A slice inserted by an instance still running the code before migration
+                // 0004 has no last use (0): its first use stands in for it.
+                let slices = sqlx::query(
+                    "DELETE FROM audit_slices WHERE last_seen < $1 AND first_seen < $1",
+                )
+                .bind(before.saturating_sub(crate::records::AUDIT_SLICE_SLACK_SECS))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -631,6 +631,11 @@ async fn decision_replay_records<S: Store>(s: S) {
     )
     .await
     .unwrap();
+    // A hash twice in one call is one row, with the later use (PostgreSQL refuses to update a
+    // row twice in one statement).
+    s.append_audit_with_slices(&[(two.clone(), NOW + 1), (two.clone(), NOW)], &[])
+        .await
+        .unwrap();
     assert_eq!(s.count_audit().await.unwrap(), 5);
 
     let all = s.recorded_decisions(NOW - 100, 100).await.unwrap();
