@@ -249,12 +249,14 @@ pub struct PolicyUse {
     pub decisions: i64,
 }
 
-/// How often, at least, an audit writer reports the entity slices its events use (their
-/// `last_seen`; see [`crate::Store::append_audit_with_slices`]).
+/// How far, in decision time, an event may be from the last reported use of its entity slice
+/// before the writer reports the slice again (its `last_seen`; see
+/// [`crate::Store::append_audit_with_slices`]).
 pub const AUDIT_SLICE_REFRESH_SECS: i64 = 600;
 
 /// How long before a retention cutoff a slice must have been last used to be deleted: the
-/// refresh interval plus an hour for events still queued or retried when they were written.
+/// refresh interval plus an hour of margin (for instances still on code from before
+/// migration 0004, which do not report uses, during a rolling upgrade).
 pub const AUDIT_SLICE_SLACK_SECS: i64 = AUDIT_SLICE_REFRESH_SECS + 3_600;
 
 /// Rows deleted by [`crate::Store::purge_audit`].

@@ -333,8 +333,9 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// with the time they were seen. A new hash is stored with that time as its first and last
     /// use; a stored one keeps its content and first use, and its last use moves up to the
     /// time given, so writers (on any instance) need not coordinate. Retention relies on the
-    /// last use: a writer reports each slice its events use at least every
-    /// [`crate::AUDIT_SLICE_REFRESH_SECS`] (see [`Store::purge_audit`]).
+    /// last use: a writer reports a slice again whenever one of its events is at least
+    /// [`crate::AUDIT_SLICE_REFRESH_SECS`] (of decision time) later than the time it last
+    /// reported for it (see [`Store::purge_audit`]).
     fn append_audit_with_slices(
         &self,
         slices: &[(AuditSlice, Timestamp)],
