@@ -74,11 +74,7 @@ async fn stores(dir: &std::path::Path) -> Vec<(&'static str, AnyStore)> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = taxgate_benches::store_runtime().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let stores = rt.block_on(stores(dir.path()));
     let mut group = c.benchmark_group("audit_append");

@@ -176,11 +176,7 @@ fn backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: A
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = taxgate_benches::store_runtime().expect("runtime");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/bench.db", dir.path().display());

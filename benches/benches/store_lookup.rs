@@ -49,11 +49,7 @@ async fn populate(dir: &std::path::Path, bindings: u64) -> SqliteStore {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = taxgate_benches::store_runtime().expect("runtime");
     let mut group = c.benchmark_group("session_slice");
     group
         .sample_size(50)

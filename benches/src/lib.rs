@@ -6,6 +6,15 @@ use hyper::body::Body;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+/// The runtime the store benches call the store from: one worker, as a request's task, with
+/// the store's own threads beside it.
+pub fn store_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+}
+
 /// The `p` quantile (0..=1) of ascending `sorted` values, nearest rank; 0 when empty.
 pub fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {

@@ -229,24 +229,8 @@ mod tests {
 
     fn event(at: i64, slice: Option<&AuditSlice>) -> AuditEvent {
         AuditEvent {
-            id: format!("e{at}"),
-            at,
-            request_id: None,
-            session_id: None,
-            person: None,
-            enterprise: None,
-            role: None,
-            entry: None,
-            action: "declare".into(),
-            path: None,
-            allowed: true,
-            policies: Vec::new(),
-            reason: None,
-            policy_version: None,
-            client_addr: None,
-            detail: None,
             slice: slice.cloned(),
-            legacy_login_until: None,
+            ..AuditEvent::new(format!("e{at}"), at, "declare", true)
         }
     }
 

@@ -479,27 +479,18 @@ mod tests {
     use super::*;
     use crate::authz::cases::{BindingFacts, SessionFacts, Time, session_slice};
     use crate::authz::tests::copy_policies;
-    use taxgate_store::model::{Entry, Role};
+    use taxgate_store::model::Role;
 
     const UNTIL: i64 = 1_800_000_000;
 
     fn handler_until(until: i64) -> ResolvedSession {
-        let facts = SessionFacts {
-            entry: Entry::Enterprise,
-            role: Some(Role::TaxHandler),
-            person: Some(crate::authz::cases::DEFAULT_PERSON.to_string()),
-            enterprise: None,
-            agency: None,
-            must_change_password: false,
-            factor: None,
-            binding: Some(BindingFacts {
-                enterprise_confirmed: true,
-                person_confirmed: true,
+        let facts = SessionFacts::confirmed_enterprise(
+            Role::TaxHandler,
+            BindingFacts {
                 valid_until: Some(Time::Seconds(until)),
                 ..BindingFacts::default()
-            }),
-            agreement: None,
-        };
+            },
+        );
         ResolvedSession::new(session_slice(&facts).unwrap(), 0)
     }
 

@@ -236,7 +236,7 @@ fn disagreement_event(id: String, job: &Job, shadow: &Decision, kind: &str) -> A
 
 #[cfg(test)]
 mod tests {
-    use taxgate_store::model::{Entry, Role};
+    use taxgate_store::model::Role;
     use taxgate_store::{AnyStore, Store};
 
     use super::*;
@@ -245,21 +245,7 @@ mod tests {
     use crate::health::StoreHealth;
 
     fn tax_handler() -> Arc<ResolvedSession> {
-        let facts = SessionFacts {
-            entry: Entry::Enterprise,
-            role: Some(Role::TaxHandler),
-            person: Some(crate::authz::cases::DEFAULT_PERSON.to_string()),
-            enterprise: None,
-            agency: None,
-            must_change_password: false,
-            factor: None,
-            binding: Some(BindingFacts {
-                enterprise_confirmed: true,
-                person_confirmed: true,
-                ..BindingFacts::default()
-            }),
-            agreement: None,
-        };
+        let facts = SessionFacts::confirmed_enterprise(Role::TaxHandler, BindingFacts::default());
         Arc::new(ResolvedSession::new(session_slice(&facts).unwrap(), 0))
     }
 

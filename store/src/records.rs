@@ -266,6 +266,32 @@ pub struct AuditPurge {
     pub slices: u64,
 }
 
+impl AuditEvent {
+    /// An event with its id, time, action and outcome, and every other field empty.
+    pub fn new(id: String, at: Timestamp, action: &str, allowed: bool) -> AuditEvent {
+        AuditEvent {
+            id,
+            at,
+            request_id: None,
+            session_id: None,
+            person: None,
+            enterprise: None,
+            role: None,
+            entry: None,
+            action: action.to_string(),
+            path: None,
+            allowed,
+            policies: Vec::new(),
+            reason: None,
+            policy_version: None,
+            client_addr: None,
+            detail: None,
+            slice: None,
+            legacy_login_until: None,
+        }
+    }
+}
+
 impl fmt::Debug for AuditEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditEvent")

@@ -117,24 +117,8 @@ impl Auth {
 
     fn event(&self, now: Timestamp, action: &str, allowed: bool, client: IpAddr) -> AuditEvent {
         AuditEvent {
-            id: self.core.audit.next_id(),
-            at: now,
-            request_id: None,
-            session_id: None,
-            person: None,
-            enterprise: None,
-            role: None,
-            entry: None,
-            action: action.to_string(),
-            path: None,
-            allowed,
-            policies: Vec::new(),
-            reason: None,
-            policy_version: None,
             client_addr: Some(client.to_string()),
-            detail: None,
-            slice: None,
-            legacy_login_until: None,
+            ..AuditEvent::new(self.core.audit.next_id(), now, action, allowed)
         }
     }
 

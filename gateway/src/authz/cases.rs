@@ -119,6 +119,29 @@ pub struct SessionFacts {
     pub agreement: Option<AgreementFacts>,
 }
 
+impl SessionFacts {
+    /// The sample person on the enterprise entry as `role`, through `binding` confirmed by both
+    /// sides: the common session of unit tests.
+    #[cfg(test)]
+    pub fn confirmed_enterprise(role: Role, binding: BindingFacts) -> SessionFacts {
+        SessionFacts {
+            entry: Entry::Enterprise,
+            role: Some(role),
+            person: some_default_person(),
+            enterprise: None,
+            agency: None,
+            must_change_password: false,
+            factor: None,
+            binding: Some(BindingFacts {
+                enterprise_confirmed: true,
+                person_confirmed: true,
+                ..binding
+            }),
+            agreement: None,
+        }
+    }
+}
+
 fn some_default_person() -> Option<String> {
     Some(DEFAULT_PERSON.to_string())
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use taxgate_store::RecordedDecision;
-use taxgate_store::model::{Entry, PermissionGroup, Role};
+use taxgate_store::model::{PermissionGroup, Role};
 
 use super::*;
 use crate::authz::cases::{BindingFacts, SessionFacts, session_slice};
@@ -14,22 +14,13 @@ const NOW: i64 = 1_800_000_000;
 const ACTIONS: [&str; 5] = ["declare", "invoice", "query", "tax_affairs", "personal_tax"];
 
 fn enterprise(role: Role, permissions: Option<Vec<PermissionGroup>>) -> SessionFacts {
-    SessionFacts {
-        entry: Entry::Enterprise,
-        role: Some(role),
-        person: Some(crate::authz::cases::DEFAULT_PERSON.to_string()),
-        enterprise: None,
-        agency: None,
-        must_change_password: false,
-        factor: None,
-        binding: Some(BindingFacts {
+    SessionFacts::confirmed_enterprise(
+        role,
+        BindingFacts {
             permissions,
-            enterprise_confirmed: true,
-            person_confirmed: true,
             ..BindingFacts::default()
-        }),
-        agreement: None,
-    }
+        },
+    )
 }
 
 /// Every sample session asks for every downstream action once, decided by the repository's
