@@ -92,6 +92,31 @@ pub struct ServerConfig {
     /// Log format: "text" (default) or "json".
     #[serde(default = "defaults::log_format")]
     pub log_format: String,
+    /// Proxies in front of the gateway (addresses or CIDRs) whose `x-forwarded-*` headers are
+    /// believed; from any other peer they are replaced.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Open client connections at most; 0 (default): the descriptor limit less a reserve for
+    /// the store, the upstreams and the admin listener.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64) at most; 0: no cap.
+    #[serde(default = "defaults::max_connections_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` parsed: a bare address is a /32 (or /128).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|t| {
+                t.parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("`{t}` is not an address or CIDR (`10.0.0.0/8`)"))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +124,9 @@ pub struct ServerConfig {
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// `Strict-Transport-Security: max-age=N` on every response; 0: not sent.
+    #[serde(default = "defaults::hsts_max_age_secs")]
+    pub hsts_max_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -393,6 +421,12 @@ mod defaults {
     pub fn log_format() -> String {
         "text".into()
     }
+    pub fn max_connections_per_address() -> usize {
+        256
+    }
+    pub fn hsts_max_age_secs() -> u64 {
+        31_536_000
+    }
     pub fn store_max_connections() -> u32 {
         16
     }
@@ -590,6 +624,9 @@ impl Config {
                 "server.log_format",
                 format!("`{}` is not `text` or `json`", self.server.log_format),
             ));
+        }
+        if let Err(message) = self.server.trusted_proxy_nets() {
+            return Err(err("server.trusted_proxies", message));
         }
         if let Some(tls) = &self.server.tls {
             for (key, path) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
@@ -839,6 +876,18 @@ impl Config {
                 return Err(err(
                     &format!("routes[{i}].prefix"),
                     format!("`{}` must start with `/`", route.prefix),
+                ));
+            }
+            if route.prefix.contains(';')
+                || crate::proxy::path::canonical(&route.prefix).ok().as_deref()
+                    != Some(route.prefix.as_str())
+            {
+                return Err(err(
+                    &format!("routes[{i}].prefix"),
+                    format!(
+                        "`{}` is not a canonical path: no dot or empty segments, `;` or `\\`, and percent-encoding only for reserved characters, in upper case",
+                        route.prefix
+                    ),
                 ));
             }
             if shadows_reserved(&route.prefix) {

@@ -45,6 +45,8 @@ pub enum Code {
     AlreadyLinked,
     AlreadyConfirmed,
     UnsupportedMediaType,
+    InvalidPath,
+    AmbiguousSession,
 }
 
 impl Code {
@@ -83,12 +85,17 @@ impl Code {
             Code::AlreadyLinked => "already_linked",
             Code::AlreadyConfirmed => "already_confirmed",
             Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::InvalidPath => "invalid_path",
+            Code::AmbiguousSession => "ambiguous_session",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Code::InvalidInput | Code::WeakPassword => StatusCode::BAD_REQUEST,
+            Code::InvalidInput
+            | Code::WeakPassword
+            | Code::InvalidPath
+            | Code::AmbiguousSession => StatusCode::BAD_REQUEST,
             Code::InvalidCredentials
             | Code::LoginRequired
             | Code::SessionExpired
@@ -126,6 +133,14 @@ impl Code {
     pub fn messages(self) -> (&'static str, &'static str) {
         match self {
             Code::InvalidInput => ("输入信息有误,请检查后重新提交", "the input is not valid"),
+            Code::InvalidPath => (
+                "请求地址不合法",
+                "the request path is not valid (dot segments, encoded separators or controls are refused)",
+            ),
+            Code::AmbiguousSession => (
+                "请求携带了多个不同的登录凭证",
+                "the request carries two different session tokens",
+            ),
             Code::InvalidCredentials => (
                 "账号或密码错误,请重新输入",
                 "the account or password is wrong",
@@ -366,6 +381,8 @@ mod tests {
             (Code::AlreadyLinked, 409),
             (Code::AlreadyConfirmed, 409),
             (Code::UnsupportedMediaType, 415),
+            (Code::InvalidPath, 400),
+            (Code::AmbiguousSession, 400),
         ];
         for (code, status) in expected {
             assert_eq!(code.status().as_u16(), status, "{code:?}");

@@ -108,6 +108,10 @@ pub struct Metrics {
     upstream_latency: Vec<Histogram>,
     pub open_connections: AtomicI64,
     pub connections_total: AtomicU64,
+    /// Connections closed at accept: over `[server] max_connections`, or over
+    /// `max_connections_per_address` for one client address.
+    pub connections_refused_global: AtomicU64,
+    pub connections_refused_per_address: AtomicU64,
     /// Counters registered by other modules (policy reloads, audit drops, decisions...).
     counters: Vec<&'static Counter>,
 }
@@ -123,6 +127,8 @@ impl Metrics {
             upstream_latency,
             open_connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            connections_refused_global: AtomicU64::new(0),
+            connections_refused_per_address: AtomicU64::new(0),
             counters: Vec::new(),
         }
     }
@@ -189,6 +195,20 @@ impl Metrics {
             "taxgate_connections_total {}",
             self.connections_total.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP taxgate_connections_refused_total Connections closed at accept by a connection cap.\n",
+        );
+        out.push_str("# TYPE taxgate_connections_refused_total counter\n");
+        for (reason, n) in [
+            ("global", &self.connections_refused_global),
+            ("per_address", &self.connections_refused_per_address),
+        ] {
+            let _ = writeln!(
+                out,
+                "taxgate_connections_refused_total{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         for c in &self.counters {
             let _ = writeln!(out, "# HELP {} {}", c.name, c.help);
             let _ = writeln!(out, "# TYPE {} counter", c.name);

@@ -17,13 +17,15 @@ use crate::authz::{Decision, PolicyEngine, RequestFacts};
 use crate::body::{Body, boxed, empty};
 use crate::error::{ApiError, Code};
 use crate::proxy::{ConnInfo, Forward, Pipeline, Step, headers};
-use crate::routes::{Route, RouteTable};
+use crate::routes::{Route, RouteTable, Selected};
 use crate::session::{HEADER_DECISION, Lookup, ResolvedSession, Sessions};
 
 /// Everything the pipeline needs, assembled by `server`.
 pub struct Gateway {
     pub routes: RouteTable,
     pub cookie_name: String,
+    /// The same name, shared with every forward: an upstream may not set this cookie.
+    pub reserved_cookie: Arc<str>,
     pub allow_all: bool,
     pub engine: Arc<PolicyEngine>,
     pub sessions: Arc<Sessions>,
@@ -71,9 +73,13 @@ pub fn unix_now() -> Timestamp {
         .unwrap_or(0)
 }
 
-/// The session token a request presents: the cookie, else a bearer token.
-pub fn presented_token<'a>(headers: &'a http::HeaderMap, cookie_name: &str) -> Option<&'a str> {
-    headers::cookie(headers, cookie_name).or_else(|| headers::bearer(headers))
+/// The session token a request presents (the cookie or a bearer token); two different ones in
+/// one request are refused with 400 `ambiguous_session`.
+pub fn presented_token<'a>(
+    headers: &'a http::HeaderMap,
+    cookie_name: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    headers::session_token(headers, cookie_name).map_err(|_| Code::AmbiguousSession.into())
 }
 
 fn respond(response: Response<Body>, route: Option<usize>) -> Step {
@@ -91,9 +97,30 @@ impl Pipeline for Gateway {
         if crate::config::is_reserved_path(req.uri().path()) {
             return respond(self.endpoints.handle(req, conn).await, None);
         }
-        let Some(route) = self.routes.lookup(req.uri().path(), req.method()) else {
-            return respond(ApiError::from(Code::RouteNotFound).into_response(), None);
+        // The path is canonical here (the proxy refused what is not): the route is chosen by it
+        // alone, and a backend that strips `;parameters` must not read another route into it.
+        let path = req.uri().path();
+        let route = match self.routes.select(path, req.method()) {
+            Selected::Route(route) => route,
+            Selected::MethodNotAllowed(route) => {
+                let mut r = ApiError::from(Code::MethodNotAllowed).into_response();
+                if let Ok(v) = HeaderValue::from_str(&route.allow_header()) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+                return respond(r, Some(route.index));
+            }
+            Selected::NoRoute => {
+                return respond(ApiError::from(Code::RouteNotFound).into_response(), None);
+            }
         };
+        if let Some(stripped) = crate::proxy::path::without_parameters(path)
+            && self.routes.lookup(&stripped).map(|r| r.index) != Some(route.index)
+        {
+            return respond(
+                ApiError::from(Code::InvalidPath).into_response(),
+                Some(route.index),
+            );
+        }
         if self.allow_all {
             return self.forward(req, route, Vec::new());
         }
@@ -108,8 +135,12 @@ impl Gateway {
         if !self.health.is_up() {
             return refuse(Code::StoreUnavailable.into());
         }
-        let Some(token) = presented_token(req.headers(), &self.cookie_name) else {
-            return respond(login_required(&req, Code::LoginRequired), Some(route.index));
+        let token = match presented_token(req.headers(), &self.cookie_name) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                return respond(login_required(&req, Code::LoginRequired), Some(route.index));
+            }
+            Err(e) => return refuse(e),
         };
         let session = match self.sessions.resolve(token, now).await {
             Ok(Lookup::Live(s)) => s,
@@ -188,16 +219,13 @@ impl Gateway {
         identity: Vec<(http::HeaderName, HeaderValue)>,
     ) -> Step {
         let mut request = req.map(boxed);
-        let h = request.headers_mut();
-        headers::strip_cookie(h, &self.cookie_name);
-        if headers::bearer(h).is_some() {
-            h.remove(header::AUTHORIZATION);
-        }
+        headers::strip_session_tokens(request.headers_mut(), &self.cookie_name);
         Step::Forward(Forward {
             request,
             upstream: Arc::clone(&route.upstream),
             identity,
             route: route.index,
+            reserved_cookie: self.reserved_cookie.clone(),
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod headers;
 pub mod idle;
+pub mod path;
 pub mod tls;
 pub mod upstream;
 
@@ -24,14 +25,34 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
+use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
 pub use upstream::Upstream;
 
 /// What the proxy knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
+    /// The client: the peer, or behind a trusted proxy the right-most untrusted
+    /// `x-forwarded-for` entry (with the peer's port). Rate limits, challenge binding and the
+    /// audit use it.
     pub remote: SocketAddr,
+    /// The TCP peer itself.
+    pub peer: SocketAddr,
+    /// The peer is in `[server] trusted_proxies`: its forwarding headers are kept.
+    pub trusted_peer: bool,
     pub tls: bool,
+}
+
+impl ConnInfo {
+    /// A direct connection (no proxy in front).
+    pub fn direct(peer: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo {
+            remote: peer,
+            peer,
+            trusted_peer: false,
+            tls,
+        }
+    }
 }
 
 /// What the pipeline decided for one request.
@@ -53,6 +74,8 @@ pub struct Forward {
     /// Identity headers to set after the client's `x-taxgate-*` headers were removed.
     pub identity: Vec<(HeaderName, HeaderValue)>,
     pub route: usize,
+    /// A cookie only the gateway sets: an upstream's `Set-Cookie` for it is removed.
+    pub reserved_cookie: Arc<str>,
 }
 
 /// The one extension point of the proxy (in the spirit of Pingora's `ProxyHttp`): everything
@@ -70,6 +93,100 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Accept HTTP/2 with prior knowledge on cleartext.
     pub h2c: bool,
+    /// Peers whose `x-forwarded-*` headers are believed (`[server] trusted_proxies`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// `Strict-Transport-Security` for every response on a TLS listener; `None`: not sent.
+    pub hsts: Option<HeaderValue>,
+    /// Open connections at most (0: no cap); more are closed at accept.
+    pub max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64) at most (0: no cap).
+    pub max_connections_per_address: usize,
+}
+
+impl ServeOptions {
+    /// Options for a listener nobody outside reaches (admin): no caps, no proxies trusted.
+    pub fn internal(&self) -> ServeOptions {
+        ServeOptions {
+            trusted_proxies: Arc::from(Vec::new()),
+            hsts: None,
+            max_connections: 0,
+            max_connections_per_address: 0,
+            ..self.clone()
+        }
+    }
+}
+
+/// Open connections, in all and per client address, for the caps of [`ServeOptions`].
+struct ConnCounts {
+    max: usize,
+    per_address: usize,
+    open: std::sync::atomic::AtomicUsize,
+    by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// Holds one connection's place in [`ConnCounts`] until the connection ends.
+struct ConnSlot {
+    counts: Arc<ConnCounts>,
+    key: std::net::IpAddr,
+}
+
+/// IPv6 clients get a /64 each (what one subscriber is usually given), IPv4 an address.
+fn address_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+impl ConnCounts {
+    /// A slot for a new connection from `peer`, or which cap refused it.
+    fn admit(self: &Arc<Self>, peer: std::net::IpAddr) -> Result<ConnSlot, &'static str> {
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        if self.max > 0 && before >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err("global");
+        }
+        let key = address_key(peer);
+        if self.per_address > 0 {
+            let mut map = self
+                .by_address
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = map.entry(key).or_insert(0);
+            if *n >= self.per_address {
+                drop(map);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                return Err("per_address");
+            }
+            *n += 1;
+        }
+        Ok(ConnSlot {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let c = &self.counts;
+        c.open.fetch_sub(1, Ordering::AcqRel);
+        if c.per_address > 0 {
+            let mut map = c
+                .by_address
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = map.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.key);
+                }
+            }
+        }
+    }
 }
 
 /// Serve `listener` until `shutdown` resolves, then stop accepting and let in-flight requests
@@ -108,19 +225,46 @@ pub async fn serve<P: Pipeline>(
     let first_request_wait = options.header_read_timeout;
     tokio::pin!(shutdown);
 
+    let counts = Arc::new(ConnCounts {
+        max: options.max_connections,
+        per_address: options.max_connections_per_address,
+        open: std::sync::atomic::AtomicUsize::new(0),
+        by_address: Default::default(),
+    });
+    let per_request = Arc::new(PerRequest {
+        trusted_proxies: options.trusted_proxies.clone(),
+        hsts: options.hsts.clone(),
+    });
+
     let accept = |stream: TcpStream, remote: SocketAddr| {
+        let slot = match counts.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                // Closed at once: an idle connection must not hold a descriptor the admin
+                // listener, the store or a real client needs.
+                let counter = if cap == "global" {
+                    &metrics.connections_refused_global
+                } else {
+                    &metrics.connections_refused_per_address
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, cap, "connection refused by a connection cap");
+                return;
+            }
+        };
         let _ = stream.set_nodelay(true);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        let conn = ConnInfo {
-            remote,
-            tls: tls.is_some(),
-        };
+        let conn = ConnInfo::direct(remote, tls.is_some());
         let pipeline = pipeline.clone();
         let metrics_conn = metrics.clone();
+        let per_request = per_request.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let pipeline = pipeline.clone();
             let metrics = metrics_conn.clone();
-            async move { Ok::<_, Infallible>(handle(&*pipeline, &metrics, req, conn).await) }
+            let per_request = per_request.clone();
+            async move {
+                Ok::<_, Infallible>(handle(&*pipeline, &metrics, &per_request, req, conn).await)
+            }
         });
         let mut stop = stop.clone();
         let alive = alive.clone();
@@ -129,6 +273,7 @@ pub async fn serve<P: Pipeline>(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _alive = alive;
+            let _slot = slot;
             metrics.open_connections.fetch_add(1, Ordering::Relaxed);
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
@@ -296,22 +441,73 @@ struct Builders {
     h2: auto::Builder<TokioExecutor>,
 }
 
+/// What every request on a listener is checked and given, whatever the pipeline.
+struct PerRequest {
+    trusted_proxies: Arc<[ipnet::IpNet]>,
+    hsts: Option<HeaderValue>,
+}
+
 async fn handle<P: Pipeline>(
     pipeline: &P,
     metrics: &Metrics,
-    req: Request<Incoming>,
-    conn: ConnInfo,
+    per_request: &PerRequest,
+    mut req: Request<Incoming>,
+    mut conn: ConnInfo,
 ) -> Response<Body> {
-    match pipeline.request(req, conn).await {
-        Step::Respond { response, route } => {
-            metrics.request(route, response.status().as_u16());
-            response
+    let mut response = match canonical_target(&mut req) {
+        Err(e) => {
+            tracing::debug!(reason = %e, peer = %conn.peer, "refused: invalid request path");
+            metrics.request(None, 400);
+            ApiError::from(Code::InvalidPath).into_response()
         }
-        Step::Forward(forward) => {
-            let route = forward.route;
-            let response = upstream::forward(forward, conn, metrics).await;
-            metrics.request(Some(route), response.status().as_u16());
-            response
+        Ok(()) => {
+            let trusted = &per_request.trusted_proxies;
+            conn.trusted_peer = trusted.iter().any(|n| n.contains(&conn.peer.ip()));
+            if conn.trusted_peer {
+                let client = headers::client_address(conn.peer.ip(), req.headers(), trusted);
+                conn.remote = SocketAddr::new(client, conn.peer.port());
+            }
+            match pipeline.request(req, conn).await {
+                Step::Respond { response, route } => {
+                    metrics.request(route, response.status().as_u16());
+                    response
+                }
+                Step::Forward(forward) => {
+                    let route = forward.route;
+                    let response = upstream::forward(forward, conn, metrics).await;
+                    metrics.request(Some(route), response.status().as_u16());
+                    response
+                }
+            }
         }
+    };
+    if conn.tls
+        && let Some(hsts) = &per_request.hsts
+    {
+        response
+            .headers_mut()
+            .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
+    response
+}
+
+/// Check the request target's path ([`path::canonical`]) and put its canonical form in place,
+/// so that everything after (routing, the decision, the audit, the upstream) sees one path.
+fn canonical_target(req: &mut Request<Incoming>) -> Result<(), path::PathError> {
+    let canonical = match path::canonical(req.uri().path())? {
+        std::borrow::Cow::Borrowed(_) => return Ok(()),
+        std::borrow::Cow::Owned(c) => c,
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{canonical}?{q}"),
+        None => canonical,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| path::PathError::BadEncoding)?,
+    );
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| path::PathError::BadEncoding)?;
+    Ok(())
 }

@@ -1,5 +1,6 @@
-//! The route table: longest prefix (on path-segment boundaries) whose methods include the
-//! request's method. A request matching no route is never proxied.
+//! The route table: the route is chosen by the path alone, the longest prefix on path-segment
+//! boundaries; a method that route does not list is refused (405), never handed to a shorter
+//! route. A request matching no route is never proxied.
 
 use std::sync::Arc;
 
@@ -15,6 +16,39 @@ pub struct Route {
     /// The downstream action of the policy schema this route's requests are decided as.
     pub action: String,
     pub upstream: Arc<Upstream>,
+}
+
+/// What the route table says of a request.
+pub enum Selected<'a> {
+    Route(&'a Route),
+    /// The path's route does not list the method: 405 with `Allow`, never a shorter route.
+    MethodNotAllowed(&'a Route),
+    NoRoute,
+}
+
+impl Route {
+    /// Methods compare case-sensitively (`post` is not `POST`); `HEAD` counts as `GET` only
+    /// where `GET` is listed.
+    pub fn allows(&self, method: &Method) -> bool {
+        match &self.methods {
+            None => true,
+            Some(ms) => {
+                ms.contains(method) || (method == Method::HEAD && ms.contains(&Method::GET))
+            }
+        }
+    }
+
+    /// The `Allow` header of a 405: the listed methods, with `HEAD` where `GET` is listed.
+    pub fn allow_header(&self) -> String {
+        let Some(ms) = &self.methods else {
+            return String::new();
+        };
+        let mut names: Vec<&str> = ms.iter().map(Method::as_str).collect();
+        if ms.contains(&Method::GET) && !ms.contains(&Method::HEAD) {
+            names.push("HEAD");
+        }
+        names.join(", ")
+    }
 }
 
 pub struct RouteTable {
@@ -58,11 +92,22 @@ impl RouteTable {
         Ok(RouteTable { routes })
     }
 
-    pub fn lookup(&self, path: &str, method: &Method) -> Option<&Route> {
-        self.routes.iter().find(|r| {
-            prefix_matches(&r.prefix, path)
-                && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
-        })
+    /// The route of a canonical path (see [`crate::proxy::path`]): the longest prefix,
+    /// whatever the method.
+    pub fn lookup(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+
+    /// The route of a request, checked against its method.
+    pub fn select(&self, path: &str, method: &Method) -> Selected<'_> {
+        let Some(route) = self.lookup(path) else {
+            return Selected::NoRoute;
+        };
+        if route.allows(method) {
+            Selected::Route(route)
+        } else {
+            Selected::MethodNotAllowed(route)
+        }
     }
 
     /// Route prefixes by index, for metrics labels.
@@ -116,15 +161,37 @@ mod tests {
     }
 
     #[test]
-    fn longest_prefix_then_method() {
+    fn the_path_alone_chooses_the_route() {
         let t = table();
-        let action = |p: &str, m: Method| t.lookup(p, &m).map(|r| r.action.as_str());
-        assert_eq!(action("/api/declare/vat", Method::POST), Some("declare"));
-        assert_eq!(action("/api/declare/status", Method::GET), Some("query"));
-        // the longer prefix refuses GET, so the shorter one that allows any method wins
-        assert_eq!(action("/api/declare/vat", Method::GET), Some("query"));
-        assert_eq!(action("/api/declarex", Method::POST), Some("query"));
-        assert_eq!(action("/other", Method::GET), None);
-        assert_eq!(action("/ap", Method::GET), None);
+        let action = |p: &str| t.lookup(p).map(|r| r.action.as_str());
+        assert_eq!(action("/api/declare/vat"), Some("declare"));
+        assert_eq!(action("/api/declare"), Some("declare"));
+        assert_eq!(action("/api/declare/status"), Some("query"));
+        assert_eq!(action("/api/declarex"), Some("query"));
+        assert_eq!(action("/other"), None);
+        assert_eq!(action("/ap"), None);
+    }
+
+    #[test]
+    fn a_method_the_route_does_not_list_is_refused_not_handed_down() {
+        let t = table();
+        let verdict =
+            |p: &str, m: &str| match t.select(p, &Method::from_bytes(m.as_bytes()).unwrap()) {
+                Selected::Route(r) => format!("route {}", r.action),
+                Selected::MethodNotAllowed(r) => format!("405 {}", r.allow_header()),
+                Selected::NoRoute => "404".to_string(),
+            };
+        assert_eq!(verdict("/api/declare/vat", "POST"), "route declare");
+        // the shorter `/api` allows any method; the longer route's refusal stands
+        for m in [
+            "GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "post", "Post",
+        ] {
+            assert_eq!(verdict("/api/declare/vat", m), "405 POST", "{m}");
+        }
+        assert_eq!(verdict("/api/declare/status", "GET"), "route query");
+        assert_eq!(verdict("/api/declare/status", "HEAD"), "route query");
+        assert_eq!(verdict("/api/declare/status", "POST"), "405 GET, HEAD");
+        assert_eq!(verdict("/api/other", "DELETE"), "route query");
+        assert_eq!(verdict("/other", "GET"), "404");
     }
 }

@@ -258,6 +258,7 @@ impl Server {
         let gateway = Arc::new(Gateway {
             routes,
             cookie_name: core.config.session.cookie_name.clone(),
+            reserved_cookie: Arc::from(core.config.session.cookie_name.as_str()),
             allow_all: core.config.dev.allow_all,
             engine: core.engine.clone(),
             sessions: core.sessions.clone(),
@@ -296,11 +297,30 @@ impl Server {
                 source,
             })?;
         let s = &core.config.server;
+        let trusted_proxies = s
+            .trusted_proxy_nets()
+            .map_err(|m| cfg_err("server.trusted_proxies", m))?;
+        let hsts = s
+            .tls
+            .as_ref()
+            .filter(|t| t.hsts_max_age_secs > 0)
+            .and_then(|t| {
+                http::HeaderValue::from_str(&format!("max-age={}", t.hsts_max_age_secs)).ok()
+            });
+        if s.tls.is_some() && !core.config.session.cookie_secure {
+            tracing::warn!(
+                "session.cookie_secure = false with TLS: the session cookie would also be sent over plain HTTP; set it to true"
+            );
+        }
         let options = ServeOptions {
             max_header_bytes: s.max_header_bytes,
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
             h2c: s.h2c,
+            trusted_proxies: Arc::from(trusted_proxies),
+            hsts,
+            max_connections: connection_cap(&core.config),
+            max_connections_per_address: s.max_connections_per_address,
         };
         Ok(Server {
             public,
@@ -345,7 +365,7 @@ impl Server {
             None,
             Arc::new(Admin(admin_state)),
             admin_metrics,
-            self.options.clone(),
+            self.options.internal(),
             shutdown.wait(),
         ));
         proxy::serve(
@@ -384,6 +404,43 @@ impl Core {
             let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
         }
     }
+}
+
+/// The public listener's connection cap: `[server] max_connections`, or the descriptor limit
+/// (its soft value raised to the hard one first) less what the store pool, the upstream pools,
+/// the admin listener and files need, so that idle clients can never take the descriptors the
+/// gateway itself needs.
+fn connection_cap(config: &crate::config::Config) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the descriptor limit");
+            1024
+        }
+    };
+    let upstream_pools: u64 = config
+        .upstreams
+        .iter()
+        .map(|u| u.pool_max_idle as u64 * 2)
+        .sum();
+    let reserve = 256 + u64::from(config.store.max_connections) + upstream_pools;
+    let auto = usize::try_from(limit.saturating_sub(reserve).max(64)).unwrap_or(usize::MAX);
+    let configured = config.server.max_connections;
+    let cap = if configured == 0 { auto } else { configured };
+    if configured > auto {
+        tracing::warn!(
+            configured,
+            descriptor_limit = limit,
+            "server.max_connections is above what the descriptor limit leaves: idle clients could starve the gateway"
+        );
+    }
+    tracing::info!(
+        max_connections = cap,
+        descriptor_limit = limit,
+        per_address = config.server.max_connections_per_address,
+        "connection caps"
+    );
+    cap
 }
 
 fn spawn_reload_on_sighup(engines: Vec<Arc<PolicyEngine>>) -> tokio::task::JoinHandle<()> {

@@ -28,6 +28,7 @@ impl Pipeline for PassThrough {
             upstream: Arc::clone(&self.0),
             identity: Vec::new(),
             route: 0,
+            reserved_cookie: Arc::from(""),
         })
     }
 }
@@ -65,6 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 header_read_timeout: Duration::from_secs(10),
                 shutdown_grace: Duration::from_secs(1),
                 h2c: true,
+                trusted_proxies: Arc::from(Vec::new()),
+                hsts: None,
+                max_connections: 0,
+                max_connections_per_address: 0,
             },
             std::future::pending::<()>(),
         )

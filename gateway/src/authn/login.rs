@@ -803,7 +803,7 @@ impl Auth {
         conn: ConnInfo,
     ) -> Result<Arc<ResolvedSession>, ApiError> {
         let now = unix_now();
-        let token_str = presented_token(req.headers(), &self.core.config.session.cookie_name)
+        let token_str = presented_token(req.headers(), &self.core.config.session.cookie_name)?
             .ok_or(ApiError::from(Code::LoginRequired))?;
         let session = match self.core.sessions.resolve(token_str, now).await {
             Ok(Lookup::Live(s)) => s,

@@ -34,14 +34,72 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a header name belongs to the gateway's identity namespace (any casing: names are
-/// lower-cased by the parser already, `eq_ignore_ascii_case` keeps this true for any input).
-pub fn is_gateway_header(name: &HeaderName) -> bool {
-    let n = name.as_str().as_bytes();
-    n.len() >= 10 && n[..10].eq_ignore_ascii_case(b"x-taxgate-")
+/// Whether `name` equals `target` (lower-case, with `-`) when read as a CGI/WSGI backend reads
+/// header names: case-insensitively and with `_` taken for `-` (`X_Taxgate_Role` is
+/// `HTTP_X_TAXGATE_ROLE` there, like `x-taxgate-role`).
+fn name_is(name: &[u8], target: &[u8]) -> bool {
+    name.len() == target.len() && name_starts(name, target)
 }
 
-/// Remove every client-sent `x-taxgate-*` header, so identity can only come from the gateway.
+fn name_starts(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len()
+        && name.iter().zip(prefix).all(|(a, b)| {
+            let a = a.to_ascii_lowercase();
+            a == *b || (a == b'_' && *b == b'-')
+        })
+}
+
+/// Whether a header name belongs to the gateway's identity namespace: `x-taxgate-` in any
+/// casing, with `_` for any `-` (`x_taxgate_person` too).
+pub fn is_gateway_header(name: &HeaderName) -> bool {
+    name_starts(name.as_str().as_bytes(), b"x-taxgate-")
+}
+
+/// Headers some frameworks and proxies take as a new method or URL for the request: a client
+/// could otherwise reach an action other than the one decided.
+const OVERRIDES: [&str; 6] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+];
+
+/// The forwarding headers the gateway sets itself. A client's values pass only from a trusted
+/// proxy, and never in an underscore spelling.
+const FORWARDING: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+];
+
+/// Remove every client-sent header the upstream must not take from the client: the gateway's
+/// `x-taxgate-*` namespace and the method/URL override headers in any spelling, the forwarding
+/// headers in an underscore spelling, and the forwarding headers themselves unless the peer is
+/// a trusted proxy.
+pub fn strip_client_controlled(headers: &mut HeaderMap, trusted_peer: bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let raw = n.as_str().as_bytes();
+            if is_gateway_header(n) || OVERRIDES.iter().any(|o| name_is(raw, o.as_bytes())) {
+                return true;
+            }
+            FORWARDING
+                .iter()
+                .any(|f| name_is(raw, f.as_bytes()) && (!trusted_peer || raw.contains(&b'_')))
+        })
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Remove every `x-taxgate-*` header (any spelling), so identity can only come from the gateway.
 pub fn strip_gateway_headers(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers
         .keys()
@@ -53,14 +111,90 @@ pub fn strip_gateway_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Append the client's address to `x-forwarded-for` and the scheme to `x-forwarded-proto`.
-pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool) {
-    append_list(headers, "x-forwarded-for", &client.to_string());
-    append_list(
-        headers,
-        "x-forwarded-proto",
-        if tls { "https" } else { "http" },
-    );
+/// Set `x-forwarded-for`, `-proto` and `-host` for the upstream. Behind a trusted proxy its
+/// chain, scheme and host are kept and the peer appended; otherwise the client's values were
+/// removed ([`strip_client_controlled`]) and the gateway's own stand.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, tls: bool, host: Option<HeaderValue>) {
+    append_list(headers, "x-forwarded-for", &peer.to_string());
+    let proto = HeaderName::from_static("x-forwarded-proto");
+    if !headers.contains_key(&proto) {
+        headers.insert(
+            proto,
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
+        );
+    }
+    let forwarded_host = HeaderName::from_static("x-forwarded-host");
+    if let Some(host) = host
+        && !headers.contains_key(&forwarded_host)
+    {
+        headers.insert(forwarded_host, host);
+    }
+}
+
+/// The client's address: the peer, or behind a trusted proxy the right-most entry of
+/// `x-forwarded-for` that is not itself a trusted proxy. An entry that does not parse ends the
+/// walk at the trusted hop that appended it (a client cannot pick its address with garbage).
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let values: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let Some(ip) = parse_forwarded_ip(entry.trim()) else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:5678`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+}
+
+/// Remove from an upstream's response what only the gateway may say: `x-taxgate-*` headers,
+/// and any `Set-Cookie` that would set (or clear) the gateway's own session cookie.
+pub fn strip_upstream_response(headers: &mut HeaderMap, cookie_name: &str) {
+    strip_gateway_headers(headers);
+    if cookie_name.is_empty() {
+        return;
+    }
+    let all: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    let total = all.len();
+    let kept: Vec<HeaderValue> = all
+        .into_iter()
+        .filter(|v| {
+            let name = v
+                .as_bytes()
+                .split(|b| *b == b'=' || *b == b';')
+                .next()
+                .unwrap_or_default();
+            name.trim_ascii() != cookie_name.as_bytes()
+        })
+        .collect();
+    if kept.len() != total {
+        headers.remove(header::SET_COOKIE);
+        for v in kept {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
 }
 
 fn append_list(headers: &mut HeaderMap, name: &'static str, item: &str) {
@@ -116,14 +250,80 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// The token of `Authorization: Bearer <token>`, if present.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
+/// The token of `Authorization: Bearer <token>` in one header value.
+fn bearer_of(v: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = v.to_str().ok()?.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The token of the first `Authorization: Bearer <token>`, if present.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .find_map(bearer_of)
+}
+
+/// Two different session tokens in one request: which one decides would be the gateway's
+/// guess, and the other would reach the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmbiguousToken;
+
+/// The one session token a request presents, in any of its `Cookie` headers (the cookie
+/// `cookie_name`) or `Authorization: Bearer` headers. The same token twice is fine; two
+/// different ones are refused.
+pub fn session_token<'a>(
+    headers: &'a HeaderMap,
+    cookie_name: &str,
+) -> Result<Option<&'a str>, AmbiguousToken> {
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| n.trim() == cookie_name)
+        .map(|(_, v)| v.trim());
+    let bearers = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(bearer_of);
+    let mut found: Option<&str> = None;
+    for token in cookies.chain(bearers) {
+        match found {
+            Some(t) if t != token => return Err(AmbiguousToken),
+            _ => found = Some(token),
+        }
+    }
+    Ok(found)
+}
+
+/// Remove the session cookie from every `Cookie` header and every bearer token (any
+/// `Authorization` whose scheme is `Bearer`, or that is not text) from `Authorization`; other
+/// schemes pass. The upstream never sees a session token.
+pub fn strip_session_tokens(headers: &mut HeaderMap, cookie_name: &str) {
+    strip_cookie(headers, cookie_name);
+    let is_bearer = |v: &HeaderValue| {
+        v.to_str().map_or(true, |s| {
+            s.trim_start()
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case("bearer"))
+        })
+    };
+    let all: Vec<HeaderValue> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .cloned()
+        .collect();
+    if all.iter().any(is_bearer) {
+        headers.remove(header::AUTHORIZATION);
+        for v in all.into_iter().filter(|v| !is_bearer(v)) {
+            headers.append(header::AUTHORIZATION, v);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -171,11 +371,141 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended() {
+    fn forwarded_for_is_appended_to_a_trusted_chain() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        append_forwarded(&mut h, "127.0.0.1".parse().unwrap(), true);
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), true, None);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn underscore_and_case_variants_of_controlled_headers_go() {
+        let mut h = map(&[
+            ("x_taxgate_role", "legal_representative"),
+            ("X_TAXGATE_PERSON", "spoof"),
+            ("x-taxgate_enterprise", "spoof"),
+            ("x-http-method-override", "DELETE"),
+            ("x_http_method_override", "DELETE"),
+            ("x-original-url", "/api/declare"),
+            ("X-Rewrite-Url", "/api/declare"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x_taxgatex", "keep"),
+            ("x-http-methodx", "keep"),
+            ("accept", "*/*"),
+        ]);
+        strip_client_controlled(&mut h, false);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-http-methodx", "x_taxgatex"]);
+        // a trusted proxy's forwarding headers pass, but not in an underscore spelling
+        let mut t = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_for", "6.6.6.6"),
+        ]);
+        strip_client_controlled(&mut t, true);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t["x-forwarded-for"], "1.2.3.4");
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ];
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let at = |xff: &[&str]| {
+            let pairs: Vec<(&str, &str)> = xff.iter().map(|v| ("x-forwarded-for", *v)).collect();
+            client_address(peer, &map(&pairs), &trusted).to_string()
+        };
+        assert_eq!(at(&["6.6.6.6, 203.0.113.7, 10.1.1.1"]), "203.0.113.7");
+        assert_eq!(at(&["6.6.6.6", "203.0.113.7:4711"]), "203.0.113.7");
+        assert_eq!(at(&["[2001:db8::5]:80"]), "2001:db8::5");
+        assert_eq!(at(&["10.2.2.2, 10.1.1.1"]), "10.2.2.2");
+        assert_eq!(at(&[]), "127.0.0.1");
+        // garbage from the client stops at the trusted hop that appended it
+        assert_eq!(at(&["203.0.113.7, garbage, 10.1.1.1"]), "10.1.1.1");
+        // an untrusted peer's header is ignored
+        let other: IpAddr = "198.51.100.1".parse().unwrap();
+        let h = map(&[("x-forwarded-for", "1.1.1.1")]);
+        assert_eq!(client_address(other, &h, &trusted), other);
+    }
+
+    #[test]
+    fn two_different_session_tokens_are_ambiguous() {
+        let c = "taxgate_session";
+        let tok =
+            |pairs: &[(&str, &str)]| session_token(&map(pairs), c).map(|t| t.map(String::from));
+        assert_eq!(
+            tok(&[("cookie", "a=1; taxgate_session=T")]),
+            Ok(Some("T".into()))
+        );
+        assert_eq!(
+            tok(&[
+                ("authorization", "Bearer T"),
+                ("cookie", "taxgate_session=T")
+            ]),
+            Ok(Some("T".into()))
+        );
+        let ambiguous = [
+            vec![("authorization", "Bearer T"), ("authorization", "Bearer U")],
+            vec![
+                ("cookie", "taxgate_session=T"),
+                ("cookie", "taxgate_session=U"),
+            ],
+            vec![("cookie", "taxgate_session=T; taxgate_session=U")],
+            vec![
+                ("cookie", "taxgate_session=T"),
+                ("authorization", "Bearer U"),
+            ],
+        ];
+        for pairs in ambiguous {
+            assert_eq!(tok(&pairs), Err(AmbiguousToken), "{pairs:?}");
+        }
+        assert_eq!(tok(&[("accept", "*/*")]), Ok(None));
+    }
+
+    #[test]
+    fn every_session_token_is_stripped_other_credentials_pass() {
+        let mut h = map(&[
+            ("authorization", "Bearer T"),
+            ("authorization", "bearer U"),
+            ("authorization", "Basic dXNlcjpwdw=="),
+            ("cookie", "taxgate_session=T; a=1"),
+            ("cookie", "taxgate_session=U"),
+        ]);
+        strip_session_tokens(&mut h, "taxgate_session");
+        let auth: Vec<&str> = h
+            .get_all("authorization")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(auth, ["Basic dXNlcjpwdw=="]);
+        assert_eq!(h["cookie"], "a=1");
+    }
+
+    #[test]
+    fn an_upstream_cannot_set_the_session_cookie_or_identity_headers() {
+        let mut h = map(&[
+            ("set-cookie", "taxgate_session=EVIL; Path=/; HttpOnly"),
+            ("set-cookie", "taxgate_session; Path=/"),
+            ("set-cookie", " taxgate_session =x"),
+            ("set-cookie", "other=1; Path=/"),
+            ("x-taxgate-person", "spoof"),
+            ("x_taxgate_role", "spoof"),
+            ("content-type", "text/plain"),
+        ]);
+        strip_upstream_response(&mut h, "taxgate_session");
+        let cookies: Vec<&str> = h
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["other=1; Path=/"]);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]

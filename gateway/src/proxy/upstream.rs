@@ -108,6 +108,7 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
         mut request,
         upstream,
         identity,
+        reserved_cookie,
         ..
     } = fwd;
     let Ok(uri) = upstream.target(request.uri()) else {
@@ -124,11 +125,8 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
     *request.version_mut() = Version::HTTP_11;
     let h = request.headers_mut();
     headers::strip_hop_by_hop(h);
-    headers::strip_gateway_headers(h);
-    headers::append_forwarded(h, conn.remote.ip(), conn.tls);
-    if let Some(host) = original_host {
-        h.insert("x-forwarded-host", host);
-    }
+    headers::strip_client_controlled(h, conn.trusted_peer);
+    headers::set_forwarded(h, conn.peer.ip(), conn.tls, original_host);
     if let Ok(host) = http::HeaderValue::from_str(upstream.authority.as_str()) {
         h.insert(header::HOST, host);
     }
@@ -159,6 +157,7 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
             metrics.upstream_latency(upstream.index, started.elapsed().as_secs_f64());
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
+            headers::strip_upstream_response(&mut parts.headers, &reserved_cookie);
             // The timeout also bounds every silence of the upstream mid-body.
             let body = super::idle::IdleTimeout::new(body, upstream.timeout);
             Response::from_parts(parts, boxed(body))

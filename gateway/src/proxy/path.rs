@@ -1,0 +1,287 @@
+//! Request paths, checked and put in canonical form before anything looks at them.
+//!
+//! A backend may read a path differently from the gateway: nginx resolves `..` and merges
+//! slashes, most servers percent-decode, Tomcat strips `;parameters` from segments, IIS takes
+//! `\` for `/`. If the gateway routes and decides on one reading and the backend serves another,
+//! one permitted action opens every other (`/api/query/../declare`). So a path is refused when
+//! any reasonable reading could differ from ours, and what is forwarded is the one canonical
+//! form the decision saw:
+//!
+//! - refused: a dot segment (`.` or `..`, percent-encoded in any case, also with a
+//!   `;parameter` such as `..;x`), an empty segment (`//`, which nginx merges), an encoded slash
+//!   or backslash, a raw backslash, an encoded NUL or other control character, invalid
+//!   percent-encoding, bytes that do not decode to UTF-8, and a percent-encoding of `%`, `.`,
+//!   `/` or `\` left after one decoding (double encoding, for backends that decode twice);
+//! - canonical: RFC 3986 section 6.2.2 normalisation: percent-encoded unreserved characters
+//!   decoded (`%61` is `a`), every other percent-encoding in upper case. Two paths a backend
+//!   decodes alike have the same canonical form, so a route matched on the canonical form is
+//!   the route of every reading.
+
+use std::fmt;
+
+/// Why a path was refused; the client gets 400 `invalid_path` whatever the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not an absolute path (`*`, empty).
+    NotAbsolute,
+    /// `.` or `..` as a segment (or before a `;parameter`).
+    DotSegment,
+    /// `//`: an empty segment before the last.
+    EmptySegment,
+    /// `%2f`, `%5c` or a raw `\`.
+    Separator,
+    /// An encoded NUL or other control character.
+    Control,
+    /// `%` not followed by two hex digits, or bytes that are not UTF-8 once decoded.
+    BadEncoding,
+    /// An encoding that decodes to another encoding of `%`, `.`, `/`, `\` or a control.
+    DoubleEncoding,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "not an absolute path",
+            PathError::DotSegment => "dot segment",
+            PathError::EmptySegment => "empty segment",
+            PathError::Separator => "encoded or backslash separator",
+            PathError::Control => "control character",
+            PathError::BadEncoding => "invalid percent-encoding",
+            PathError::DoubleEncoding => "double percent-encoding",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Check `path` (the path of a request target, without the query) and return its canonical
+/// form. Allocates only when the path holds a percent-encoding.
+pub fn canonical(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let encoded = bytes.contains(&b'%');
+    // One pass over the raw bytes: the canonical form, and the decoded bytes of the segment
+    // being read (to look for dot segments and double encodings).
+    let mut out: Vec<u8> = if encoded {
+        Vec::with_capacity(bytes.len())
+    } else {
+        Vec::new()
+    };
+    let mut segment: Vec<u8> = Vec::new();
+    // Byte 0 is the leading `/`; each later `/` (and the end) closes a segment.
+    let mut i = 1;
+    if encoded {
+        out.push(b'/');
+    }
+    while i <= bytes.len() {
+        let b = bytes.get(i).copied();
+        match b {
+            None | Some(b'/') => {
+                check_segment(&segment, b.is_none())?;
+                segment.clear();
+                if encoded && b.is_some() {
+                    out.push(b'/');
+                }
+                i += 1;
+            }
+            Some(b'\\') => return Err(PathError::Separator),
+            Some(b'%') => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadEncoding);
+                };
+                let d = h * 16 + l;
+                match d {
+                    b'/' | b'\\' => return Err(PathError::Separator),
+                    0..=0x1f | 0x7f => return Err(PathError::Control),
+                    _ => {}
+                }
+                segment.push(d);
+                if is_unreserved(d) {
+                    out.push(d);
+                } else {
+                    out.extend_from_slice(&[
+                        b'%',
+                        UPPER_HEX[usize::from(d >> 4)],
+                        UPPER_HEX[usize::from(d & 0xf)],
+                    ]);
+                }
+                i += 3;
+            }
+            Some(b) => {
+                if b < 0x20 || b == 0x7f {
+                    return Err(PathError::Control);
+                }
+                segment.push(b);
+                if encoded {
+                    out.push(b);
+                }
+                i += 1;
+            }
+        }
+    }
+    if !encoded {
+        return Ok(std::borrow::Cow::Borrowed(path));
+    }
+    // Every byte pushed is ASCII (unreserved, `/`, a raw path byte) or a `%XX` triple, but the
+    // raw bytes came from a `&str`, so the result is UTF-8 whatever they were.
+    String::from_utf8(out)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|_| PathError::BadEncoding)
+}
+
+/// One decoded segment. `last`: the segment after the final `/` (empty there is a trailing
+/// slash, or the path `/` itself, which is fine).
+fn check_segment(decoded: &[u8], last: bool) -> Result<(), PathError> {
+    if decoded.is_empty() {
+        return if last {
+            Ok(())
+        } else {
+            Err(PathError::EmptySegment)
+        };
+    }
+    let text = std::str::from_utf8(decoded).map_err(|_| PathError::BadEncoding)?;
+    // The part before a `;parameter` is what Tomcat and its kin take as the segment.
+    let name = text.split(';').next().unwrap_or(text);
+    if name == "." || name == ".." {
+        return Err(PathError::DotSegment);
+    }
+    // What is left after one decoding must not be another encoding of something dangerous:
+    // a backend that decodes twice would see a separator, a dot segment or a control.
+    let mut j = 0;
+    while let Some(p) = decoded
+        .get(j..)
+        .and_then(|r| r.iter().position(|b| *b == b'%'))
+    {
+        let at = j + p;
+        if let (Some(h), Some(l)) = (
+            decoded.get(at + 1).copied().and_then(hex),
+            decoded.get(at + 2).copied().and_then(hex),
+        ) {
+            let d = h * 16 + l;
+            if matches!(d, b'%' | b'.' | b'/' | b'\\' | 0..=0x1f | 0x7f) {
+                return Err(PathError::DoubleEncoding);
+            }
+        }
+        j = at + 1;
+    }
+    Ok(())
+}
+
+/// The path with every segment's `;parameters` removed: how Tomcat-like backends read it.
+/// `None` when there is no `;` (the common case).
+pub fn without_parameters(canonical: &str) -> Option<String> {
+    if !canonical.contains(';') {
+        return None;
+    }
+    let mut out = String::with_capacity(canonical.len());
+    for (n, seg) in canonical.split('/').enumerate() {
+        if n > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split(';').next().unwrap_or(seg));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_pass_unchanged_without_allocating() {
+        for p in [
+            "/",
+            "/api/declare/vat",
+            "/api/declare/",
+            "/a.b/c..d/.e",
+            "/x;v=1/y",
+        ] {
+            let c = canonical(p).unwrap();
+            assert!(matches!(c, std::borrow::Cow::Borrowed(_)), "{p}");
+            assert_eq!(c, p);
+        }
+    }
+
+    #[test]
+    fn every_confusing_form_of_the_reported_attack_is_refused() {
+        use PathError::*;
+        let cases = [
+            ("/api/query/../declare/vat", DotSegment),
+            ("/api/query/%2e%2e/declare/vat", DotSegment),
+            ("/api/query/.%2E/declare/vat", DotSegment),
+            ("/api/query/%2E./declare/vat", DotSegment),
+            ("/api/query/..;/declare/vat", DotSegment),
+            ("/api/query/..;jsessionid=1/declare", DotSegment),
+            ("/api/query/..%3b/declare", DotSegment),
+            ("/api/query/..%2fdeclare", Separator),
+            ("/api/query/..%2Fdeclare", Separator),
+            ("/api/query/%5c..%5cdeclare", Separator),
+            ("/api/query/\\..\\declare", Separator),
+            ("/api/query/./x", DotSegment),
+            ("/api/query/.", DotSegment),
+            ("/api/query/..", DotSegment),
+            ("/..", DotSegment),
+            ("/api//declare", EmptySegment),
+            ("//api/declare", EmptySegment),
+            ("/api/%00", Control),
+            ("/api/%0a", Control),
+            ("/api/%7F", Control),
+            ("/api/%zz", BadEncoding),
+            ("/api/%4", BadEncoding),
+            ("/api/%", BadEncoding),
+            ("/api/%ff", BadEncoding),
+            ("/api/%c0%ae%c0%ae/declare", BadEncoding),
+            ("/api/query/%252e%252e/declare", DoubleEncoding),
+            ("/api/query/%252f", DoubleEncoding),
+            ("/api/%25%35%63", DoubleEncoding),
+            ("*", NotAbsolute),
+            ("", NotAbsolute),
+        ];
+        for (path, want) in cases {
+            assert_eq!(canonical(path), Err(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn encodings_are_normalised_as_rfc_3986_says() {
+        assert_eq!(canonical("/api/%64eclare/vat").unwrap(), "/api/declare/vat");
+        assert_eq!(canonical("/api/%7e%2D%5F").unwrap(), "/api/~-_");
+        assert_eq!(canonical("/api/a%3bb").unwrap(), "/api/a%3Bb");
+        assert_eq!(canonical("/api/%e7%a8%8e").unwrap(), "/api/%E7%A8%8E");
+        assert_eq!(canonical("/api/%25").unwrap(), "/api/%25");
+        // idempotent
+        for p in ["/api/%64eclare", "/api/a%3bb", "/api/%e7%a8%8e"] {
+            let once = canonical(p).unwrap().into_owned();
+            assert_eq!(canonical(&once).unwrap(), once);
+        }
+    }
+
+    #[test]
+    fn parameters_are_removed_per_segment() {
+        assert_eq!(without_parameters("/api/x"), None);
+        assert_eq!(
+            without_parameters("/api;a=1/declare;b/vat").as_deref(),
+            Some("/api/declare/vat")
+        );
+    }
+}
