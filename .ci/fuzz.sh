@@ -23,7 +23,7 @@ cd "$(dirname "$0")/../fuzz"
 
 SECS="${FUZZ_SECS:-20}"
 JOBS="${FUZZ_JOBS:-2}"
-ALL=(ids config face_verify session_headers json_fields seed)
+ALL=(ids config face_verify session_headers json_fields seed request_path)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 TARGET_DIR="$(cd .. && pwd)/target"

@@ -245,3 +245,57 @@ pub fn seed(data: &[u8]) {
         );
     }
 }
+
+/// The request-path check (`taxgate::proxy::path`): whatever it accepts is canonical (checking
+/// it again changes nothing), starts with `/`, and once percent-decoded holds no dot segment
+/// (also before a `;parameter`), no empty segment, no backslash, no control and no further
+/// percent-encoding: no backend's reading of a forwarded path can climb out of its route.
+pub fn request_path(data: &[u8]) {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(canonical) = taxgate::proxy::path::canonical(path) else {
+        return;
+    };
+    let again = taxgate::proxy::path::canonical(&canonical);
+    assert_eq!(
+        again.as_deref(),
+        Ok(&*canonical),
+        "not idempotent: {path:?}"
+    );
+    assert!(canonical.starts_with('/'), "{path:?}");
+    let b = canonical.as_bytes();
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("ascii hex");
+            decoded.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+            i += 3;
+        } else {
+            decoded.push(b[i]);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8(decoded).expect("decodes to UTF-8");
+    assert!(
+        !decoded.contains('\\') && !decoded.chars().any(|c| c.is_ascii_control()),
+        "{path:?}"
+    );
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    for (n, seg) in segments.iter().enumerate() {
+        let name = seg.split(';').next().unwrap_or(seg);
+        assert!(name != "." && name != "..", "dot segment through: {path:?}");
+        assert!(
+            !seg.is_empty() || n == segments.len() - 1,
+            "empty segment through: {path:?}"
+        );
+        let w = seg.as_bytes();
+        assert!(
+            !w.windows(3).any(|x| x[0] == b'%'
+                && x[1].is_ascii_hexdigit()
+                && x[2].is_ascii_hexdigit()),
+            "double encoding through: {path:?}"
+        );
+    }
+}

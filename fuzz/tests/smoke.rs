@@ -4,13 +4,14 @@
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("ids", taxgate_fuzz::ids),
     ("config", taxgate_fuzz::config),
     ("face_verify", taxgate_fuzz::face_verify),
     ("session_headers", taxgate_fuzz::session_headers),
     ("json_fields", taxgate_fuzz::json_fields),
     ("seed", taxgate_fuzz::seed),
+    ("request_path", taxgate_fuzz::request_path),
 ];
 
 /// xorshift64*: deterministic, so a failure reproduces.

@@ -98,9 +98,8 @@ impl Pipeline for Gateway {
             return respond(self.endpoints.handle(req, conn).await, None);
         }
         // The path is canonical here (the proxy refused what is not): the route is chosen by it
-        // alone, and a backend that strips `;parameters` must not read another route into it.
-        let path = req.uri().path();
-        let route = match self.routes.select(path, req.method()) {
+        // alone.
+        let route = match self.routes.select(req.uri().path(), req.method()) {
             Selected::Route(route) => route,
             Selected::MethodNotAllowed(route) => {
                 let mut r = ApiError::from(Code::MethodNotAllowed).into_response();
@@ -109,18 +108,13 @@ impl Pipeline for Gateway {
                 }
                 return respond(r, Some(route.index));
             }
+            Selected::Ambiguous => {
+                return respond(ApiError::from(Code::InvalidPath).into_response(), None);
+            }
             Selected::NoRoute => {
                 return respond(ApiError::from(Code::RouteNotFound).into_response(), None);
             }
         };
-        if let Some(stripped) = crate::proxy::path::without_parameters(path)
-            && self.routes.lookup(&stripped).map(|r| r.index) != Some(route.index)
-        {
-            return respond(
-                ApiError::from(Code::InvalidPath).into_response(),
-                Some(route.index),
-            );
-        }
         if self.allow_all {
             return self.forward(req, route, Vec::new());
         }

@@ -23,6 +23,8 @@ pub enum Selected<'a> {
     Route(&'a Route),
     /// The path's route does not list the method: 405 with `Allow`, never a shorter route.
     MethodNotAllowed(&'a Route),
+    /// Another reading of the path selects another route: 400 `invalid_path`.
+    Ambiguous,
     NoRoute,
 }
 
@@ -98,9 +100,17 @@ impl RouteTable {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
 
-    /// The route of a request, checked against its method.
+    /// The route of a request (its canonical path), checked against its method. A path whose
+    /// `;parameters` would move it to another route on a backend that strips them (Tomcat and
+    /// its kin) is ambiguous.
     pub fn select(&self, path: &str, method: &Method) -> Selected<'_> {
-        let Some(route) = self.lookup(path) else {
+        let found = self.lookup(path);
+        if let Some(stripped) = crate::proxy::path::without_parameters(path)
+            && self.lookup(&stripped).map(|r| r.index) != found.map(|r| r.index)
+        {
+            return Selected::Ambiguous;
+        }
+        let Some(route) = found else {
             return Selected::NoRoute;
         };
         if route.allows(method) {
@@ -128,6 +138,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::UpstreamConfig;
+    use proptest::strategy::Strategy;
 
     fn table() -> RouteTable {
         let up = Arc::new(
@@ -179,6 +190,7 @@ mod tests {
             |p: &str, m: &str| match t.select(p, &Method::from_bytes(m.as_bytes()).unwrap()) {
                 Selected::Route(r) => format!("route {}", r.action),
                 Selected::MethodNotAllowed(r) => format!("405 {}", r.allow_header()),
+                Selected::Ambiguous => "400".to_string(),
                 Selected::NoRoute => "404".to_string(),
             };
         assert_eq!(verdict("/api/declare/vat", "POST"), "route declare");
@@ -193,5 +205,166 @@ mod tests {
         assert_eq!(verdict("/api/declare/status", "POST"), "405 GET, HEAD");
         assert_eq!(verdict("/api/other", "DELETE"), "route query");
         assert_eq!(verdict("/other", "GET"), "404");
+    }
+
+    // ---- the invariant behind issue 15's path confusion ------------------------------------
+
+    /// Percent-decode every `%XX` (what most backends do once).
+    fn decode(p: &str) -> String {
+        let b = p.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%'
+                && i + 2 < b.len()
+                && let (Some(h), Some(l)) = (
+                    (b[i + 1] as char).to_digit(16),
+                    (b[i + 2] as char).to_digit(16),
+                )
+            {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// RFC 3986 section 5.2.4.
+    fn remove_dot_segments(p: &str) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        let segs: Vec<&str> = p.split('/').collect();
+        for (n, seg) in segs.iter().enumerate().skip(1) {
+            let last = n == segs.len() - 1;
+            match *seg {
+                "." => {
+                    if last {
+                        out.push("");
+                    }
+                }
+                ".." => {
+                    out.pop();
+                    if last {
+                        out.push("");
+                    }
+                }
+                s => out.push(s),
+            }
+        }
+        format!("/{}", out.join("/"))
+    }
+
+    fn merge_slashes(p: &str) -> String {
+        let mut out = String::new();
+        for c in p.chars() {
+            if !(c == '/' && out.ends_with('/')) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn strip_params(p: &str) -> String {
+        p.split('/')
+            .map(|s| s.split(';').next().unwrap_or(s))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// How different backends read a path the gateway forwards.
+    fn readings(forwarded: &str) -> Vec<(&'static str, String)> {
+        let once = decode(forwarded);
+        vec![
+            ("rfc3986", remove_dot_segments(&once)),
+            ("nginx", merge_slashes(&remove_dot_segments(&once))),
+            ("tomcat", remove_dot_segments(&strip_params(&once))),
+            ("iis", remove_dot_segments(&once.replace('\\', "/"))),
+            ("double-decoding", remove_dot_segments(&decode(&once))),
+        ]
+    }
+
+    fn piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("api"),
+            Just("declare"),
+            Just("query"),
+            Just("status"),
+            Just("vat"),
+            Just("."),
+            Just(".."),
+            Just("%2e"),
+            Just("%2E"),
+            Just("%2e%2e"),
+            Just(".%2E"),
+            Just("..;"),
+            Just(";x=1"),
+            Just(";"),
+            Just("%3b"),
+            Just("%2f"),
+            Just("%2F"),
+            Just("%5c"),
+            Just("\\"),
+            Just("%25"),
+            Just("%252e"),
+            Just("%2561"),
+            Just("%61"),
+            Just("%64"),
+            Just("%64eclare"),
+            Just("decl%61re"),
+            Just(""),
+            Just("~"),
+            Just("%00"),
+            Just("%"),
+            Just("%zz"),
+            Just("%e7%a8%8e"),
+            Just("%c0%ae"),
+            Just("a"),
+            Just("/"),
+        ]
+        .prop_map(String::from)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Any path the gateway forwards selects, under every backend's reading, the route the
+        /// gateway decided on; and what it forwards is canonical (checking it again changes
+        /// nothing).
+        #[test]
+        fn every_reading_of_a_forwarded_path_selects_the_decided_route(
+            segments in proptest::collection::vec(
+                proptest::collection::vec(piece(), 1..4).prop_map(|p| p.concat()),
+                0..6,
+            ),
+            trailing in proptest::bool::ANY,
+        ) {
+            use proptest::prelude::*;
+            let mut path = format!("/{}", segments.join("/"));
+            if trailing {
+                path.push('/');
+            }
+            let t = table();
+            let Ok(forwarded) = crate::proxy::path::canonical(&path) else {
+                return Ok(());
+            };
+            let again = crate::proxy::path::canonical(&forwarded).map(|c| c.into_owned());
+            prop_assert_eq!(again.as_deref(), Ok(&*forwarded));
+            let decided = match t.select(&forwarded, &Method::GET) {
+                Selected::Route(r) | Selected::MethodNotAllowed(r) => Some(r.index),
+                Selected::Ambiguous => return Ok(()),
+                Selected::NoRoute => None,
+            };
+            for (backend, read) in readings(&forwarded) {
+                prop_assert_eq!(
+                    t.lookup(&read).map(|r| r.index),
+                    decided,
+                    "{} reads {:?} (sent {:?}, forwarded {:?}) as {:?}",
+                    backend, read, path, forwarded, read
+                );
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod account;
+mod adversarial;
 mod browser;
 mod cli;
 mod decisions;
