@@ -28,14 +28,16 @@ async fn routes_by_longest_prefix_and_404s_the_rest() {
     assert_eq!(seen.path_and_query, "/api/declare/vat?period=2026-10");
     assert_eq!(seen.method, "GET");
 
-    // PUT is not among /api/declare's methods and no other route covers the path.
+    // PUT is not among /api/declare's methods: 405 with Allow (CONTRACT section 2, amended;
+    // it was 404 when the method took part in choosing the route).
     let a = send(
         gw.public,
         Request::put("/api/declare/vat").body(empty()).unwrap(),
     )
     .await;
-    assert_eq!(a.status, StatusCode::NOT_FOUND);
-    assert_eq!(a.error_code(), "route_not_found");
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(a.error_code(), "method_not_allowed");
+    assert_eq!(a.headers["allow"], "POST, GET, HEAD");
 
     for path in ["/", "/api/declarex", "/nowhere", "/metrics", "/healthz"] {
         let a = get(gw.public, path).await;
@@ -153,10 +155,9 @@ async fn hop_by_hop_and_identity_headers_are_stripped() {
         "client identity headers reached the upstream: {:?}",
         seen.headers
     );
-    assert_eq!(
-        seen.header("x-forwarded-for"),
-        Some("203.0.113.9, 127.0.0.1")
-    );
+    // A client's own x-forwarded-for is dropped: the peer is no trusted proxy (CONTRACT
+    // section 3, amended; it used to be appended to).
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("gw.test"));
     assert_eq!(seen.header("cookie"), Some("lang=zh; theme=dark"));

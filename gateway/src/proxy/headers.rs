@@ -285,7 +285,9 @@ pub fn session_token<'a>(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(n, _)| n.trim() == cookie_name)
+        // Recognised strictly (`taxgate_session =x` is no session), stripped loosely
+        // ([`strip_cookie`] also removes that one before forwarding).
+        .filter(|(n, _)| *n == cookie_name)
         .map(|(_, v)| v.trim());
     let bearers = headers
         .get_all(header::AUTHORIZATION)
