@@ -1,4 +1,5 @@
-//! Audit: every decision (allow and deny) and security event becomes an [`AuditEvent`], queued
+//! Audit: every decision (allow and deny) and security event becomes an [`AuditEvent`],
+//! appended to the local [`journal`] (so a crash of the process cannot lose it), then queued
 //! and written to the store in batches by one background task.
 //!
 //! A full queue never loses events silently. The choice is back-pressure with a bound: a request
@@ -17,6 +18,9 @@ use tokio::sync::mpsc;
 
 use crate::health::StoreHealth;
 use crate::metrics::Counter;
+
+pub mod journal;
+use journal::Journal;
 
 /// How long a request waits for room in a full queue before it is refused.
 pub const ENQUEUE_WAIT: Duration = Duration::from_secs(1);
@@ -42,13 +46,18 @@ pub static AUDIT_WRITE_FAILURES: Counter = Counter::new(
     "Failed audit batch writes (retried until they succeed).",
 );
 
-/// The queue could not take the event in time.
+/// The event could not be recorded (the journal failed, or the queue stayed full): the request
+/// it belongs to must not go on.
 #[derive(Debug)]
 pub struct QueueFull;
 
+/// An event on its way to the store, with the journal segment that holds it.
+type Queued = (AuditEvent, Option<u64>);
+
 #[derive(Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<AuditEvent>,
+    tx: mpsc::Sender<Queued>,
+    journal: Option<Journal>,
     /// Prefix unique to this process, so ids are unique across instances without a syscall
     /// per request.
     prefix: Arc<str>,
@@ -56,22 +65,34 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Start the writer task.
-    pub fn start(store: AnyStore, capacity: usize, health: StoreHealth) -> (Audit, AuditWriter) {
+    /// Start the writer task. With `journal_dir`, every event is journaled there before
+    /// [`Audit::record`] returns (see [`journal`]); `None` only for tests and benches of the
+    /// writer itself.
+    pub fn start(
+        store: AnyStore,
+        capacity: usize,
+        health: StoreHealth,
+        journal_dir: Option<&std::path::Path>,
+    ) -> std::io::Result<(Audit, AuditWriter)> {
+        let prefix = crate::authn::token::new_id()
+            .ok()
+            .and_then(|id| id.get(..12).map(str::to_string))
+            .unwrap_or_else(|| format!("{:012x}", std::process::id()));
+        let journal = journal_dir
+            .map(|dir| Journal::open(dir, &prefix))
+            .transpose()?;
         let (tx, rx) = mpsc::channel(capacity);
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(writer(store, rx, stopped, health));
-        let prefix = crate::authn::token::new_id()
-            .map(|id| id[..12].to_string())
-            .unwrap_or_else(|_| format!("{:012x}", std::process::id()));
-        (
+        let handle = tokio::spawn(writer(store, rx, stopped, health, journal.clone()));
+        Ok((
             Audit {
                 tx,
+                journal,
                 prefix: prefix.into(),
                 counter: Arc::new(AtomicU64::new(0)),
             },
             AuditWriter { stop, handle },
-        )
+        ))
     }
 
     /// A new decision/audit id (also sent upstream as `x-taxgate-decision`).
@@ -80,9 +101,20 @@ impl Audit {
         format!("{}{:012x}", self.prefix, n)
     }
 
-    /// Queue an event, waiting up to [`ENQUEUE_WAIT`] for room.
+    /// Journal an event and queue it for the store, waiting up to [`ENQUEUE_WAIT`] for room.
+    /// Once this returned `Ok`, a crash of the process no longer loses the event.
     pub async fn record(&self, event: AuditEvent) -> Result<(), QueueFull> {
-        match self.tx.try_send(event) {
+        let segment = match &self.journal {
+            Some(j) => match j.append(&event).await {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    AUDIT_REFUSED.inc();
+                    return Err(QueueFull);
+                }
+            },
+            None => None,
+        };
+        match self.tx.try_send((event, segment)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(event)) => {
                 match tokio::time::timeout(ENQUEUE_WAIT, self.tx.send(event)).await {
@@ -157,21 +189,24 @@ fn new_slices(
 
 async fn writer(
     store: AnyStore,
-    mut rx: mpsc::Receiver<AuditEvent>,
+    mut rx: mpsc::Receiver<Queued>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     health: StoreHealth,
+    journal: Option<Journal>,
 ) {
     let written = written_slices();
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut queued: Vec<Queued> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<AuditEvent> = Vec::with_capacity(BATCH);
+    let mut segments: Vec<u64> = Vec::with_capacity(BATCH);
     let mut stopping = false;
     loop {
         if stopping {
-            if rx.recv_many(&mut batch, BATCH).await == 0 {
-                return;
+            if rx.recv_many(&mut queued, BATCH).await == 0 {
+                break;
             }
         } else {
             tokio::select! {
-                n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+                n = rx.recv_many(&mut queued, BATCH) => if n == 0 { break },
                 _ = &mut stop => {
                     // No new events from here on; what is buffered is still written.
                     rx.close();
@@ -180,22 +215,32 @@ async fn writer(
                 }
             }
         }
-        if !stopping && batch.len() < BATCH {
+        if !stopping && queued.len() < BATCH {
             tokio::time::sleep(LINGER).await;
-            while batch.len() < BATCH {
+            while queued.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(e) => batch.push(e),
+                    Ok(e) => queued.push(e),
                     Err(_) => break,
                 }
             }
         }
+        for (event, segment) in queued.drain(..) {
+            batch.push(event);
+            segments.extend(segment);
+        }
         let slices = new_slices(&batch, &written);
         write_batch(&store, &slices, &batch, &health).await;
+        if let Some(j) = &journal {
+            j.shipped(segments.drain(..));
+        }
         // Only once the write succeeded (write_batch retries until it does).
         for (s, seen) in slices {
             written.insert(s.hash, seen);
         }
         batch.clear();
+    }
+    if let Some(j) = &journal {
+        j.close();
     }
 }
 

@@ -184,12 +184,19 @@ pub struct AuditConfig {
     /// deleted by the janitor. 0 keeps them forever.
     #[serde(default = "defaults::audit_retention_days")]
     pub retention_days: u32,
+    /// Where each decision is appended before its request is forwarded, so a crash of the
+    /// process cannot lose it; shipped to the store behind it and recovered at start. Relative
+    /// to the config file. Each instance writes files of its own (several may share the
+    /// directory); put it on local storage.
+    #[serde(default = "defaults::audit_journal_dir")]
+    pub journal_dir: PathBuf,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             retention_days: defaults::audit_retention_days(),
+            journal_dir: defaults::audit_journal_dir(),
         }
     }
 }
@@ -421,6 +428,9 @@ mod defaults {
     pub fn log_format() -> String {
         "text".into()
     }
+    pub fn audit_journal_dir() -> PathBuf {
+        PathBuf::from("audit-journal")
+    }
     pub fn max_connections_per_address() -> usize {
         256
     }
@@ -565,6 +575,7 @@ impl Config {
             join(shadow);
         }
         join(&mut self.sms.path);
+        join(&mut self.audit.journal_dir);
         if let Some(identity) = &mut self.upstream_identity {
             join(&mut identity.signing_key);
             if let Some(p) = &mut identity.previous_key {

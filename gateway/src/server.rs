@@ -228,7 +228,25 @@ impl Server {
             store.clone(),
             config.audit.retention_days,
         ));
-        let (audit, audit_writer) = Audit::start(store.clone(), AUDIT_QUEUE, health.clone());
+        // What a crashed instance journaled but never shipped goes to the store first.
+        let journal_dir = &config.audit.journal_dir;
+        match crate::audit::journal::recover(journal_dir, &store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(events = n, "recovered audit events from the journal"),
+            Err(e) => return Err(cfg_err("audit.journal_dir", e)),
+        }
+        let (audit, audit_writer) = Audit::start(
+            store.clone(),
+            AUDIT_QUEUE,
+            health.clone(),
+            Some(journal_dir),
+        )
+        .map_err(|e| {
+            cfg_err(
+                "audit.journal_dir",
+                format!("`{}`: {e}", journal_dir.display()),
+            )
+        })?;
         let shadow = shadow_engine.map(|engine| {
             tracing::info!(dir = %engine.dir().display(), version = %engine.version(), "shadow policy set loaded");
             Shadow::start(engine, audit.clone())

@@ -258,7 +258,7 @@ mod tests {
     #[tokio::test]
     async fn disagreements_are_counted_and_audited_and_a_full_queue_drops() {
         let store = store().await;
-        let (audit, writer) = Audit::start(store.clone(), 64, StoreHealth::new());
+        let (audit, writer) = Audit::start(store.clone(), 64, StoreHealth::new(), None).unwrap();
         let enforced = PolicyEngine::load(repo_policies()).unwrap();
         // The shadow lets every enterprise session invoice and forbids queries.
         let dir = copy_policies();

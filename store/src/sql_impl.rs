@@ -1152,6 +1152,9 @@ macro_rules! sql_store_impl {
                             .push_bind(e.slice.as_ref().map(|s| s.hash.to_string()))
                             .push_bind(context);
                     });
+                    // Idempotent: the audit journal ships again, after a crash, what the
+                    // store may already hold.
+                    qb.push(" ON CONFLICT (id) DO NOTHING");
                     qb.build().execute(&mut **tx).await?;
                 }
                 Ok(())

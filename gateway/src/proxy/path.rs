@@ -176,10 +176,11 @@ fn check_segment(decoded: &[u8], last: bool) -> Result<(), PathError> {
     Ok(())
 }
 
-/// The path with every segment's `;parameters` removed: how Tomcat-like backends read it.
-/// `None` when there is no `;` (the common case).
+/// The path with every segment's `;parameters` removed: how Tomcat-like backends read it
+/// (`%3B` counts as `;` too, for those that decode before they strip). `None` when there is
+/// no parameter (the common case).
 pub fn without_parameters(canonical: &str) -> Option<String> {
-    if !canonical.contains(';') {
+    if !canonical.contains(';') && !canonical.contains("%3B") {
         return None;
     }
     let mut out = String::with_capacity(canonical.len());
@@ -187,7 +188,12 @@ pub fn without_parameters(canonical: &str) -> Option<String> {
         if n > 0 {
             out.push('/');
         }
-        out.push_str(seg.split(';').next().unwrap_or(seg));
+        let cut = [seg.find(';'), seg.find("%3B")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(seg.len());
+        out.push_str(seg.get(..cut).unwrap_or(seg));
     }
     Some(out)
 }
@@ -273,6 +279,10 @@ mod tests {
         assert_eq!(
             without_parameters("/api;a=1/declare;b/vat").as_deref(),
             Some("/api/declare/vat")
+        );
+        assert_eq!(
+            without_parameters("/api%3Ba/declare").as_deref(),
+            Some("/api/declare")
         );
     }
 }
