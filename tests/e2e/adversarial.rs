@@ -12,6 +12,7 @@ use http::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use taxgate_e2e::*;
+use taxgate_store::Store;
 
 /// 周杰 as an invoice clerk of A (invoice and query only, confirmed both ways): the clerk of the
 /// reported attack.
@@ -673,4 +674,134 @@ async fn idle_connections_cannot_exhaust_the_gateway() {
     .await;
     assert_eq!(a.status, StatusCode::OK);
     gw.stop().await;
+}
+
+/// Issue 21 point 12: `kill -9` of the real binary under load. Every request the upstream
+/// received carries an `x-taxgate-decision` id; after a restart on the same directory every one
+/// of those ids is in the store (the journal of the killed process was shipped at start).
+#[tokio::test]
+async fn kill_9_under_load_loses_no_forwarded_decision() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Upstream::start().await;
+    let text = config_text(dir.path(), &up.url(), "");
+    let cfg = dir.path().join("taxgate.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let seed_path = dir.path().join("seed.json");
+    std::fs::write(&seed_path, seed_json().to_string()).unwrap();
+    for args in [&["migrate", "--config"][..], &["import", "--config"][..]] {
+        let mut cmd = std::process::Command::new(taxgate_bin());
+        cmd.args(args).arg(&cfg);
+        if args[0] == "import" {
+            cmd.arg(&seed_path);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let gw = ServeChild::start(dir.path(), "doomed", &text).await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        let req = Request::post(path)
+            .header("host", "gw.test")
+            .header("content-type", "application/json")
+            .body(full(body.to_string()))
+            .unwrap();
+        try_send(gw.public, req)
+    };
+    let login = post(
+        "/auth/login",
+        json!({"entry": "enterprise", "taxpayer_id": ENT_A, "account": WANG, "password": WANG_PW}),
+    )
+    .await
+    .unwrap();
+    let challenge = login.json()["challenge"].as_str().unwrap().to_string();
+    post("/auth/sms/send", json!({"challenge": challenge}))
+        .await
+        .unwrap();
+    let outbox = std::fs::read_to_string(dir.path().join("sms-outbox.jsonl")).unwrap();
+    let code = outbox
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|m| m["to"] == "13800138000")
+        .and_then(|m| m["code"].as_str().map(String::from))
+        .unwrap();
+    let verified = post(
+        "/auth/sms/verify",
+        json!({"challenge": challenge, "code": code}),
+    )
+    .await
+    .unwrap();
+    let token = session_token(&verified);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (token, stop, answered, addr) =
+            (token.clone(), stop.clone(), answered.clone(), gw.public);
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let req = Request::get("/api/query/x")
+                    .header("cookie", format!("taxgate_session={token}"))
+                    .body(empty())
+                    .unwrap();
+                match try_send(addr, req).await {
+                    Ok(a) if a.status == StatusCode::OK => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    eventually(Duration::from_secs(20), "load running", || async {
+        (answered.load(Ordering::Relaxed) > 300).then_some(())
+    })
+    .await;
+    let mut gw = gw;
+    gw.child.kill().unwrap(); // SIGKILL, mid-load
+    let _ = gw.child.wait();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let seen: Vec<String> = drain_seen(&mut up)
+        .iter()
+        .filter_map(|s| s.header("x-taxgate-decision").map(String::from))
+        .collect();
+    assert!(
+        seen.len() > 300,
+        "only {} requests reached the upstream",
+        seen.len()
+    );
+
+    // A restart on the same directory ships the dead process's journal before it serves.
+    let again = ServeChild::start(dir.path(), "after", &text).await;
+    let sqlite = format!("sqlite://{}", dir.path().join("taxgate.db").display());
+    let store = taxgate_store::AnyStore::connect(&sqlite).await.unwrap();
+    let recorded: std::collections::HashSet<String> = store
+        .recorded_decisions(0, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let missing: Vec<&String> = seen.iter().filter(|id| !recorded.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} forwarded decisions have no audit record after kill -9: {:?}",
+        missing.len(),
+        seen.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    let log = std::fs::read_to_string(dir.path().join("after.log")).unwrap_or_default();
+    eprintln!(
+        "{} forwarded, all recorded; after restart: {}",
+        seen.len(),
+        log.lines()
+            .find(|l| l.contains("recovered audit events"))
+            .unwrap_or("nothing left to recover")
+    );
+    drop(again);
 }
