@@ -1,7 +1,9 @@
 //! SQLite backend: one file (or memory), WAL, foreign keys on, a busy timeout, and write
 //! transactions that take the write lock up front (`BEGIN IMMEDIATE`) so two writers queue on
 //! the busy timeout instead of failing on a lock upgrade. Invalidations are an in-process
-//! broadcast: SQLite serves one instance.
+//! broadcast, and a row of `invalidations` written in the same transaction for the other
+//! processes on the file (a `taxgate import` beside a running gateway), which every store polls
+//! every [`POLL`].
 
 use crate::bus::InvalidationBus;
 use std::path::Path;
@@ -15,11 +17,32 @@ use sqlx::sqlite::{
 /// How long a statement waits for another connection's write lock before `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a store looks for invalidations other processes wrote.
+const POLL: Duration = Duration::from_millis(250);
+/// Invalidation rows older than this are deleted (a process that was away longer than that
+/// would have missed nothing it cares about: its caches' TTL is shorter).
+const KEEP_SECS: i64 = 3600;
+
 /// The SQLite store. Cheap to clone (a pool handle).
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     events: InvalidationBus,
+    /// Random per process: its own rows in `invalidations` are skipped by its poller.
+    instance: std::sync::Arc<str>,
+    _poller: std::sync::Arc<PollerGuard>,
+}
+
+/// Stops the poller when the last clone of the store goes.
+struct PollerGuard {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -82,7 +105,22 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         let events = InvalidationBus::new(1024);
-        Ok(SqliteStore { pool, events })
+        let instance: std::sync::Arc<str> = crate::records::new_id()?.into();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        if !memory {
+            tokio::spawn(poll_loop(
+                pool.clone(),
+                events.clone(),
+                instance.clone(),
+                stopped,
+            ));
+        }
+        Ok(SqliteStore {
+            pool,
+            events,
+            instance,
+            _poller: std::sync::Arc::new(PollerGuard { _stop: stop }),
+        })
     }
 
     async fn begin_write(&self) -> Result<Tx, StoreError> {
@@ -94,8 +132,19 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// SQLite has no other instance to tell: publishing after commit is enough.
-    async fn notify(&self, _tx: &mut Tx, _inv: &[Invalidation]) -> Result<(), StoreError> {
+    /// For the other processes on this file: a row each, committed with the write.
+    async fn notify(&self, tx: &mut Tx, inv: &[Invalidation]) -> Result<(), StoreError> {
+        let now = unix_now();
+        for i in inv {
+            let payload = serde_json::to_string(i)
+                .map_err(|e| StoreError::Internal(format!("cannot encode invalidation: {e}")))?;
+            sqlx::query("INSERT INTO invalidations (src, at, payload) VALUES ($1, $2, $3)")
+                .bind(&*self.instance)
+                .bind(now)
+                .bind(payload)
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
     }
 
@@ -109,6 +158,73 @@ impl SqliteStore {
     /// Close the pool (tests and shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Forward other processes' invalidations to this one's bus. Starts from the rows written
+/// since this store was opened; a table that does not exist yet (migrations pending) is
+/// looked for again on the next tick.
+async fn poll_loop(
+    pool: SqlitePool,
+    events: InvalidationBus,
+    instance: std::sync::Arc<str>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let opened = unix_now();
+    let mut last: Option<i64> = None;
+    let mut pruned = opened;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let rows: Result<Vec<(i64, String, String)>, sqlx::Error> = match last {
+            Some(seq) => {
+                sqlx::query_as(
+                    "SELECT seq, src, payload FROM invalidations WHERE seq > $1 ORDER BY seq",
+                )
+                .bind(seq)
+                .fetch_all(&pool)
+                .await
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT seq, src, payload FROM invalidations WHERE at >= $1 ORDER BY seq",
+                )
+                .bind(opened)
+                .fetch_all(&pool)
+                .await
+            }
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "invalidation poll failed; trying again");
+                continue;
+            }
+        };
+        if last.is_none() {
+            last = Some(0);
+        }
+        for (seq, src, payload) in rows {
+            last = Some(seq);
+            if *src == *instance {
+                continue;
+            }
+            match serde_json::from_str::<Invalidation>(&payload) {
+                Ok(inv) => events.send(inv),
+                Err(e) => tracing::warn!(error = %e, "ignoring a malformed invalidation row"),
+            }
+        }
+        let now = unix_now();
+        if now - pruned > 300 {
+            pruned = now;
+            let _ = sqlx::query("DELETE FROM invalidations WHERE at < $1")
+                .bind(now - KEEP_SECS)
+                .execute(&pool)
+                .await;
+        }
     }
 }
 

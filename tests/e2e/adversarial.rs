@@ -805,3 +805,54 @@ async fn kill_9_under_load_loses_no_forwarded_decision() {
     );
     drop(again);
 }
+
+/// Issue 21 point 6: on SQLite, a narrowing `taxgate import` run beside a running gateway
+/// reaches the gateway's cached sessions at once (before: only after the 30 s cache TTL).
+#[tokio::test]
+async fn a_narrowing_import_reaches_a_running_gateway_on_sqlite() {
+    let mut env = Env::start("").await;
+    let (token, _) = env
+        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
+        .await;
+    let declare = |env: &Env| {
+        let token = token.clone();
+        let public = env.gw.public;
+        async move {
+            let req = Request::get("/api/declare/x")
+                .header("host", "gw.test")
+                .header("cookie", format!("taxgate_session={token}"))
+                .body(empty())
+                .unwrap();
+            send(public, req).await.status
+        }
+    };
+    assert_eq!(declare(&env).await, StatusCode::OK);
+    let _ = drain_seen(&mut env.up);
+    // The same seed with 王芳's binding ended yesterday, imported by another process.
+    let mut seed = seed_json();
+    let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let until = yesterday
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    seed["bindings"][0]["valid_until"] = until.into();
+    let seed_path = env.dir.path().join("narrowing.json");
+    std::fs::write(&seed_path, seed.to_string()).unwrap();
+    let cfg = env.dir.path().join("import.toml");
+    std::fs::write(&cfg, config_text(env.dir.path(), &env.up.url(), "")).unwrap();
+    let out = std::process::Command::new(taxgate_bin())
+        .args(["import", "--config"])
+        .arg(&cfg)
+        .arg(&seed_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let started = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "the import reached the gateway",
+        || async { (declare(&env).await == StatusCode::FORBIDDEN).then_some(()) },
+    )
+    .await;
+    eprintln!("refused {:?} after the import", started.elapsed());
+    assert!(drain_seen(&mut env.up).len() <= 5);
+}
