@@ -6,6 +6,7 @@ mod account;
 mod browser;
 mod cli;
 mod decisions;
+mod escalation;
 mod faults;
 mod hostile;
 mod login;
