@@ -443,8 +443,9 @@ impl Account {
     ) -> Result<bool, ApiError> {
         self.core
             .store
-            .is_agency_staff_of(person, enterprise)
+            .staff_agencies(person, enterprise)
             .await
+            .map(|agencies| !agencies.is_empty())
             .map_err(store_err)
     }
 

@@ -820,21 +820,28 @@ macro_rules! sql_store_impl {
                 row.as_ref().map(agreement_at).transpose().map(Option::flatten)
             }
 
-            async fn is_agency_staff_of(
+            async fn staff_agencies(
                 &self,
                 person: &IdNumber,
                 client: &TaxpayerId,
-            ) -> StoreResult<bool> {
-                let row = sqlx::query(
-                    "SELECT 1 AS one FROM agency_agreements g \
+            ) -> StoreResult<Vec<TaxpayerId>> {
+                let rows = sqlx::query(
+                    "SELECT g.agency AS agency FROM agency_agreements g \
                      JOIN agreement_staff st ON st.agreement_id = g.id \
-                     WHERE g.client = $1 AND st.person = $2 AND g.revoked_at IS NULL LIMIT 1",
+                     WHERE g.client = $1 AND st.person = $2 AND g.revoked_at IS NULL \
+                     ORDER BY g.agency",
                 )
                 .bind(client.as_str())
                 .bind(person.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                Ok(row.is_some())
+                rows.iter()
+                    .map(|r| {
+                        let agency: String =
+                            r.try_get("agency").map_err(|e| StoreError::corrupt("agency", e))?;
+                        decode::taxpayer_id("agency", &agency)
+                    })
+                    .collect()
             }
 
             async fn revoke_agreement(&self, id: &str, now: Timestamp) -> StoreResult<()> {

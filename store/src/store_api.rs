@@ -239,13 +239,13 @@ pub trait Store: Send + Sync + Clone + 'static {
         client: &TaxpayerId,
     ) -> impl Future<Output = StoreResult<Option<AgencyAgreement>>> + Send;
 
-    /// Whether `person` is staff of a non-revoked agency agreement whose client is `client`
+    /// The agencies whose non-revoked agreement with `client` names `person` as staff, sorted
     /// (separation of duties: such a person holds no role in the client).
-    fn is_agency_staff_of(
+    fn staff_agencies(
         &self,
         person: &IdNumber,
         client: &TaxpayerId,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<TaxpayerId>>> + Send;
 
     /// Revoke an agreement. `NotFound` if unknown or already revoked. Publishes `Agreement{id}`.
     fn revoke_agreement(
