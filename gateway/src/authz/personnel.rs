@@ -223,6 +223,78 @@ mod tests {
         );
     }
 
+    /// The indexed set answers personnel decisions exactly as the whole set does.
+    #[test]
+    fn indexed_personnel_decisions_equal_the_full_set() {
+        let set = repo_set();
+        let facts = RequestFacts::at(1_750_000_000);
+        let e = enterprise();
+        let roles = [
+            Role::LegalRepresentative,
+            Role::FinanceManager,
+            Role::Admin,
+            Role::TaxHandler,
+            Role::InvoiceClerk,
+        ];
+        let groups: [Option<&[PermissionGroup]>; 3] = [
+            None,
+            Some(&[PermissionGroup::Query]),
+            Some(&[PermissionGroup::Declare, PermissionGroup::Invoice]),
+        ];
+        let mut person =
+            SessionFacts::confirmed_enterprise(Role::TaxHandler, BindingFacts::default());
+        person.entry = Entry::Person;
+        person.role = None;
+        person.binding = None;
+        let person = EntitySlice::build(&session_slice(&person).unwrap()).unwrap();
+        let mut checked = 0;
+        for asker_role in roles {
+            for asker_groups in groups {
+                let asker = slice(asker_role, asker_groups.map(<[_]>::to_vec));
+                for role in roles {
+                    for permissions in groups {
+                        for conflict_of_roles in [false, true] {
+                            let change = PersonnelChange {
+                                enterprise: &e,
+                                role,
+                                permissions,
+                                conflict_of_roles,
+                            };
+                            for (who, action) in [
+                                (&asker, "grant_binding"),
+                                (&asker, "revoke_binding"),
+                                (&person, "accept_binding"),
+                            ] {
+                                let extra = set.personnel_context(who, &change, &facts).unwrap();
+                                let resource = set.resource_for(who, action);
+                                let decide = |indexed| {
+                                    set.decide_request_with(
+                                        who.principal(),
+                                        action,
+                                        &resource,
+                                        who.entities(),
+                                        &facts,
+                                        extra.clone(),
+                                        indexed,
+                                    )
+                                };
+                                let (a, b) = (decide(true), decide(false));
+                                assert_eq!(
+                                    (a.allowed, &a.reason, &a.policies),
+                                    (b.allowed, &b.reason, &b.policies),
+                                    "{action} {asker_role:?} {asker_groups:?} -> {role:?} {permissions:?}"
+                                );
+                                assert!(a.errors.is_empty(), "{:?}", a.errors);
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 5 * 3 * 5 * 3 * 2 * 3);
+    }
+
     #[test]
     fn a_query_only_finance_manager_cannot_grant_itself_more() {
         let set = repo_set();
