@@ -466,6 +466,44 @@ async fn a_pending_grant_dies_with_its_granter() {
     );
 }
 
+/// The same when the granter leaves (解除绑定 on the person side).
+#[tokio::test]
+async fn a_pending_grant_dies_when_its_granter_unbinds() {
+    let env = Env::start_with("", &seed(None, None)).await;
+    let (fm, _) = env
+        .login_sms("enterprise", Some(ENT_A), ZHAO, ZHAO_PW, ZHAO_PHONE)
+        .await;
+    let a = add(&env, &fm, json!({"id_number": ZHOU, "role": "tax_handler"})).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let grant = a.json()["binding"].as_str().unwrap().to_string();
+    let zhao = bindings_in_a(&env, ZHAO).await.remove(0);
+    let (person, _) = env
+        .login_sms("person", None, ZHAO, ZHAO_PW, ZHAO_PHONE)
+        .await;
+    let u = env
+        .post(
+            &format!("/account/authorizations/{}/unbind", zhao.id),
+            json!({}),
+            Some(&person),
+        )
+        .await;
+    assert_eq!(u.status, StatusCode::NO_CONTENT);
+    let stored = env.gw.core.store.binding(&grant).await.unwrap().unwrap();
+    assert!(stored.revoked_at.is_some());
+    assert_eq!(stored.updated_by, ZHAO);
+    let (me, _) = env
+        .login_sms("person", None, ZHOU, ZHOU_PW, ZHOU_PHONE)
+        .await;
+    let c = env
+        .post(
+            &format!("/account/authorizations/{grant}/confirm"),
+            json!({}),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(c.status, StatusCode::NOT_FOUND);
+}
+
 /// The same when the granter's binding ends by its validity (here: an import that shortens it).
 #[tokio::test]
 async fn a_pending_grant_dies_when_its_granter_expires() {
