@@ -524,6 +524,7 @@ impl Account {
             role,
             permissions: permissions.as_deref(),
             conflict_of_roles: self.conflict_of_roles(&id_number, &enterprise).await?,
+            enterprise_confirmed: None,
         };
         self.decide_change(
             s,
@@ -619,6 +620,7 @@ impl Account {
             role: b.role,
             permissions: b.permissions.as_deref(),
             conflict_of_roles: false,
+            enterprise_confirmed: Some(b.enterprise_confirmed),
         };
         self.decide_change(
             s,
@@ -661,6 +663,7 @@ impl Account {
             role: b.role,
             permissions: b.permissions.as_deref(),
             conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
+            enterprise_confirmed: None,
         };
         self.decide_change(
             s,
@@ -745,6 +748,7 @@ impl Account {
             role: b.role,
             permissions: b.permissions.as_deref(),
             conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
+            enterprise_confirmed: None,
         };
         self.decide_change(
             s,
@@ -797,6 +801,7 @@ impl Account {
             role,
             permissions: permissions.as_deref(),
             conflict_of_roles: self.conflict_of_roles(&person, &enterprise).await?,
+            enterprise_confirmed: None,
         };
         self.decide_change(
             s,

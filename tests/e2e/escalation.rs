@@ -284,6 +284,39 @@ async fn only_the_legal_representative_ends_managers_and_nobody_ends_it() {
         StatusCode::OK
     );
 
+    // A person's application to be legal representative, never confirmed by the enterprise,
+    // ends nothing: any personnel manager may refuse it.
+    let (me, _) = env
+        .login_sms("person", None, ZHOU, ZHOU_PW, ZHOU_PHONE)
+        .await;
+    let apply = env
+        .post(
+            "/account/applications",
+            json!({"enterprise": ENT_A, "role": "legal_representative"}),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(apply.status, StatusCode::CREATED);
+    let app = apply.json()["binding"].as_str().unwrap().to_string();
+    let a = revoke(admin.clone(), app.clone()).await;
+    assert_eq!(
+        a.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    assert!(
+        env.gw
+            .core
+            .store
+            .binding(&app)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
     // Ending a tax handler's binding is for any personnel manager; a manager's for the legal
     // representative.
     let a = revoke(admin.clone(), sun.id.clone()).await;

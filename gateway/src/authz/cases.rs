@@ -110,6 +110,9 @@ pub struct PersonnelFacts {
     pub enterprise: Option<String>,
     #[serde(default)]
     pub conflict_of_roles: bool,
+    /// `revoke_binding`: whether the enterprise side has confirmed the stored binding.
+    #[serde(default)]
+    pub enterprise_confirmed: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -411,6 +414,7 @@ pub fn run_case(set: &ActiveSet, case: &Case) -> Result<Decision, String> {
                     role: p.role,
                     permissions: p.permissions.as_deref(),
                     conflict_of_roles: p.conflict_of_roles,
+                    enterprise_confirmed: p.enterprise_confirmed,
                 };
                 let slice = EntitySlice::build(&slice).map_err(|e| e.to_string())?;
                 Ok(set.decide_personnel(&slice, &case.action, &change, &facts))

@@ -30,6 +30,9 @@ pub struct PersonnelChange<'a> {
     /// The binding's person is staff of a non-revoked agency agreement whose client is the
     /// binding's enterprise.
     pub conflict_of_roles: bool,
+    /// A stored binding (revoke): whether the enterprise side has confirmed it. `None` for a
+    /// binding still to be made.
+    pub enterprise_confirmed: Option<bool>,
 }
 
 const PROBE_SESSION: &str = "personnel-probe";
@@ -137,7 +140,7 @@ impl ActiveSet {
         };
         let role =
             EntityUid::from_type_name_and_id(t.role.clone(), EntityId::new(change.role.as_str()));
-        Ok(vec![
+        let mut pairs = vec![
             (
                 "binding_role".to_string(),
                 RestrictedExpression::new_entity_uid(role),
@@ -154,7 +157,14 @@ impl ActiveSet {
                 "conflict_of_roles".to_string(),
                 RestrictedExpression::new_bool(change.conflict_of_roles),
             ),
-        ])
+        ];
+        if let Some(confirmed) = change.enterprise_confirmed {
+            pairs.push((
+                "binding_enterprise_confirmed".to_string(),
+                RestrictedExpression::new_bool(confirmed),
+            ));
+        }
+        Ok(pairs)
     }
 }
 
@@ -200,6 +210,7 @@ mod tests {
             role,
             permissions,
             conflict_of_roles: false,
+            enterprise_confirmed: None,
         };
         use PermissionGroup::*;
         assert_eq!(
@@ -259,6 +270,7 @@ mod tests {
                                 role,
                                 permissions,
                                 conflict_of_roles,
+                                enterprise_confirmed: conflict_of_roles.then_some(false),
                             };
                             for (who, action) in [
                                 (&asker, "grant_binding"),
@@ -306,6 +318,7 @@ mod tests {
             role,
             permissions,
             conflict_of_roles: false,
+            enterprise_confirmed: None,
         };
         let d = set.decide_personnel(
             &asker,

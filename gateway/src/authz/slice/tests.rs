@@ -83,6 +83,7 @@ fn built_entities_conform_to_the_schema() {
                     role: Role::TaxHandler,
                     permissions: Some(&[PermissionGroup::Query]),
                     conflict_of_roles: false,
+                    enterprise_confirmed: None,
                 };
                 pairs.extend(
                     set.personnel_context(&slice, &change, &RequestFacts::at(1))
