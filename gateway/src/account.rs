@@ -17,7 +17,7 @@ use taxgate_store::{
 
 use crate::api::{self, Json, json as json_response, no_content};
 use crate::authn::login::{Auth, session_view};
-use crate::authz::{LoginAttempt, LoginCandidate, RequestFacts};
+use crate::authz::{Decision, LoginAttempt, LoginCandidate, PersonnelChange, RequestFacts};
 use crate::body::Body;
 use crate::error::{ApiError, Code};
 use crate::pipeline::{log_store_error, unix_now};
@@ -29,6 +29,9 @@ type ApiResult = Result<Response<Body>, ApiError>;
 
 /// Bindings ending within this many days carry `expires_in_days`.
 const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// The policy reason of separation of duties, answered 409 (CONTRACT section 4).
+const CONFLICT_OF_ROLES: &str = "conflict_of_roles";
 
 fn store_err(e: StoreError) -> ApiError {
     match e {
@@ -137,6 +140,19 @@ impl Account {
         client: IpAddr,
         detail: Value,
     ) -> Result<(), ApiError> {
+        self.audit_event(s, action, client, detail, None).await
+    }
+
+    /// One audit record of an account-centre action; with `decision`, the Cedar decision that
+    /// allowed or refused it.
+    async fn audit_event(
+        &self,
+        s: &ResolvedSession,
+        action: &str,
+        client: IpAddr,
+        detail: Value,
+        decision: Option<&Decision>,
+    ) -> Result<(), ApiError> {
         let sess = &s.session;
         let event = AuditEvent {
             id: self.core.audit.next_id(),
@@ -149,10 +165,14 @@ impl Account {
             entry: Some(sess.entry),
             action: action.to_string(),
             path: None,
-            allowed: true,
-            policies: Vec::new(),
-            reason: None,
-            policy_version: Some(self.core.engine.version().to_string()),
+            allowed: decision.is_none_or(|d| d.allowed),
+            policies: decision.map(|d| d.policies.clone()).unwrap_or_default(),
+            reason: decision.and_then(|d| d.reason.clone()),
+            policy_version: Some(
+                decision
+                    .map(|d| d.version.to_string())
+                    .unwrap_or_else(|| self.core.engine.version().to_string()),
+            ),
             client_addr: Some(client.to_string()),
             detail: Some(detail.to_string()),
             slice: None,
@@ -371,6 +391,64 @@ impl Account {
         ApiError::denied(code, &zh, &en)
     }
 
+    /// The policy decision on one change to a binding (`grant_binding`, `revoke_binding`,
+    /// `accept_binding`), audited either way. A refusal changes nothing: callers ask before any
+    /// write. `conflict_of_roles` is a conflict with existing state (409); every other refusal
+    /// is 403 with the policy's reason.
+    async fn decide_change(
+        &self,
+        s: &ResolvedSession,
+        action: &str,
+        change: &PersonnelChange<'_>,
+        conn: ConnInfo,
+        detail: Value,
+    ) -> Result<(), ApiError> {
+        let entities = self.core.sessions.entities(s).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the entity slice of a session");
+            ApiError::from(Code::Internal)
+        })?;
+        let decision = self.core.engine.current().decide_personnel(
+            &entities.entities,
+            action,
+            change,
+            &self.facts(unix_now()),
+        );
+        self.audit_event(s, action, conn.remote.ip(), detail, Some(&decision))
+            .await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        let code = decision.reason.as_deref().unwrap_or("not_permitted");
+        Err(match self.reason(code) {
+            ApiError::Custom {
+                code,
+                message,
+                message_en,
+                ..
+            } if code == CONFLICT_OF_ROLES => ApiError::Custom {
+                status: StatusCode::CONFLICT,
+                code,
+                message,
+                message_en,
+            },
+            other => other,
+        })
+    }
+
+    /// The separation-of-duties fact for a binding of `person` in `enterprise`.
+    async fn conflict_of_roles(
+        &self,
+        person: &IdNumber,
+        enterprise: &TaxpayerId,
+    ) -> Result<bool, ApiError> {
+        self.core
+            .store
+            .staff_agencies(person, enterprise)
+            .await
+            .map(|agencies| !agencies.is_empty())
+            .map_err(store_err)
+    }
+
     // ---- personnel (enterprise side) ----------------------------------------------------------
 
     fn enterprise_of(s: &ResolvedSession) -> Result<&TaxpayerId, ApiError> {
@@ -410,6 +488,10 @@ impl Account {
                     .map_err(|_| ApiError::field(Code::InvalidInput, "valid_until"))?,
             ),
         };
+        // A grant or application that has already ended is a mistake, never a binding.
+        if valid_until.is_some_and(|u| u <= unix_now()) {
+            return Err(ApiError::field(Code::InvalidInput, "valid_until"));
+        }
         Ok(BindingRequest {
             role,
             permissions,
@@ -433,13 +515,26 @@ impl Account {
             valid_until,
         } = Self::parse_binding_request(&body)?;
         let now = unix_now();
-        if valid_until.is_some_and(|u| u <= now) {
-            return Err(ApiError::field(Code::InvalidInput, "valid_until"));
-        }
         let store = &self.core.store;
         if store.person(&id_number).await.map_err(store_err)?.is_none() {
             return Err(Code::PersonNotRegistered.into());
         }
+        let change = PersonnelChange {
+            enterprise: &enterprise,
+            role,
+            permissions: permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&id_number, &enterprise).await?,
+            enterprise_confirmed: None,
+        };
+        self.decide_change(
+            s,
+            "grant_binding",
+            &change,
+            conn,
+            json!({"person": id_number.masked(), "role": role.as_str(),
+                   "permissions": self::permissions(&permissions)}),
+        )
+        .await?;
         let by = Self::person_of(s)
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|_| "legacy".into());
@@ -454,6 +549,8 @@ impl Account {
                 enterprise_confirmed: true,
                 person_confirmed: false,
                 by,
+                // The grant dies with the binding it was made through.
+                granted_by: s.session.binding_id.clone(),
                 now,
             })
             .await
@@ -518,6 +615,21 @@ impl Account {
         conn: ConnInfo,
     ) -> ApiResult {
         let b = self.own_binding(s, id).await?;
+        let change = PersonnelChange {
+            enterprise: &b.enterprise,
+            role: b.role,
+            permissions: b.permissions.as_deref(),
+            conflict_of_roles: false,
+            enterprise_confirmed: Some(b.enterprise_confirmed),
+        };
+        self.decide_change(
+            s,
+            "revoke_binding",
+            &change,
+            conn,
+            json!({"binding": b.id, "role": b.role.as_str()}),
+        )
+        .await?;
         let by = Self::person_of(s)
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|_| "legacy".into());
@@ -545,6 +657,23 @@ impl Account {
         conn: ConnInfo,
     ) -> ApiResult {
         let b = self.own_binding(s, id).await?;
+        // Confirming an application makes the binding as much as adding it does.
+        let change = PersonnelChange {
+            enterprise: &b.enterprise,
+            role: b.role,
+            permissions: b.permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
+            enterprise_confirmed: None,
+        };
+        self.decide_change(
+            s,
+            "grant_binding",
+            &change,
+            conn,
+            json!({"binding": b.id, "role": b.role.as_str(),
+                   "permissions": permissions(&b.permissions)}),
+        )
+        .await?;
         let by = Self::person_of(s)
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|_| "legacy".into());
@@ -614,6 +743,22 @@ impl Account {
         conn: ConnInfo,
     ) -> ApiResult {
         let b = self.my_binding(s, id).await?;
+        let change = PersonnelChange {
+            enterprise: &b.enterprise,
+            role: b.role,
+            permissions: b.permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
+            enterprise_confirmed: None,
+        };
+        self.decide_change(
+            s,
+            "accept_binding",
+            &change,
+            conn,
+            json!({"binding": b.id, "enterprise": b.enterprise.as_str(), "role": b.role.as_str()}),
+        )
+        .await?;
+        // A grant whose granter's binding is no longer live is gone: 404, as for a withdrawn one.
         let by = b.person.as_str().to_string();
         self.confirm(s, &b, Side::Person, &by, conn).await
     }
@@ -651,6 +796,21 @@ impl Account {
         {
             return Err(ApiError::field(Code::NotFound, "enterprise"));
         }
+        let change = PersonnelChange {
+            enterprise: &enterprise,
+            role,
+            permissions: permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&person, &enterprise).await?,
+            enterprise_confirmed: None,
+        };
+        self.decide_change(
+            s,
+            "accept_binding",
+            &change,
+            conn,
+            json!({"enterprise": enterprise.as_str(), "role": role.as_str()}),
+        )
+        .await?;
         let binding = store
             .create_binding(NewBinding {
                 person: person.clone(),
@@ -662,6 +822,7 @@ impl Account {
                 enterprise_confirmed: false,
                 person_confirmed: true,
                 by: person.as_str().to_string(),
+                granted_by: None,
                 now,
             })
             .await

@@ -9,6 +9,7 @@
 mod decision;
 mod index;
 mod load;
+mod personnel;
 mod reasons;
 mod slice;
 mod watch;
@@ -30,6 +31,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use decision::{Decision, NOT_PERMITTED, POLICY_ERROR};
 pub use load::{DEFAULT_PRIORITY, LoadErrors, Location};
+pub use personnel::{PERSONNEL_ACTIONS, PersonnelChange};
 pub use reasons::Reasons;
 pub use slice::{EntitySlice, LOGIN_ATTEMPT_ID, LoginAttempt, LoginCandidate, NO_END, SliceFacts};
 pub use watch::{DEBOUNCE, PolicyWatcher, watch};
@@ -150,6 +152,33 @@ impl ActiveSet {
         facts: &RequestFacts,
         indexed: bool,
     ) -> Decision {
+        self.decide_request_with(
+            principal,
+            action,
+            resource,
+            entities,
+            facts,
+            Vec::new(),
+            indexed,
+        )
+    }
+
+    /// [`ActiveSet::decide_request`] with more context attributes than `RequestContext` has
+    /// (the `PersonnelContext` of the personnel actions).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the Cedar request's parts, passed through unchanged"
+    )]
+    pub(crate) fn decide_request_with(
+        &self,
+        principal: &EntityUid,
+        action: &str,
+        resource: &EntityUid,
+        entities: &Entities,
+        facts: &RequestFacts,
+        extra: Vec<(String, RestrictedExpression)>,
+        indexed: bool,
+    ) -> Decision {
         let entry = self.index.action(action);
         let action_uid = match entry {
             Some(a) => a.uid.clone(),
@@ -167,6 +196,7 @@ impl ActiveSet {
                 RestrictedExpression::new_long(until),
             ));
         }
+        pairs.extend(extra);
         let request = Context::from_pairs(pairs)
             .map_err(|e| e.to_string())
             .and_then(|context| {

@@ -111,6 +111,7 @@ impl Store for AnyStore {
         fn agreement(&self, id: &str) -> Option<AgencyAgreement>;
         fn agreements_of_staff(&self, agency: &TaxpayerId, person: &IdNumber) -> Vec<AgencyAgreement>;
         fn agreement_between(&self, agency: &TaxpayerId, client: &TaxpayerId) -> Option<AgencyAgreement>;
+        fn staff_agencies(&self, person: &IdNumber, client: &TaxpayerId) -> Vec<TaxpayerId>;
         fn revoke_agreement(&self, id: &str, now: Timestamp) -> ();
         fn create_challenge(&self, challenge: &Challenge) -> ();
         fn challenge(&self, id_hash: &str) -> Option<Challenge>;

@@ -29,6 +29,9 @@ pub struct NewBinding {
     pub person_confirmed: bool,
     /// Who asked: an ID number, `import` or `system`.
     pub by: String,
+    /// The binding (id) of the identity that granted this one through personnel management: a
+    /// pending grant dies with it. `None` for imports and applications.
+    pub granted_by: Option<String>,
     pub now: Timestamp,
 }
 

@@ -1000,6 +1000,26 @@ async fn check_against_store<S: Store>(
                 "no such enterprise in the seed or the store; add it to `enterprises` first",
             );
         }
+        // Separation of duties against agreements already stored (the seed's own agreements
+        // are checked below, with the staff lists this import will leave).
+        for agency in store.staff_agencies(&b.person, &b.enterprise).await? {
+            let restated = p
+                .agreements
+                .iter()
+                .any(|(_, a)| a.agency == agency && a.client == b.enterprise);
+            if !restated {
+                err(
+                    errs,
+                    format!("bindings[{i}].person"),
+                    format!(
+                        "is staff of the agency `{}`'s agreement with this enterprise; an agent \
+                         may not hold a role in a client: drop this binding or take them off \
+                         that agreement's `staff` first",
+                        agency.as_str()
+                    ),
+                );
+            }
+        }
     }
     let seeded_links: HashSet<(&IdNumber, &TaxpayerId)> = p
         .bindings

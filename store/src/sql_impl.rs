@@ -660,7 +660,9 @@ macro_rules! sql_store_impl {
                     updated_at: new.now,
                     updated_by: new.by,
                 };
-                insert_binding(&self.pool, &binding).await.map_err(|e| match e {
+                insert_binding(&self.pool, &binding, new.granted_by.as_deref())
+                    .await
+                    .map_err(|e| match e {
                     StoreError::Conflict { .. } => StoreError::conflict(
                         "an active binding with this person, enterprise and role exists",
                     ),
@@ -682,10 +684,16 @@ macro_rules! sql_store_impl {
                          updated_by = $3 WHERE id = $1 AND revoked_at IS NULL \
                          AND enterprise_confirmed = FALSE"
                     }
+                    // A pending grant is confirmed only while the binding that made it is live
+                    // (not revoked, within its validity): it dies with its granter.
                     Side::Person => {
                         "UPDATE bindings SET person_confirmed = TRUE, updated_at = $2, \
                          updated_by = $3 WHERE id = $1 AND revoked_at IS NULL \
-                         AND person_confirmed = FALSE"
+                         AND person_confirmed = FALSE \
+                         AND (granted_by IS NULL OR EXISTS (SELECT 1 FROM bindings g \
+                              WHERE g.id = bindings.granted_by AND g.revoked_at IS NULL \
+                              AND g.valid_from <= $2 \
+                              AND (g.valid_until IS NULL OR g.valid_until > $2)))"
                     }
                 };
                 let mut tx = self.begin_write().await?;
@@ -701,6 +709,27 @@ macro_rules! sql_store_impl {
                 let Some(binding) = binding.filter(|b| b.revoked_at.is_none()) else {
                     return Err(StoreError::NotFound);
                 };
+                if !changed && side == Side::Person && !binding.person_confirmed {
+                    // Not confirmed, not revoked, yet not updated: its granter's binding is no
+                    // longer live. The grant dies now (as revoking the granter would have
+                    // done), and the answer is the same as for a revoked grant.
+                    let mut dead = vec![id.to_string()];
+                    sqlx::query(
+                        "UPDATE bindings SET revoked_at = $2, updated_at = $2 \
+                         WHERE id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    dead.extend(revoke_pending_grants_of(&mut tx, id, now).await?);
+                    let inv: Vec<Invalidation> =
+                        dead.into_iter().map(|id| Invalidation::Binding { id }).collect();
+                    self.notify(&mut tx, &inv).await?;
+                    tx.commit().await?;
+                    self.publish(inv);
+                    return Err(StoreError::NotFound);
+                }
                 if !changed {
                     return Ok(ConfirmOutcome::AlreadyConfirmed(binding));
                 }
@@ -732,7 +761,13 @@ macro_rules! sql_store_impl {
                     return Err(StoreError::NotFound);
                 }
                 let binding = binding_in(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
-                let inv = vec![Invalidation::Binding { id: id.to_string() }];
+                let mut inv = vec![Invalidation::Binding { id: id.to_string() }];
+                inv.extend(
+                    revoke_pending_grants_of(&mut tx, id, now)
+                        .await?
+                        .into_iter()
+                        .map(|id| Invalidation::Binding { id }),
+                );
                 self.notify(&mut tx, &inv).await?;
                 tx.commit().await?;
                 self.publish(inv);
@@ -783,6 +818,30 @@ macro_rules! sql_store_impl {
                     .fetch_optional(&self.pool)
                     .await?;
                 row.as_ref().map(agreement_at).transpose().map(Option::flatten)
+            }
+
+            async fn staff_agencies(
+                &self,
+                person: &IdNumber,
+                client: &TaxpayerId,
+            ) -> StoreResult<Vec<TaxpayerId>> {
+                let rows = sqlx::query(
+                    "SELECT g.agency AS agency FROM agency_agreements g \
+                     JOIN agreement_staff st ON st.agreement_id = g.id \
+                     WHERE g.client = $1 AND st.person = $2 AND g.revoked_at IS NULL \
+                     ORDER BY g.agency",
+                )
+                .bind(client.as_str())
+                .bind(person.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let agency: String =
+                            r.try_get("agency").map_err(|e| StoreError::corrupt("agency", e))?;
+                        decode::taxpayer_id("agency", &agency)
+                    })
+                    .collect()
             }
 
             async fn revoke_agreement(&self, id: &str, now: Timestamp) -> StoreResult<()> {
@@ -1216,15 +1275,19 @@ macro_rules! sql_store_impl {
             }
         }
 
-        async fn insert_binding<'e, E>(exec: E, b: &Binding) -> StoreResult<()>
+        async fn insert_binding<'e, E>(
+            exec: E,
+            b: &Binding,
+            granted_by: Option<&str>,
+        ) -> StoreResult<()>
         where
             E: sqlx::Executor<'e, Database = $Db>,
         {
             sqlx::query(
                 "INSERT INTO bindings (id, person, enterprise, role, permissions, valid_from, \
                  valid_until, enterprise_confirmed, person_confirmed, revoked_at, created_at, \
-                 updated_at, updated_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 updated_at, updated_by, granted_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(&b.id)
             .bind(b.person.as_str())
@@ -1239,9 +1302,31 @@ macro_rules! sql_store_impl {
             .bind(b.created_at)
             .bind(b.updated_at)
             .bind(&b.updated_by)
+            .bind(granted_by)
             .execute(exec)
             .await?;
             Ok(())
+        }
+
+        /// Revokes, in `tx`, the pending grants (not yet confirmed by their person) that the
+        /// holder of binding `granter` made; `updated_by` keeps the granter. Returns their ids.
+        async fn revoke_pending_grants_of(
+            tx: &mut Tx,
+            granter: &str,
+            now: Timestamp,
+        ) -> StoreResult<Vec<String>> {
+            let rows = sqlx::query(
+                "UPDATE bindings SET revoked_at = $2, updated_at = $2 \
+                 WHERE granted_by = $1 AND revoked_at IS NULL AND person_confirmed = FALSE \
+                 RETURNING id",
+            )
+            .bind(granter)
+            .bind(now)
+            .fetch_all(&mut **tx)
+            .await?;
+            rows.iter()
+                .map(|r| r.try_get::<String, _>("id").map_err(|e| StoreError::corrupt("id", e)))
+                .collect()
         }
 
         async fn apply_seed_in(
@@ -1411,7 +1496,7 @@ macro_rules! sql_store_impl {
                             updated_at: now,
                             updated_by: "import".to_string(),
                         };
-                        insert_binding(&mut **tx, &binding).await?;
+                        insert_binding(&mut **tx, &binding, None).await?;
                         sum.bindings_created += 1;
                     }
                 }

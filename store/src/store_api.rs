@@ -196,7 +196,9 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn create_binding(&self, new: NewBinding) -> impl Future<Output = StoreResult<Binding>> + Send;
 
     /// Record one side's confirmation in one transaction. `NotFound` for an unknown or revoked
-    /// binding. Publishes `Binding{id}`.
+    /// binding, and for a pending grant whose granter's binding (`NewBinding::granted_by`) is no
+    /// longer live (revoked or outside its validity): that grant is revoked in the same
+    /// transaction. Publishes `Binding{id}`.
     fn confirm_binding(
         &self,
         id: &str,
@@ -205,8 +207,10 @@ pub trait Store: Send + Sync + Clone + 'static {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<ConfirmOutcome>> + Send;
 
-    /// Revoke (withdraw or unbind) a binding; returns it as revoked. `NotFound` for an unknown or
-    /// already revoked binding. Publishes `Binding{id}`.
+    /// Revoke (withdraw or unbind) a binding; returns it as revoked. The pending grants its
+    /// holder made (not yet confirmed by their person) are revoked in the same transaction,
+    /// keeping `updated_by`. `NotFound` for an unknown or already revoked binding. Publishes
+    /// `Binding{id}` for each.
     fn revoke_binding(
         &self,
         id: &str,
@@ -234,6 +238,14 @@ pub trait Store: Send + Sync + Clone + 'static {
         agency: &TaxpayerId,
         client: &TaxpayerId,
     ) -> impl Future<Output = StoreResult<Option<AgencyAgreement>>> + Send;
+
+    /// The agencies whose non-revoked agreement with `client` names `person` as staff, sorted
+    /// (separation of duties: such a person holds no role in the client).
+    fn staff_agencies(
+        &self,
+        person: &IdNumber,
+        client: &TaxpayerId,
+    ) -> impl Future<Output = StoreResult<Vec<TaxpayerId>>> + Send;
 
     /// Revoke an agreement. `NotFound` if unknown or already revoked. Publishes `Agreement{id}`.
     fn revoke_agreement(

@@ -366,6 +366,7 @@ async fn bindings<S: Store>(s: S) {
         enterprise_confirmed: true,
         person_confirmed: false,
         by: ALICE.into(),
+        granted_by: None,
         now: NOW,
     };
     let b = s.create_binding(new.clone()).await.unwrap();
@@ -1020,6 +1021,167 @@ scenario!(invalidation_local);
 scenario!(import_all_or_nothing);
 scenario!(import_idempotent);
 scenario!(import_conflicts);
+scenario!(pending_grants_die_with_their_granter);
+scenario!(agency_staff_of_client);
+scenario!(import_binding_of_stored_agency_staff);
+
+/// Issue 21 point 5 at import: a seed binding for a person who is staff of a stored agreement
+/// with that enterprise as client is refused (nothing imported), unless the same seed takes
+/// them off that agreement's staff.
+async fn import_binding_of_stored_agency_staff<S: Store>(s: S) {
+    seeded(&s).await;
+    let binding = r#"{"person": "110105198001010016", "enterprise": "91440101MA5CJQ4N59",
+                      "role": "tax_handler", "enterprise_confirmed": true, "person_confirmed": true}"#;
+    let seed = format!(r#"{{"bindings": [{binding}]}}"#);
+    let Err(ImportError::Rows(errs)) = import_seed(&s, &seed, NOW).await else {
+        panic!("must fail");
+    };
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, vec!["bindings[0].person"], "{errs:#?}");
+    assert!(errs[0].reason.contains(AGENCY), "{}", errs[0].reason);
+    assert!(s.bindings_of_person(&id(CAROL)).await.unwrap().is_empty());
+
+    let seed = format!(
+        r#"{{"bindings": [{binding}], "agency_agreements": [
+            {{"agency": "91350200776049653A", "client": "91440101MA5CJQ4N59",
+              "staff": ["11010519491231002X"], "scope": ["declare", "query"],
+              "valid_until": "2099-12-31T23:59:59+08:00", "client_confirmed": true}}]}}"#
+    );
+    import_seed(&s, &seed, NOW).await.unwrap();
+    assert_eq!(s.bindings_of_person(&id(CAROL)).await.unwrap().len(), 1);
+    assert!(
+        s.staff_agencies(&id(CAROL), &tid(CLIENT))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Issue 21 point 8: a grant not yet confirmed by its person dies with the binding that made it:
+/// revoking the granter's binding revokes it in the same transaction (keeping `updated_by`), and
+/// once the granter's binding is no longer live (here: expired) it cannot be confirmed.
+async fn pending_grants_die_with_their_granter<S: Store>(s: S) {
+    seeded(&s).await;
+    let alice = s.bindings_of_person(&id(ALICE)).await.unwrap();
+    let lr = &alice[0];
+    // Alice (legal representative) makes Bob finance manager; Bob confirms.
+    let grant = |person: &str, role, granted_by: &str, valid_until| NewBinding {
+        person: id(person),
+        enterprise: tid(ACME),
+        role,
+        permissions: None,
+        valid_from: NOW,
+        valid_until,
+        enterprise_confirmed: true,
+        person_confirmed: false,
+        by: ALICE.into(),
+        granted_by: Some(granted_by.to_string()),
+        now: NOW,
+    };
+    let fm = s
+        .create_binding(grant(BOB, Role::FinanceManager, &lr.id, None))
+        .await
+        .unwrap();
+    s.confirm_binding(&fm.id, Side::Person, BOB, NOW)
+        .await
+        .unwrap();
+    // Bob, as finance manager, grants Carol tax handler (pending) and invoice clerk (pending).
+    let mut by_bob = grant(CAROL, Role::TaxHandler, &fm.id, None);
+    by_bob.by = BOB.into();
+    let th = s.create_binding(by_bob.clone()).await.unwrap();
+    by_bob.role = Role::InvoiceClerk;
+    let ic = s.create_binding(by_bob).await.unwrap();
+    // A grant Carol confirmed already stays.
+    s.confirm_binding(&ic.id, Side::Person, CAROL, NOW + 1)
+        .await
+        .unwrap();
+
+    // Bob's binding ends: Carol's pending grant from Bob ends with it, in the same write.
+    let mut rx = s.subscribe_invalidations();
+    s.revoke_binding(&fm.id, ALICE, NOW + 10).await.unwrap();
+    let th_now = s.binding(&th.id).await.unwrap().unwrap();
+    assert_eq!(th_now.revoked_at, Some(NOW + 10));
+    assert_eq!(th_now.updated_by, BOB, "updated_by keeps the granter");
+    assert!(!th_now.person_confirmed);
+    assert_eq!(s.binding(&ic.id).await.unwrap().unwrap().revoked_at, None);
+    let mut seen = Vec::new();
+    while let Ok(inv) = rx.try_recv() {
+        seen.push(format!("{inv:?}"));
+    }
+    assert!(seen.contains(&format!("Binding({})", th.id)), "{seen:?}");
+    assert!(
+        matches!(
+            s.confirm_binding(&th.id, Side::Person, CAROL, NOW + 11)
+                .await,
+            Err(StoreError::NotFound)
+        ),
+        "a dead grant cannot be confirmed"
+    );
+
+    // A granter whose binding expired: the grant cannot be confirmed, and dies on the attempt.
+    let short = s
+        .create_binding(grant(BOB, Role::Admin, &lr.id, Some(NOW + 100)))
+        .await
+        .unwrap();
+    s.confirm_binding(&short.id, Side::Person, BOB, NOW)
+        .await
+        .unwrap();
+    let mut by_admin = grant(CAROL, Role::TicketBuyer, &short.id, None);
+    by_admin.by = BOB.into();
+    let tb = s.create_binding(by_admin).await.unwrap();
+    assert!(matches!(
+        s.confirm_binding(&tb.id, Side::Person, CAROL, NOW + 100)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let tb_now = s.binding(&tb.id).await.unwrap().unwrap();
+    assert_eq!(tb_now.revoked_at, Some(NOW + 100));
+    assert!(!tb_now.person_confirmed);
+    assert_eq!(tb_now.updated_by, BOB);
+
+    // While the granter is live, confirming works as before.
+    let mut by_alice = grant(CAROL, Role::TicketBuyer, &lr.id, None);
+    by_alice.valid_from = NOW;
+    let ok = s.create_binding(by_alice).await.unwrap();
+    assert!(matches!(
+        s.confirm_binding(&ok.id, Side::Person, CAROL, NOW + 200)
+            .await,
+        Ok(ConfirmOutcome::Confirmed(_))
+    ));
+}
+
+/// The fact behind separation of duties: Carol is staff of the agency's agreement with CLIENT.
+async fn agency_staff_of_client<S: Store>(s: S) {
+    seeded(&s).await;
+    assert_eq!(
+        s.staff_agencies(&id(CAROL), &tid(CLIENT)).await.unwrap(),
+        vec![tid(AGENCY)]
+    );
+    assert!(
+        s.staff_agencies(&id(CAROL), &tid(ACME))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.staff_agencies(&id(BOB), &tid(CLIENT))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let g = s
+        .agreement_between(&tid(AGENCY), &tid(CLIENT))
+        .await
+        .unwrap()
+        .unwrap();
+    s.revoke_agreement(&g.id, NOW).await.unwrap();
+    assert!(
+        s.staff_agencies(&id(CAROL), &tid(CLIENT))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_store_rejects_unknown_schemes() {

@@ -7,6 +7,7 @@ mod adversarial;
 mod browser;
 mod cli;
 mod decisions;
+mod escalation;
 mod faults;
 mod hostile;
 mod login;

@@ -35,7 +35,10 @@ use taxgate_store::{IdNumber, TaxpayerId};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{ActiveSet, Decision, EntitySlice, LoginAttempt, LoginCandidate, RequestFacts};
+use super::{
+    ActiveSet, Decision, EntitySlice, LoginAttempt, LoginCandidate, PERSONNEL_ACTIONS,
+    PersonnelChange, RequestFacts,
+};
 
 pub const DEFAULT_PERSON: &str = "140105199001011238";
 pub const DEFAULT_ENTERPRISE: &str = "91140100MA0K123488";
@@ -84,9 +87,32 @@ pub struct Case {
     #[serde(default)]
     pub resource: Option<String>,
     pub action: String,
+    /// The change asked for, with a personnel action (`grant_binding`, `revoke_binding`,
+    /// `accept_binding`); required there and only there.
+    #[serde(default)]
+    pub personnel: Option<PersonnelFacts>,
     pub expect: Expect,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// The facts of a personnel change (`PersonnelContext`): the binding's role and permissions
+/// (absent: the role's defaults), its enterprise (default: the session's, else the sample
+/// enterprise) and whether its person is staff of an agency agreement with that enterprise.
+/// The groups the asker holds and those the binding gives are worked out as the gateway does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonnelFacts {
+    pub role: Role,
+    #[serde(default)]
+    pub permissions: Option<Vec<PermissionGroup>>,
+    #[serde(default)]
+    pub enterprise: Option<String>,
+    #[serde(default)]
+    pub conflict_of_roles: bool,
+    /// `revoke_binding`: whether the enterprise side has confirmed the stored binding.
+    #[serde(default)]
+    pub enterprise_confirmed: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -371,6 +397,27 @@ pub fn run_case(set: &ActiveSet, case: &Case) -> Result<Decision, String> {
                     candidates.push(LoginCandidate::Agreement(a));
                 }
                 Ok(set.decide_login(&attempt, &candidates, &facts))
+            } else if PERSONNEL_ACTIONS.contains(&case.action.as_str()) {
+                let p = case.personnel.as_ref().ok_or_else(|| {
+                    format!(
+                        "action `{}` needs `personnel` (the change asked for)",
+                        case.action
+                    )
+                })?;
+                let enterprise = match (&p.enterprise, &slice.session.enterprise) {
+                    (Some(e), _) => taxpayer(e)?,
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => taxpayer(DEFAULT_ENTERPRISE)?,
+                };
+                let change = PersonnelChange {
+                    enterprise: &enterprise,
+                    role: p.role,
+                    permissions: p.permissions.as_deref(),
+                    conflict_of_roles: p.conflict_of_roles,
+                    enterprise_confirmed: p.enterprise_confirmed,
+                };
+                let slice = EntitySlice::build(&slice).map_err(|e| e.to_string())?;
+                Ok(set.decide_personnel(&slice, &case.action, &change, &facts))
             } else {
                 let slice = EntitySlice::build(&slice).map_err(|e| e.to_string())?;
                 Ok(set.decide(&slice, &case.action, &facts))

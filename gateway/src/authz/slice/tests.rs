@@ -66,14 +66,31 @@ fn built_entities_conform_to_the_schema() {
             if resource.id().unescaped().is_empty() {
                 continue; // the placeholder of a missing entity
             }
-            let context = Context::from_pairs([
+            let mut pairs = vec![
                 ("now".to_string(), RestrictedExpression::new_long(1)),
                 (
                     "legacy_login_until".to_string(),
                     RestrictedExpression::new_long(2),
                 ),
-            ])
-            .unwrap();
+            ];
+            if crate::authz::PERSONNEL_ACTIONS.contains(&action.as_str()) {
+                // The personnel actions' context, exactly as the gateway builds it.
+                let enterprise =
+                    taxgate_store::TaxpayerId::parse(crate::authz::cases::DEFAULT_ENTERPRISE)
+                        .unwrap();
+                let change = crate::authz::PersonnelChange {
+                    enterprise: &enterprise,
+                    role: Role::TaxHandler,
+                    permissions: Some(&[PermissionGroup::Query]),
+                    conflict_of_roles: false,
+                    enterprise_confirmed: None,
+                };
+                pairs.extend(
+                    set.personnel_context(&slice, &change, &RequestFacts::at(1))
+                        .unwrap(),
+                );
+            }
+            let context = Context::from_pairs(pairs).unwrap();
             let r = Request::new(
                 slice.principal().clone(),
                 action_uid(action).unwrap(),
