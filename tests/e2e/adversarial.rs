@@ -160,45 +160,15 @@ async fn gateway_for(
     (dir, gw)
 }
 
-/// An [`Env`]-like login against any gateway (the helpers only need its address and outbox).
+/// The clerk's SMS login against a gateway started without [`Env`].
 async fn login_clerk(gw: &Gateway, dir: &tempfile::TempDir) -> String {
-    let post = |path: &'static str, body: serde_json::Value| {
-        let req = Request::post(path)
-            .header("host", "gw.test")
-            .header("content-type", "application/json")
-            .body(full(body.to_string()))
-            .unwrap();
-        send(gw.public, req)
-    };
-    let a = post(
-        "/auth/login",
+    login_sms_at(
+        gw.public,
+        &dir.path().join("sms-outbox.jsonl"),
         json!({"entry": "enterprise", "taxpayer_id": ENT_A, "account": CLERK, "password": CLERK_PW}),
+        CLERK_PHONE,
     )
-    .await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
-    let challenge = a.json()["challenge"].as_str().unwrap().to_string();
-    let s = post("/auth/sms/send", json!({"challenge": challenge})).await;
-    assert_eq!(s.status, StatusCode::OK);
-    let outbox = std::fs::read_to_string(dir.path().join("sms-outbox.jsonl")).unwrap();
-    let code = outbox
-        .lines()
-        .rev()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|m| m["to"] == CLERK_PHONE)
-        .and_then(|m| m["code"].as_str().map(String::from))
-        .unwrap();
-    let v = post(
-        "/auth/sms/verify",
-        json!({"challenge": challenge, "code": code}),
-    )
-    .await;
-    assert_eq!(v.status, StatusCode::OK);
-    session_token(&v)
+    .await
 }
 
 fn raw_request(method: &str, target: &str, token: &str, extra: &str) -> Vec<u8> {
@@ -491,14 +461,7 @@ async fn behind_a_trusted_proxy_the_client_is_the_right_most_untrusted_hop() {
         "{}",
         String::from_utf8_lossy(&same.body)
     );
-    let outbox = std::fs::read_to_string(dir.path().join("sms-outbox.jsonl")).unwrap();
-    let code = outbox
-        .lines()
-        .rev()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|m| m["to"] == CLERK_PHONE)
-        .and_then(|m| m["code"].as_str().map(String::from))
-        .unwrap();
+    let code = outbox_code(&dir.path().join("sms-outbox.jsonl"), CLERK_PHONE);
     let v = post(
         "/auth/sms/verify",
         json!({"challenge": challenge, "code": code}),
@@ -686,53 +649,15 @@ async fn kill_9_under_load_loses_no_forwarded_decision() {
     let dir = tempfile::tempdir().unwrap();
     let mut up = Upstream::start().await;
     let text = config_text(dir.path(), &up.url(), "");
-    let cfg = dir.path().join("taxgate.toml");
-    std::fs::write(&cfg, &text).unwrap();
-    let seed_path = dir.path().join("seed.json");
-    std::fs::write(&seed_path, seed_json().to_string()).unwrap();
-    for args in [&["migrate", "--config"][..], &["import", "--config"][..]] {
-        let mut cmd = std::process::Command::new(taxgate_bin());
-        cmd.args(args).arg(&cfg);
-        if args[0] == "import" {
-            cmd.arg(&seed_path);
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
+    migrate_and_import(dir.path(), &text, &seed_json());
     let gw = ServeChild::start(dir.path(), "doomed", &text).await;
-    let post = |path: &'static str, body: serde_json::Value| {
-        let req = Request::post(path)
-            .header("host", "gw.test")
-            .header("content-type", "application/json")
-            .body(full(body.to_string()))
-            .unwrap();
-        try_send(gw.public, req)
-    };
-    let login = post(
-        "/auth/login",
+    let token = login_sms_at(
+        gw.public,
+        &dir.path().join("sms-outbox.jsonl"),
         json!({"entry": "enterprise", "taxpayer_id": ENT_A, "account": WANG, "password": WANG_PW}),
+        "13800138000",
     )
-    .await
-    .unwrap();
-    let challenge = login.json()["challenge"].as_str().unwrap().to_string();
-    post("/auth/sms/send", json!({"challenge": challenge}))
-        .await
-        .unwrap();
-    let outbox = std::fs::read_to_string(dir.path().join("sms-outbox.jsonl")).unwrap();
-    let code = outbox
-        .lines()
-        .rev()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|m| m["to"] == "13800138000")
-        .and_then(|m| m["code"].as_str().map(String::from))
-        .unwrap();
-    let verified = post(
-        "/auth/sms/verify",
-        json!({"challenge": challenge, "code": code}),
-    )
-    .await
-    .unwrap();
-    let token = session_token(&verified);
+    .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
@@ -845,7 +770,11 @@ async fn a_narrowing_import_reaches_a_running_gateway_on_sqlite() {
         .arg(&seed_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let started = std::time::Instant::now();
     eventually(
         Duration::from_secs(5),

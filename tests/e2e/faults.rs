@@ -595,19 +595,7 @@ async fn phone_transfers_killed_mid_way_leave_all_or_nothing() {
         "http://127.0.0.1:9",
         "\n[login]\nsms_resend_secs = 0\nsms_daily_limit = 1000\n",
     );
-    let cfg = dir.path().join("taxgate.toml");
-    std::fs::write(&cfg, &text).unwrap();
-    let seed_path = dir.path().join("seed.json");
-    std::fs::write(&seed_path, seed_json().to_string()).unwrap();
-    for args in [&["migrate", "--config"][..], &["import", "--config"][..]] {
-        let mut cmd = std::process::Command::new(taxgate_bin());
-        cmd.args(args).arg(&cfg);
-        if args[0] == "import" {
-            cmd.arg(&seed_path);
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
+    migrate_and_import(dir.path(), &text, &seed_json());
     let sqlite = format!("sqlite://{}", dir.path().join("taxgate.db").display());
     let outbox = dir.path().join("sms-outbox.jsonl");
     let last_code = |to: &str| {

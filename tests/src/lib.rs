@@ -1134,3 +1134,86 @@ pub fn config_with_watched_policies(dir: &Path, upstream_url: &str) -> (String, 
         .replace("watch = false", "watch = true");
     (text, policies)
 }
+
+// ---- gateways not started through Env (issue 15 and 21) --------------------------------------
+
+/// The newest code the file outbox `outbox` sent to `phone`.
+pub fn outbox_code(outbox: &Path, phone: &str) -> String {
+    std::fs::read_to_string(outbox)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|m| m["to"] == phone)
+        .and_then(|m| m["code"].as_str().map(String::from))
+        .unwrap_or_else(|| panic!("no code was sent to {phone}"))
+}
+
+/// A whole SMS login (`login` is the `/auth/login` body) against the gateway at `addr`, whose
+/// file outbox is `outbox`; returns the session token.
+pub async fn login_sms_at(
+    addr: SocketAddr,
+    outbox: &Path,
+    login: serde_json::Value,
+    phone: &str,
+) -> String {
+    let post = |path: &'static str, body: serde_json::Value| {
+        let req = Request::post(path)
+            .header("host", "gw.test")
+            .header("content-type", "application/json")
+            .body(full(body.to_string()))
+            .unwrap();
+        send(addr, req)
+    };
+    let a = post("/auth/login", login).await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "login: {}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let challenge = a.json()["challenge"].as_str().unwrap().to_string();
+    let sent = post(
+        "/auth/sms/send",
+        serde_json::json!({"challenge": challenge}),
+    )
+    .await;
+    assert_eq!(
+        sent.status,
+        StatusCode::OK,
+        "sms send: {}",
+        String::from_utf8_lossy(&sent.body)
+    );
+    let code = outbox_code(outbox, phone);
+    let v = post(
+        "/auth/sms/verify",
+        serde_json::json!({"challenge": challenge, "code": code}),
+    )
+    .await;
+    assert_eq!(
+        v.status,
+        StatusCode::OK,
+        "sms verify: {}",
+        String::from_utf8_lossy(&v.body)
+    );
+    session_token(&v)
+}
+
+/// Write `config` to `dir/taxgate.toml` and `seed` beside it, then run the real binary's
+/// `migrate` and `import` on them; returns the config's path.
+pub fn migrate_and_import(dir: &Path, config: &str, seed: &serde_json::Value) -> PathBuf {
+    let cfg = dir.join("taxgate.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let seed_path = dir.join("seed.json");
+    std::fs::write(&seed_path, seed.to_string()).unwrap();
+    for args in [&["migrate", "--config"][..], &["import", "--config"][..]] {
+        let mut cmd = std::process::Command::new(taxgate_bin());
+        cmd.args(args).arg(&cfg);
+        if args[0] == "import" {
+            cmd.arg(&seed_path);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    cfg
+}
