@@ -819,18 +819,21 @@ impl Auth {
             .core
             .engine
             .decide(&entities.entities, action, &self.facts(now));
+        // Every decision is one audit record, allowed or not (a read of a firm's personnel
+        // list shows full ID numbers: who looked must be on record).
+        let s = &session.session;
+        let mut ev = self.event(now, action, decision.allowed, conn.remote.ip());
+        ev.session_id = Some(s.id.clone());
+        ev.person = s.person.clone();
+        ev.enterprise = s.enterprise.clone();
+        ev.role = s.role;
+        ev.entry = Some(s.entry);
+        ev.path = Some(req.uri().path().to_string());
+        ev.policies = decision.policies.clone();
+        ev.reason = decision.reason.clone();
+        ev.policy_version = Some(decision.version.to_string());
+        self.audit(ev).await?;
         if !decision.allowed {
-            let s = &session.session;
-            let mut ev = self.event(now, action, false, conn.remote.ip());
-            ev.session_id = Some(s.id.clone());
-            ev.person = s.person.clone();
-            ev.enterprise = s.enterprise.clone();
-            ev.role = s.role;
-            ev.entry = Some(s.entry);
-            ev.policies = decision.policies.clone();
-            ev.reason = decision.reason.clone();
-            ev.policy_version = Some(decision.version.to_string());
-            self.audit(ev).await?;
             return Err(self.denial(&decision));
         }
         Ok(session)
