@@ -350,4 +350,36 @@ mod tests {
         // Still the current file: kept until it is closed.
         assert!(file.exists());
     }
+
+    #[tokio::test]
+    async fn recovery_ships_orphans_skips_torn_lines_and_leaves_live_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AnyStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        // A live instance's file: locked, so never touched.
+        let live = Journal::open(dir.path(), "live").unwrap();
+        live.append(&AuditEvent::new("live1".to_string(), 1, "declare", true))
+            .await
+            .unwrap();
+        // An orphan: two events, one of them already in the store, and a line cut short.
+        let orphan = dir.path().join("dead-00000000.journal");
+        let mut text = String::new();
+        for id in ["dead1", "dead2"] {
+            let e = AuditEvent::new(id.to_string(), 2, "query", true);
+            text.push_str(&serde_json::to_string(&e).unwrap());
+            text.push('\n');
+        }
+        text.push_str("{\"id\":\"dead3\",\"at\"");
+        std::fs::write(&orphan, text).unwrap();
+        store
+            .append_audit(&[AuditEvent::new("dead1".to_string(), 2, "query", true)])
+            .await
+            .unwrap();
+        assert_eq!(recover(dir.path(), &store).await.unwrap(), 2);
+        assert!(!orphan.exists(), "a shipped orphan is deleted");
+        assert_eq!(store.count_audit().await.unwrap(), 2, "dead1 once, dead2");
+        let live_files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(live_files.len(), 1, "the live instance's file stays");
+        assert_eq!(live.pending(), 1);
+    }
 }
