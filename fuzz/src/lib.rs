@@ -134,13 +134,46 @@ pub fn session_headers(data: &[u8]) {
             "stripped Cookie still names the session: {v:?}"
         );
     }
-    // The gateway's own namespace is recognised in any casing.
+    // Every session token goes before forwarding: none is left to find.
+    taxgate::proxy::headers::strip_session_tokens(&mut h, name);
+    assert_eq!(
+        taxgate::proxy::headers::session_token(&h, name),
+        Ok(None),
+        "a session token survived stripping"
+    );
+    // The gateway's own namespace is recognised in any casing and with `_` for `-`, as a
+    // CGI/WSGI backend reads names.
     if let Ok(n) = HeaderName::from_bytes(c1) {
-        let lower = n.as_str().to_ascii_lowercase();
+        let read = n.as_str().to_ascii_lowercase().replace('_', "-");
         assert_eq!(
             taxgate::proxy::headers::is_gateway_header(&n),
-            lower.starts_with("x-taxgate-")
+            read.starts_with("x-taxgate-")
         );
+        // After the request hygiene (untrusted peer), no name a backend reads as ours, as a
+        // method/URL override or as a forwarding header is left.
+        let mut fwd = HeaderMap::new();
+        fwd.append(n, HeaderValue::from_static("x"));
+        taxgate::proxy::headers::strip_client_controlled(&mut fwd, false);
+        const CONTROLLED: [&str; 11] = [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "x-original-url",
+            "x-original-uri",
+            "x-rewrite-url",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "forwarded",
+            "x-real-ip",
+        ];
+        for k in fwd.keys() {
+            let read = k.as_str().to_ascii_lowercase().replace('_', "-");
+            assert!(
+                !read.starts_with("x-taxgate-") && !CONTROLLED.contains(&read.as_str()),
+                "`{k}` reached the upstream"
+            );
+        }
     }
 }
 
