@@ -141,10 +141,21 @@ pub fn session_headers(data: &[u8]) {
         Ok(None),
         "a session token survived stripping"
     );
-    // The gateway's own namespace is recognised in any casing and with `_` for `-`, as a
-    // CGI/WSGI backend reads names.
+    // The gateway's own namespace is recognised in any casing and with any punctuation for
+    // `-`, as the loosest CGI backends read names.
+    let read_as_cgi = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
     if let Ok(n) = HeaderName::from_bytes(c1) {
-        let read = n.as_str().to_ascii_lowercase().replace('_', "-");
+        let read = read_as_cgi(n.as_str());
         assert_eq!(
             taxgate::proxy::headers::is_gateway_header(&n),
             read.starts_with("x-taxgate-")
@@ -168,7 +179,7 @@ pub fn session_headers(data: &[u8]) {
             "x-real-ip",
         ];
         for k in fwd.keys() {
-            let read = k.as_str().to_ascii_lowercase().replace('_', "-");
+            let read = read_as_cgi(k.as_str());
             assert!(
                 !read.starts_with("x-taxgate-") && !CONTROLLED.contains(&read.as_str()),
                 "`{k}` reached the upstream"

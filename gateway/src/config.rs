@@ -889,14 +889,19 @@ impl Config {
                     format!("`{}` must start with `/`", route.prefix),
                 ));
             }
-            if route.prefix.contains(';')
+            // Letters, digits, `-._~` and `/` only: every backend reads those alike, so a
+            // prefix cannot be spelt two ways (`%3A` and `:`, raw and encoded UTF-8).
+            let plain = route.prefix.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/')
+            });
+            if !plain
                 || crate::proxy::path::canonical(&route.prefix).ok().as_deref()
                     != Some(route.prefix.as_str())
             {
                 return Err(err(
                     &format!("routes[{i}].prefix"),
                     format!(
-                        "`{}` is not a canonical path: no dot or empty segments, `;` or `\\`, and percent-encoding only for reserved characters, in upper case",
+                        "`{}` is not a plain path: letters, digits, `-._~` and `/` only, no dot or empty segments",
                         route.prefix
                     ),
                 ));

@@ -101,6 +101,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Open connections from one client address (IPv6: one /64) at most (0: no cap).
     pub max_connections_per_address: usize,
+    /// `x-forwarded-host` for every forwarded request (the host of `public_origin`); `None`:
+    /// the request's own authority or `Host`.
+    pub forwarded_host: Option<HeaderValue>,
 }
 
 impl ServeOptions {
@@ -111,6 +114,7 @@ impl ServeOptions {
             hsts: None,
             max_connections: 0,
             max_connections_per_address: 0,
+            forwarded_host: None,
             ..self.clone()
         }
     }
@@ -234,9 +238,13 @@ pub async fn serve<P: Pipeline>(
     let per_request = Arc::new(PerRequest {
         trusted_proxies: options.trusted_proxies.clone(),
         hsts: options.hsts.clone(),
+        forwarded_host: options.forwarded_host.clone(),
     });
 
     let accept = |stream: TcpStream, remote: SocketAddr| {
+        // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`: read them as IPv4, or
+        // they would share one /64 bucket and never match an IPv4 trusted proxy.
+        let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
         let slot = match counts.admit(remote.ip()) {
             Ok(slot) => slot,
             Err(cap) => {
@@ -445,6 +453,7 @@ struct Builders {
 struct PerRequest {
     trusted_proxies: Arc<[ipnet::IpNet]>,
     hsts: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
 }
 
 async fn handle<P: Pipeline>(
@@ -454,11 +463,17 @@ async fn handle<P: Pipeline>(
     mut req: Request<Incoming>,
     mut conn: ConnInfo,
 ) -> Response<Body> {
+    // RFC 9112 section 3.2: a request with more than one Host is refused.
+    let hosts = req.headers().get_all(http::header::HOST).iter().count();
     let mut response = match canonical_target(&mut req) {
         Err(e) => {
             tracing::debug!(reason = %e, peer = %conn.peer, "refused: invalid request path");
             metrics.request(None, 400);
             ApiError::from(Code::InvalidPath).into_response()
+        }
+        Ok(()) if hosts > 1 => {
+            metrics.request(None, 400);
+            ApiError::field(Code::InvalidInput, "host").into_response()
         }
         Ok(()) => {
             let trusted = &per_request.trusted_proxies;
@@ -474,7 +489,13 @@ async fn handle<P: Pipeline>(
                 }
                 Step::Forward(forward) => {
                     let route = forward.route;
-                    let response = upstream::forward(forward, conn, metrics).await;
+                    let response = upstream::forward(
+                        forward,
+                        conn,
+                        metrics,
+                        per_request.forwarded_host.as_ref(),
+                    )
+                    .await;
                     metrics.request(Some(route), response.status().as_u16());
                     response
                 }

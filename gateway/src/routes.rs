@@ -100,15 +100,29 @@ impl RouteTable {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
 
-    /// The route of a request (its canonical path), checked against its method. A path whose
-    /// `;parameters` would move it to another route on a backend that strips them (Tomcat and
-    /// its kin) is ambiguous.
+    /// The route of a path as a backend with another reading of paths would choose it
+    /// (prefixes read the same way).
+    fn lookup_read(&self, read: fn(&str) -> Option<String>, path: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .find(|r| {
+                let prefix = read(&r.prefix).unwrap_or_else(|| r.prefix.clone());
+                prefix_matches(&prefix, path)
+            })
+            .map(|r| r.index)
+    }
+
+    /// The route of a request (its canonical path), checked against its method. A path that
+    /// another reading (see [`crate::proxy::path::READINGS`]: `;parameters` stripped, case
+    /// folded, trailing dots and spaces trimmed) would move to another route is ambiguous.
     pub fn select(&self, path: &str, method: &Method) -> Selected<'_> {
         let found = self.lookup(path);
-        if let Some(stripped) = crate::proxy::path::without_parameters(path)
-            && self.lookup(&stripped).map(|r| r.index) != found.map(|r| r.index)
-        {
-            return Selected::Ambiguous;
+        for (_, read) in crate::proxy::path::READINGS {
+            if let Some(other) = read(path)
+                && self.lookup_read(read, &other) != found.map(|r| r.index)
+            {
+                return Selected::Ambiguous;
+            }
         }
         let Some(route) = found else {
             return Selected::NoRoute;
@@ -204,6 +218,20 @@ mod tests {
         assert_eq!(verdict("/api/declare/status", "HEAD"), "route query");
         assert_eq!(verdict("/api/declare/status", "POST"), "405 GET, HEAD");
         assert_eq!(verdict("/api/other", "DELETE"), "route query");
+        // Another reading would reach another route: refused, whatever the method.
+        for p in [
+            "/api/DECLARE/vat",
+            "/api/Declare/vat",
+            "/api/declare./vat",
+            "/api/declare%20/vat",
+            "/api/declare.json",
+            "/api;x/declare/vat",
+            "/api/declare%3Bx/vat",
+        ] {
+            assert_eq!(verdict(p, "POST"), "400", "{p}");
+        }
+        // Readings that stay on the route are fine.
+        assert_eq!(verdict("/api/declare/VAT.json", "POST"), "route declare");
         assert_eq!(verdict("/other", "GET"), "404");
     }
 
@@ -273,15 +301,48 @@ mod tests {
             .join("/")
     }
 
-    /// How different backends read a path the gateway forwards.
-    fn readings(forwarded: &str) -> Vec<(&'static str, String)> {
+    /// Suffix pattern matching: a segment's `.extension` does not count.
+    fn strip_ext(p: &str) -> String {
+        p.split('/')
+            .map(|s| match s.rfind('.') {
+                Some(i) if i > 0 => &s[..i],
+                _ => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Windows: trailing dots and spaces of a segment do not count.
+    fn trim_trailing(p: &str) -> String {
+        p.split('/')
+            .map(|s| s.trim_end_matches(['.', ' ']))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// How different backends read a path the gateway forwards (each read against the route
+    /// prefixes read the same way: `case` says whether it folds case).
+    fn readings(forwarded: &str) -> Vec<(&'static str, String, bool)> {
         let once = decode(forwarded);
         vec![
-            ("rfc3986", remove_dot_segments(&once)),
-            ("nginx", merge_slashes(&remove_dot_segments(&once))),
-            ("tomcat", remove_dot_segments(&strip_params(&once))),
-            ("iis", remove_dot_segments(&once.replace('\\', "/"))),
-            ("double-decoding", remove_dot_segments(&decode(&once))),
+            ("rfc3986", remove_dot_segments(&once), false),
+            ("nginx", merge_slashes(&remove_dot_segments(&once)), false),
+            ("tomcat", remove_dot_segments(&strip_params(&once)), false),
+            (
+                "iis",
+                trim_trailing(&remove_dot_segments(&once.replace('\\', "/"))).to_ascii_lowercase(),
+                true,
+            ),
+            (
+                "double-decoding",
+                remove_dot_segments(&decode(&once)),
+                false,
+            ),
+            (
+                "spring suffix",
+                strip_ext(&remove_dot_segments(&once)),
+                false,
+            ),
         ]
     }
 
@@ -357,9 +418,14 @@ mod tests {
                 Selected::Ambiguous => return Ok(()),
                 Selected::NoRoute => None,
             };
-            for (backend, read) in readings(&forwarded) {
+            for (backend, read, folds) in readings(&forwarded) {
+                let chosen = if folds {
+                    t.lookup_read(|p| Some(p.to_ascii_lowercase()), &read)
+                } else {
+                    t.lookup(&read).map(|r| r.index)
+                };
                 prop_assert_eq!(
-                    t.lookup(&read).map(|r| r.index),
+                    chosen,
                     decided,
                     "{} reads {:?} (sent {:?}, forwarded {:?}) as {:?}",
                     backend, read, path, forwarded, read

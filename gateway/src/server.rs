@@ -339,6 +339,14 @@ impl Server {
             hsts,
             max_connections: connection_cap(&core.config),
             max_connections_per_address: s.max_connections_per_address,
+            forwarded_host: s
+                .public_origin
+                .as_deref()
+                .and_then(|o| {
+                    o.split_once("://")
+                        .map(|(_, host)| host.trim_end_matches('/'))
+                })
+                .and_then(|host| http::HeaderValue::from_str(host).ok()),
         };
         Ok(Server {
             public,

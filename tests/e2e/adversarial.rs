@@ -343,6 +343,31 @@ async fn a_method_the_route_does_not_list_is_405_never_a_weaker_route() {
         drain_seen(&mut env.up).is_empty(),
         "nothing may reach the upstream"
     );
+    // Readings of the path that a case-insensitive, Windows or suffix-matching backend would
+    // serve from /api/declare are refused, not decided as the catch-all's `query`.
+    for target in [
+        "/api/DECLARE/vat",
+        "/api/Declare/vat",
+        "/api/declare./vat",
+        "/api/declare%20/vat",
+        "/api/declare.json",
+        "/api/%EF%BC%8E%EF%BC%8E/declare/vat",
+        "/api/declare%3Bx/vat",
+    ] {
+        let (bytes, _) = raw_exchange(
+            env.gw.public,
+            &raw_request("GET", target, &token, ""),
+            Duration::from_secs(5),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(raw_statuses(&bytes), vec![400], "{target}: {text}");
+        assert!(text.contains("\"invalid_path\""), "{target}: {text}");
+    }
+    assert!(
+        drain_seen(&mut env.up).is_empty(),
+        "nothing may reach the upstream"
+    );
     // The catch-all still serves what it is for.
     let (bytes, _) = raw_exchange(
         env.gw.public,
@@ -764,12 +789,22 @@ async fn a_narrowing_import_reaches_a_running_gateway_on_sqlite() {
     std::fs::write(&seed_path, seed.to_string()).unwrap();
     let cfg = env.dir.path().join("import.toml");
     std::fs::write(&cfg, config_text(env.dir.path(), &env.up.url(), "")).unwrap();
-    let out = std::process::Command::new(taxgate_bin())
-        .args(["import", "--config"])
-        .arg(&cfg)
-        .arg(&seed_path)
-        .output()
-        .unwrap();
+    // On two loaded cores an importer can lose SQLite's busy-wait (5 s) to the gateway's own
+    // writes: that is contention, not what this test is about, so it tries again.
+    let mut tries = 0;
+    let out = loop {
+        tries += 1;
+        let out = std::process::Command::new(taxgate_bin())
+            .args(["import", "--config"])
+            .arg(&cfg)
+            .arg(&seed_path)
+            .output()
+            .unwrap();
+        let locked = String::from_utf8_lossy(&out.stderr).contains("database is locked");
+        if out.status.success() || !locked || tries == 3 {
+            break out;
+        }
+    };
     assert!(
         out.status.success(),
         "import failed: {}",

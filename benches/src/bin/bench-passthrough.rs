@@ -70,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 hsts: None,
                 max_connections: 0,
                 max_connections_per_address: 0,
+                forwarded_host: None,
             },
             std::future::pending::<()>(),
         )

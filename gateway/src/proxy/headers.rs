@@ -34,9 +34,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether `name` equals `target` (lower-case, with `-`) when read as a CGI/WSGI backend reads
-/// header names: case-insensitively and with `_` taken for `-` (`X_Taxgate_Role` is
-/// `HTTP_X_TAXGATE_ROLE` there, like `x-taxgate-role`).
+/// Whether `name` equals `target` (lower-case, with `-`) when read as the loosest backends
+/// read header names: case-insensitively and with every byte that is not a letter or digit
+/// taken for `-` (CGI and WSGI turn `_` into `_` like `-`; lighttpd, old Apache and PHP also
+/// turn `.`, `~`, `+`, `!`… into `_`, so `x.taxgate.role` is `HTTP_X_TAXGATE_ROLE` there).
 fn name_is(name: &[u8], target: &[u8]) -> bool {
     name.len() == target.len() && name_starts(name, target)
 }
@@ -45,41 +46,66 @@ fn name_starts(name: &[u8], prefix: &[u8]) -> bool {
     name.len() >= prefix.len()
         && name.iter().zip(prefix).all(|(a, b)| {
             let a = a.to_ascii_lowercase();
-            a == *b || (a == b'_' && *b == b'-')
+            a == *b || (*b == b'-' && !a.is_ascii_alphanumeric())
         })
 }
 
+/// Whether the name holds a byte some backend reads as `-` although it is not one.
+fn loose(name: &[u8]) -> bool {
+    name.iter()
+        .any(|b| !b.is_ascii_alphanumeric() && *b != b'-')
+}
+
 /// Whether a header name belongs to the gateway's identity namespace: `x-taxgate-` in any
-/// casing, with `_` for any `-` (`x_taxgate_person` too).
+/// casing, with any other punctuation for a `-` (`x_taxgate_person`, `x.taxgate.role` too).
 pub fn is_gateway_header(name: &HeaderName) -> bool {
     name_starts(name.as_str().as_bytes(), b"x-taxgate-")
 }
 
-/// Headers some frameworks and proxies take as a new method or URL for the request: a client
-/// could otherwise reach an action other than the one decided.
-const OVERRIDES: [&str; 6] = [
+/// Headers some frameworks and proxies take as a new method, URL or host for the request, or
+/// as an authenticated user: a client could otherwise reach an action other than the one
+/// decided, or be someone else to the backend.
+const OVERRIDES: [&str; 12] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
     "x-original-url",
     "x-original-uri",
     "x-rewrite-url",
+    "x-override-url",
+    "x-envoy-original-path",
+    "x-original-host",
+    "x-host",
+    "x-remote-user",
+    "remote-user",
 ];
 
-/// The forwarding headers the gateway sets itself. A client's values pass only from a trusted
-/// proxy, and never in an underscore spelling.
-const FORWARDING: [&str; 5] = [
+/// The forwarding headers the gateway sets itself (the first three) or that name the client,
+/// its scheme, port or path prefix to some backend. A client's values pass only from a trusted
+/// proxy, and never in a loose spelling.
+const FORWARDING: [&str; 16] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "forwarded",
     "x-real-ip",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-path",
+    "x-forwarded-uri",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
 ];
 
 /// Remove every client-sent header the upstream must not take from the client: the gateway's
-/// `x-taxgate-*` namespace and the method/URL override headers in any spelling, the forwarding
-/// headers in an underscore spelling, and the forwarding headers themselves unless the peer is
-/// a trusted proxy.
+/// `x-taxgate-*` namespace and the override headers in any spelling, the forwarding headers
+/// in a loose spelling, and the forwarding headers themselves unless the peer is a trusted
+/// proxy.
 pub fn strip_client_controlled(headers: &mut HeaderMap, trusted_peer: bool) {
     let names: Vec<HeaderName> = headers
         .keys()
@@ -90,7 +116,7 @@ pub fn strip_client_controlled(headers: &mut HeaderMap, trusted_peer: bool) {
             }
             FORWARDING
                 .iter()
-                .any(|f| name_is(raw, f.as_bytes()) && (!trusted_peer || raw.contains(&b'_')))
+                .any(|f| name_is(raw, f.as_bytes()) && (!trusted_peer || loose(raw)))
         })
         .cloned()
         .collect();
@@ -163,6 +189,7 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
         .parse::<IpAddr>()
         .ok()
         .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 /// Remove from an upstream's response what only the gateway may say: `x-taxgate-*` headers,
@@ -185,8 +212,11 @@ pub fn strip_upstream_response(headers: &mut HeaderMap, cookie_name: &str) {
                 .as_bytes()
                 .split(|b| *b == b'=' || *b == b';')
                 .next()
-                .unwrap_or_default();
-            name.trim_ascii() != cookie_name.as_bytes()
+                .unwrap_or_default()
+                .trim_ascii();
+            // A nameless cookie (`=taxgate_session=x`) comes back from browsers as
+            // `taxgate_session=x`: it goes too.
+            !name.is_empty() && !cookie_name_matches(name, cookie_name)
         })
         .collect();
     if kept.len() != total {
@@ -225,7 +255,7 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
         .filter(|pair| !pair.is_empty())
         .filter(|pair| {
             pair.split_once('=')
-                .map(|(name, _)| name.trim() != cookie_name)
+                .map(|(name, _)| !cookie_name_matches(name.trim().as_bytes(), cookie_name))
                 .unwrap_or(true)
         })
         .map(str::to_string)
@@ -236,6 +266,38 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
     {
         headers.insert(header::COOKIE, v);
     }
+}
+
+/// Whether a cookie name is the session cookie's as some backend reads it: case-insensitively
+/// (ASP.NET), percent-decoded and with punctuation for `_` (PHP). Used to strip, never to
+/// recognise a session.
+fn cookie_name_matches(name: &[u8], cookie_name: &str) -> bool {
+    let mut decoded = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while let Some(&b) = name.get(i) {
+        let pair = name.get(i + 1..i + 3).and_then(|h| {
+            std::str::from_utf8(h)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        });
+        match (b, pair) {
+            (b'%', Some(d)) => {
+                decoded.push(d);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let want = cookie_name.as_bytes();
+    decoded.len() == want.len()
+        && decoded.iter().zip(want).all(|(a, b)| {
+            let a = a.to_ascii_lowercase();
+            a == b.to_ascii_lowercase()
+                || (!a.is_ascii_alphanumeric() && !b.is_ascii_alphanumeric())
+        })
 }
 
 /// The value of one cookie, if present.
@@ -413,6 +475,49 @@ mod tests {
     }
 
     #[test]
+    fn punctuation_variants_and_other_forwarding_headers_go() {
+        let mut h = map(&[
+            ("x.taxgate.person", "spoof"),
+            ("x~taxgate~role", "spoof"),
+            ("x+taxgate+role", "spoof"),
+            ("x!taxgate!role", "spoof"),
+            ("x.http.method.override", "DELETE"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-port", "443"),
+            ("true-client-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("x-remote-user", "wangfang"),
+            ("x.forwarded.for", "6.6.6.6"),
+            ("x-taxgatez", "keep"),
+            ("accept", "*/*"),
+        ]);
+        strip_client_controlled(&mut h, false);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-taxgatez"]);
+        // From a trusted proxy the forwarding headers pass, loose spellings never.
+        let mut t = map(&[
+            ("x-forwarded-prefix", "/etax"),
+            ("x.forwarded.prefix", "/x"),
+        ]);
+        strip_client_controlled(&mut t, true);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t["x-forwarded-prefix"], "/etax");
+    }
+
+    #[test]
+    fn session_cookie_name_variants_are_stripped_but_never_recognised() {
+        let c = "taxgate_session";
+        let mut h = map(&[(
+            "cookie",
+            "TAXGATE_SESSION=a; taxgate%5Fsession=b; taxgate.session=c; keep=1",
+        )]);
+        assert_eq!(session_token(&h, c), Ok(None));
+        strip_cookie(&mut h, c);
+        assert_eq!(h["cookie"], "keep=1");
+    }
+
+    #[test]
     fn the_client_is_the_right_most_untrusted_hop() {
         let trusted: Vec<ipnet::IpNet> = vec![
             "10.0.0.0/8".parse().unwrap(),
@@ -495,6 +600,8 @@ mod tests {
             ("set-cookie", "taxgate_session=EVIL; Path=/; HttpOnly"),
             ("set-cookie", "taxgate_session; Path=/"),
             ("set-cookie", " taxgate_session =x"),
+            ("set-cookie", "=taxgate_session=EVIL; Path=/"),
+            ("set-cookie", "TAXGATE_SESSION=x"),
             ("set-cookie", "other=1; Path=/"),
             ("x-taxgate-person", "spoof"),
             ("x_taxgate_role", "spoof"),

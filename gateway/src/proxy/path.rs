@@ -36,6 +36,9 @@ pub enum PathError {
     BadEncoding,
     /// An encoding that decodes to another percent-encoding (`%2561`).
     DoubleEncoding,
+    /// A code point that Unicode compatibility normalisation (NFKC, Windows "best fit") turns
+    /// into a dot, slash, backslash, `%` or `;` (`．．`, `／`, `＼`).
+    Confusable,
 }
 
 impl fmt::Display for PathError {
@@ -48,6 +51,7 @@ impl fmt::Display for PathError {
             PathError::Control => "control character",
             PathError::BadEncoding => "invalid percent-encoding",
             PathError::DoubleEncoding => "double percent-encoding",
+            PathError::Confusable => "a code point read as a dot or separator",
         })
     }
 }
@@ -76,7 +80,9 @@ pub fn canonical(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
-    let encoded = bytes.contains(&b'%');
+    // Raw non-ASCII bytes are percent-encoded in the canonical form, like `%XX` of the same
+    // bytes: both spellings decode alike for every backend.
+    let encoded = bytes.contains(&b'%') || !path.is_ascii();
     // One pass over the raw bytes: the canonical form, and the decoded bytes of the segment
     // being read (to look for dot segments and double encodings).
     let mut out: Vec<u8> = if encoded {
@@ -132,7 +138,13 @@ pub fn canonical(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
                     return Err(PathError::Control);
                 }
                 segment.push(b);
-                if encoded {
+                if b >= 0x80 {
+                    out.extend_from_slice(&[
+                        b'%',
+                        UPPER_HEX[usize::from(b >> 4)],
+                        UPPER_HEX[usize::from(b & 0xf)],
+                    ]);
+                } else if encoded {
                     out.push(b);
                 }
                 i += 1;
@@ -160,6 +172,17 @@ fn check_segment(decoded: &[u8], last: bool) -> Result<(), PathError> {
         };
     }
     let text = std::str::from_utf8(decoded).map_err(|_| PathError::BadEncoding)?;
+    if !text.is_ascii() {
+        use unicode_normalization::UnicodeNormalization;
+        let confusable = text.chars().filter(|c| !c.is_ascii()).any(|c| {
+            std::iter::once(c)
+                .nfkc()
+                .any(|n| matches!(n, '.' | '/' | '\\' | '%' | ';'))
+        });
+        if confusable {
+            return Err(PathError::Confusable);
+        }
+    }
     // The part before a `;parameter` is what Tomcat and its kin take as the segment.
     let name = text.split(';').next().unwrap_or(text);
     if name == "." || name == ".." {
@@ -176,26 +199,120 @@ fn check_segment(decoded: &[u8], last: bool) -> Result<(), PathError> {
     Ok(())
 }
 
-/// The path with every segment's `;parameters` removed: how Tomcat-like backends read it
-/// (`%3B` counts as `;` too, for those that decode before they strip). `None` when there is
-/// no parameter (the common case).
+/// Ways some backends read a path that RFC 3986 does not: each a function of the canonical
+/// path that returns `None` when it reads the path as it is (the common case, no allocation).
+pub const READINGS: [(&str, fn(&str) -> Option<String>); 5] = [
+    ("parameters stripped", without_parameters),
+    ("case folded", case_folded),
+    ("trailing dots and spaces trimmed", trailing_trimmed),
+    ("extensions stripped", without_extensions),
+    ("all of these", all_readings),
+];
+
+/// Every segment's `;parameters` removed: how Tomcat, Jetty and Spring read it (`%3B` counts
+/// as `;` too, for those that decode before they strip).
 pub fn without_parameters(canonical: &str) -> Option<String> {
     if !canonical.contains(';') && !canonical.contains("%3B") {
         return None;
     }
-    let mut out = String::with_capacity(canonical.len());
-    for (n, seg) in canonical.split('/').enumerate() {
-        if n > 0 {
-            out.push('/');
-        }
+    Some(map_segments(canonical, |seg| {
         let cut = [seg.find(';'), seg.find("%3B")]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(seg.len());
-        out.push_str(seg.get(..cut).unwrap_or(seg));
+        seg.get(..cut).unwrap_or(seg)
+    }))
+}
+
+/// ASCII letters in lower case: how a case-insensitive server (IIS, a Windows file system,
+/// some Java and .NET routers) reads it.
+pub fn case_folded(canonical: &str) -> Option<String> {
+    canonical
+        .bytes()
+        .any(|b| b.is_ascii_uppercase())
+        .then(|| {
+            // Keep percent-encodings (upper-case hex) as they are.
+            let mut out = String::with_capacity(canonical.len());
+            let mut hex_left = 0;
+            for c in canonical.chars() {
+                if hex_left > 0 {
+                    hex_left -= 1;
+                    out.push(c);
+                } else if c == '%' {
+                    hex_left = 2;
+                    out.push(c);
+                } else {
+                    out.push(c.to_ascii_lowercase());
+                }
+            }
+            out
+        })
+        .filter(|folded| folded != canonical)
+}
+
+/// Trailing dots and spaces of every segment removed: how Windows (IIS) reads `declare.` and
+/// `declare%20`.
+pub fn trailing_trimmed(canonical: &str) -> Option<String> {
+    let trims = canonical
+        .split('/')
+        .any(|seg| seg.ends_with('.') || seg.ends_with("%20"));
+    trims.then(|| {
+        map_segments(canonical, |mut seg| {
+            loop {
+                if let Some(s) = seg.strip_suffix('.') {
+                    seg = s;
+                } else if let Some(s) = seg.strip_suffix("%20") {
+                    seg = s;
+                } else {
+                    return seg;
+                }
+            }
+        })
+    })
+}
+
+/// Every segment's `.extension` removed: how suffix pattern matching (older Spring MVC)
+/// serves `/api/invoice.json` from `/api/invoice`.
+pub fn without_extensions(canonical: &str) -> Option<String> {
+    let has = canonical
+        .split('/')
+        .any(|seg| seg.rfind('.').is_some_and(|i| i > 0));
+    has.then(|| {
+        map_segments(canonical, |seg| match seg.rfind('.') {
+            Some(i) if i > 0 => seg.get(..i).unwrap_or(seg),
+            _ => seg,
+        })
+    })
+}
+
+/// The other readings together.
+pub fn all_readings(canonical: &str) -> Option<String> {
+    let mut path = canonical.to_string();
+    let mut changed = false;
+    for reading in [
+        without_parameters,
+        case_folded,
+        trailing_trimmed,
+        without_extensions,
+    ] {
+        if let Some(p) = reading(&path) {
+            path = p;
+            changed = true;
+        }
     }
-    Some(out)
+    changed.then_some(path)
+}
+
+fn map_segments<'a>(path: &'a str, f: impl Fn(&'a str) -> &'a str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (n, seg) in path.split('/').enumerate() {
+        if n > 0 {
+            out.push('/');
+        }
+        out.push_str(f(seg));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -250,6 +367,11 @@ mod tests {
             ("/api/query/%252f", DoubleEncoding),
             ("/api/%25%35%63", DoubleEncoding),
             ("/api/%2564eclare", DoubleEncoding),
+            ("/api/query/%EF%BC%8E%EF%BC%8E/declare", Confusable),
+            ("/api/query/．．/declare", Confusable),
+            ("/api/query%EF%BC%8Fdeclare", Confusable),
+            ("/api/query%EF%BC%BCdeclare", Confusable),
+            ("/api/query/%E2%80%A5/declare", Confusable),
             ("*", NotAbsolute),
             ("", NotAbsolute),
         ];
@@ -264,6 +386,8 @@ mod tests {
         assert_eq!(canonical("/api/%7e%2D%5F").unwrap(), "/api/~-_");
         assert_eq!(canonical("/api/a%3bb").unwrap(), "/api/a%3Bb");
         assert_eq!(canonical("/api/%e7%a8%8e").unwrap(), "/api/%E7%A8%8E");
+        // raw UTF-8 and its encoding have one canonical form
+        assert_eq!(canonical("/api/税").unwrap(), "/api/%E7%A8%8E");
         assert_eq!(canonical("/api/%25").unwrap(), "/api/%25");
         assert_eq!(canonical("/api/%25x1").unwrap(), "/api/%25x1");
         // idempotent
@@ -284,5 +408,17 @@ mod tests {
             without_parameters("/api%3Ba/declare").as_deref(),
             Some("/api/declare")
         );
+        assert_eq!(case_folded("/api/x%2A"), None);
+        assert_eq!(case_folded("/API/De%E7").as_deref(), Some("/api/de%E7"));
+        assert_eq!(trailing_trimmed("/api/x.y"), None);
+        assert_eq!(
+            trailing_trimmed("/api/declare.%20./vat").as_deref(),
+            Some("/api/declare/vat")
+        );
+        assert_eq!(
+            without_extensions("/api/invoice.json/x").as_deref(),
+            Some("/api/invoice/x")
+        );
+        assert_eq!(without_extensions("/api/.well-known"), None);
     }
 }

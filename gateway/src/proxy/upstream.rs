@@ -103,7 +103,12 @@ impl Upstream {
 }
 
 /// Forward one allowed request and stream the answer back. Never buffers a body.
-pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Response<Body> {
+pub async fn forward(
+    fwd: Forward,
+    conn: ConnInfo,
+    metrics: &Metrics,
+    forwarded_host: Option<&http::HeaderValue>,
+) -> Response<Body> {
     let Forward {
         mut request,
         upstream,
@@ -114,11 +119,14 @@ pub async fn forward(fwd: Forward, conn: ConnInfo, metrics: &Metrics) -> Respons
     let Ok(uri) = upstream.target(request.uri()) else {
         return ApiError::from(Code::UpstreamUnavailable).into_response();
     };
-    let original_host = request.headers().get(header::HOST).cloned().or_else(|| {
+    // The configured public host, else the request's own: an absolute-form target's authority
+    // wins over `Host` (RFC 9112 section 3.2.2).
+    let original_host = forwarded_host.cloned().or_else(|| {
         request
             .uri()
             .authority()
             .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| request.headers().get(header::HOST).cloned())
     });
     *request.uri_mut() = uri;
     // The upstream leg is HTTP/1.1 whatever the client spoke.
