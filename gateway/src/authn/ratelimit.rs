@@ -33,6 +33,11 @@ impl RateLimiter {
     }
 }
 
+/// A client address as the limits count it (an IPv6 client by its /64), for store budgets.
+pub fn address_key(addr: IpAddr) -> String {
+    normalise(addr).to_string()
+}
+
 /// IPv6 clients are limited per /64, since one host commonly holds a whole /64.
 fn normalise(addr: IpAddr) -> IpAddr {
     match addr {
