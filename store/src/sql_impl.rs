@@ -1167,10 +1167,14 @@ macro_rules! sql_store_impl {
                 let refuse = |limit, retry: i64| {
                     Ok(SmsReservation::Refused { limit, retry_after_secs: retry.max(1) })
                 };
+                // A request that read its clock before a racing one committed may see a later
+                // `last` than its `now`: that is no time since, not negative time.
                 if let Some(last) = last
-                    && now - last < l.resend_secs
+                    && l.resend_secs > 0
+                    && (now - last).max(0) < l.resend_secs
                 {
-                    return refuse(SmsLimit::ResendInterval, l.resend_secs - (now - last));
+                    let since = (now - last).max(0);
+                    return refuse(SmsLimit::ResendInterval, l.resend_secs - since);
                 }
                 let next_day = l.day_start + 86_400 - now;
                 if count >= l.number_daily {
