@@ -369,7 +369,29 @@ impl Auth {
             };
             return Err(refuse("rate_limited", answer).await);
         }
-        let ok = self.verify(attempt.hash, pw).await && attempt.hash.is_some();
+        // The reservation must outlive the check: a check still queued for argon2 when half
+        // its reservation has passed gives up instead of running unreserved.
+        let queue_limit = Duration::from_secs((PASSWORD_RESERVATION_SECS / 2) as u64);
+        let Ok(verified) = tokio::time::timeout(queue_limit, self.verify(attempt.hash, pw)).await
+        else {
+            if let Err(e) = store
+                .settle_password_check(key, CheckOutcome::Abandoned, now, &rule)
+                .await
+            {
+                log_store_error(&e);
+            }
+            if let Err(e) = store.give_back_budget(&bucket, hour).await {
+                log_store_error(&e);
+            }
+            return Err(ApiError::hinted(
+                Code::RateLimited,
+                Hints {
+                    retry_after_secs: Some(5),
+                    ..Hints::default()
+                },
+            ));
+        };
+        let ok = verified && attempt.hash.is_some();
         let outcome = if ok {
             CheckOutcome::Succeeded
         } else {
