@@ -120,6 +120,26 @@ async fn wrong_passwords_on_two_instances_are_checked_only_up_to_the_limit() {
     pair.stop().await;
 }
 
+/// The phone recovery's first factor is the login's: a burst of wrong passwords there is checked
+/// no more often than the limit either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_on_phone_recovery_are_checked_only_up_to_the_limit() {
+    let env = Env::start("").await;
+    let reqs = (0..100)
+        .map(|_| BurstRequest {
+            addr: env.gw.public,
+            path: "/auth/phone/recover".into(),
+            body: json!({"account": WANG, "password": "Wrong-Pass-1", "phone": VICTIM}),
+            session: None,
+        })
+        .collect();
+    let answers = burst(reqs).await;
+    assert_eq!(count_answers(&answers, 401, "invalid_credentials"), 4);
+    assert_eq!(count_answers(&answers, 423, "account_locked"), 96);
+    assert_eq!(person(&env, WANG).await.failed_logins, 5);
+    assert!(env.sms().is_empty());
+}
+
 /// Right passwords released together are not refused: they are checked in turns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_passwords_released_together_all_succeed() {

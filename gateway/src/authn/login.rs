@@ -1157,30 +1157,10 @@ impl Auth {
         let phone = body.parse("phone", Phone::parse)?;
         let now = unix_now();
         let client = conn.remote.ip();
+        // The reserved first factor of `/auth/login` (issue 21 point 1).
         let person = self
-            .core
-            .store
-            .person_by_account(&account)
-            .await
-            .map_err(store_err)?;
-        if person
-            .as_ref()
-            .is_some_and(|p| p.locked_until.is_some_and(|t| t > now))
-        {
-            return Err(Code::AccountLocked.into());
-        }
-        let ok = self
-            .verify(person.as_ref().map(|p| &p.password_hash), pw)
-            .await;
-        let known = person.as_ref().map(|p| p.id_number.clone());
-        let Some(person) = person.filter(|_| ok) else {
-            return Err(self.first_factor_failed(known, now, client).await);
-        };
-        self.core
-            .store
-            .reset_person_failures(&person.id_number)
-            .await
-            .map_err(store_err)?;
+            .first_factor(&account, pw, Some(Entry::Person), client, now)
+            .await?;
         let challenge_token = self
             .new_challenge(
                 ChallengePurpose::RecoverPhone,
