@@ -140,6 +140,47 @@ async fn wrong_passwords_on_phone_recovery_are_checked_only_up_to_the_limit() {
     assert!(env.sms().is_empty());
 }
 
+/// The legacy enterprise password locks the same way; a legacy challenge dies with the lock,
+/// and an enterprise unknown to the gateway answers like a known one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_legacy_passwords_released_together_are_checked_only_up_to_the_limit() {
+    let env = Env::start(
+        "\n[login]\nsms_resend_secs = 0\nlegacy_login_until = \"2099-12-31T23:59:59+08:00\"\n",
+    )
+    .await;
+    let legacy = |tid: &str, password: &str| BurstRequest {
+        addr: env.gw.public,
+        path: "/auth/login".into(),
+        body: json!({"entry": "enterprise_legacy", "taxpayer_id": tid, "password": password}),
+        session: None,
+    };
+    let open = burst(vec![legacy(ENT_A, ENT_A_LEGACY_PW)]).await;
+    assert_eq!(open[0].status, 200, "{:?}", open[0]);
+    let challenge = open[0].json["challenge"].as_str().unwrap().to_string();
+    for tid in [ENT_A, ENT_B] {
+        let answers = burst((0..60).map(|_| legacy(tid, "Wrong-Pass-1")).collect()).await;
+        assert_eq!(
+            count_answers(&answers, 401, "invalid_credentials"),
+            4,
+            "{tid}"
+        );
+        assert_eq!(count_answers(&answers, 423, "account_locked"), 56, "{tid}");
+    }
+    let ent = env
+        .gw
+        .core
+        .store
+        .enterprise(&taxgate_store::TaxpayerId::parse(ENT_A).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ent.failed_logins, 5, "exactly the limit was checked");
+    let late = env
+        .post("/auth/sms/send", json!({"challenge": challenge}), None)
+        .await;
+    assert_eq!(late.error_code(), "challenge_expired");
+}
+
 /// Right passwords released together are not refused: they are checked in turns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_passwords_released_together_all_succeed() {
