@@ -1459,6 +1459,26 @@ async fn budgets_and_usernames<S: Store>(s: S) {
             "{account}"
         );
     }
+    // Usernames that clash in case only (allowed by imports before this version): the exact
+    // spelling finds its person, any other spelling finds nobody rather than a guess.
+    let clash = r#"{"persons": [
+        {"id_number": "110105198001010016", "name": "韩梅梅", "username": "hanmm"},
+        {"id_number": "110105198001010032", "name": "韩梅", "username": "HanMM",
+         "password": "Han-Mei-2026!"}
+    ]}"#;
+    import_seed(&s, clash, NOW).await.unwrap();
+    let found = |account: &'static str| {
+        let s = s.clone();
+        async move {
+            s.person_by_account(account)
+                .await
+                .unwrap()
+                .map(|p| p.id_number)
+        }
+    };
+    assert_eq!(found("hanmm").await, Some(id(CAROL)));
+    assert_eq!(found("HanMM").await, Some(id("110105198001010032")));
+    assert_eq!(found("HANMM").await, None, "ambiguous: no guess");
     assert_eq!(account_key("wangFANG"), "user:wangfang");
     assert_eq!(account_key("+86 138 0013 8000"), "phone:13800138000");
     assert_eq!(account_key("11010519491231002x"), "id:11010519491231002X");

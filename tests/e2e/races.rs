@@ -181,6 +181,32 @@ async fn wrong_legacy_passwords_released_together_are_checked_only_up_to_the_lim
     assert_eq!(late.error_code(), "challenge_expired");
 }
 
+/// The old password of `/auth/password` is checked like a login's: a burst of wrong ones from a
+/// stolen session is checked no more often than the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_old_passwords_released_together_are_checked_only_up_to_the_limit() {
+    let env = Env::start("").await;
+    let (session, _) = env
+        .login_sms("person", None, WANG, WANG_PW, "13800138000")
+        .await;
+    let reqs = (0..60)
+        .map(|_| BurstRequest {
+            addr: env.gw.public,
+            path: "/auth/password".into(),
+            body: json!({"old_password": "Wrong-Pass-1", "new_password": "Brand-New-Secret-42!"}),
+            session: Some(session.clone()),
+        })
+        .collect();
+    let answers = burst(reqs).await;
+    assert_eq!(
+        count_answers(&answers, 401, "invalid_credentials"),
+        4,
+        "{answers:?}"
+    );
+    assert_eq!(count_answers(&answers, 423, "account_locked"), 56);
+    assert_eq!(person(&env, WANG).await.failed_logins, 5);
+}
+
 /// Right passwords released together are not refused: they are checked in turns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_passwords_released_together_all_succeed() {
