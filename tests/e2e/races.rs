@@ -572,3 +572,39 @@ async fn sms_pumping_is_limited_per_person_address_and_in_all() {
         assert!(refused_metric(&metrics(&env).await, "global_per_minute") > before);
     }
 }
+
+/// The per-address budget of `/auth/*` is counted in the store: two instances together let
+/// through no more than `auth_requests_per_minute`, and the refusal says when the minute ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_requests_on_two_instances_share_one_budget() {
+    let Some(pair) = Pair::start("\n[login]\nauth_requests_per_minute = 20\n").await else {
+        return;
+    };
+    // Not across a minute boundary: the budget is per minute.
+    let second = unix_now().rem_euclid(60);
+    if second >= 50 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+    let addrs = pair.addrs();
+    let reqs = (0..60)
+        .map(|i| BurstRequest {
+            addr: addrs[i % 2],
+            path: "/auth/login".into(),
+            body: json!({}),
+            session: None,
+        })
+        .collect();
+    let answers = burst(reqs).await;
+    assert_eq!(
+        count_answers(&answers, 400, "invalid_input"),
+        20,
+        "{answers:?}"
+    );
+    assert_eq!(count_answers(&answers, 429, "rate_limited"), 40);
+    for a in answers.iter().filter(|a| a.status == 429) {
+        let secs = a.json["error"]["retry_after_secs"].as_u64().unwrap();
+        assert!((1..=60).contains(&secs));
+        assert_eq!(a.retry_after.as_deref(), Some(secs.to_string().as_str()));
+    }
+    pair.stop().await;
+}
