@@ -110,7 +110,7 @@ macro_rules! sql_store_impl {
         struct GuardSql {
             table: &'static str,
             key: &'static str,
-            /// $1 key, $2 now, $3 max failures, $4 reservation seconds.
+            /// $1 key, $2 now, $3 max failures, $4 reservation seconds, $5 lockout seconds.
             reserve: String,
             /// $1 key.
             state: String,
@@ -125,11 +125,19 @@ macro_rules! sql_store_impl {
         fn guard_sql(table: &'static str, key: &'static str) -> GuardSql {
             let touch = if table == "login_guards" { ", updated_at = $2" } else { "" };
             let expired = "(locked_until IS NOT NULL AND locked_until <= $2)";
-            let failures = format!("(CASE WHEN {expired} THEN 0 ELSE failed_logins END)");
+            // Failures count while they fall within `lockout` of the first of them, and an
+            // expired lock starts afresh: either way the count is stale and restarts.
+            let stale = |lockout: &str| {
+                format!(
+                    "({expired} OR (locked_until IS NULL AND failed_logins > 0 \
+                     AND failures_since <= $2 - {lockout}))"
+                )
+            };
+            let failures = format!("(CASE WHEN {} THEN 0 ELSE failed_logins END)", stale("$5"));
             let live = "(CASE WHEN login_reserved_until > $2 THEN login_in_flight ELSE 0 END)";
-            // Every SET expression sees the old row. A failure after an expired lock restarts
-            // the count at 1; reaching the maximum (re)locks.
-            let next = format!("(CASE WHEN {expired} THEN 1 ELSE failed_logins + 1 END)");
+            // Every SET expression sees the old row. A failure after a stale count restarts it
+            // at 1; reaching the maximum (re)locks.
+            let next = format!("(CASE WHEN {} THEN 1 ELSE failed_logins + 1 END)", stale("$4"));
             let locked = "(locked_until IS NOT NULL AND locked_until > $2)";
             GuardSql {
                 table,
@@ -144,10 +152,13 @@ macro_rules! sql_store_impl {
                 state: format!("SELECT locked_until FROM {table} WHERE {key} = $1"),
                 fail: format!(
                     "UPDATE {table} SET failed_logins = {next}, \
+                     failures_since = CASE WHEN {} OR failed_logins = 0 THEN $2 \
+                     ELSE failures_since END, \
                      locked_until = CASE WHEN {next} >= $3 THEN $2 + $4 \
                      WHEN {expired} THEN NULL ELSE locked_until END, \
                      login_in_flight = {}{touch} \
                      WHERE {key} = $1 RETURNING failed_logins, locked_until",
+                    stale("$4"),
                     in_flight_after("$5")
                 ),
                 // A lock that came while the right password was being checked stands.
@@ -1245,6 +1256,7 @@ macro_rules! sql_store_impl {
                     .bind(now)
                     .bind(rule.max_failures)
                     .bind(rule.reservation_secs)
+                    .bind(rule.lockout_secs)
                     .fetch_optional(&self.pool)
                     .await?;
                 if admitted.is_some() {

@@ -1207,6 +1207,24 @@ async fn password_checks_are_reserved<S: Store>(s: S) {
     s.prune_sms_log(NOW + 1801).await.unwrap();
     assert_eq!(reserve_at_once(&s, &nobody, 7, NOW + 1801).await, 5);
 
+    // Failures count within the lockout period of the first: four, then one 1800 s after the
+    // first starts afresh; four, then one 1799 s after, locks.
+    for (name, late, locks) in [("window-a", 1800, false), ("window-b", 1799, true)] {
+        let key = GuardKey::Account(account_key(name));
+        let t = NOW + 10_000;
+        for at in [t, t + 100, t + 200, t + 300, t + late] {
+            assert_eq!(reserve_at_once(&s, &key, 1, at).await, 1);
+            let st = s
+                .settle_password_check(&key, CheckOutcome::Failed, at, &RULE)
+                .await
+                .unwrap();
+            if at == t + late {
+                assert_eq!(st.locked_until.is_some(), locks, "{name}");
+                assert_eq!(st.failed_count, if locks { 5 } else { 1 }, "{name}");
+            }
+        }
+    }
+
     // A password change voids the person's open challenges.
     c.id_hash = "pw-c".into();
     s.create_challenge(&c).await.unwrap();

@@ -3,10 +3,14 @@
 -- A password check is reserved before it runs and settled after: login_in_flight counts the
 -- checks under way, and is forgotten once login_reserved_until has passed, so the reservations
 -- of an instance that died mid-check expire instead of locking the account for good.
+-- failures_since is the time of the first failure counted: failures count while they fall
+-- within lockout_secs of it (counts from before this migration restart at the next failure).
 ALTER TABLE persons ADD COLUMN login_in_flight INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE persons ADD COLUMN login_reserved_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE persons ADD COLUMN failures_since INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE enterprises ADD COLUMN login_in_flight INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE enterprises ADD COLUMN login_reserved_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE enterprises ADD COLUMN failures_since INTEGER NOT NULL DEFAULT 0;
 
 -- Failures against account strings that name nobody (normalised: "id:…", "phone:…", "user:…"),
 -- so an unknown account locks exactly like a known one.
@@ -16,6 +20,7 @@ CREATE TABLE login_guards (
     locked_until         INTEGER,
     login_in_flight      INTEGER NOT NULL DEFAULT 0,
     login_reserved_until INTEGER NOT NULL DEFAULT 0,
+    failures_since       INTEGER NOT NULL DEFAULT 0,
     updated_at           INTEGER NOT NULL
 );
 CREATE INDEX login_guards_updated_at ON login_guards (updated_at);
