@@ -1241,7 +1241,36 @@ macro_rules! sql_store_impl {
                 rule: &LockoutRule,
             ) -> StoreResult<CheckReservation> {
                 let (sql, k) = guard_of(key);
-                if let GuardKey::Account(_) = key {
+                // The same statements for a known account and for an unknown string that was
+                // tried before (one UPDATE, and one SELECT when refused), so neither the
+                // answer nor its time tells them apart; only an unknown string's first try
+                // creates its row.
+                let reserve = async || -> StoreResult<bool> {
+                    let admitted: Option<i32> =
+                        sqlx::query_scalar(AssertSqlSafe(sql.reserve.as_str()))
+                            .bind(k)
+                            .bind(now)
+                            .bind(rule.max_failures)
+                            .bind(rule.reservation_secs)
+                            .bind(rule.lockout_secs)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    Ok(admitted.is_some())
+                };
+                let state = async || -> StoreResult<Option<Option<Timestamp>>> {
+                    Ok(sqlx::query_scalar(AssertSqlSafe(sql.state.as_str()))
+                        .bind(k)
+                        .fetch_optional(&self.pool)
+                        .await?)
+                };
+                if reserve().await? {
+                    return Ok(CheckReservation::Admitted);
+                }
+                // Refused: read the lock, to tell the client how long it lasts. Not locked, the
+                // refusal may have come before a racing first try created the row (or before
+                // checks under way settled): try once more, on every kind of key alike.
+                let mut locked_until = state().await?;
+                if locked_until.is_none() && matches!(key, GuardKey::Account(_)) {
                     sqlx::query(
                         "INSERT INTO login_guards (account, updated_at) VALUES ($1, $2) \
                          ON CONFLICT (account) DO NOTHING",
@@ -1250,24 +1279,14 @@ macro_rules! sql_store_impl {
                     .bind(now)
                     .execute(&self.pool)
                     .await?;
+                    locked_until = Some(None);
                 }
-                let admitted: Option<i32> = sqlx::query_scalar(AssertSqlSafe(sql.reserve.as_str()))
-                    .bind(k)
-                    .bind(now)
-                    .bind(rule.max_failures)
-                    .bind(rule.reservation_secs)
-                    .bind(rule.lockout_secs)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                if admitted.is_some() {
-                    return Ok(CheckReservation::Admitted);
+                if matches!(locked_until, Some(None)) {
+                    if reserve().await? {
+                        return Ok(CheckReservation::Admitted);
+                    }
+                    locked_until = state().await?;
                 }
-                // Refused: read the lock only to tell the client how long it lasts.
-                let locked_until: Option<Option<Timestamp>> =
-                    sqlx::query_scalar(AssertSqlSafe(sql.state.as_str()))
-                        .bind(k)
-                        .fetch_optional(&self.pool)
-                        .await?;
                 let Some(locked_until) = locked_until else {
                     tracing::debug!(table = sql.table, column = sql.key, "no row to reserve on");
                     return Err(StoreError::NotFound);
