@@ -274,11 +274,15 @@ async fn an_unknown_account_locks_like_a_known_one() {
 
 /// Failed logins from one address across many accounts: the hourly budget holds under a burst,
 /// and the refusal says when to come back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_logins_per_address_are_limited() {
-    let env = Env::start("\n[login]\nmax_failures_per_address_hourly = 10\n").await;
+async fn address_spray(addrs: &[SocketAddr]) {
     let reqs = (0..40)
-        .map(|i| login_req(env.gw.public, &format!("spray-{i}"), "Wrong-Pass-1"))
+        .map(|i| {
+            login_req(
+                addrs[i % addrs.len()],
+                &format!("spray-{i}"),
+                "Wrong-Pass-1",
+            )
+        })
         .collect();
     let answers = burst(reqs).await;
     assert_eq!(
@@ -292,6 +296,21 @@ async fn failed_logins_per_address_are_limited() {
         assert!((1..=3600).contains(&secs));
         assert_eq!(a.retry_after.as_deref(), Some(secs.to_string().as_str()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_per_address_are_limited() {
+    let env = Env::start("\n[login]\nmax_failures_per_address_hourly = 10\n").await;
+    address_spray(&[env.gw.public]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_per_address_are_limited_across_two_instances() {
+    let Some(pair) = Pair::start("\n[login]\nmax_failures_per_address_hourly = 10\n").await else {
+        return;
+    };
+    address_spray(&pair.addrs()).await;
+    pair.stop().await;
 }
 
 /// A challenge with a code sent to WANG's phone, on `addr`; returns (challenge, code).
