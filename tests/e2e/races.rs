@@ -627,3 +627,51 @@ async fn auth_requests_on_two_instances_share_one_budget() {
     }
     pair.stop().await;
 }
+
+/// The code of `/account/phone/verify` is compared through the same reservation: a burst of
+/// wrong codes there is compared five times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_on_phone_binding_are_compared_only_up_to_the_limit() {
+    let env = Env::start("").await;
+    let (token, _) = env
+        .login_sms("person", None, ZHOU, ZHOU_PW, "13900000006")
+        .await;
+    let start = env
+        .post("/account/phone", json!({"phone": VICTIM}), Some(&token))
+        .await;
+    assert_eq!(start.status, StatusCode::OK);
+    let challenge = start.json()["challenge"].as_str().unwrap().to_string();
+    let code = env.last_code(VICTIM);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let reqs = (0..100)
+        .map(|_| BurstRequest {
+            addr: env.gw.public,
+            path: "/account/phone/verify".into(),
+            body: json!({"challenge": challenge, "code": wrong}),
+            session: Some(token.clone()),
+        })
+        .collect();
+    let answers = burst(reqs).await;
+    assert_eq!(
+        count_answers(&answers, 401, "invalid_code"),
+        4,
+        "{answers:?}"
+    );
+    let stored = env
+        .gw
+        .core
+        .store
+        .challenge(&token::hash(&challenge))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.code_attempts, 5, "exactly the limit was compared");
+    let right = env
+        .post(
+            "/account/phone/verify",
+            json!({"challenge": challenge, "code": code}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(right.error_code(), "challenge_expired");
+}
