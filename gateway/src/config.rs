@@ -307,6 +307,18 @@ pub struct LoginConfig {
     pub sms_max_attempts: u32,
     #[serde(default = "defaults::auth_requests_per_minute")]
     pub auth_requests_per_minute: u32,
+    /// Codes per person per local day, whatever the number (429 `sms_daily_limit`).
+    #[serde(default = "defaults::sms_per_person_daily")]
+    pub sms_per_person_daily: u32,
+    /// Codes per client address per hour (429 `sms_too_frequent`).
+    #[serde(default = "defaults::sms_per_address_hourly")]
+    pub sms_per_address_hourly: u32,
+    /// Codes per minute from the whole deployment (429 `sms_too_frequent`).
+    #[serde(default = "defaults::sms_global_per_minute")]
+    pub sms_global_per_minute: u32,
+    /// Failed password checks per client address per hour, across accounts (429 `rate_limited`).
+    #[serde(default = "defaults::max_failures_per_address_hourly")]
+    pub max_failures_per_address_hourly: u32,
     /// RFC 3339; absent: the legacy enterprise-password login is disabled.
     pub legacy_login_until: Option<String>,
 }
@@ -322,6 +334,10 @@ impl Default for LoginConfig {
             sms_code_ttl_secs: defaults::sms_code_ttl_secs(),
             sms_max_attempts: defaults::sms_max_attempts(),
             auth_requests_per_minute: defaults::auth_requests_per_minute(),
+            sms_per_person_daily: defaults::sms_per_person_daily(),
+            sms_per_address_hourly: defaults::sms_per_address_hourly(),
+            sms_global_per_minute: defaults::sms_global_per_minute(),
+            max_failures_per_address_hourly: defaults::max_failures_per_address_hourly(),
             legacy_login_until: None,
         }
     }
@@ -504,6 +520,18 @@ mod defaults {
     }
     pub fn auth_requests_per_minute() -> u32 {
         300
+    }
+    pub fn sms_per_person_daily() -> u32 {
+        20
+    }
+    pub fn sms_per_address_hourly() -> u32 {
+        30
+    }
+    pub fn sms_global_per_minute() -> u32 {
+        600
+    }
+    pub fn max_failures_per_address_hourly() -> u32 {
+        100
     }
     pub fn upstream_timeout_secs() -> u64 {
         30
@@ -747,6 +775,22 @@ impl Config {
             (
                 "login.auth_requests_per_minute",
                 self.login.auth_requests_per_minute,
+            ),
+            (
+                "login.sms_per_person_daily",
+                self.login.sms_per_person_daily,
+            ),
+            (
+                "login.sms_per_address_hourly",
+                self.login.sms_per_address_hourly,
+            ),
+            (
+                "login.sms_global_per_minute",
+                self.login.sms_global_per_minute,
+            ),
+            (
+                "login.max_failures_per_address_hourly",
+                self.login.max_failures_per_address_hourly,
             ),
         ] {
             if value == 0 {
@@ -1140,6 +1184,30 @@ upstream = "etax"
         ))
         .unwrap_err();
         assert_eq!(e.key, "login.legacy_login_until");
+    }
+
+    #[test]
+    fn login_limits_default_and_refuse_zero() {
+        let c = load(BASE).unwrap();
+        let l = &c.login;
+        assert_eq!(
+            (
+                l.sms_per_person_daily,
+                l.sms_per_address_hourly,
+                l.sms_global_per_minute,
+                l.max_failures_per_address_hourly
+            ),
+            (20, 30, 600, 100)
+        );
+        for key in [
+            "sms_per_person_daily",
+            "sms_per_address_hourly",
+            "sms_global_per_minute",
+            "max_failures_per_address_hourly",
+        ] {
+            let e = load(&format!("{BASE}\n[login]\n{key} = 0\n")).unwrap_err();
+            assert_eq!(e.key, format!("login.{key}"));
+        }
     }
 
     #[test]

@@ -65,8 +65,11 @@ impl Own {
         conn: ConnInfo,
     ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
-        if path.starts_with("/auth/") && !self.limiter.allow(conn.remote.ip(), unix_now()) {
-            return Err(Code::RateLimited.into());
+        if path.starts_with("/auth/") {
+            let store = &self.core.store;
+            self.limiter
+                .check(store, conn.remote.ip(), unix_now())
+                .await?;
         }
         if self.cross_site(&req) {
             return Err(Code::CrossSite.into());

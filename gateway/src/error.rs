@@ -251,7 +251,22 @@ pub enum ApiError {
         message: String,
         message_en: String,
     },
+    /// One of the gateway's own codes with the hints of CONTRACT section 13.
+    Hinted { code: Code, hints: Hints },
 }
+
+/// What a client may do next (CONTRACT section 13): `attempts_left` on a 401
+/// `invalid_credentials` / `invalid_code`, `locked_for_secs` on a 423, `retry_after_secs` (and
+/// the `Retry-After` header) on a 429. Every 429 carries a retry hint: 60 s when none is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hints {
+    pub attempts_left: Option<u32>,
+    pub locked_for_secs: Option<u64>,
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The retry hint of a 429 that names none.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 60;
 
 impl From<Code> for ApiError {
     fn from(code: Code) -> Self {
@@ -267,6 +282,10 @@ impl ApiError {
         }
     }
 
+    pub fn hinted(code: Code, hints: Hints) -> Self {
+        ApiError::Hinted { code, hints }
+    }
+
     /// A policy denial: 403 with the reason's messages.
     pub fn denied(code: &str, message: &str, message_en: &str) -> Self {
         ApiError::Custom {
@@ -279,14 +298,14 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Gateway { code, .. } => code.status(),
+            ApiError::Gateway { code, .. } | ApiError::Hinted { code, .. } => code.status(),
             ApiError::Custom { status, .. } => *status,
         }
     }
 
     pub fn code(&self) -> &str {
         match self {
-            ApiError::Gateway { code, .. } => code.as_str(),
+            ApiError::Gateway { code, .. } | ApiError::Hinted { code, .. } => code.as_str(),
             ApiError::Custom { code, .. } => code,
         }
     }
@@ -299,12 +318,35 @@ impl ApiError {
             message_en: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             field: Option<&'a str>,
+            #[serde(flatten)]
+            hints: HintFields,
+        }
+        #[derive(Serialize, Default)]
+        struct HintFields {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            attempts_left: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            locked_for_secs: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            retry_after_secs: Option<u64>,
         }
         #[derive(Serialize)]
         struct Outer<'a> {
             error: Inner<'a>,
         }
         let status = self.status();
+        let mut hints = match &self {
+            ApiError::Hinted { hints, .. } => *hints,
+            _ => Hints::default(),
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS && hints.retry_after_secs.is_none() {
+            hints.retry_after_secs = Some(DEFAULT_RETRY_AFTER_SECS);
+        }
+        let hint_fields = HintFields {
+            attempts_left: hints.attempts_left,
+            locked_for_secs: hints.locked_for_secs,
+            retry_after_secs: hints.retry_after_secs,
+        };
         let inner = match &self {
             ApiError::Gateway { code, field } => {
                 let (zh, en) = code.messages();
@@ -313,6 +355,17 @@ impl ApiError {
                     message: zh,
                     message_en: en,
                     field: field.as_deref(),
+                    hints: hint_fields,
+                }
+            }
+            ApiError::Hinted { code, .. } => {
+                let (zh, en) = code.messages();
+                Inner {
+                    code: code.as_str(),
+                    message: zh,
+                    message_en: en,
+                    field: None,
+                    hints: hint_fields,
                 }
             }
             ApiError::Custom {
@@ -325,6 +378,7 @@ impl ApiError {
                 message,
                 message_en,
                 field: None,
+                hints: hint_fields,
             },
         };
         let body = serde_json::to_vec(&Outer { error: inner }).unwrap_or_default();
@@ -336,6 +390,9 @@ impl ApiError {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = hints.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }
@@ -405,6 +462,39 @@ mod tests {
         assert_eq!(v["error"]["field"], "taxpayer_id");
         assert!(v["error"]["message"].as_str().unwrap().contains("输入"));
         assert!(v["error"]["message_en"].is_string());
+    }
+
+    #[tokio::test]
+    async fn hints_go_in_the_body_and_every_429_has_retry_after() {
+        let hints = Hints {
+            attempts_left: Some(3),
+            ..Hints::default()
+        };
+        let resp = ApiError::hinted(Code::InvalidCredentials, hints).into_response();
+        assert_eq!(resp.status(), 401);
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_credentials");
+        assert_eq!(v["error"]["attempts_left"], 3);
+        assert!(v["error"].get("locked_for_secs").is_none());
+
+        let hints = Hints {
+            retry_after_secs: Some(42),
+            ..Hints::default()
+        };
+        let resp = ApiError::hinted(Code::SmsTooFrequent, hints).into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "42");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["retry_after_secs"], 42);
+
+        let resp = ApiError::from(Code::RateLimited).into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "60");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["retry_after_secs"], 60);
     }
 
     #[tokio::test]

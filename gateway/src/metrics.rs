@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use taxgate_store::SmsLimit;
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -97,6 +99,50 @@ impl Counter {
     }
     pub fn get(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// `taxgate_sms_refused_total{limit="…"}`: codes not sent because a limit refused them, one
+/// series per limit of CONTRACT section 3 ("Every code sent counts"), all present from start.
+pub struct SmsRefused {
+    counts: [AtomicU64; SmsLimit::ALL.len()],
+}
+
+/// Process-wide, like the other registered counters.
+pub static SMS_REFUSED: SmsRefused = SmsRefused {
+    counts: [const { AtomicU64::new(0) }; SmsLimit::ALL.len()],
+};
+
+impl SmsRefused {
+    fn slot(limit: SmsLimit) -> usize {
+        SmsLimit::ALL.iter().position(|l| *l == limit).unwrap_or(0)
+    }
+
+    pub fn inc(&self, limit: SmsLimit) {
+        if let Some(c) = self.counts.get(Self::slot(limit)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, limit: SmsLimit) -> u64 {
+        self.counts
+            .get(Self::slot(limit))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP taxgate_sms_refused_total SMS codes not sent because a limit refused them.\n",
+        );
+        out.push_str("# TYPE taxgate_sms_refused_total counter\n");
+        for limit in SmsLimit::ALL {
+            let _ = writeln!(
+                out,
+                "taxgate_sms_refused_total{{limit=\"{}\"}} {}",
+                limit.as_str(),
+                self.get(limit)
+            );
+        }
     }
 }
 
@@ -209,6 +255,7 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        SMS_REFUSED.render(&mut out);
         for c in &self.counters {
             let _ = writeln!(out, "# HELP {} {}", c.name, c.help);
             let _ = writeln!(out, "# TYPE {} counter", c.name);
@@ -250,5 +297,12 @@ mod tests {
         );
         assert!(text.contains("taxgate_upstream_latency_seconds_count{upstream=\"etax\"} 1"));
         assert!(text.contains("taxgate_open_connections 0"));
+        assert!(text.contains("# TYPE taxgate_sms_refused_total counter"));
+        for limit in SmsLimit::ALL {
+            assert!(text.contains(&format!(
+                "taxgate_sms_refused_total{{limit=\"{}\"}}",
+                limit.as_str()
+            )));
+        }
     }
 }

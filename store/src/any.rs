@@ -12,8 +12,10 @@ use crate::model::{
 };
 use crate::postgres::PgStore;
 use crate::records::{
-    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome, FailureState,
-    Invalidation, NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsStats,
+    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
+    CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
+    NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
+    SmsStats,
 };
 use crate::seed::{ImportSummary, ValidSeed};
 use crate::sqlite::SqliteStore;
@@ -116,6 +118,12 @@ impl Store for AnyStore {
         fn create_challenge(&self, challenge: &Challenge) -> ();
         fn challenge(&self, id_hash: &str) -> Option<Challenge>;
         fn record_code_attempt(&self, id_hash: &str) -> i32;
+        fn reserve_code_attempt(&self, id_hash: &str, now: Timestamp, max_attempts: i32) -> Option<i32>;
+        fn reserve_sms(&self, request: &SmsRequest<'_>) -> SmsReservation;
+        fn reserve_password_check(&self, key: &GuardKey, now: Timestamp, rule: &LockoutRule) -> CheckReservation;
+        fn settle_password_check(&self, key: &GuardKey, outcome: CheckOutcome, now: Timestamp, rule: &LockoutRule) -> FailureState;
+        fn take_budget(&self, bucket: &str, window_start: Timestamp, limit: i64) -> Option<i64>;
+        fn give_back_budget(&self, bucket: &str, window_start: Timestamp) -> ();
         fn set_challenge_code(&self, id_hash: &str, code_hash: &Secret, code_expires_at: Timestamp) -> ();
         fn set_face_nonce(&self, id_hash: &str, nonce: &str, expires_at: Timestamp) -> ();
         fn challenge_by_nonce(&self, nonce: &str) -> Option<Challenge>;

@@ -365,3 +365,135 @@ pub struct PhoneAudit {
     /// Written when the number was taken from another person, with `person` set to them.
     pub cleared: Option<AuditEvent>,
 }
+
+// ---- limits that hold under concurrency (issues 15 and 21) -----------------------------------
+
+/// Whose password failures a check counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GuardKey {
+    /// A known person: the failures live on the person, whichever account string named them.
+    Person(IdNumber),
+    /// A legacy enterprise account with a password.
+    Enterprise(TaxpayerId),
+    /// An account string that names nobody, normalised by [`account_key`]: it locks like a real
+    /// account, so the lockout tells nobody whether an account exists.
+    Account(String),
+}
+
+/// The account string as the login reads it: an ID number (check character upper-cased), a
+/// mobile number (without `+86`, `0086`, spaces or dashes) or a username (case-insensitive).
+pub fn account_key(account: &str) -> String {
+    if let Ok(id) = IdNumber::parse(account) {
+        format!("id:{}", id.as_str())
+    } else if let Ok(phone) = Phone::parse(account) {
+        format!("phone:{}", phone.as_str())
+    } else {
+        format!("user:{}", account.trim().to_lowercase())
+    }
+}
+
+/// The lockout rule of `[login]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutRule {
+    /// Consecutive failures that lock (`max_password_failures`).
+    pub max_failures: i32,
+    /// How long a lock lasts (`lockout_secs`).
+    pub lockout_secs: i64,
+    /// How long a reserved check counts as under way: a reservation left behind by an instance
+    /// that died mid-check is forgotten after this.
+    pub reservation_secs: i64,
+}
+
+/// Answer of [`crate::Store::reserve_password_check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckReservation {
+    /// This check may run; settle it with [`crate::Store::settle_password_check`].
+    Admitted,
+    /// Locked (until `locked_until`), or as many checks as failures are left are already under
+    /// way (`locked_until` is `None`): the password is not looked at.
+    Refused { locked_until: Option<Timestamp> },
+}
+
+/// How a reserved password check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Wrong password: counts as a failure (and may lock).
+    Failed,
+    /// Right password: the failures are cleared (unless a lock came meanwhile).
+    Succeeded,
+    /// The check did not run (another limit refused the request): the reservation is released.
+    Abandoned,
+}
+
+/// The SMS limits of `[login]` for one send, with the windows they count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsLimits {
+    /// Minimum seconds between two codes to one number (`sms_resend_secs`).
+    pub resend_secs: i64,
+    /// Codes per number per local day (`sms_daily_limit`).
+    pub number_daily: i64,
+    /// Codes per person per local day (`sms_per_person_daily`).
+    pub person_daily: i64,
+    /// Codes per client address per hour (`sms_per_address_hourly`).
+    pub address_hourly: i64,
+    /// Codes per minute, all numbers together (`sms_global_per_minute`).
+    pub global_per_minute: i64,
+    /// Start of the local day (Beijing midnight) that `now` falls in.
+    pub day_start: Timestamp,
+}
+
+/// One code about to be sent, for [`crate::Store::reserve_sms`].
+#[derive(Debug, Clone, Copy)]
+pub struct SmsRequest<'a> {
+    pub phone: &'a Phone,
+    pub purpose: ChallengePurpose,
+    /// The person the code is for (none for the legacy enterprise login).
+    pub person: Option<&'a IdNumber>,
+    /// The client address, normalised as the rate limits read it.
+    pub address: Option<&'a str>,
+    pub now: Timestamp,
+    pub limits: SmsLimits,
+}
+
+/// Which SMS limit refused a send; the names are the `limit` label of
+/// `taxgate_sms_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SmsLimit {
+    ResendInterval,
+    NumberDaily,
+    PersonDaily,
+    AddressHourly,
+    GlobalPerMinute,
+}
+
+impl SmsLimit {
+    pub const ALL: [SmsLimit; 5] = [
+        SmsLimit::ResendInterval,
+        SmsLimit::NumberDaily,
+        SmsLimit::PersonDaily,
+        SmsLimit::AddressHourly,
+        SmsLimit::GlobalPerMinute,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsLimit::ResendInterval => "resend_interval",
+            SmsLimit::NumberDaily => "number_daily",
+            SmsLimit::PersonDaily => "person_daily",
+            SmsLimit::AddressHourly => "address_hourly",
+            SmsLimit::GlobalPerMinute => "global_per_minute",
+        }
+    }
+}
+
+/// Answer of [`crate::Store::reserve_sms`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsReservation {
+    /// The send is recorded in the SMS log; send the code.
+    Granted,
+    /// Nothing was recorded; the first limit that refused and when asking again may succeed.
+    Refused {
+        limit: SmsLimit,
+        retry_after_secs: i64,
+    },
+}

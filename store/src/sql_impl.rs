@@ -32,9 +32,10 @@ macro_rules! sql_store_impl {
             AgencyAgreement, Binding, Enterprise, Person, Secret, Session, SessionSlice, Timestamp,
         };
         use crate::records::{
-            AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome,
-            FailureState, Invalidation, NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side,
-            SmsStats,
+            AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
+            CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
+            NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsLimit, SmsRequest,
+            SmsReservation, SmsStats,
         };
         use crate::seed::{ImportSummary, ValidSeed};
         use crate::store_api::{SessionIdentity, StoreResult};
@@ -95,23 +96,181 @@ macro_rules! sql_store_impl {
             format!("SELECT {} FROM challenges c", cols("c", decode::CHALLENGE_COLS))
         });
 
-        fn failure_sql(table: &str, key: &str) -> String {
-            // Every SET expression sees the old row. A failure after an expired lock restarts
-            // the count at 1; reaching the maximum (re)locks.
-            let next = "(CASE WHEN locked_until IS NOT NULL AND locked_until <= $2 \
-                        THEN 1 ELSE failed_logins + 1 END)";
+        /// Checks under way after releasing `release` of them (a parameter: 0 or 1); a reservation
+        /// whose time has passed counts as none.
+        fn in_flight_after(release: &str) -> String {
             format!(
-                "UPDATE {table} SET failed_logins = {next}, \
-                 locked_until = CASE WHEN {next} >= $3 THEN $2 + $4 \
-                 WHEN locked_until IS NOT NULL AND locked_until <= $2 THEN NULL \
-                 ELSE locked_until END \
-                 WHERE {key} = $1 RETURNING failed_logins, locked_until"
+                "(CASE WHEN login_reserved_until > $2 AND login_in_flight > {release} \
+                 THEN login_in_flight - {release} ELSE 0 END)"
             )
         }
-        static PERSON_FAILURE: LazyLock<String> =
-            LazyLock::new(|| failure_sql("persons", "id_number"));
-        static ENTERPRISE_FAILURE: LazyLock<String> =
-            LazyLock::new(|| failure_sql("enterprises", "taxpayer_id"));
+
+        /// The SQL of one lockout table: `persons`, `enterprises` or `login_guards` (unknown
+        /// account strings); the same columns in each.
+        struct GuardSql {
+            table: &'static str,
+            key: &'static str,
+            /// $1 key, $2 now, $3 max failures, $4 reservation seconds, $5 lockout seconds.
+            reserve: String,
+            /// $1 key.
+            state: String,
+            /// $1 key, $2 now, $3 max failures, $4 lockout seconds, $5 reservations released.
+            fail: String,
+            /// $1 key, $2 now, $3 reservations released.
+            succeed: String,
+            /// $1 key, $2 now, $3 reservations released.
+            abandon: String,
+        }
+
+        fn guard_sql(table: &'static str, key: &'static str) -> GuardSql {
+            let touch = if table == "login_guards" { ", updated_at = $2" } else { "" };
+            let expired = "(locked_until IS NOT NULL AND locked_until <= $2)";
+            // Failures count while they fall within `lockout` of the first of them, and an
+            // expired lock starts afresh: either way the count is stale and restarts.
+            let stale = |lockout: &str| {
+                format!(
+                    "({expired} OR (locked_until IS NULL AND failed_logins > 0 \
+                     AND failures_since <= $2 - {lockout}))"
+                )
+            };
+            let failures = format!("(CASE WHEN {} THEN 0 ELSE failed_logins END)", stale("$5"));
+            let live = "(CASE WHEN login_reserved_until > $2 THEN login_in_flight ELSE 0 END)";
+            // Every SET expression sees the old row. A failure after a stale count restarts it
+            // at 1; reaching the maximum (re)locks.
+            let next = format!("(CASE WHEN {} THEN 1 ELSE failed_logins + 1 END)", stale("$4"));
+            let locked = "(locked_until IS NOT NULL AND locked_until > $2)";
+            GuardSql {
+                table,
+                key,
+                reserve: format!(
+                    "UPDATE {table} SET failed_logins = {failures}, \
+                     locked_until = CASE WHEN {expired} THEN NULL ELSE locked_until END, \
+                     login_in_flight = {live} + 1, login_reserved_until = $2 + $4{touch} \
+                     WHERE {key} = $1 AND NOT {locked} AND {failures} + {live} < $3 \
+                     RETURNING failed_logins"
+                ),
+                state: format!("SELECT locked_until FROM {table} WHERE {key} = $1"),
+                fail: format!(
+                    "UPDATE {table} SET failed_logins = {next}, \
+                     failures_since = CASE WHEN {} OR failed_logins = 0 THEN $2 \
+                     ELSE failures_since END, \
+                     locked_until = CASE WHEN {next} >= $3 THEN $2 + $4 \
+                     WHEN {expired} THEN NULL ELSE locked_until END, \
+                     login_in_flight = {}{touch} \
+                     WHERE {key} = $1 RETURNING failed_logins, locked_until",
+                    stale("$4"),
+                    in_flight_after("$5")
+                ),
+                // A lock that came while the right password was being checked stands.
+                succeed: format!(
+                    "UPDATE {table} SET \
+                     failed_logins = CASE WHEN {locked} THEN failed_logins ELSE 0 END, \
+                     locked_until = CASE WHEN {locked} THEN locked_until ELSE NULL END, \
+                     login_in_flight = {}{touch} \
+                     WHERE {key} = $1 RETURNING failed_logins, locked_until",
+                    in_flight_after("$3")
+                ),
+                abandon: format!(
+                    "UPDATE {table} SET login_in_flight = {} \
+                     WHERE {key} = $1 RETURNING failed_logins, locked_until",
+                    in_flight_after("$3")
+                ),
+            }
+        }
+        static PERSON_GUARD: LazyLock<GuardSql> =
+            LazyLock::new(|| guard_sql("persons", "id_number"));
+        static ENTERPRISE_GUARD: LazyLock<GuardSql> =
+            LazyLock::new(|| guard_sql("enterprises", "taxpayer_id"));
+        static ACCOUNT_GUARD: LazyLock<GuardSql> =
+            LazyLock::new(|| guard_sql("login_guards", "account"));
+
+        fn guard_of(key: &GuardKey) -> (&'static GuardSql, &str) {
+            match key {
+                GuardKey::Person(id) => (&PERSON_GUARD, id.as_str()),
+                GuardKey::Enterprise(t) => (&ENTERPRISE_GUARD, t.as_str()),
+                GuardKey::Account(a) => (&ACCOUNT_GUARD, a.as_str()),
+            }
+        }
+
+        /// Count a failure on `key` inside `tx`; a lock voids the open challenges it guards.
+        async fn failure_in(
+            tx: &mut Tx,
+            key: &GuardKey,
+            now: Timestamp,
+            max_failures: i32,
+            lockout_secs: i64,
+            release: i32,
+        ) -> StoreResult<FailureState> {
+            let (sql, k) = guard_of(key);
+            let row = sqlx::query(AssertSqlSafe(sql.fail.as_str()))
+                .bind(k)
+                .bind(now)
+                .bind(max_failures)
+                .bind(lockout_secs)
+                .bind(release)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let state = FailureState {
+                failed_count: col(&row, "", "failed_logins")?,
+                locked_until: col(&row, "", "locked_until")?,
+            };
+            if state.locked_until.is_some_and(|t| t > now) {
+                void_challenges_of(tx, key, now).await?;
+            }
+            Ok(state)
+        }
+
+        /// Void the open challenges a lock or a password change makes stale (issue 21 point 7).
+        async fn void_challenges_of(tx: &mut Tx, key: &GuardKey, now: Timestamp) -> StoreResult<()> {
+            let (sql, k) = match key {
+                GuardKey::Person(id) => (
+                    "UPDATE challenges SET consumed_at = $2 \
+                     WHERE person = $1 AND consumed_at IS NULL",
+                    id.as_str(),
+                ),
+                GuardKey::Enterprise(t) => (
+                    "UPDATE challenges SET consumed_at = $2 WHERE enterprise = $1 \
+                     AND entry = 'enterprise_legacy' AND consumed_at IS NULL",
+                    t.as_str(),
+                ),
+                GuardKey::Account(_) => return Ok(()),
+            };
+            sqlx::query(sql).bind(k).bind(now).execute(&mut **tx).await?;
+            Ok(())
+        }
+
+        /// One unit of a fixed-window budget, in one conditional upsert (see `take_budget`).
+        async fn take_budget_in<'e, E>(
+            exec: E,
+            bucket: &str,
+            window_start: Timestamp,
+            limit: i64,
+        ) -> StoreResult<Option<i64>>
+        where
+            E: sqlx::Executor<'e, Database = $Db>,
+        {
+            if limit <= 0 {
+                return Ok(None);
+            }
+            let used: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO rate_budgets (bucket, window_start, used) VALUES ($1, $2, 1) \
+                 ON CONFLICT (bucket) DO UPDATE SET \
+                 used = CASE WHEN rate_budgets.window_start < excluded.window_start THEN 1 \
+                 ELSE rate_budgets.used + 1 END, \
+                 window_start = CASE WHEN rate_budgets.window_start < excluded.window_start \
+                 THEN excluded.window_start ELSE rate_budgets.window_start END \
+                 WHERE rate_budgets.window_start < excluded.window_start \
+                 OR rate_budgets.used < $3 \
+                 RETURNING used",
+            )
+            .bind(bucket)
+            .bind(window_start)
+            .bind(limit)
+            .fetch_optional(exec)
+            .await?;
+            Ok(used.map(i64::from))
+        }
 
         fn q(sql: &'static LazyLock<String>) -> AssertSqlSafe<&'static str> {
             AssertSqlSafe(sql.as_str())
@@ -284,6 +443,17 @@ macro_rules! sql_store_impl {
         impl crate::Store for $Store {
             async fn migrate(&self) -> StoreResult<()> {
                 sqlx::migrate!($migrations).run(&self.pool).await?;
+                // Usernames that differ only in case log in by their exact spelling only.
+                let clashes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM username_clashes")
+                    .fetch_one(&self.pool)
+                    .await?;
+                if clashes > 0 {
+                    tracing::warn!(
+                        clashes,
+                        "usernames differ only in case (SELECT * FROM username_clashes): each \
+                         logs in by its exact spelling only until one is renamed"
+                    );
+                }
                 Ok(())
             }
 
@@ -447,7 +617,32 @@ macro_rules! sql_store_impl {
                 } else if let Ok(phone) = Phone::parse(account) {
                     ("phone", phone.as_str().to_string())
                 } else {
-                    ("username", account.trim().to_string())
+                    let username = account.trim();
+                    // Case-insensitive; where usernames clash in case only (see the view
+                    // `username_clashes`), only the exact spelling matches, never a guess.
+                    let sql = format!(
+                        "{} WHERE lower(p.username) = lower($1) \
+                         ORDER BY CASE WHEN p.username = $1 THEN 0 ELSE 1 END LIMIT 2",
+                        *PERSON_SELECT
+                    );
+                    let rows = sqlx::query(AssertSqlSafe(sql))
+                        .bind(username)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut found = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        if let Some(p) = person_at(r, "p_")? {
+                            found.push(p);
+                        }
+                    }
+                    let exact = found
+                        .first()
+                        .is_some_and(|p| p.username.as_deref() == Some(username));
+                    return Ok(if exact || found.len() == 1 {
+                        found.into_iter().next()
+                    } else {
+                        None
+                    });
                 };
                 let sql = format!("{} WHERE p.{column} = $1", *PERSON_SELECT);
                 let row = sqlx::query(AssertSqlSafe(sql))
@@ -473,18 +668,11 @@ macro_rules! sql_store_impl {
                 max_failures: i32,
                 lockout_secs: i64,
             ) -> StoreResult<FailureState> {
-                let row = sqlx::query(q(&PERSON_FAILURE))
-                    .bind(id.as_str())
-                    .bind(now)
-                    .bind(max_failures)
-                    .bind(lockout_secs)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                Ok(FailureState {
-                    failed_count: col(&row, "", "failed_logins")?,
-                    locked_until: col(&row, "", "locked_until")?,
-                })
+                let mut tx = self.begin_write().await?;
+                let key = GuardKey::Person(id.clone());
+                let state = failure_in(&mut tx, &key, now, max_failures, lockout_secs, 0).await?;
+                tx.commit().await?;
+                Ok(state)
             }
 
             async fn reset_person_failures(&self, id: &IdNumber) -> StoreResult<()> {
@@ -520,6 +708,7 @@ macro_rules! sql_store_impl {
                 if n == 0 {
                     return Err(StoreError::NotFound);
                 }
+                void_challenges_of(&mut tx, &GuardKey::Person(id.clone()), now).await?;
                 let inv = vec![Invalidation::Person { id_number: id.clone() }];
                 self.notify(&mut tx, &inv).await?;
                 tx.commit().await?;
@@ -562,18 +751,11 @@ macro_rules! sql_store_impl {
                 max_failures: i32,
                 lockout_secs: i64,
             ) -> StoreResult<FailureState> {
-                let row = sqlx::query(q(&ENTERPRISE_FAILURE))
-                    .bind(id.as_str())
-                    .bind(now)
-                    .bind(max_failures)
-                    .bind(lockout_secs)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                Ok(FailureState {
-                    failed_count: col(&row, "", "failed_logins")?,
-                    locked_until: col(&row, "", "locked_until")?,
-                })
+                let mut tx = self.begin_write().await?;
+                let key = GuardKey::Enterprise(id.clone());
+                let state = failure_in(&mut tx, &key, now, max_failures, lockout_secs, 0).await?;
+                tx.commit().await?;
+                Ok(state)
             }
 
             async fn reset_enterprise_failures(&self, id: &TaxpayerId) -> StoreResult<()> {
@@ -915,6 +1097,24 @@ macro_rules! sql_store_impl {
                 .ok_or(StoreError::NotFound)
             }
 
+            async fn reserve_code_attempt(
+                &self,
+                id_hash: &str,
+                now: Timestamp,
+                max_attempts: i32,
+            ) -> StoreResult<Option<i32>> {
+                Ok(sqlx::query_scalar(
+                    "UPDATE challenges SET code_attempts = code_attempts + 1 \
+                     WHERE id_hash = $1 AND code_attempts < $2 AND consumed_at IS NULL \
+                     AND expires_at > $3 RETURNING code_attempts",
+                )
+                .bind(id_hash)
+                .bind(max_attempts)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn set_challenge_code(
                 &self,
                 id_hash: &str,
@@ -998,11 +1198,219 @@ macro_rules! sql_store_impl {
             }
 
             async fn prune_sms_log(&self, before: Timestamp) -> StoreResult<u64> {
+                sqlx::query("DELETE FROM rate_budgets WHERE window_start < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "DELETE FROM login_guards WHERE updated_at < $1 \
+                     AND (locked_until IS NULL OR locked_until < $1)",
+                )
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
                 Ok(sqlx::query("DELETE FROM sms_log WHERE sent_at < $1")
                     .bind(before)
                     .execute(&self.pool)
                     .await?
                     .rows_affected())
+            }
+
+            async fn reserve_sms(&self, r: &SmsRequest<'_>) -> StoreResult<SmsReservation> {
+                let now = r.now;
+                let l = &r.limits;
+                let mut tx = self.begin_write().await?;
+                // Sends to one number run one after the other (SQLite: BEGIN IMMEDIATE;
+                // PostgreSQL: an advisory lock on the number), so the count read next is the
+                // count the insert below extends.
+                self.lock_key(&mut tx, &format!("sms:{}", r.phone.as_str())).await?;
+                let row = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM sms_log WHERE phone = $1 AND sent_at >= $2) \
+                     AS n, (SELECT MAX(sent_at) FROM sms_log WHERE phone = $1) AS last",
+                )
+                .bind(r.phone.as_str())
+                .bind(l.day_start)
+                .fetch_one(&mut *tx)
+                .await?;
+                let count: i64 = col(&row, "", "n")?;
+                let last: Option<Timestamp> = col(&row, "", "last")?;
+                let refuse = |limit, retry: i64| {
+                    Ok(SmsReservation::Refused { limit, retry_after_secs: retry.max(1) })
+                };
+                // A request that read its clock before a racing one committed may see a later
+                // `last` than its `now`: that is no time since, not negative time.
+                if let Some(last) = last
+                    && l.resend_secs > 0
+                    && (now - last).max(0) < l.resend_secs
+                {
+                    let since = (now - last).max(0);
+                    return refuse(SmsLimit::ResendInterval, l.resend_secs - since);
+                }
+                let next_day = l.day_start + 86_400 - now;
+                if count >= l.number_daily {
+                    return refuse(SmsLimit::NumberDaily, next_day);
+                }
+                // The budgets are taken in one fixed order (global, person, address), each row
+                // locked until commit; a refusal rolls back what was taken before it.
+                let minute = now.div_euclid(60) * 60;
+                if take_budget_in(&mut *tx, "sms_global", minute, l.global_per_minute)
+                    .await?
+                    .is_none()
+                {
+                    return refuse(SmsLimit::GlobalPerMinute, minute + 60 - now);
+                }
+                if let Some(person) = r.person {
+                    let bucket = format!("sms_person:{}", person.as_str());
+                    if take_budget_in(&mut *tx, &bucket, l.day_start, l.person_daily)
+                        .await?
+                        .is_none()
+                    {
+                        return refuse(SmsLimit::PersonDaily, next_day);
+                    }
+                }
+                if let Some(addr) = r.address {
+                    let hour = now.div_euclid(3_600) * 3_600;
+                    let bucket = format!("sms_addr:{addr}");
+                    if take_budget_in(&mut *tx, &bucket, hour, l.address_hourly)
+                        .await?
+                        .is_none()
+                    {
+                        return refuse(SmsLimit::AddressHourly, hour + 3_600 - now);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO sms_log (phone, purpose, sent_at, person, client_addr) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(r.phone.as_str())
+                .bind(r.purpose.as_str())
+                .bind(now)
+                .bind(r.person.map(IdNumber::as_str))
+                .bind(r.address)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(SmsReservation::Granted)
+            }
+
+            async fn reserve_password_check(
+                &self,
+                key: &GuardKey,
+                now: Timestamp,
+                rule: &LockoutRule,
+            ) -> StoreResult<CheckReservation> {
+                let (sql, k) = guard_of(key);
+                // The same statements for a known account and for an unknown string that was
+                // tried before (one UPDATE, and one SELECT when refused), so neither the
+                // answer nor its time tells them apart; only an unknown string's first try
+                // creates its row.
+                let reserve = async || -> StoreResult<bool> {
+                    let admitted: Option<i32> =
+                        sqlx::query_scalar(AssertSqlSafe(sql.reserve.as_str()))
+                            .bind(k)
+                            .bind(now)
+                            .bind(rule.max_failures)
+                            .bind(rule.reservation_secs)
+                            .bind(rule.lockout_secs)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    Ok(admitted.is_some())
+                };
+                let state = async || -> StoreResult<Option<Option<Timestamp>>> {
+                    Ok(sqlx::query_scalar(AssertSqlSafe(sql.state.as_str()))
+                        .bind(k)
+                        .fetch_optional(&self.pool)
+                        .await?)
+                };
+                if reserve().await? {
+                    return Ok(CheckReservation::Admitted);
+                }
+                // Refused: read the lock, to tell the client how long it lasts. Not locked, the
+                // refusal may have come before a racing first try created the row (or before
+                // checks under way settled): try once more, on every kind of key alike.
+                let mut locked_until = state().await?;
+                if locked_until.is_none() && matches!(key, GuardKey::Account(_)) {
+                    sqlx::query(
+                        "INSERT INTO login_guards (account, updated_at) VALUES ($1, $2) \
+                         ON CONFLICT (account) DO NOTHING",
+                    )
+                    .bind(k)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                    locked_until = Some(None);
+                }
+                if matches!(locked_until, Some(None)) {
+                    if reserve().await? {
+                        return Ok(CheckReservation::Admitted);
+                    }
+                    locked_until = state().await?;
+                }
+                let Some(locked_until) = locked_until else {
+                    tracing::debug!(table = sql.table, column = sql.key, "no row to reserve on");
+                    return Err(StoreError::NotFound);
+                };
+                Ok(CheckReservation::Refused {
+                    locked_until: locked_until.filter(|t| *t > now),
+                })
+            }
+
+            async fn settle_password_check(
+                &self,
+                key: &GuardKey,
+                outcome: CheckOutcome,
+                now: Timestamp,
+                rule: &LockoutRule,
+            ) -> StoreResult<FailureState> {
+                let (sql, k) = guard_of(key);
+                let mut tx = self.begin_write().await?;
+                let state = match outcome {
+                    CheckOutcome::Failed => {
+                        failure_in(&mut tx, key, now, rule.max_failures, rule.lockout_secs, 1)
+                            .await?
+                    }
+                    CheckOutcome::Succeeded | CheckOutcome::Abandoned => {
+                        let text = if outcome == CheckOutcome::Succeeded {
+                            sql.succeed.as_str()
+                        } else {
+                            sql.abandon.as_str()
+                        };
+                        let row = sqlx::query(AssertSqlSafe(text))
+                            .bind(k)
+                            .bind(now)
+                            .bind(1_i32)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .ok_or(StoreError::NotFound)?;
+                        FailureState {
+                            failed_count: col(&row, "", "failed_logins")?,
+                            locked_until: col(&row, "", "locked_until")?,
+                        }
+                    }
+                };
+                tx.commit().await?;
+                Ok(state)
+            }
+
+            async fn take_budget(
+                &self,
+                bucket: &str,
+                window_start: Timestamp,
+                limit: i64,
+            ) -> StoreResult<Option<i64>> {
+                take_budget_in(&self.pool, bucket, window_start, limit).await
+            }
+
+            async fn give_back_budget(&self, bucket: &str, window_start: Timestamp) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE rate_budgets SET used = used - 1 \
+                     WHERE bucket = $1 AND window_start = $2 AND used > 0",
+                )
+                .bind(bucket)
+                .bind(window_start)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
             }
 
             async fn record_sms_sent(

@@ -14,8 +14,10 @@ use crate::model::{
     AgencyAgreement, Binding, Enterprise, Person, Role, Secret, Session, SessionSlice, Timestamp,
 };
 use crate::records::{
-    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, ConfirmOutcome, FailureState,
-    Invalidation, NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsStats,
+    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
+    CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
+    NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
+    SmsStats,
 };
 use crate::seed::{ImportSummary, ValidSeed};
 
@@ -113,8 +115,10 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn person(&self, id: &IdNumber) -> impl Future<Output = StoreResult<Option<Person>>> + Send;
 
     /// Atomically count one more consecutive password failure; the count reaching
-    /// `max_failures` locks the account until `now + lockout_secs`. A failure after an expired
-    /// lock starts counting again from 1. `NotFound` for an unknown person.
+    /// `max_failures` locks the account until `now + lockout_secs`, and the lock voids the
+    /// person's open challenges in the same transaction. A failure after an expired lock starts
+    /// counting again from 1. `NotFound` for an unknown person. (A check that was reserved with
+    /// [`Store::reserve_password_check`] is settled with [`Store::settle_password_check`].)
     fn record_person_failure(
         &self,
         id: &IdNumber,
@@ -126,7 +130,9 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// Clear the failure count and any lock (after a successful first factor).
     fn reset_person_failures(&self, id: &IdNumber) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Store a new password hash and the must-change flag. Publishes `Person{id_number}`.
+    /// Store a new password hash and the must-change flag; in the same transaction every open
+    /// challenge of the person dies (it was begun with the old password). Publishes
+    /// `Person{id_number}`.
     fn set_password(
         &self,
         id: &IdNumber,
@@ -269,6 +275,16 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// Atomically count one more wrong code; returns the new count. `NotFound` if unknown.
     fn record_code_attempt(&self, id_hash: &str) -> impl Future<Output = StoreResult<i32>> + Send;
 
+    /// Reserve one code comparison on a live challenge in one conditional UPDATE: the attempt
+    /// counts before the code is looked at. Returns the attempts including this one, or `None`
+    /// when `max_attempts` were already made or the challenge is unknown, used or expired.
+    fn reserve_code_attempt(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+        max_attempts: i32,
+    ) -> impl Future<Output = StoreResult<Option<i32>>> + Send;
+
     /// Store the hash of a freshly sent code and its expiry. Earlier wrong attempts still count
     /// (the limit is per challenge, not per code). `NotFound` if unknown.
     fn set_challenge_code(
@@ -316,8 +332,9 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     // ---- SMS log --------------------------------------------------------------------------
 
-    /// Forget codes sent before `before` (the limits only look at the last day); returns how
-    /// many rows went.
+    /// Forget codes sent before `before` (the limits only look at the last day), and budget
+    /// windows and unknown-account guards last used before it; returns how many SMS log rows
+    /// went.
     fn prune_sms_log(&self, before: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
 
     fn record_sms_sent(
@@ -333,6 +350,57 @@ pub trait Store: Send + Sync + Clone + 'static {
         phone: &Phone,
         since: Timestamp,
     ) -> impl Future<Output = StoreResult<SmsStats>> + Send;
+
+    /// Reserve one SMS send under every limit of `request` (per number: resend interval and
+    /// daily count; per person per day; per address per hour; global per minute) in one
+    /// transaction that serialises sends to the number, and record it in the SMS log. Nothing
+    /// is counted when a limit refuses.
+    fn reserve_sms(
+        &self,
+        request: &SmsRequest<'_>,
+    ) -> impl Future<Output = StoreResult<SmsReservation>> + Send;
+
+    // ---- limits ---------------------------------------------------------------------------
+
+    /// Reserve one password check for `key` before it runs, in one conditional UPDATE: refused
+    /// while locked, or while the failures so far plus the checks under way reach
+    /// `rule.max_failures`. So however many requests arrive at once, on however many instances,
+    /// no more checks run than failures are allowed. An unknown [`GuardKey::Account`] is
+    /// created; `NotFound` for an unknown person or enterprise.
+    fn reserve_password_check(
+        &self,
+        key: &GuardKey,
+        now: Timestamp,
+        rule: &LockoutRule,
+    ) -> impl Future<Output = StoreResult<CheckReservation>> + Send;
+
+    /// Settle a reserved check: release the reservation and count the outcome. A failure that
+    /// locks voids the person's (or the legacy enterprise's) open challenges in the same
+    /// transaction. Returns the failures and the lock after this outcome.
+    fn settle_password_check(
+        &self,
+        key: &GuardKey,
+        outcome: CheckOutcome,
+        now: Timestamp,
+        rule: &LockoutRule,
+    ) -> impl Future<Output = StoreResult<FailureState>> + Send;
+
+    /// Take one unit of a fixed-window budget in one conditional upsert: the window of `bucket`
+    /// starting at `window_start` holds at most `limit`. Returns the units taken in the window
+    /// including this one, or `None` (nothing taken) when it is full.
+    fn take_budget(
+        &self,
+        bucket: &str,
+        window_start: Timestamp,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+
+    /// Give back a unit taken with [`Store::take_budget`] in the same window.
+    fn give_back_budget(
+        &self,
+        bucket: &str,
+        window_start: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     // ---- audit ----------------------------------------------------------------------------
 

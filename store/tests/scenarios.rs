@@ -1244,3 +1244,456 @@ async fn postgres_invalidation_across_instances() {
     a.revoke_session("s2", NOW).await.unwrap();
     assert!(recv_within(&mut rx, &Invalidation::Session { id: "s2".into() }).await);
 }
+
+// ---- limits that hold under concurrency (issues 15 and 21) -----------------------------------
+
+const RULE: LockoutRule = LockoutRule {
+    max_failures: 5,
+    lockout_secs: 1800,
+    reservation_secs: 60,
+};
+
+/// `n` reservations on `key` at once; how many were admitted.
+async fn reserve_at_once<S: Store>(s: &S, key: &GuardKey, n: usize, now: Timestamp) -> usize {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (s, key, barrier) = (s.clone(), key.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.reserve_password_check(&key, now, &RULE).await.unwrap()
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        if t.await.unwrap() == CheckReservation::Admitted {
+            admitted += 1;
+        }
+    }
+    admitted
+}
+
+async fn password_checks_are_reserved<S: Store>(s: S) {
+    seeded(&s).await;
+    let alice = GuardKey::Person(id(ALICE));
+    // However many arrive together, no more checks run than failures are allowed.
+    assert_eq!(reserve_at_once(&s, &alice, 40, NOW).await, 5);
+    assert_eq!(
+        s.reserve_password_check(&alice, NOW, &RULE).await.unwrap(),
+        CheckReservation::Refused { locked_until: None },
+        "five checks are under way"
+    );
+    // An abandoned check gives its place back.
+    s.settle_password_check(&alice, CheckOutcome::Abandoned, NOW, &RULE)
+        .await
+        .unwrap();
+    assert_eq!(reserve_at_once(&s, &alice, 10, NOW).await, 1);
+    // A challenge the person has open dies with the lock.
+    let mut c = challenge_for("lock-c", ALICE);
+    s.create_challenge(&c).await.unwrap();
+    let mut last = None;
+    for n in 1..=5 {
+        let st = s
+            .settle_password_check(&alice, CheckOutcome::Failed, NOW, &RULE)
+            .await
+            .unwrap();
+        assert_eq!(st.failed_count, n);
+        last = Some(st);
+    }
+    assert_eq!(last.unwrap().locked_until, Some(NOW + 1800));
+    assert_eq!(
+        s.challenge("lock-c").await.unwrap().unwrap().consumed_at,
+        Some(NOW),
+        "the lock voids the open challenge"
+    );
+    assert_eq!(
+        s.reserve_password_check(&alice, NOW + 10, &RULE)
+            .await
+            .unwrap(),
+        CheckReservation::Refused {
+            locked_until: Some(NOW + 1800)
+        }
+    );
+    // After the lock, counting starts again; a success clears the failures.
+    assert_eq!(reserve_at_once(&s, &alice, 8, NOW + 1800).await, 5);
+    for _ in 0..4 {
+        s.settle_password_check(&alice, CheckOutcome::Failed, NOW + 1800, &RULE)
+            .await
+            .unwrap();
+    }
+    let st = s
+        .settle_password_check(&alice, CheckOutcome::Succeeded, NOW + 1800, &RULE)
+        .await
+        .unwrap();
+    assert_eq!(
+        st,
+        FailureState {
+            failed_count: 0,
+            locked_until: None
+        }
+    );
+    let p = s.person(&id(ALICE)).await.unwrap().unwrap();
+    assert_eq!((p.failed_logins, p.locked_until), (0, None));
+
+    // Reservations of an instance that died mid-check expire.
+    assert_eq!(reserve_at_once(&s, &alice, 6, NOW + 2000).await, 5);
+    assert_eq!(reserve_at_once(&s, &alice, 6, NOW + 2059).await, 0);
+    assert_eq!(reserve_at_once(&s, &alice, 6, NOW + 2060).await, 5);
+
+    // An account string that names nobody locks the same way.
+    let nobody = GuardKey::Account(account_key("NoBody-Here"));
+    assert_eq!(nobody, GuardKey::Account("user:nobody-here".into()));
+    assert_eq!(reserve_at_once(&s, &nobody, 30, NOW).await, 5);
+    for n in 1..=5 {
+        let st = s
+            .settle_password_check(&nobody, CheckOutcome::Failed, NOW, &RULE)
+            .await
+            .unwrap();
+        assert_eq!(st.failed_count, n);
+    }
+    assert_eq!(
+        s.reserve_password_check(&nobody, NOW, &RULE).await.unwrap(),
+        CheckReservation::Refused {
+            locked_until: Some(NOW + 1800)
+        }
+    );
+    // The legacy enterprise password too, and an unknown person is NotFound.
+    let acme = GuardKey::Enterprise(tid(ACME));
+    assert_eq!(reserve_at_once(&s, &acme, 12, NOW).await, 5);
+    assert!(matches!(
+        s.reserve_password_check(&GuardKey::Person(id("110105198001010032")), NOW, &RULE)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Pruning forgets unknown-account guards no longer locked.
+    s.prune_sms_log(NOW + 1801).await.unwrap();
+    assert_eq!(reserve_at_once(&s, &nobody, 7, NOW + 1801).await, 5);
+
+    // Failures count within the lockout period of the first: four, then one 1800 s after the
+    // first starts afresh; four, then one 1799 s after, locks.
+    for (name, late, locks) in [("window-a", 1800, false), ("window-b", 1799, true)] {
+        let key = GuardKey::Account(account_key(name));
+        let t = NOW + 10_000;
+        for at in [t, t + 100, t + 200, t + 300, t + late] {
+            assert_eq!(reserve_at_once(&s, &key, 1, at).await, 1);
+            let st = s
+                .settle_password_check(&key, CheckOutcome::Failed, at, &RULE)
+                .await
+                .unwrap();
+            if at == t + late {
+                assert_eq!(st.locked_until.is_some(), locks, "{name}");
+                assert_eq!(st.failed_count, if locks { 5 } else { 1 }, "{name}");
+            }
+        }
+    }
+
+    // A password change voids the person's open challenges.
+    c.id_hash = "pw-c".into();
+    s.create_challenge(&c).await.unwrap();
+    s.set_password(&id(ALICE), &Secret("new".into()), false, NOW + 3000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.challenge("pw-c").await.unwrap().unwrap().consumed_at,
+        Some(NOW + 3000)
+    );
+}
+
+fn challenge_for(id_hash: &str, person: &str) -> Challenge {
+    Challenge {
+        id_hash: id_hash.into(),
+        purpose: ChallengePurpose::Login,
+        entry: Some(Entry::Person),
+        person: Some(id(person)),
+        enterprise: None,
+        agency: None,
+        target_phone: Some(phone("13800138000")),
+        code_hash: None,
+        code_expires_at: None,
+        code_attempts: 0,
+        face_nonce: None,
+        face_status: None,
+        face_expires_at: None,
+        client_addr: Some("127.0.0.1".into()),
+        created_at: NOW,
+        expires_at: NOW + 300,
+        consumed_at: None,
+    }
+}
+
+async fn code_attempts_are_reserved<S: Store>(s: S) {
+    seeded(&s).await;
+    s.create_challenge(&challenge_for("k1", ALICE))
+        .await
+        .unwrap();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (s, barrier) = (s.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.reserve_code_attempt("k1", NOW, 5).await.unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(n) = t.await.unwrap() {
+            got.push(n);
+        }
+    }
+    got.sort();
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+    assert_eq!(s.challenge("k1").await.unwrap().unwrap().code_attempts, 5);
+    // Used or expired challenges admit nothing.
+    s.create_challenge(&challenge_for("k2", ALICE))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.reserve_code_attempt("k2", NOW + 300, 5).await.unwrap(),
+        None
+    );
+    assert!(s.consume_challenge("k2", NOW).await.unwrap());
+    assert_eq!(s.reserve_code_attempt("k2", NOW, 5).await.unwrap(), None);
+    assert_eq!(s.reserve_code_attempt("zz", NOW, 5).await.unwrap(), None);
+}
+
+fn sms_limits(now: Timestamp) -> SmsLimits {
+    SmsLimits {
+        resend_secs: 60,
+        number_daily: 10,
+        person_daily: 20,
+        address_hourly: 30,
+        global_per_minute: 600,
+        day_start: now - now.rem_euclid(86_400),
+    }
+}
+
+async fn sms_at_once<S: Store>(
+    s: &S,
+    n: usize,
+    mk: impl Fn(usize) -> (Phone, Option<IdNumber>, String, SmsLimits),
+) -> Vec<SmsReservation> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (s, barrier) = (s.clone(), barrier.clone());
+        let (phone, person, addr, limits) = mk(i);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let req = SmsRequest {
+                phone: &phone,
+                purpose: ChallengePurpose::BindPhone,
+                person: person.as_ref(),
+                address: Some(&addr),
+                now: NOW,
+                limits,
+            };
+            s.reserve_sms(&req).await.unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn granted(r: &[SmsReservation]) -> usize {
+    r.iter().filter(|r| **r == SmsReservation::Granted).count()
+}
+
+fn refused_by(r: &[SmsReservation], limit: SmsLimit) -> usize {
+    r.iter()
+        .filter(|r| matches!(r, SmsReservation::Refused { limit: l, .. } if *l == limit))
+        .count()
+}
+
+async fn sms_limits_hold_under_concurrency<S: Store>(s: S) {
+    seeded(&s).await;
+    let victim = phone("13700137000");
+    // One number, the resend interval: one code of 60.
+    let r = sms_at_once(&s, 60, |i| {
+        (
+            victim.clone(),
+            Some(id(ALICE)),
+            format!("10.0.0.{i}"),
+            sms_limits(NOW),
+        )
+    })
+    .await;
+    assert_eq!(granted(&r), 1);
+    assert_eq!(refused_by(&r, SmsLimit::ResendInterval), 59);
+    assert_eq!(s.sms_stats(&victim, 0).await.unwrap().count, 1);
+    // Without the interval, the daily limit of the number: 10 of 60 (one was sent already).
+    let no_interval = |n: Timestamp| SmsLimits {
+        resend_secs: 0,
+        ..sms_limits(n)
+    };
+    let r = sms_at_once(&s, 60, |i| {
+        (
+            victim.clone(),
+            Some(id(ALICE)),
+            format!("10.0.1.{i}"),
+            no_interval(NOW),
+        )
+    })
+    .await;
+    assert_eq!(granted(&r), 9);
+    assert_eq!(refused_by(&r, SmsLimit::NumberDaily), 51);
+    match r.iter().find(|r| **r != SmsReservation::Granted).unwrap() {
+        SmsReservation::Refused {
+            retry_after_secs, ..
+        } => {
+            assert_eq!(*retry_after_secs, sms_limits(NOW).day_start + 86_400 - NOW)
+        }
+        SmsReservation::Granted => unreachable!(),
+    }
+    // Per person across numbers: 20 a day (10 already went to the victim's number).
+    let r = sms_at_once(&s, 40, |i| {
+        (
+            phone(&format!("1360013{:04}", i)),
+            Some(id(ALICE)),
+            format!("10.0.2.{i}"),
+            no_interval(NOW),
+        )
+    })
+    .await;
+    assert_eq!(granted(&r), 10);
+    assert_eq!(refused_by(&r, SmsLimit::PersonDaily), 30);
+    // Per address across persons and numbers: 30 an hour.
+    let r = sms_at_once(&s, 45, |i| {
+        (
+            phone(&format!("1350013{:04}", i)),
+            None,
+            "10.9.9.9".into(),
+            no_interval(NOW),
+        )
+    })
+    .await;
+    assert_eq!(granted(&r), 30);
+    assert_eq!(refused_by(&r, SmsLimit::AddressHourly), 15);
+    // And in all: the global budget per minute (600 by default; 70 here, 50 are used).
+    let tight = |n| SmsLimits {
+        global_per_minute: 70,
+        ..no_interval(n)
+    };
+    let r = sms_at_once(&s, 40, |i| {
+        (
+            phone(&format!("1340013{:04}", i)),
+            None,
+            format!("10.0.3.{i}"),
+            tight(NOW),
+        )
+    })
+    .await;
+    assert_eq!(granted(&r), 20);
+    assert_eq!(refused_by(&r, SmsLimit::GlobalPerMinute), 20);
+}
+
+async fn budgets_and_usernames<S: Store>(s: S) {
+    seeded(&s).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(30));
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let (s, barrier) = (s.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.take_budget("login_fail:10.1.1.1", NOW, 12).await.unwrap()
+        }));
+    }
+    let mut taken = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 12);
+    s.give_back_budget("login_fail:10.1.1.1", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_budget("login_fail:10.1.1.1", NOW, 12).await.unwrap(),
+        Some(12)
+    );
+    assert_eq!(
+        s.take_budget("login_fail:10.1.1.1", NOW, 12).await.unwrap(),
+        None
+    );
+    // A new window starts from one.
+    assert_eq!(
+        s.take_budget("login_fail:10.1.1.1", NOW + 3600, 12)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+
+    // Usernames are case-insensitive.
+    for account in ["WangFang", "WANGFANG", " wangfang "] {
+        assert_eq!(
+            s.person_by_account(account)
+                .await
+                .unwrap()
+                .unwrap()
+                .id_number,
+            id(ALICE),
+            "{account}"
+        );
+    }
+    // Usernames that clash in case only (allowed by imports before this version): the exact
+    // spelling finds its person, any other spelling finds nobody rather than a guess.
+    let clash = r#"{"persons": [
+        {"id_number": "110105198001010016", "name": "韩梅梅", "username": "hanmm"},
+        {"id_number": "110105198001010032", "name": "韩梅", "username": "HanMM",
+         "password": "Han-Mei-2026!"}
+    ]}"#;
+    import_seed(&s, clash, NOW).await.unwrap();
+    let found = |account: &'static str| {
+        let s = s.clone();
+        async move {
+            s.person_by_account(account)
+                .await
+                .unwrap()
+                .map(|p| p.id_number)
+        }
+    };
+    assert_eq!(found("hanmm").await, Some(id(CAROL)));
+    assert_eq!(found("HanMM").await, Some(id("110105198001010032")));
+    assert_eq!(found("HANMM").await, None, "ambiguous: no guess");
+    assert_eq!(account_key("wangFANG"), "user:wangfang");
+    assert_eq!(account_key("+86 138 0013 8000"), "phone:13800138000");
+    assert_eq!(account_key("11010519491231002x"), "id:11010519491231002X");
+}
+
+scenario!(password_checks_are_reserved);
+scenario!(code_attempts_are_reserved);
+scenario!(sms_limits_hold_under_concurrency);
+scenario!(budgets_and_usernames);
+
+/// Two PostgreSQL instances (two pools, as two gateways) reserving on one account at once: the
+/// limit holds across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reservations_across_instances() {
+    let Some(url) = pg_url().await else { return };
+    let a = PgStore::connect(&url).await.unwrap();
+    a.migrate().await.unwrap();
+    let b = PgStore::connect(&url).await.unwrap();
+    seeded(&a).await;
+    let key = GuardKey::Person(id(ALICE));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(60));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (key, barrier) = (key.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.reserve_password_check(&key, NOW, &RULE).await.unwrap()
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        if t.await.unwrap() == CheckReservation::Admitted {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 5);
+}

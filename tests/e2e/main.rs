@@ -14,4 +14,5 @@ mod login;
 mod multi;
 mod policy_safety;
 mod proxy;
+mod races;
 mod trust;

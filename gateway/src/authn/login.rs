@@ -9,24 +9,28 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use taxgate_store::{
-    AuditEvent, Binding, Challenge, ChallengePurpose, Enterprise, Entry, FaceStatus, Factor,
-    IdNumber, Person, Phone, PhoneAudit, Role, Secret, Session, SessionSlice, Store, StoreError,
-    TaxpayerId, Timestamp, password,
+    AuditEvent, Binding, Challenge, ChallengePurpose, CheckOutcome, CheckReservation, Enterprise,
+    Entry, FaceStatus, Factor, FailureState, GuardKey, IdNumber, LockoutRule, Person, Phone,
+    PhoneAudit, Role, Secret, Session, SessionSlice, SmsLimit, SmsLimits, SmsRequest,
+    SmsReservation, Store, StoreError, TaxpayerId, Timestamp, account_key, password,
 };
 use tokio::sync::Semaphore;
 
+use super::ratelimit::address_key;
 use super::sms::{Purpose, SmsMessage, SmsSender};
 use super::{face, password_rules, token};
 use crate::api::{self, Json, json as json_response, no_content};
 use crate::authz::{Decision, LoginAttempt, LoginCandidate, RequestFacts};
 use crate::body::Body;
-use crate::error::{ApiError, Code};
+use crate::error::{ApiError, Code, Hints};
+use crate::metrics::SMS_REFUSED;
 use crate::pipeline::{log_store_error, presented_token, unix_now};
 use crate::proxy::ConnInfo;
 use crate::server::Core;
@@ -35,7 +39,24 @@ use crate::session::{Lookup, ResolvedSession};
 /// Beijing time: the SMS daily limit resets at local midnight.
 const CHINA_OFFSET_SECS: i64 = 8 * 3600;
 
+/// How long a reserved password check counts as under way: longer than any argon2 queue, short
+/// enough that the reservations of an instance that died mid-check soon stop counting.
+const PASSWORD_RESERVATION_SECS: i64 = 60;
+
+/// How long a login waits for the checks under way on its account before it is refused.
+const PASSWORD_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
 type ApiResult = Result<Response<Body>, ApiError>;
+
+/// One first-factor attempt, for [`Auth::checked_password`]: whose failures it counts against,
+/// the hash to verify against (none: a dummy of the same cost), and who it names in the audit.
+struct PasswordAttempt<'a> {
+    key: GuardKey,
+    hash: Option<&'a Secret>,
+    person: Option<IdNumber>,
+    enterprise: Option<TaxpayerId>,
+    entry: Option<Entry>,
+}
 
 fn store_err(e: StoreError) -> ApiError {
     match e {
@@ -148,27 +169,9 @@ impl Auth {
         let now = unix_now();
         let client = conn.remote.ip();
         let store = &self.core.store;
-        let person = store.person_by_account(&account).await.map_err(store_err)?;
-        if let Some(p) = &person
-            && p.locked_until.is_some_and(|t| t > now)
-        {
-            let mut ev = self.event(now, "login", false, client);
-            ev.person = Some(p.id_number.clone());
-            ev.reason = Some("account_locked".into());
-            self.audit(ev).await?;
-            return Err(Code::AccountLocked.into());
-        }
-        let ok = self
-            .verify(person.as_ref().map(|p| &p.password_hash), pw)
-            .await;
-        let known = person.as_ref().map(|p| p.id_number.clone());
-        let Some(person) = person.filter(|_| ok) else {
-            return Err(self.first_factor_failed(known, now, client).await);
-        };
-        store
-            .reset_person_failures(&person.id_number)
-            .await
-            .map_err(store_err)?;
+        let person = self
+            .first_factor(&account, pw, Some(entry), client, now)
+            .await?;
 
         // Facts for the policy: the enterprise (or agency) and the candidate identities.
         let enterprise = match &taxpayer_id {
@@ -246,7 +249,203 @@ impl Auth {
         Ok(json_response(StatusCode::OK, &answer))
     }
 
-    /// Count a failed password for a known person, and answer the same for an unknown one.
+    fn lockout_rule(&self) -> LockoutRule {
+        let login = &self.core.config.login;
+        LockoutRule {
+            max_failures: login.max_password_failures as i32,
+            lockout_secs: login.lockout_secs as i64,
+            reservation_secs: PASSWORD_RESERVATION_SECS,
+        }
+    }
+
+    /// The person whose password `pw` is, for an account string (ID number, phone or username),
+    /// through [`Auth::checked_password`]: a known and an unknown account take the same steps,
+    /// in the same time, with the same answers (CONTRACT section 3, "Failed passwords and
+    /// unknown accounts").
+    async fn first_factor(
+        &self,
+        account: &str,
+        pw: &str,
+        entry: Option<Entry>,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Result<Person, ApiError> {
+        let person = self
+            .core
+            .store
+            .person_by_account(account)
+            .await
+            .map_err(store_err)?;
+        let attempt = PasswordAttempt {
+            key: match &person {
+                Some(p) => GuardKey::Person(p.id_number.clone()),
+                None => GuardKey::Account(account_key(account)),
+            },
+            hash: person.as_ref().map(|p| &p.password_hash),
+            person: person.as_ref().map(|p| p.id_number.clone()),
+            enterprise: None,
+            entry,
+        };
+        self.checked_password(attempt, pw, client, now).await?;
+        person.ok_or(ApiError::from(Code::InvalidCredentials))
+    }
+
+    /// Reserve a password check in the store before argon2 runs, verify, settle. Refused
+    /// without looking at the password while the account (or unknown account string) is locked
+    /// or as many checks as failures are left are under way (423), or when the client address
+    /// has used its hourly budget of failed checks (429). Ok when the password matched.
+    async fn checked_password(
+        &self,
+        attempt: PasswordAttempt<'_>,
+        pw: &str,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let store = &self.core.store;
+        let login = &self.core.config.login;
+        let rule = self.lockout_rule();
+        let key = &attempt.key;
+        let refuse = async |reason: &str, answer: ApiError| -> ApiError {
+            let mut ev = self.event(now, "login", false, client);
+            ev.person = attempt.person.clone();
+            ev.enterprise = attempt.enterprise.clone();
+            ev.entry = attempt.entry;
+            ev.reason = Some(reason.into());
+            match self.audit(ev).await {
+                Ok(()) => answer,
+                Err(e) => e,
+            }
+        };
+        // While the checks under way could still all fail and lock, a newcomer waits for them
+        // to settle instead of being checked too: then it is refused by their lock, or admitted
+        // after their success. So a burst of right passwords is served in turns, and a burst of
+        // wrong ones is checked no more often than the limit.
+        let give_up = Instant::now() + PASSWORD_QUEUE_WAIT;
+        let mut pause = Duration::from_millis(4);
+        let mut now = now;
+        loop {
+            match store.reserve_password_check(key, now, &rule).await {
+                Ok(CheckReservation::Admitted) => break,
+                Ok(CheckReservation::Refused { locked_until: None })
+                    if Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(40));
+                    now = unix_now();
+                }
+                Ok(CheckReservation::Refused { locked_until }) => {
+                    return Err(refuse("account_locked", self.locked(locked_until, now)).await);
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        // Failed checks per client address, across accounts: a unit is taken before the check
+        // and given back when the password was right.
+        let hour = now.div_euclid(3_600) * 3_600;
+        let bucket = format!("login_fail:{}", address_key(client));
+        let budget = store
+            .take_budget(
+                &bucket,
+                hour,
+                i64::from(login.max_failures_per_address_hourly),
+            )
+            .await;
+        if !matches!(budget, Ok(Some(_))) {
+            if let Err(e) = store
+                .settle_password_check(key, CheckOutcome::Abandoned, now, &rule)
+                .await
+            {
+                log_store_error(&e);
+            }
+            let answer = match budget {
+                Err(e) => return Err(store_err(e)),
+                _ => ApiError::hinted(
+                    Code::RateLimited,
+                    Hints {
+                        retry_after_secs: Some((hour + 3_600 - now).max(1) as u64),
+                        ..Hints::default()
+                    },
+                ),
+            };
+            return Err(refuse("rate_limited", answer).await);
+        }
+        // The reservation must outlive the check: a check still queued for argon2 when half
+        // its reservation has passed gives up instead of running unreserved.
+        let queue_limit = Duration::from_secs((PASSWORD_RESERVATION_SECS / 2) as u64);
+        let Ok(verified) = tokio::time::timeout(queue_limit, self.verify(attempt.hash, pw)).await
+        else {
+            if let Err(e) = store
+                .settle_password_check(key, CheckOutcome::Abandoned, now, &rule)
+                .await
+            {
+                log_store_error(&e);
+            }
+            if let Err(e) = store.give_back_budget(&bucket, hour).await {
+                log_store_error(&e);
+            }
+            return Err(ApiError::hinted(
+                Code::RateLimited,
+                Hints {
+                    retry_after_secs: Some(5),
+                    ..Hints::default()
+                },
+            ));
+        };
+        let ok = verified && attempt.hash.is_some();
+        let outcome = if ok {
+            CheckOutcome::Succeeded
+        } else {
+            CheckOutcome::Failed
+        };
+        let state = store
+            .settle_password_check(key, outcome, now, &rule)
+            .await
+            .map_err(store_err)?;
+        if ok && let Err(e) = store.give_back_budget(&bucket, hour).await {
+            log_store_error(&e);
+        }
+        if state.locked_until.is_some_and(|t| t > now) {
+            // Also a right password whose check raced with the failures that locked.
+            return Err(refuse("account_locked", self.locked(state.locked_until, now)).await);
+        }
+        if !ok {
+            let answer = self.wrong_password(state);
+            return Err(refuse("invalid_credentials", answer).await);
+        }
+        Ok(())
+    }
+
+    /// 423 `account_locked` with `locked_for_secs`: the lock's remaining time, or a full lockout
+    /// when the refusal came from checks still under way (they may yet lock).
+    fn locked(&self, locked_until: Option<Timestamp>, now: Timestamp) -> ApiError {
+        let secs = locked_until.map_or(self.core.config.login.lockout_secs as i64, |t| t - now);
+        ApiError::hinted(
+            Code::AccountLocked,
+            Hints {
+                locked_for_secs: Some(secs.max(1) as u64),
+                ..Hints::default()
+            },
+        )
+    }
+
+    /// 401 `invalid_credentials` with `attempts_left`, the same for known and unknown accounts.
+    fn wrong_password(&self, state: FailureState) -> ApiError {
+        let max = self.core.config.login.max_password_failures as i32;
+        ApiError::hinted(
+            Code::InvalidCredentials,
+            Hints {
+                attempts_left: Some((max - state.failed_count).max(0) as u32),
+                ..Hints::default()
+            },
+        )
+    }
+
+    /// Count a failed password that was checked without a reservation, and answer the same for
+    /// an unknown one. Every path here now reserves its checks ([`Auth::checked_password`]).
+    #[allow(
+        dead_code,
+        reason = "the unreserved path other branches still call; remove once merged"
+    )]
     async fn first_factor_failed(
         &self,
         person: Option<IdNumber>,
@@ -271,9 +470,9 @@ impl Auth {
             {
                 Ok(state) if state.locked_until.is_some_and(|t| t > now) => {
                     ev.reason = Some("account_locked".into());
-                    answer = Code::AccountLocked.into();
+                    answer = self.locked(state.locked_until, now);
                 }
-                Ok(_) => {}
+                Ok(state) => answer = self.wrong_password(state),
                 Err(e) => return store_err(e),
             }
             ev.person = Some(id);
@@ -292,44 +491,24 @@ impl Auth {
         let now = unix_now();
         let client = conn.remote.ip();
         let store = &self.core.store;
-        let login = &self.core.config.login;
         let enterprise = store.enterprise(&taxpayer_id).await.map_err(store_err)?;
-        if let Some(e) = &enterprise
-            && e.locked_until.is_some_and(|t| t > now)
-        {
-            return Err(Code::AccountLocked.into());
-        }
         let hash = enterprise
             .as_ref()
             .and_then(|e| e.legacy_password_hash.clone());
-        let ok = self.verify(hash.as_ref(), pw).await && hash.is_some();
-        let Some(enterprise) = enterprise.filter(|_| ok) else {
-            let mut ev = self.event(now, "login", false, client);
-            ev.entry = Some(Entry::EnterpriseLegacy);
-            ev.enterprise = Some(taxpayer_id.clone());
-            ev.reason = Some("invalid_credentials".into());
-            let mut answer = ApiError::from(Code::InvalidCredentials);
-            if hash.is_some() {
-                let state = store
-                    .record_enterprise_failure(
-                        &taxpayer_id,
-                        now,
-                        login.max_password_failures as i32,
-                        login.lockout_secs as i64,
-                    )
-                    .await
-                    .map_err(store_err)?;
-                if state.locked_until.is_some_and(|t| t > now) {
-                    answer = Code::AccountLocked.into();
-                }
-            }
-            self.audit(ev).await?;
-            return Err(answer);
+        // An enterprise without a legacy password locks like an unknown account string.
+        let key = match &hash {
+            Some(_) => GuardKey::Enterprise(taxpayer_id.clone()),
+            None => GuardKey::Account(format!("legacy:{}", taxpayer_id.as_str())),
         };
-        store
-            .reset_enterprise_failures(&taxpayer_id)
-            .await
-            .map_err(store_err)?;
+        let attempt = PasswordAttempt {
+            key,
+            hash: hash.as_ref(),
+            person: None,
+            enterprise: Some(taxpayer_id.clone()),
+            entry: Some(Entry::EnterpriseLegacy),
+        };
+        self.checked_password(attempt, pw, client, now).await?;
+        let enterprise = enterprise.ok_or(ApiError::from(Code::InvalidCredentials))?;
         let attempt = LoginAttempt {
             entry: Entry::EnterpriseLegacy,
             person: None,
@@ -454,36 +633,64 @@ impl Auth {
         ))
     }
 
-    /// Check the limits of the challenge's number, then send a fresh code and store its hash.
+    /// Reserve the send under every SMS limit in the store (CONTRACT section 3, "Every code
+    /// sent counts"), then send a fresh code and store its hash.
     async fn send_code(&self, c: &Challenge, now: Timestamp) -> Result<(), ApiError> {
         let login = &self.core.config.login;
         let phone = c
             .target_phone
             .as_ref()
             .ok_or(ApiError::from(Code::PhoneMissing))?;
-        let local_day_start =
-            (now + CHINA_OFFSET_SECS).div_euclid(86_400) * 86_400 - CHINA_OFFSET_SECS;
-        let stats = self
+        let day_start = (now + CHINA_OFFSET_SECS).div_euclid(86_400) * 86_400 - CHINA_OFFSET_SECS;
+        let address = c
+            .client_addr
+            .as_deref()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .map(address_key);
+        let request = SmsRequest {
+            phone,
+            purpose: c.purpose,
+            person: c.person.as_ref(),
+            address: address.as_deref(),
+            now,
+            limits: SmsLimits {
+                resend_secs: login.sms_resend_secs as i64,
+                number_daily: i64::from(login.sms_daily_limit),
+                person_daily: i64::from(login.sms_per_person_daily),
+                address_hourly: i64::from(login.sms_per_address_hourly),
+                global_per_minute: i64::from(login.sms_global_per_minute),
+                day_start,
+            },
+        };
+        match self
             .core
             .store
-            .sms_stats(phone, local_day_start)
+            .reserve_sms(&request)
             .await
-            .map_err(store_err)?;
-        if stats
-            .last_sent_at
-            .is_some_and(|t| now - t < login.sms_resend_secs as i64)
+            .map_err(store_err)?
         {
-            return Err(Code::SmsTooFrequent.into());
-        }
-        if stats.count >= i64::from(login.sms_daily_limit) {
-            return Err(Code::SmsDailyLimit.into());
+            SmsReservation::Granted => {}
+            SmsReservation::Refused {
+                limit,
+                retry_after_secs,
+            } => {
+                SMS_REFUSED.inc(limit);
+                let code = match limit {
+                    SmsLimit::NumberDaily | SmsLimit::PersonDaily => Code::SmsDailyLimit,
+                    SmsLimit::ResendInterval
+                    | SmsLimit::AddressHourly
+                    | SmsLimit::GlobalPerMinute => Code::SmsTooFrequent,
+                };
+                return Err(ApiError::hinted(
+                    code,
+                    Hints {
+                        retry_after_secs: Some(retry_after_secs.max(1) as u64),
+                        ..Hints::default()
+                    },
+                ));
+            }
         }
         let code = token::new_sms_code().map_err(|_| ApiError::from(Code::Internal))?;
-        self.core
-            .store
-            .record_sms_sent(phone, c.purpose, now)
-            .await
-            .map_err(store_err)?;
         self.core
             .store
             .set_challenge_code(
@@ -510,10 +717,21 @@ impl Auth {
         })
     }
 
-    /// Check a code against the challenge; a wrong one counts, and the last allowed wrong one
-    /// voids the challenge.
+    /// Check a code against the challenge. The attempt is reserved in the store first (one
+    /// conditional UPDATE), so however many arrive at once no more than `sms_max_attempts` are
+    /// compared; the last allowed wrong one voids the challenge.
     async fn check_code(&self, c: &Challenge, body: &Json, now: Timestamp) -> Result<(), ApiError> {
         let code = body.str("code", 16)?;
+        let max = self.core.config.login.sms_max_attempts as i32;
+        let Some(attempt) = self
+            .core
+            .store
+            .reserve_code_attempt(&c.id_hash, now, max)
+            .await
+            .map_err(store_err)?
+        else {
+            return Err(Code::ChallengeExpired.into());
+        };
         let right = match (&c.code_hash, c.code_expires_at) {
             (Some(expected), Some(until)) if until > now => {
                 let given = code_hash(&c.id_hash, code.trim());
@@ -529,16 +747,16 @@ impl Auth {
         if right {
             return Ok(());
         }
-        let attempts = self
-            .core
-            .store
-            .record_code_attempt(&c.id_hash)
-            .await
-            .map_err(store_err)?;
-        if attempts >= self.core.config.login.sms_max_attempts as i32 {
+        if attempt >= max {
             Err(Code::ChallengeExpired.into())
         } else {
-            Err(Code::InvalidCode.into())
+            Err(ApiError::hinted(
+                Code::InvalidCode,
+                Hints {
+                    attempts_left: Some((max - attempt) as u32),
+                    ..Hints::default()
+                },
+            ))
         }
     }
 
@@ -901,11 +1119,16 @@ impl Auth {
             .await
             .map_err(store_err)?
             .ok_or(ApiError::from(Code::LoginRequired))?;
-        if !self.verify(Some(&current.password_hash), old).await {
-            return Err(self
-                .first_factor_failed(Some(current.id_number.clone()), now, conn.remote.ip())
-                .await);
-        }
+        // Checked like a login's password: reserved before argon2 (issue 21 point 1).
+        let attempt = PasswordAttempt {
+            key: GuardKey::Person(current.id_number.clone()),
+            hash: Some(&current.password_hash),
+            person: Some(current.id_number.clone()),
+            enterprise: None,
+            entry: Some(s.session.entry),
+        };
+        self.checked_password(attempt, old, conn.remote.ip(), now)
+            .await?;
         if new == old
             || password_rules::check(
                 new,
@@ -946,30 +1169,10 @@ impl Auth {
         let phone = body.parse("phone", Phone::parse)?;
         let now = unix_now();
         let client = conn.remote.ip();
+        // The reserved first factor of `/auth/login` (issue 21 point 1).
         let person = self
-            .core
-            .store
-            .person_by_account(&account)
-            .await
-            .map_err(store_err)?;
-        if person
-            .as_ref()
-            .is_some_and(|p| p.locked_until.is_some_and(|t| t > now))
-        {
-            return Err(Code::AccountLocked.into());
-        }
-        let ok = self
-            .verify(person.as_ref().map(|p| &p.password_hash), pw)
-            .await;
-        let known = person.as_ref().map(|p| p.id_number.clone());
-        let Some(person) = person.filter(|_| ok) else {
-            return Err(self.first_factor_failed(known, now, client).await);
-        };
-        self.core
-            .store
-            .reset_person_failures(&person.id_number)
-            .await
-            .map_err(store_err)?;
+            .first_factor(&account, pw, Some(Entry::Person), client, now)
+            .await?;
         let challenge_token = self
             .new_challenge(
                 ChallengePurpose::RecoverPhone,

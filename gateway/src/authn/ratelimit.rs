@@ -1,8 +1,15 @@
 //! Per-client-address request limit on `/auth/*` (`auth_requests_per_minute`): a fixed one-minute
-//! window per address, held in a bounded cache so a flood of addresses cannot grow memory.
+//! window per address. The count that decides is the store's ([`RateLimiter::check`]), shared by
+//! every instance on one database; a bounded in-memory count in front of it refuses a flood from
+//! one address without a store round trip (this instance's share can only be smaller than the
+//! whole).
 
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use taxgate_store::{AnyStore, Store};
+
+use crate::error::{ApiError, Code, Hints};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -22,7 +29,39 @@ impl RateLimiter {
         }
     }
 
-    /// Count one request from `addr` at unix time `now`; false once over the limit this minute.
+    /// Count one request from `addr` at `now` here and in the store: 429 `rate_limited` (with
+    /// the seconds to the next window) once over the limit this minute across every instance;
+    /// 503 when the store cannot count (fail closed).
+    pub async fn check(&self, store: &AnyStore, addr: IpAddr, now: i64) -> Result<(), ApiError> {
+        let minute = now.div_euclid(60) * 60;
+        let refused = || {
+            ApiError::hinted(
+                Code::RateLimited,
+                Hints {
+                    retry_after_secs: Some((minute + 60 - now).max(1) as u64),
+                    ..Hints::default()
+                },
+            )
+        };
+        if !self.allow(addr, now) {
+            return Err(refused());
+        }
+        let bucket = format!("auth:{}", address_key(addr));
+        match store
+            .take_budget(&bucket, minute, i64::from(self.per_minute))
+            .await
+        {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(refused()),
+            Err(e) => {
+                crate::pipeline::log_store_error(&e);
+                Err(Code::StoreUnavailable.into())
+            }
+        }
+    }
+
+    /// Count one request from `addr` at unix time `now` on this instance only; false once over
+    /// the limit this minute.
     pub fn allow(&self, addr: IpAddr, now: i64) -> bool {
         let counter = self
             .windows
@@ -31,6 +70,11 @@ impl RateLimiter {
             });
         counter.fetch_add(1, Ordering::Relaxed) < self.per_minute
     }
+}
+
+/// A client address as the limits count it (an IPv6 client by its /64), for store budgets.
+pub fn address_key(addr: IpAddr) -> String {
+    normalise(addr).to_string()
 }
 
 /// IPv6 clients are limited per /64, since one host commonly holds a whole /64.
