@@ -45,6 +45,8 @@ pub enum Code {
     AlreadyLinked,
     AlreadyConfirmed,
     UnsupportedMediaType,
+    // phone recovery and face (issue 15 points 2, 7)
+    FaceRequired,
 }
 
 impl Code {
@@ -83,6 +85,7 @@ impl Code {
             Code::AlreadyLinked => "already_linked",
             Code::AlreadyConfirmed => "already_confirmed",
             Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::FaceRequired => "face_required",
         }
     }
 
@@ -108,7 +111,7 @@ impl Code {
             Code::IdentityMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::NotPermitted | Code::CrossSite => StatusCode::FORBIDDEN,
+            Code::NotPermitted | Code::CrossSite | Code::FaceRequired => StatusCode::FORBIDDEN,
             Code::RateLimited | Code::SmsTooFrequent | Code::SmsDailyLimit => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -217,6 +220,10 @@ impl Code {
             Code::UnsupportedMediaType => (
                 "请求格式错误,应为 JSON",
                 "the request body must be JSON (Content-Type: application/json)",
+            ),
+            Code::FaceRequired => (
+                "请先在手机端完成人脸识别验证",
+                "the face scan in the app must pass first",
             ),
         }
     }
@@ -366,6 +373,7 @@ mod tests {
             (Code::AlreadyLinked, 409),
             (Code::AlreadyConfirmed, 409),
             (Code::UnsupportedMediaType, 415),
+            (Code::FaceRequired, 403),
         ];
         for (code, status) in expected {
             assert_eq!(code.status().as_u16(), status, "{code:?}");

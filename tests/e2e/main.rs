@@ -12,4 +12,5 @@ mod login;
 mod multi;
 mod policy_safety;
 mod proxy;
+mod recovery;
 mod trust;

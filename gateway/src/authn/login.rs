@@ -435,6 +435,10 @@ impl Auth {
         {
             return Err(Code::ChallengeExpired.into());
         }
+        // A failed face (or the face of another person) ends the challenge for good.
+        if c.face_status == Some(FaceStatus::Failed) {
+            return Err(Code::FaceFailed.into());
+        }
         Ok(c)
     }
 
@@ -444,8 +448,11 @@ impl Auth {
     pub async fn sms_send(&self, body: Json, conn: ConnInfo) -> ApiResult {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
-        if c.purpose != ChallengePurpose::Login {
-            return Err(Code::ChallengeExpired.into());
+        match (c.purpose, c.face_status) {
+            (ChallengePurpose::Login, _)
+            | (ChallengePurpose::RecoverPhone, Some(FaceStatus::Passed)) => {}
+            (ChallengePurpose::RecoverPhone, _) => return Err(Code::FaceRequired.into()),
+            _ => return Err(Code::ChallengeExpired.into()),
         }
         self.send_code(&c, now).await?;
         Ok(json_response(
@@ -500,7 +507,7 @@ impl Auth {
         };
         let message = SmsMessage {
             to: phone.as_str(),
-            code: &code,
+            code: Some(&code),
             purpose,
             at: api::rfc3339(now),
         };
@@ -559,17 +566,28 @@ impl Auth {
     pub async fn face_start(&self, body: Json, conn: ConnInfo) -> ApiResult {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
-        if c.purpose != ChallengePurpose::Login || c.person.is_none() {
+        let scannable = matches!(
+            c.purpose,
+            ChallengePurpose::Login | ChallengePurpose::RecoverPhone
+        );
+        if !scannable || c.person.is_none() {
             // The legacy login has no person to scan.
             return Err(ApiError::field(Code::InvalidInput, "challenge"));
         }
         let nonce = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
         let ttl = self.core.config.face.ttl_secs;
-        self.core
+        // The store refuses a new nonce once a face failed, so a failure recorded after our
+        // read still ends the challenge (no second scan).
+        match self
+            .core
             .store
             .set_face_nonce(&c.id_hash, &nonce, now + ttl as i64)
             .await
-            .map_err(store_err)?;
+        {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(Code::FaceFailed.into()),
+            Err(e) => return Err(store_err(e)),
+        }
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -642,6 +660,9 @@ impl Auth {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
         match c.face_status {
+            Some(FaceStatus::Passed) if c.purpose == ChallengePurpose::RecoverPhone => {
+                self.recover_code(&c, &body, now).await
+            }
             Some(FaceStatus::Passed) => self.complete_login(c, Factor::Face, conn, now).await,
             Some(FaceStatus::Failed) => Err(Code::FaceFailed.into()),
             Some(FaceStatus::Pending) if c.face_expires_at.is_some_and(|t| t <= now) => {
@@ -936,7 +957,9 @@ impl Auth {
 
     // ---- phone recovery (找回手机号码) -----------------------------------------------------------
 
-    /// `POST /auth/phone/recover`: credentials, then a code to the new number.
+    /// `POST /auth/phone/recover`: credentials, then a challenge whose only factor is the face
+    /// scan. Nothing is sent yet: a password alone (or a migrated user's initial one) must not
+    /// move the second factor to a number of the caller's choosing.
     pub async fn phone_recover(&self, body: Json, conn: ConnInfo) -> ApiResult {
         let account = body.str("account", 64)?.trim().to_string();
         let pw = body.str("password", 128)?;
@@ -979,22 +1002,33 @@ impl Auth {
                 client,
             )
             .await?;
-        let c = self
-            .core
-            .store
-            .challenge(&token::hash(&challenge_token))
-            .await
-            .map_err(store_err)?
-            .ok_or(ApiError::from(Code::Internal))?;
-        self.send_code(&c, now).await?;
+        let mut ev = self.event(now, "phone_recovery_started", true, client);
+        ev.person = Some(person.id_number.clone());
+        self.audit(ev).await?;
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "challenge": challenge_token }),
+            &json!({ "challenge": challenge_token, "factors": ["face"] }),
+        ))
+    }
+
+    /// `/auth/face/complete` on a recovery challenge whose face passed: the code goes to the
+    /// new number (purpose `recover_phone`); the challenge stays open for
+    /// `/auth/phone/recover/verify`.
+    async fn recover_code(&self, c: &Challenge, body: &Json, now: Timestamp) -> ApiResult {
+        self.send_code(c, now).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "challenge": body.str("challenge", 64)?,
+                "resend_after_secs": self.core.config.login.sms_resend_secs,
+            }),
         ))
     }
 
     /// `POST /auth/phone/recover/verify` (and `/account/phone/verify`): the number moves to the
-    /// person in one transaction and is cleared from its previous holder (一号一人).
+    /// person in one transaction and is cleared from its previous holder (一号一人); the
+    /// person's previous number and the previous holder are told. A recovery also ends every
+    /// session of the person, on every instance: whoever used the old factor is out.
     pub async fn phone_verify(
         &self,
         body: Json,
@@ -1005,6 +1039,9 @@ impl Auth {
         let c = self.live_challenge(&body, conn, now).await?;
         if c.purpose != purpose {
             return Err(Code::ChallengeExpired.into());
+        }
+        if purpose == ChallengePurpose::RecoverPhone && c.face_status != Some(FaceStatus::Passed) {
+            return Err(Code::FaceRequired.into());
         }
         self.check_code(&c, &body, now).await?;
         if !self
@@ -1019,8 +1056,16 @@ impl Auth {
         let (Some(person), Some(phone)) = (&c.person, &c.target_phone) else {
             return Err(Code::ChallengeExpired.into());
         };
+        let store = &self.core.store;
+        let before = store
+            .person(person)
+            .await
+            .map_err(store_err)?
+            .and_then(|p| p.phone);
         let mut bound = self.event(now, "phone_bound", true, conn.remote.ip());
         bound.person = Some(person.clone());
+        bound.detail =
+            Some(json!({ "phone": phone.masked(), "via": purpose.as_str() }).to_string());
         let mut cleared = self.event(now, "phone_cleared", true, conn.remote.ip());
         cleared.detail =
             Some(json!({ "phone": phone.masked(), "taken_by_verification": true }).to_string());
@@ -1030,12 +1075,43 @@ impl Auth {
         };
         // The events are written in the transfer's transaction, not through the audit queue:
         // a crash right after the transfer must not lose who took whose number.
-        self.core
-            .store
+        let previous_holder = store
             .transfer_phone(person, phone, now, &audit)
             .await
             .map_err(store_err)?;
+        // The person's old number hears that it no longer receives this account's codes, and
+        // the number's old holder that the number left their account.
+        if let Some(old) = before.as_ref().filter(|old| *old != phone) {
+            self.notice(old, Purpose::PhoneChanged, now).await;
+        }
+        if previous_holder.is_some() {
+            self.notice(phone, Purpose::PhoneChanged, now).await;
+        }
+        if purpose == ChallengePurpose::RecoverPhone {
+            let revoked = store
+                .revoke_person_sessions(person, None, now)
+                .await
+                .map_err(store_err)?;
+            let mut ev = self.event(now, "phone_recovered", true, conn.remote.ip());
+            ev.person = Some(person.clone());
+            ev.detail = Some(json!({ "sessions_revoked": revoked }).to_string());
+            self.audit(ev).await?;
+        }
         Ok(no_content())
+    }
+
+    /// Send a notice (no code). The change it reports has happened: a failed delivery is
+    /// logged, not turned into an error for the request that made the change.
+    async fn notice(&self, to: &Phone, purpose: Purpose, now: Timestamp) {
+        let message = SmsMessage {
+            to: to.as_str(),
+            code: None,
+            purpose,
+            at: api::rfc3339(now),
+        };
+        if let Err(e) = self.sms.send(&message).await {
+            tracing::error!(error = %e, to = %to.masked(), purpose = purpose.as_str(), "sms notice failed");
+        }
     }
 
     /// `POST /account/phone`: a code to the new number of the session's person.

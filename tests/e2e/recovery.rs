@@ -1,0 +1,436 @@
+//! Issue 15 points 2, 7, 11, 12 and issue 21 point 11, as an attacker would try them: phone
+//! recovery (找回手机号码) that needs the face, a failed face that ends the challenge, strong
+//! new passwords, secure start-up defaults and the face-callback budget.
+
+use http::StatusCode;
+use serde_json::json;
+use taxgate_e2e::*;
+use taxgate_store::{IdNumber, Phone, Store};
+
+const ATTACKER_PHONE: &str = "13700000009";
+
+fn id(s: &str) -> IdNumber {
+    IdNumber::parse(s).unwrap()
+}
+
+async fn phone_of(env: &Env, person: &str) -> Option<Phone> {
+    env.gw
+        .core
+        .store
+        .person(&id(person))
+        .await
+        .unwrap()
+        .unwrap()
+        .phone
+}
+
+/// Whether the session behind `token` is revoked in the store (not only refused by a cache).
+async fn revoked(env: &Env, token: &str) -> bool {
+    env.gw
+        .core
+        .store
+        .session_slice(&taxgate::authn::token::hash(token))
+        .await
+        .unwrap()
+        .is_none_or(|s| s.session.revoked_at.is_some())
+}
+
+/// The attack of issue 15 point 2: with 王芳's password alone, move her second factor to the
+/// attacker's number and log in by SMS. Now nothing is sent before a face scan of 王芳 passed,
+/// and every step that would send or use a code answers 403 `face_required`.
+#[tokio::test]
+async fn recovery_with_the_password_alone_sends_nothing() {
+    let env = Env::start("").await;
+    let a = env
+        .post(
+            "/auth/phone/recover",
+            json!({"account": "wangfang", "password": WANG_PW, "phone": ATTACKER_PHONE}),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    assert_eq!(v["factors"], json!(["face"]));
+    assert!(v.get("phone_masked").is_none());
+    let c = v["challenge"].as_str().unwrap().to_string();
+    assert!(env.sms().is_empty(), "nothing is sent yet: {:?}", env.sms());
+
+    let send = env
+        .post("/auth/sms/send", json!({"challenge": c}), None)
+        .await;
+    assert_eq!(
+        (send.status, send.error_code()),
+        (StatusCode::FORBIDDEN, "face_required".into())
+    );
+    let verify = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": "123456"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (verify.status, verify.error_code()),
+        (StatusCode::FORBIDDEN, "face_required".into())
+    );
+    // A face scan started but not passed is not enough either.
+    let start = env
+        .post("/auth/face/start", json!({"challenge": c}), None)
+        .await;
+    assert_eq!(start.status, StatusCode::OK);
+    let pending = env
+        .post("/auth/face/complete", json!({"challenge": c}), None)
+        .await;
+    assert_eq!(pending.error_code(), "face_pending");
+    let verify = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": "123456"}),
+            None,
+        )
+        .await;
+    assert_eq!(verify.error_code(), "face_required");
+    assert!(env.sms().is_empty());
+    assert_eq!(
+        phone_of(&env, WANG).await,
+        Some(Phone::parse("13800138000").unwrap())
+    );
+    // The attacker's own face is not 王芳's: the challenge fails for good.
+    let mine = env.face_scan(&c, ZHOU, "pass").await;
+    assert_eq!(mine.error_code(), "identity_mismatch");
+    let verify = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": "123456"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (verify.status, verify.error_code()),
+        (StatusCode::UNAUTHORIZED, "face_failed".into())
+    );
+    assert!(env.sms().is_empty());
+    // 王芳's SMS login still goes to her own number.
+    let login = env.login("person", None, WANG, WANG_PW).await;
+    assert_eq!(login.json()["phone_masked"], "138****8000");
+}
+
+/// A migrated user's initial password (the last six characters of the ID number) is all an
+/// attacker needs to know; recovery still asks for the person's face.
+#[tokio::test]
+async fn a_migrated_user_cannot_be_recovered_with_the_initial_password() {
+    let env = Env::start("").await;
+    let a = env
+        .post(
+            "/auth/phone/recover",
+            json!({"account": ZHAO, "password": &ZHAO[12..], "phone": ATTACKER_PHONE}),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["factors"], json!(["face"]));
+    let c = a.json()["challenge"].as_str().unwrap().to_string();
+    let v = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": "000000"}),
+            None,
+        )
+        .await;
+    assert_eq!(v.error_code(), "face_required");
+    assert!(env.sms().iter().all(|m| m["to"] != ATTACKER_PHONE));
+    assert_eq!(
+        phone_of(&env, ZHAO).await,
+        Some(Phone::parse("13900000003").unwrap())
+    );
+}
+
+/// A session by face (the SMS resend interval does not get in the way).
+async fn login_face(env: &Env, ent: Option<&str>, account: &str, pw: &str) -> String {
+    let entry = if ent.is_some() {
+        "enterprise"
+    } else {
+        "person"
+    };
+    let a = env.login(entry, ent, account, pw).await;
+    let c = a.json()["challenge"].as_str().unwrap().to_string();
+    assert_eq!(
+        env.face_scan(&c, account, "pass").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let done = env
+        .post("/auth/face/complete", json!({"challenge": c}), None)
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    session_token(&done)
+}
+
+/// The whole recovery: face first, then the code to the new number, then the number moves, the
+/// old number and the number's old holder are told, and every session of the person dies.
+#[tokio::test]
+async fn recovery_after_the_face_moves_the_number_notifies_and_revokes_sessions() {
+    let env = Env::start("\n[login]\nsms_resend_secs = 60\n").await;
+    // 王芳 is logged in twice (as an attacker who knew her password and phone might be).
+    let (first, _) = env
+        .login_sms("person", None, WANG, WANG_PW, "13800138000")
+        .await;
+    let second = login_face(&env, Some(ENT_A), WANG, WANG_PW).await;
+    // Her new number is 周杰's.
+    let new_phone = "13900000006";
+    let before = env.sms().len();
+    let a = env
+        .post(
+            "/auth/phone/recover",
+            json!({"account": WANG, "password": WANG_PW, "phone": new_phone}),
+            None,
+        )
+        .await;
+    let c = a.json()["challenge"].as_str().unwrap().to_string();
+    assert_eq!(env.sms().len(), before, "nothing sent before the face");
+    let cb = env.face_scan(&c, WANG, "pass").await;
+    assert_eq!(cb.status, StatusCode::NO_CONTENT);
+    let done = env
+        .post("/auth/face/complete", json!({"challenge": c}), None)
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert_eq!(
+        done.json(),
+        json!({"challenge": c, "resend_after_secs": 60})
+    );
+    let sent = env.sms();
+    assert_eq!(sent.len(), before + 1);
+    let m = sent.last().unwrap();
+    assert_eq!(
+        (m["to"].as_str(), m["purpose"].as_str()),
+        (Some(new_phone), Some("recover_phone"))
+    );
+    let code6 = m["code"].as_str().unwrap().to_string();
+    // Nothing moved yet, and nobody was told yet.
+    assert_eq!(
+        phone_of(&env, ZHOU).await,
+        Some(Phone::parse(new_phone).unwrap())
+    );
+    assert!(env.phone_notices().is_empty());
+    assert!(!revoked(&env, &first).await);
+
+    let wrong = if code6 == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let bad = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": wrong}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.error_code()),
+        (StatusCode::UNAUTHORIZED, "invalid_code".into())
+    );
+    let ok = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": code6}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ok.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&ok.body)
+    );
+    // 一号一人: the number is 王芳's and no longer 周杰's.
+    assert_eq!(
+        phone_of(&env, WANG).await,
+        Some(Phone::parse(new_phone).unwrap())
+    );
+    assert_eq!(phone_of(&env, ZHOU).await, None);
+    // Her previous number and the number's previous holder each got one notice, no code.
+    let mut notices = env.phone_notices();
+    notices.sort();
+    assert_eq!(
+        notices,
+        vec!["13800138000".to_string(), new_phone.to_string()]
+    );
+    // Every session of 王芳 is revoked in the store and refused at once.
+    for token in [&first, &second] {
+        assert!(revoked(&env, token).await);
+        let s = env.get("/auth/session", Some(token)).await;
+        assert_eq!(
+            (s.status, s.error_code()),
+            (StatusCode::UNAUTHORIZED, "login_required".into())
+        );
+    }
+    // The challenge is used up.
+    let again = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": code6}),
+            None,
+        )
+        .await;
+    assert_eq!(again.error_code(), "challenge_expired");
+    // The next login's code goes to the new number.
+    let login = env.login("person", None, WANG, WANG_PW).await;
+    assert_eq!(login.json()["phone_masked"], "139****0006");
+}
+
+/// 孙丽 has no phone and takes a number nobody holds: there is nobody to tell.
+#[tokio::test]
+async fn recovery_of_a_person_without_a_phone_tells_nobody_else() {
+    let env = Env::start("").await;
+    let c = env
+        .recover_until_code(SUN, SUN_PW, "13700000001", SUN)
+        .await;
+    let code6 = env.last_code("13700000001");
+    let ok = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": code6}),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        phone_of(&env, SUN).await,
+        Some(Phone::parse("13700000001").unwrap())
+    );
+    assert!(env.phone_notices().is_empty());
+}
+
+/// `/account/phone` tells the previous number and the old holder too.
+#[tokio::test]
+async fn an_account_phone_change_notifies_the_previous_number_and_the_old_holder() {
+    let env = Env::start("").await;
+    let (me, _) = env
+        .login_sms("person", None, ZHOU, ZHOU_PW, "13900000006")
+        .await;
+    let start = env
+        .post("/account/phone", json!({"phone": "13800138000"}), Some(&me))
+        .await;
+    assert_eq!(start.status, StatusCode::OK);
+    let c = start.json()["challenge"].as_str().unwrap().to_string();
+    assert!(env.phone_notices().is_empty());
+    let v = env
+        .post(
+            "/account/phone/verify",
+            json!({"challenge": c, "code": env.last_code("13800138000")}),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(v.status, StatusCode::NO_CONTENT);
+    let mut notices = env.phone_notices();
+    notices.sort();
+    assert_eq!(
+        notices,
+        vec!["13800138000".to_string(), "13900000006".to_string()]
+    );
+    // The session that changed its own number lives on.
+    assert_eq!(
+        env.get("/auth/session", Some(&me)).await.status,
+        StatusCode::OK
+    );
+}
+
+// ---- issue 15 point 7: a failed face fails the whole challenge -------------------------------
+
+async fn every_later_call_is_face_failed(env: &Env, c: &str) {
+    for path in ["/auth/face/start", "/auth/face/complete", "/auth/sms/send"] {
+        let a = env.post(path, json!({"challenge": c}), None).await;
+        assert_eq!(
+            (a.status, a.error_code()),
+            (StatusCode::UNAUTHORIZED, "face_failed".into()),
+            "{path}"
+        );
+    }
+    let a = env
+        .post(
+            "/auth/sms/verify",
+            json!({"challenge": c, "code": "123456"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.error_code()),
+        (StatusCode::UNAUTHORIZED, "face_failed".into()),
+        "/auth/sms/verify"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_face_ends_the_login_challenge() {
+    let env = Env::start("").await;
+    let a = env.login("enterprise", Some(ENT_A), WANG, WANG_PW).await;
+    let c = a.json()["challenge"].as_str().unwrap().to_string();
+    let fail = env.face_scan(&c, WANG, "fail").await;
+    assert_eq!(fail.status, StatusCode::NO_CONTENT);
+    every_later_call_is_face_failed(&env, &c).await;
+    // No second scan was started: the nonce in the store is still the failed one.
+    let stored = env
+        .gw
+        .core
+        .store
+        .challenge(&taxgate::authn::token::hash(&c))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.face_status, Some(taxgate_store::FaceStatus::Failed));
+    assert!(env.sms().is_empty(), "no code after a failed face");
+}
+
+#[tokio::test]
+async fn an_identity_mismatch_ends_the_login_challenge() {
+    let env = Env::start("").await;
+    let a = env.login("person", None, WANG, WANG_PW).await;
+    let c = a.json()["challenge"].as_str().unwrap().to_string();
+    let other = env.face_scan(&c, ZHOU, "pass").await;
+    assert_eq!(other.error_code(), "identity_mismatch");
+    every_later_call_is_face_failed(&env, &c).await;
+}
+
+#[tokio::test]
+async fn a_failed_face_ends_the_recovery_challenge() {
+    let env = Env::start("").await;
+    let a = env
+        .post(
+            "/auth/phone/recover",
+            json!({"account": WANG, "password": WANG_PW, "phone": ATTACKER_PHONE}),
+            None,
+        )
+        .await;
+    let c = a.json()["challenge"].as_str().unwrap().to_string();
+    let fail = env.face_scan(&c, WANG, "fail").await;
+    assert_eq!(fail.status, StatusCode::NO_CONTENT);
+    every_later_call_is_face_failed(&env, &c).await;
+    let v = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": "123456"}),
+            None,
+        )
+        .await;
+    assert_eq!(v.error_code(), "face_failed");
+    assert!(env.sms().is_empty());
+}
+
+/// The face callback still answers as before for the app backend: a bad signature is refused.
+#[tokio::test]
+async fn a_badly_signed_callback_changes_nothing() {
+    let env = Env::start("").await;
+    let a = env.login("person", None, WANG, WANG_PW).await;
+    let c = a.json()["challenge"].as_str().unwrap().to_string();
+    let start = env
+        .post("/auth/face/start", json!({"challenge": c}), None)
+        .await;
+    let nonce = start.json()["nonce"].as_str().unwrap().to_string();
+    let body = json!({"nonce": nonce, "id_number": WANG, "result": "fail"});
+    let bad = face_callback_signed(env.gw.public, "not-the-secret", unix_now(), &body).await;
+    assert_eq!(bad.error_code(), "bad_signature");
+    let pending = env
+        .post("/auth/face/complete", json!({"challenge": c}), None)
+        .await;
+    assert_eq!(pending.error_code(), "face_pending");
+}
