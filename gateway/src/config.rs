@@ -64,7 +64,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub dev: DevConfig,
-    /// Signed identity assertions for upstreams; absent: none are added (warned at start).
+    /// Signed identity assertions for upstreams. Absent, the gateway refuses to start (secure
+    /// by default); `disabled = true` turns them off explicitly (warned at start).
     pub upstream_identity: Option<UpstreamIdentityConfig>,
     /// The file this config came from, for error messages.
     #[serde(skip)]
@@ -333,7 +334,13 @@ pub struct UpstreamTlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamIdentityConfig {
-    /// PKCS#8 PEM private key (Ed25519 or P-256) that signs assertions.
+    /// `true`: no assertions are signed, on purpose (upstreams that cannot verify who called
+    /// them). The other keys are then ignored.
+    #[serde(default)]
+    pub disabled: bool,
+    /// PKCS#8 PEM private key (Ed25519 or P-256) that signs assertions; required unless
+    /// `disabled`.
+    #[serde(default)]
     pub signing_key: PathBuf,
     /// `EdDSA` or `ES256`; absent: inferred from the key.
     pub algorithm: Option<crate::assertion::Algorithm>,
@@ -531,7 +538,9 @@ impl Config {
             join(shadow);
         }
         join(&mut self.sms.path);
-        if let Some(identity) = &mut self.upstream_identity {
+        if let Some(identity) = &mut self.upstream_identity
+            && !identity.signing_key.as_os_str().is_empty()
+        {
             join(&mut identity.signing_key);
             if let Some(p) = &mut identity.previous_key {
                 join(p);
@@ -808,7 +817,15 @@ impl Config {
             }
         }
 
-        if let Some(identity) = &self.upstream_identity {
+        if let Some(identity) = self.signing_identity() {
+            if identity.signing_key.as_os_str().is_empty() {
+                return Err(err(
+                    "upstream_identity.signing_key",
+                    "is required (generate one with `taxgate keys generate --out FILE`), \
+                     or set `disabled = true` to send no signed identity"
+                        .into(),
+                ));
+            }
             for (key, path) in [
                 ("upstream_identity.signing_key", Some(&identity.signing_key)),
                 (
@@ -895,6 +912,11 @@ impl Config {
     }
 
     /// Check every route's action against the actions the policy schema declares as downstream.
+    /// `[upstream_identity]` when it signs assertions (present and not `disabled`).
+    pub fn signing_identity(&self) -> Option<&UpstreamIdentityConfig> {
+        self.upstream_identity.as_ref().filter(|i| !i.disabled)
+    }
+
     pub fn check_actions(&self, file: &str, known: &[String]) -> Result<(), ConfigError> {
         for (i, route) in self.routes.iter().enumerate() {
             if !known.iter().any(|a| a == &route.action) {
@@ -1133,6 +1155,16 @@ upstream = "etax"
             ("taxgate", 60)
         );
         assert!(!identity.publish_jwks_publicly);
+    }
+
+    #[test]
+    fn upstream_identity_disabled_or_a_key() {
+        let c = load(&format!("{BASE}\n[upstream_identity]\ndisabled = true\n")).unwrap();
+        assert!(c.upstream_identity.is_some() && c.signing_identity().is_none());
+        let e = load(&format!("{BASE}\n[upstream_identity]\n")).unwrap_err();
+        assert_eq!(e.key, "upstream_identity.signing_key", "{e}");
+        assert!(e.message.contains("disabled = true"), "{e}");
+        assert!(load(BASE).unwrap().signing_identity().is_none());
     }
 
     #[test]

@@ -434,3 +434,130 @@ async fn a_badly_signed_callback_changes_nothing() {
         .await;
     assert_eq!(pending.error_code(), "face_pending");
 }
+
+// ---- issue 15 point 12: secure by default --------------------------------------------------
+
+/// A test config with its `[upstream_identity]` section removed.
+fn config_without_identity(dir: &std::path::Path) -> String {
+    let text = config_text(dir, "http://127.0.0.1:9", "");
+    let section = test_identity_section(dir);
+    assert!(text.contains(&section));
+    text.replace(&section, "")
+}
+
+#[test]
+fn serve_without_upstream_identity_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("taxgate.toml");
+    std::fs::write(&cfg, config_without_identity(dir.path())).unwrap();
+    let out = std::process::Command::new(taxgate_bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("upstream_identity"), "{stderr}");
+    assert!(
+        stderr.contains("disabled = true"),
+        "says how to opt out: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_in_process_gateway_refuses_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = taxgate::config::Config::from_toml(
+        &config_without_identity(dir.path()),
+        "test.toml",
+        dir.path(),
+    )
+    .unwrap();
+    match taxgate::run::serve(config, taxgate::server::Shutdown::new()).await {
+        Err(taxgate::server::StartError::Config { key, .. }) => {
+            assert_eq!(key, "upstream_identity")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("started without [upstream_identity]"),
+    }
+}
+
+#[tokio::test]
+async fn serve_with_identity_disabled_starts_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "\n[upstream_identity]\ndisabled = true\n",
+    );
+    assert!(!text.contains("signing_key"));
+    let child = ServeChild::start(dir.path(), "disabled", &text).await;
+    drop(child);
+    let log = std::fs::read_to_string(dir.path().join("disabled.log")).unwrap();
+    assert!(
+        log.contains("WARN") && log.contains("disabled = true"),
+        "no warning: {log}"
+    );
+}
+
+/// Two free loopback ports in a row (the demo's admin port is its port + 1).
+fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port < 65535 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two free ports in a row");
+}
+
+/// `taxgate demo` in `cwd` until its admin listener serves the JWKS; returns the key ids.
+async fn demo_jwks_kids(cwd: &std::path::Path) -> Vec<String> {
+    let port = free_port_pair();
+    let mut child = std::process::Command::new(taxgate_bin())
+        .args(["demo", "--port", &port.to_string()])
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
+    let jwks = eventually(std::time::Duration::from_secs(30), "demo JWKS", || async {
+        let req = http::Request::get("/.well-known/jwks.json")
+            .body(empty())
+            .unwrap();
+        match try_send(admin, req).await {
+            Ok(a) if a.status == StatusCode::OK => Some(a.json()),
+            _ => None,
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn demo_makes_its_own_key_once_and_reuses_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    let key = cwd.path().join("demo-data/assertion.pem");
+    let first = demo_jwks_kids(cwd.path()).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(key.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let pem = std::fs::read(&key).unwrap();
+    let second = demo_jwks_kids(cwd.path()).await;
+    assert_eq!(first, second, "the second run reuses the key");
+    assert_eq!(std::fs::read(&key).unwrap(), pem);
+}

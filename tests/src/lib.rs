@@ -305,6 +305,7 @@ callback_secret = "test-face-secret"
 
 {session}
 {login}
+{identity}
 [[upstreams]]
 name = "etax"
 url = "{upstream_url}"
@@ -345,6 +346,13 @@ upstream = "etax"
             ""
         } else {
             "[login]\nsms_resend_secs = 0\n"
+        },
+        // Secure by default (issue 15 point 12): every test gateway signs identity assertions
+        // with a key of its own, unless the test brings its own [upstream_identity].
+        identity = if extra.contains("[upstream_identity]") {
+            String::new()
+        } else {
+            test_identity_section(dir)
         },
         // A test that brings its own [session] table replaces this one.
         session = if extra.contains("[session]") {
@@ -1240,4 +1248,17 @@ impl Env {
             })
             .collect()
     }
+}
+
+/// `[upstream_identity]` with an Ed25519 key generated once in `dir` (the secure default the
+/// gateway refuses to start without).
+pub fn test_identity_section(dir: &Path) -> String {
+    let key = dir.join("test-assertion.pem");
+    if !key.exists() {
+        match taxgate::assertion::write_new_key(&key, taxgate::assertion::Algorithm::EdDSA, false) {
+            Ok(_) | Err(taxgate::assertion::KeyError::Exists { .. }) => {}
+            Err(e) => panic!("cannot write the test assertion key: {e}"),
+        }
+    }
+    format!("[upstream_identity]\nsigning_key = \"{}\"\n", key.display())
 }
