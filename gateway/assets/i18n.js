@@ -47,7 +47,7 @@
     'face.restart': 'Refresh QR code',
     'pw.heading': 'Change your initial password',
     'pw.hint': 'You must change your initial password before you continue.',
-    'pw.rules': '8–20 characters, with at least three of: upper-case letters, lower-case letters, digits, symbols; it must not contain your ID number or username.',
+    'pw.rules': '8–20 characters, with at least three of: upper-case letters, lower-case letters, digits, symbols; hard to guess; it must not contain your ID number, birth date, phone number or username.',
     'pw.submit': 'Change password and continue',
     'footer.note': 'This page is served by the taxgate gateway. Never tell anyone your password or SMS code.',
     'account.title': 'e-Tax Bureau · Account centre',

@@ -259,6 +259,17 @@ impl ApiError {
         }
     }
 
+    /// One of the gateway's codes with messages that say more than its default ones (which
+    /// password rule failed).
+    pub fn explained(code: Code, message: String, message_en: String) -> Self {
+        ApiError::Custom {
+            status: code.status(),
+            code: code.as_str().to_string(),
+            message,
+            message_en,
+        }
+    }
+
     /// A policy denial: 403 with the reason's messages.
     pub fn denied(code: &str, message: &str, message_en: &str) -> Self {
         ApiError::Custom {

@@ -561,3 +561,57 @@ async fn demo_makes_its_own_key_once_and_reuses_it() {
     assert_eq!(first, second, "the second run reuses the key");
     assert_eq!(std::fs::read(&key).unwrap(), pem);
 }
+
+// ---- issue 15 point 11: new passwords that are hard to guess --------------------------------
+
+#[tokio::test]
+async fn guessable_and_personal_passwords_are_weak_and_say_why() {
+    let env = Env::start("").await;
+    let (token, _) = env
+        .login_sms("person", None, WANG, WANG_PW, "13800138000")
+        .await;
+    let change = |new: &'static str| {
+        let token = token.clone();
+        let env = &env;
+        async move {
+            env.post(
+                "/auth/password",
+                json!({"old_password": WANG_PW, "new_password": new}),
+                Some(&token),
+            )
+            .await
+        }
+    };
+    for (new, zh, en) in [
+        ("Password1", "容易被猜到", "too easy to guess"),
+        ("Qwerty123!", "容易被猜到", "too easy to guess"),
+        ("Tel13800138000!", "手机号码", "phone number"),
+        ("Tg-19900101-k!", "出生日期", "birth date"),
+        ("WangFang-Qz7!", "用户名", "username"),
+        ("Abc011238xyz!", "身份证号码", "ID number"),
+        (WANG_PW, "原密码", "old one"),
+    ] {
+        let a = change(new).await;
+        assert_eq!(
+            (a.status, a.error_code()),
+            (StatusCode::BAD_REQUEST, "weak_password".into()),
+            "{new}"
+        );
+        let e = &a.json()["error"];
+        assert!(e["message"].as_str().unwrap().contains(zh), "{new}: {e}");
+        assert!(e["message_en"].as_str().unwrap().contains(en), "{new}: {e}");
+    }
+    // Nothing changed: the old password still works.
+    assert_eq!(
+        env.login("person", None, WANG, WANG_PW).await.status,
+        StatusCode::OK
+    );
+    let ok = change("Kite-Harbor-91!").await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        env.login("person", None, WANG, "Kite-Harbor-91!")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -924,15 +924,19 @@ impl Auth {
                 .first_factor_failed(Some(current.id_number.clone()), now, conn.remote.ip())
                 .await);
         }
-        if new == old
-            || password_rules::check(
-                new,
-                Some(current.id_number.as_str()),
-                current.username.as_deref(),
-            )
-            .is_err()
-        {
-            return Err(ApiError::field(Code::WeakPassword, "new_password"));
+        let personal = password_rules::Personal {
+            id_number: Some(current.id_number.as_str()),
+            phone: current.phone.as_ref().map(Phone::as_str),
+            username: current.username.as_deref(),
+        };
+        let verdict = if new == old {
+            Err(password_rules::Weakness::SameAsOld)
+        } else {
+            password_rules::check(new, &personal)
+        };
+        if let Err(weakness) = verdict {
+            let (zh, en) = weakness.messages();
+            return Err(ApiError::explained(Code::WeakPassword, zh, en));
         }
         let phc = self.hash(new).await?;
         self.core
