@@ -207,6 +207,11 @@ pub struct FaceConfig {
     pub callback_secret: SecretString,
     #[serde(default = "defaults::face_ttl_secs")]
     pub ttl_secs: u64,
+    /// Signed callbacks accepted per minute from one address (the app backend). They have this
+    /// budget of their own instead of `[login] auth_requests_per_minute`; a callback whose
+    /// signature does not verify counts against the per-address budget like any request.
+    #[serde(default = "defaults::face_callbacks_per_minute")]
+    pub callbacks_per_minute: u32,
 }
 
 impl Default for FaceConfig {
@@ -214,6 +219,7 @@ impl Default for FaceConfig {
         FaceConfig {
             callback_secret: SecretString::default(),
             ttl_secs: defaults::face_ttl_secs(),
+            callbacks_per_minute: defaults::face_callbacks_per_minute(),
         }
     }
 }
@@ -422,6 +428,9 @@ mod defaults {
     }
     pub fn sms_path() -> PathBuf {
         PathBuf::from("data/sms-outbox.jsonl")
+    }
+    pub fn face_callbacks_per_minute() -> u32 {
+        6000
     }
     pub fn face_ttl_secs() -> u64 {
         120
@@ -674,6 +683,12 @@ impl Config {
             return Err(err(
                 "audit.retention_days",
                 "must be at most 36500 (0 keeps audit events forever)".into(),
+            ));
+        }
+        if self.face.callbacks_per_minute == 0 {
+            return Err(err(
+                "face.callbacks_per_minute",
+                "must be at least 1".into(),
             ));
         }
         if self.face.ttl_secs == 0 {
@@ -1155,6 +1170,13 @@ upstream = "etax"
             ("taxgate", 60)
         );
         assert!(!identity.publish_jwks_publicly);
+    }
+
+    #[test]
+    fn face_callbacks_have_their_own_budget() {
+        assert_eq!(load(BASE).unwrap().face.callbacks_per_minute, 6000);
+        let e = load(&format!("{BASE}\n[face]\ncallbacks_per_minute = 0\n")).unwrap_err();
+        assert_eq!(e.key, "face.callbacks_per_minute", "{e}");
     }
 
     #[test]

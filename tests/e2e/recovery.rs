@@ -615,3 +615,68 @@ async fn guessable_and_personal_passwords_are_weak_and_say_why() {
         StatusCode::OK
     );
 }
+
+// ---- issue 21 point 11: signed face callbacks have a budget of their own --------------------
+
+/// Start at the beginning of a one-minute window, so no count is reset halfway.
+async fn fresh_minute() {
+    let into = unix_now().rem_euclid(60);
+    if into > 45 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - into) as u64)).await;
+    }
+}
+
+#[tokio::test]
+async fn signed_callbacks_do_not_spend_the_per_address_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let text = config_text(
+        dir.path(),
+        &up.url(),
+        "\n[login]\nauth_requests_per_minute = 5\n",
+    )
+    .replace(
+        "callback_secret = \"test-face-secret\"",
+        "callback_secret = \"test-face-secret\"\ncallbacks_per_minute = 20",
+    );
+    assert!(text.contains("callbacks_per_minute = 20"));
+    let gw = Gateway::start(&text, dir.path()).await;
+    fresh_minute().await;
+    let unknown =
+        |i: usize| json!({"nonce": format!("{i:0>43}"), "id_number": WANG, "result": "pass"});
+    // An app backend's signed callbacks, far beyond the 5 requests a browser may make.
+    for i in 0..20 {
+        let a = face_callback_signed(gw.public, FACE_SECRET, unix_now(), &unknown(i)).await;
+        assert_eq!(
+            (a.status, a.error_code()),
+            (StatusCode::NOT_FOUND, "unknown_nonce".into()),
+            "signed callback {i}"
+        );
+    }
+    // Their own budget holds.
+    let over = face_callback_signed(gw.public, FACE_SECRET, unix_now(), &unknown(20)).await;
+    assert_eq!(
+        (over.status, over.error_code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into())
+    );
+    // The per-address budget was not touched: a browser from the same address still gets in...
+    assert_ne!(
+        get(gw.public, "/auth/session").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...while unsigned callbacks spend it (1 used above, 4 left), then are refused with it.
+    for i in 0..4 {
+        let a = face_callback_signed(gw.public, "forged", unix_now(), &unknown(100 + i)).await;
+        assert_eq!(a.error_code(), "bad_signature", "forged callback {i}");
+    }
+    let forged = face_callback_signed(gw.public, "forged", unix_now(), &unknown(200)).await;
+    assert_eq!(
+        (forged.status, forged.error_code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into())
+    );
+    assert_eq!(
+        get(gw.public, "/auth/session").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    gw.stop().await;
+}

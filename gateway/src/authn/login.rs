@@ -599,18 +599,37 @@ impl Auth {
     }
 
     /// `POST /auth/face/callback`, from the mobile-app backend (CONTRACT section 6).
-    pub async fn face_callback(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+    pub async fn face_callback(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        budget: face::CallbackBudget<'_>,
+    ) -> ApiResult {
         let now = unix_now();
-        let (parts, raw) = api::read_body(req, 4096).await?;
+        let client = conn.remote.ip();
+        let (parts, raw) = match api::read_body(req, 4096).await {
+            Ok(read) => read,
+            // An unreadable body is not signed: it counts like any other request.
+            Err(_) if !budget.unsigned.allow(client, now) => return Err(Code::RateLimited.into()),
+            Err(e) => return Err(e),
+        };
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        face::verify(
+        let signed = face::verify(
             self.core.config.face.callback_secret.expose().as_bytes(),
             header("x-taxgate-timestamp"),
             header("x-taxgate-signature"),
             &raw,
             now,
-        )
-        .map_err(|_| ApiError::from(Code::BadSignature))?;
+        );
+        let budget = if signed.is_ok() {
+            budget.signed
+        } else {
+            budget.unsigned
+        };
+        if !budget.allow(client, now) {
+            return Err(Code::RateLimited.into());
+        }
+        signed.map_err(|_| ApiError::from(Code::BadSignature))?;
         let v: Value =
             serde_json::from_slice(&raw).map_err(|_| ApiError::from(Code::InvalidInput))?;
         let body = Json(v);
