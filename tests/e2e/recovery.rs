@@ -680,3 +680,72 @@ async fn signed_callbacks_do_not_spend_the_per_address_budget() {
     );
     gw.stop().await;
 }
+
+// ---- the recovery on two instances sharing PostgreSQL ---------------------------------------
+
+/// A recovery finished on instance A ends the person's sessions on instance B within a second
+/// (the store's revocation and its cross-instance invalidation). Skipped without PostgreSQL
+/// unless `TAXGATE_REQUIRE_PG=1`.
+#[tokio::test]
+async fn a_recovery_on_one_instance_ends_the_sessions_on_the_other() {
+    let Some(url) = test_postgres_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let text = config_text_with_store(dir.path(), &up.url(), "", &url);
+    let a = Gateway::start(&text, dir.path()).await;
+    let b = Gateway::start(&text, dir.path()).await;
+    taxgate_store::import_seed(&a.core.store, &seed_json().to_string(), unix_now())
+        .await
+        .unwrap();
+    let env = Env { dir, gw: a, up };
+    let (token, _) = env
+        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
+        .await;
+    let on_b = |path: &'static str| {
+        let token = token.clone();
+        let b = b.public;
+        async move {
+            send(
+                b,
+                http::Request::get(path)
+                    .header("host", "gw.test")
+                    .header("cookie", format!("taxgate_session={token}"))
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    // B has the session in its cache.
+    for _ in 0..3 {
+        assert_eq!(on_b("/api/declare/cached").await.status, StatusCode::OK);
+    }
+    let c = env
+        .recover_until_code(WANG, WANG_PW, "13700000001", WANG)
+        .await;
+    let ok = env
+        .post(
+            "/auth/phone/recover/verify",
+            json!({"challenge": c, "code": env.last_code("13700000001")}),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+    let started = std::time::Instant::now();
+    loop {
+        let r = on_b("/api/declare/after-recovery").await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "instance B still served the session 1 s after the recovery"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(env.phone_notices(), vec!["13800138000".to_string()]);
+    b.stop().await;
+}
