@@ -1080,6 +1080,16 @@ impl Auth {
             return Err(Code::ChallengeExpired.into());
         };
         let store = &self.core.store;
+        // Sessions first: a store failure between the two steps then leaves everyone logged
+        // out and the number where it was, never the number moved and the old sessions alive.
+        let revoked = if purpose == ChallengePurpose::RecoverPhone {
+            store
+                .revoke_person_sessions(person, None, now)
+                .await
+                .map_err(store_err)?
+        } else {
+            0
+        };
         let before = store
             .person(person)
             .await
@@ -1111,10 +1121,6 @@ impl Auth {
             self.notice(phone, Purpose::PhoneChanged, now).await;
         }
         if purpose == ChallengePurpose::RecoverPhone {
-            let revoked = store
-                .revoke_person_sessions(person, None, now)
-                .await
-                .map_err(store_err)?;
             let mut ev = self.event(now, "phone_recovered", true, conn.remote.ip());
             ev.person = Some(person.clone());
             ev.detail = Some(json!({ "sessions_revoked": revoked }).to_string());
