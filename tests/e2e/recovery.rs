@@ -450,13 +450,29 @@ fn serve_without_upstream_identity_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("taxgate.toml");
     std::fs::write(&cfg, config_without_identity(dir.path())).unwrap();
-    let out = std::process::Command::new(taxgate_bin())
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let mut child = Killed(
+        std::process::Command::new(taxgate_bin())
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // A gateway that starts never exits by itself: give it 20 s to refuse.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "taxgate serve started without [upstream_identity]"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("upstream_identity"), "{stderr}");
     assert!(
         stderr.contains("disabled = true"),
@@ -500,6 +516,16 @@ async fn serve_with_identity_disabled_starts_with_a_warning() {
     );
 }
 
+/// A child process killed when the test ends, passing or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Two free loopback ports in a row (the demo's admin port is its port + 1).
 fn free_port_pair() -> u16 {
     for _ in 0..50 {
@@ -514,33 +540,66 @@ fn free_port_pair() -> u16 {
 
 /// `taxgate demo` in `cwd` until its admin listener serves the JWKS; returns the key ids.
 async fn demo_jwks_kids(cwd: &std::path::Path) -> Vec<String> {
+    // Another test may take the free ports first: the demo then exits at once, and we retry.
+    for _ in 0..3 {
+        if let Some(kids) = demo_jwks_kids_once(cwd).await {
+            return kids;
+        }
+    }
+    panic!("taxgate demo could not bind its ports three times");
+}
+
+/// One demo run; `None` when it exited because its ports were taken.
+async fn demo_jwks_kids_once(cwd: &std::path::Path) -> Option<Vec<String>> {
     let port = free_port_pair();
-    let mut child = std::process::Command::new(taxgate_bin())
-        .args(["demo", "--port", &port.to_string()])
-        .current_dir(cwd)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let log = cwd.join(format!("demo-{port}.log"));
+    let mut child = Killed(
+        std::process::Command::new(taxgate_bin())
+            .args(["demo", "--port", &port.to_string()])
+            .current_dir(cwd)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
-    let jwks = eventually(std::time::Duration::from_secs(30), "demo JWKS", || async {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let jwks = loop {
         let req = http::Request::get("/.well-known/jwks.json")
             .body(empty())
             .unwrap();
         match try_send(admin, req).await {
-            Ok(a) if a.status == StatusCode::OK => Some(a.json()),
-            _ => None,
+            Ok(a) if a.status == StatusCode::OK => break a.json(),
+            Ok(a) => panic!(
+                "demo JWKS: {} {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            ),
+            Err(_) => {}
         }
-    })
-    .await;
-    let _ = child.kill();
-    let _ = child.wait();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_string())
-        .collect()
+        let out = || std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(status) = child.0.try_wait().unwrap() {
+            if out().contains("in use") {
+                return None;
+            }
+            panic!("taxgate demo exited ({status}): {}", out());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "taxgate demo did not serve its JWKS in 60 s: {}",
+            out()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    drop(child);
+    Some(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect(),
+    )
 }
 
 #[tokio::test]
