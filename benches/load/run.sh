@@ -61,7 +61,9 @@ wait_port() {
 "$BIN/bench-upstream" "127.0.0.1:$UP" 2>/dev/null & PIDS+=($!)
 "$BIN/bench-passthrough" "127.0.0.1:$PT" "http://127.0.0.1:$UP" 2>/dev/null & PIDS+=($!)
 
-# The gateway: SQLite, the repository's policies, one route, one logged-in session.
+# The gateway: SQLite, the repository's policies, one route, one logged-in session, and the
+# identity assertions it refuses to start without (the figures include signing them).
+"$BIN/taxgate" keys generate --out "$WORK/assertion.pem" >/dev/null
 cat >"$WORK/taxgate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$GW"
@@ -81,6 +83,8 @@ cookie_secure = false
 sms_resend_secs = 0
 # The login storm below comes from one address: lift the per-client limit for the bench.
 auth_requests_per_minute = 10000000
+[upstream_identity]
+signing_key = "$WORK/assertion.pem"
 [[upstreams]]
 name = "up"
 url = "http://127.0.0.1:$UP"

@@ -116,6 +116,10 @@ def main():
     db = os.path.join(work, "taxgate.db")
     routes = "".join(f'\n[[routes]]\nprefix = "/api/{p}"\naction = "{a}"\nupstream = "etax"\n'
                      for p, a in [("declare", "declare"), ("invoice", "invoice"), ("query", "query")])
+    # taxgate refuses to start without [upstream_identity]: sign with a key of the run's own.
+    key = os.path.join(work, "assertion.pem")
+    subprocess.run([args.bin, "keys", "generate", "--out", key], check=True,
+                   stdout=subprocess.DEVNULL)
     cfg = f'''[server]
 listen = "127.0.0.1:{public}"
 [admin]
@@ -136,6 +140,8 @@ cookie_secure = false
 sms_resend_secs = 0
 sms_daily_limit = 1000000
 auth_requests_per_minute = 1000000
+[upstream_identity]
+signing_key = "{key}"
 [[upstreams]]
 name = "etax"
 url = "http://127.0.0.1:{up.server_address[1]}"

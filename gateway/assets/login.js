@@ -433,12 +433,15 @@ document.addEventListener('DOMContentLoaded', function () {
     recoverInputs.password.value = '';
     recoverInputs.phone.value = '';
     recoverInputs.code.value = '';
+    stopRecoverFace();
+    $('recover-face').hidden = true;
     $('recover-verify-form').hidden = true;
     TG.clearErrors($('step-recover'));
     showStep('recover');
   });
 
   $('recover-back').addEventListener('click', function () {
+    stopRecoverFace();
     state.recoverChallenge = null;
     state.challenge = null;
     showStep('credentials');
@@ -464,11 +467,61 @@ document.addEventListener('DOMContentLoaded', function () {
       TG.showError(res.error, recoverInputs, alertBox, { invalid_credentials: 'password' });
       return;
     }
+    // Nothing is sent yet: the face scan comes first, then the code goes to the new number.
     state.recoverChallenge = res.data.challenge;
-    $('recover-verify-form').hidden = false;
-    info({ zh: '验证码已发送至新手机号码。', en: 'The code was sent to the new number.' });
-    recoverInputs.code.focus();
+    startRecoverFace();
   });
+
+  let recoverFaceTimer = null;
+  let recoverFaceUntil = 0;
+  function stopRecoverFace() {
+    if (recoverFaceTimer) clearTimeout(recoverFaceTimer);
+    recoverFaceTimer = null;
+  }
+  function recoverFaceStatus(pair) { TG.setMsg($('recover-face-status'), pair); }
+
+  async function startRecoverFace() {
+    stopRecoverFace();
+    $('recover-face').hidden = false;
+    const img = $('recover-face-qr');
+    img.hidden = true;
+    recoverFaceStatus({ zh: '正在生成二维码…', en: 'Preparing the QR code…' });
+    const res = await TG.api('POST', '/auth/face/start', { challenge: state.recoverChallenge });
+    if (!res.ok) {
+      recoverFaceStatus(null);
+      TG.showError(res.error, null, alertBox);
+      return;
+    }
+    img.src = '/auth/face/qr?nonce=' + encodeURIComponent(res.data.nonce);
+    img.hidden = false;
+    recoverFaceUntil = Date.now() + (res.data.expires_in || 120) * 1000;
+    recoverFaceStatus({ zh: '等待扫码验证…', en: 'Waiting for the scan…' });
+    recoverFaceTimer = setTimeout(pollRecoverFace, POLL_MS);
+  }
+
+  async function pollRecoverFace() {
+    recoverFaceTimer = null;
+    if ($('step-recover').hidden || !state.recoverChallenge) return;
+    const res = await TG.api('POST', '/auth/face/complete', { challenge: state.recoverChallenge });
+    if (res.ok) {
+      $('recover-face').hidden = true;
+      $('recover-verify-form').hidden = false;
+      info({ zh: '人脸识别通过,验证码已发送至新手机号码。', en: 'Face scan passed: the code was sent to the new number.' });
+      recoverInputs.code.focus();
+      return;
+    }
+    if (res.status === 409 && res.error.code === 'face_pending' && Date.now() < recoverFaceUntil) {
+      recoverFaceTimer = setTimeout(pollRecoverFace, POLL_MS);
+      return;
+    }
+    $('recover-face-qr').hidden = true;
+    recoverFaceStatus(null);
+    if (res.status === 409) {
+      recoverFaceStatus({ zh: '二维码已失效,请重新提交。', en: 'The QR code has expired: submit again.' });
+      return;
+    }
+    TG.showError(res.error, null, alertBox);
+  }
 
   $('recover-verify-form').addEventListener('submit', async function (ev) {
     ev.preventDefault();

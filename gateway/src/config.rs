@@ -64,7 +64,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub dev: DevConfig,
-    /// Signed identity assertions for upstreams; absent: none are added (warned at start).
+    /// Signed identity assertions for upstreams. Absent, the gateway refuses to start (secure
+    /// by default); `disabled = true` turns them off explicitly (warned at start).
     pub upstream_identity: Option<UpstreamIdentityConfig>,
     /// The file this config came from, for error messages.
     #[serde(skip)]
@@ -241,6 +242,11 @@ pub struct FaceConfig {
     pub callback_secret: SecretString,
     #[serde(default = "defaults::face_ttl_secs")]
     pub ttl_secs: u64,
+    /// Signed callbacks accepted per minute from one address (the app backend). They have this
+    /// budget of their own instead of `[login] auth_requests_per_minute`; a callback whose
+    /// signature does not verify counts against the per-address budget like any request.
+    #[serde(default = "defaults::face_callbacks_per_minute")]
+    pub callbacks_per_minute: u32,
 }
 
 impl Default for FaceConfig {
@@ -248,6 +254,7 @@ impl Default for FaceConfig {
         FaceConfig {
             callback_secret: SecretString::default(),
             ttl_secs: defaults::face_ttl_secs(),
+            callbacks_per_minute: defaults::face_callbacks_per_minute(),
         }
     }
 }
@@ -384,7 +391,13 @@ pub struct UpstreamTlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamIdentityConfig {
-    /// PKCS#8 PEM private key (Ed25519 or P-256) that signs assertions.
+    /// `true`: no assertions are signed, on purpose (upstreams that cannot verify who called
+    /// them). The other keys are then ignored.
+    #[serde(default)]
+    pub disabled: bool,
+    /// PKCS#8 PEM private key (Ed25519 or P-256) that signs assertions; required unless
+    /// `disabled`.
+    #[serde(default)]
     pub signing_key: PathBuf,
     /// `EdDSA` or `ES256`; absent: inferred from the key.
     pub algorithm: Option<crate::assertion::Algorithm>,
@@ -475,6 +488,9 @@ mod defaults {
     }
     pub fn sms_path() -> PathBuf {
         PathBuf::from("data/sms-outbox.jsonl")
+    }
+    pub fn face_callbacks_per_minute() -> u32 {
+        6000
     }
     pub fn face_ttl_secs() -> u64 {
         120
@@ -604,7 +620,9 @@ impl Config {
         }
         join(&mut self.sms.path);
         join(&mut self.audit.journal_dir);
-        if let Some(identity) = &mut self.upstream_identity {
+        if let Some(identity) = &mut self.upstream_identity
+            && !identity.signing_key.as_os_str().is_empty()
+        {
             join(&mut identity.signing_key);
             if let Some(p) = &mut identity.previous_key {
                 join(p);
@@ -741,6 +759,12 @@ impl Config {
             return Err(err(
                 "audit.retention_days",
                 "must be at most 36500 (0 keeps audit events forever)".into(),
+            ));
+        }
+        if self.face.callbacks_per_minute == 0 {
+            return Err(err(
+                "face.callbacks_per_minute",
+                "must be at least 1".into(),
             ));
         }
         if self.face.ttl_secs == 0 {
@@ -900,7 +924,15 @@ impl Config {
             }
         }
 
-        if let Some(identity) = &self.upstream_identity {
+        if let Some(identity) = self.signing_identity() {
+            if identity.signing_key.as_os_str().is_empty() {
+                return Err(err(
+                    "upstream_identity.signing_key",
+                    "is required (generate one with `taxgate keys generate --out FILE`), \
+                     or set `disabled = true` to send no signed identity"
+                        .into(),
+                ));
+            }
             for (key, path) in [
                 ("upstream_identity.signing_key", Some(&identity.signing_key)),
                 (
@@ -1004,6 +1036,11 @@ impl Config {
     }
 
     /// Check every route's action against the actions the policy schema declares as downstream.
+    /// `[upstream_identity]` when it signs assertions (present and not `disabled`).
+    pub fn signing_identity(&self) -> Option<&UpstreamIdentityConfig> {
+        self.upstream_identity.as_ref().filter(|i| !i.disabled)
+    }
+
     pub fn check_actions(&self, file: &str, known: &[String]) -> Result<(), ConfigError> {
         for (i, route) in self.routes.iter().enumerate() {
             if !known.iter().any(|a| a == &route.action) {
@@ -1266,6 +1303,23 @@ upstream = "etax"
             ("taxgate", 60)
         );
         assert!(!identity.publish_jwks_publicly);
+    }
+
+    #[test]
+    fn face_callbacks_have_their_own_budget() {
+        assert_eq!(load(BASE).unwrap().face.callbacks_per_minute, 6000);
+        let e = load(&format!("{BASE}\n[face]\ncallbacks_per_minute = 0\n")).unwrap_err();
+        assert_eq!(e.key, "face.callbacks_per_minute", "{e}");
+    }
+
+    #[test]
+    fn upstream_identity_disabled_or_a_key() {
+        let c = load(&format!("{BASE}\n[upstream_identity]\ndisabled = true\n")).unwrap();
+        assert!(c.upstream_identity.is_some() && c.signing_identity().is_none());
+        let e = load(&format!("{BASE}\n[upstream_identity]\n")).unwrap_err();
+        assert_eq!(e.key, "upstream_identity.signing_key", "{e}");
+        assert!(e.message.contains("disabled = true"), "{e}");
+        assert!(load(BASE).unwrap().signing_identity().is_none());
     }
 
     #[test]

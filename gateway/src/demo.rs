@@ -93,6 +93,7 @@ pub fn config_text(
     policies: &Path,
     backend: SocketAddr,
     legacy_until: &str,
+    signing_key: &Path,
 ) -> String {
     let routes = [
         ("/api/declare", "declare"),
@@ -136,11 +137,15 @@ cookie_secure = false
 [login]
 legacy_login_until = "{legacy_until}"
 
+[upstream_identity]
+signing_key = "{signing_key}"
+
 [[upstreams]]
 name = "etax"
 url = "http://{backend}"
 
 {routes}"#,
+        signing_key = signing_key.display(),
         db = data.join("taxgate.db").display(),
         policies = policies.display(),
         outbox = data.join("sms-outbox.jsonl").display(),
@@ -283,6 +288,35 @@ pub fn prepare(port: u16, data: &Path, backend: SocketAddr) -> Result<Config, St
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())?;
     let admin_port = port.checked_add(1).ok_or("--port must be below 65535")?;
-    let text = config_text(port, admin_port, &data, &policies, backend, &legacy_until);
+    let signing_key = demo_signing_key(&data)?;
+    let text = config_text(
+        port,
+        admin_port,
+        &data,
+        &policies,
+        backend,
+        &legacy_until,
+        &signing_key,
+    );
     Config::from_toml(&text, "taxgate demo", &data).map_err(|e| e.to_string())
 }
+
+/// The key that signs the demo's identity assertions: `data/assertion.pem`, generated on the
+/// first run (Ed25519, mode 0600) and reused after, so a backend that pinned its JWKS keeps
+/// verifying across restarts.
+pub fn demo_signing_key(data: &Path) -> Result<PathBuf, String> {
+    let path = data.join(DEMO_KEY_FILE);
+    if !path.exists() {
+        let key = crate::assertion::write_new_key(&path, crate::assertion::Algorithm::EdDSA, false)
+            .map_err(|e| e.to_string())?;
+        println!(
+            "generated the demo's assertion key {} (kid {})",
+            path.display(),
+            key.kid()
+        );
+    }
+    Ok(path)
+}
+
+/// File name of the demo's assertion key under the data directory.
+pub const DEMO_KEY_FILE: &str = "assertion.pem";

@@ -24,12 +24,16 @@ pub struct Own {
     auth: Auth,
     account: Account,
     limiter: RateLimiter,
+    /// Signed face callbacks' own budget (`[face] callbacks_per_minute`).
+    callbacks: RateLimiter,
 }
 
 impl Own {
     pub fn new(core: Arc<Core>, auth: Auth) -> Self {
         let limiter = RateLimiter::new(core.config.login.auth_requests_per_minute);
+        let callbacks = RateLimiter::new(core.config.face.callbacks_per_minute);
         Own {
+            callbacks,
             account: Account::new(core.clone()),
             core,
             auth,
@@ -65,7 +69,9 @@ impl Own {
         conn: ConnInfo,
     ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
-        if path.starts_with("/auth/") {
+        // A face callback is counted once its signature is known (see `Auth::face_callback`).
+        let callback = req.method() == Method::POST && path == "/auth/face/callback";
+        if path.starts_with("/auth/") && !callback {
             let store = &self.core.store;
             self.limiter
                 .check(store, conn.remote.ip(), unix_now())
@@ -89,7 +95,13 @@ impl Own {
             (Method::POST, "/auth/sms/send") => auth.sms_send(body(req).await?, conn).await,
             (Method::POST, "/auth/sms/verify") => auth.sms_verify(body(req).await?, conn).await,
             (Method::POST, "/auth/face/start") => auth.face_start(body(req).await?, conn).await,
-            (Method::POST, "/auth/face/callback") => auth.face_callback(req, conn).await,
+            (Method::POST, "/auth/face/callback") => {
+                let budget = crate::authn::face::CallbackBudget {
+                    unsigned: &self.limiter,
+                    signed: &self.callbacks,
+                };
+                auth.face_callback(req, conn, budget).await
+            }
             (Method::POST, "/auth/face/complete") => {
                 auth.face_complete(body(req).await?, conn).await
             }

@@ -47,6 +47,8 @@ pub enum Code {
     UnsupportedMediaType,
     InvalidPath,
     AmbiguousSession,
+    // phone recovery and face (issue 15 points 2, 7)
+    FaceRequired,
 }
 
 impl Code {
@@ -87,6 +89,7 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::InvalidPath => "invalid_path",
             Code::AmbiguousSession => "ambiguous_session",
+            Code::FaceRequired => "face_required",
         }
     }
 
@@ -115,7 +118,7 @@ impl Code {
             Code::IdentityMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::NotPermitted | Code::CrossSite => StatusCode::FORBIDDEN,
+            Code::NotPermitted | Code::CrossSite | Code::FaceRequired => StatusCode::FORBIDDEN,
             Code::RateLimited | Code::SmsTooFrequent | Code::SmsDailyLimit => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -233,6 +236,10 @@ impl Code {
                 "请求格式错误,应为 JSON",
                 "the request body must be JSON (Content-Type: application/json)",
             ),
+            Code::FaceRequired => (
+                "请先在手机端完成人脸识别验证",
+                "the face scan in the app must pass first",
+            ),
         }
     }
 }
@@ -284,6 +291,17 @@ impl ApiError {
 
     pub fn hinted(code: Code, hints: Hints) -> Self {
         ApiError::Hinted { code, hints }
+    }
+
+    /// One of the gateway's codes with messages that say more than its default ones (which
+    /// password rule failed).
+    pub fn explained(code: Code, message: String, message_en: String) -> Self {
+        ApiError::Custom {
+            status: code.status(),
+            code: code.as_str().to_string(),
+            message,
+            message_en,
+        }
     }
 
     /// A policy denial: 403 with the reason's messages.
@@ -440,6 +458,7 @@ mod tests {
             (Code::UnsupportedMediaType, 415),
             (Code::InvalidPath, 400),
             (Code::AmbiguousSession, 400),
+            (Code::FaceRequired, 403),
         ];
         for (code, status) in expected {
             assert_eq!(code.status().as_u16(), status, "{code:?}");

@@ -102,7 +102,7 @@ impl RouteTable {
 
     /// The route of a path as a backend with another reading of paths would choose it
     /// (prefixes read the same way).
-    fn lookup_read(&self, read: fn(&str) -> Option<String>, path: &str) -> Option<usize> {
+    fn lookup_read(&self, read: crate::proxy::path::Reading, path: &str) -> Option<usize> {
         self.routes
             .iter()
             .find(|r| {

@@ -144,8 +144,8 @@ impl Server {
                  Never use this outside development."
             );
         }
-        let assertions = match &config.upstream_identity {
-            Some(identity) => {
+        let assertions = match (&config.upstream_identity, config.signing_identity()) {
+            (_, Some(identity)) => {
                 let a = Assertions::from_config(identity)
                     .map_err(|(key, message)| cfg_err(&key, message))?;
                 warn_if_readable_by_others(&identity.signing_key);
@@ -157,12 +157,22 @@ impl Server {
                 );
                 Some(Arc::new(a))
             }
-            None => {
+            (Some(_), None) => {
                 tracing::warn!(
-                    "no [upstream_identity]: upstreams get identity headers without a signed \
-                     assertion and cannot verify who sent them"
+                    "[upstream_identity] disabled = true: upstreams get identity headers without \
+                     a signed assertion and cannot verify who sent them"
                 );
                 None
+            }
+            // Secure by default: an operator who forgot the section must not run a gateway whose
+            // upstreams cannot tell its requests from anyone else's.
+            (None, None) => {
+                return Err(cfg_err(
+                    "upstream_identity",
+                    "the section is missing: add `[upstream_identity]` with `signing_key = \"FILE\"` \
+                     (generate one with `taxgate keys generate --out FILE`), or say \
+                     `disabled = true` to run without signed identity assertions",
+                ));
             }
         };
         let engine = PolicyEngine::load(&config.policies.dir)
@@ -287,8 +297,7 @@ impl Server {
             assertions: core.assertions.clone(),
             public_jwks: core
                 .config
-                .upstream_identity
-                .as_ref()
+                .signing_identity()
                 .is_some_and(|i| i.publish_jwks_publicly),
             shadow: core.shadow.clone(),
         });

@@ -1139,7 +1139,8 @@ macro_rules! sql_store_impl {
             async fn set_face_nonce(&self, id_hash: &str, nonce: &str, expires_at: Timestamp) -> StoreResult<()> {
                 let n = sqlx::query(
                     "UPDATE challenges SET face_nonce = $2, face_status = 'pending', \
-                     face_expires_at = $3 WHERE id_hash = $1",
+                     face_expires_at = $3 WHERE id_hash = $1 \
+                     AND (face_status IS NULL OR face_status <> 'failed')",
                 )
                 .bind(id_hash)
                 .bind(nonce)

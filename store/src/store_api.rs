@@ -295,7 +295,8 @@ pub trait Store: Send + Sync + Clone + 'static {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Attach a face-verification nonce (status `pending`) valid until `expires_at` (a new
-    /// nonce replaces an earlier one). `NotFound` if unknown.
+    /// nonce replaces an earlier one). `NotFound` if unknown, or once a face result of this
+    /// challenge failed (a failed face ends the challenge).
     fn set_face_nonce(
         &self,
         id_hash: &str,

@@ -988,6 +988,43 @@ async fn pg_store() -> Option<PgStore> {
     Some(s)
 }
 
+/// Issue 15 point 7: once a face result failed, no new nonce can be attached to the challenge
+/// (a second scan), even by a start that read the challenge before the failure was recorded.
+async fn face_failure_is_final<S: Store>(s: S) {
+    seeded(&s).await;
+    let c = Challenge {
+        id_hash: "cf".into(),
+        purpose: ChallengePurpose::RecoverPhone,
+        entry: Some(Entry::Person),
+        person: Some(id(ALICE)),
+        enterprise: None,
+        agency: None,
+        target_phone: Some(phone("13700000009")),
+        code_hash: None,
+        code_expires_at: None,
+        code_attempts: 0,
+        face_nonce: None,
+        face_status: None,
+        face_expires_at: None,
+        client_addr: Some("127.0.0.1".into()),
+        created_at: NOW,
+        expires_at: NOW + 300,
+        consumed_at: None,
+    };
+    s.create_challenge(&c).await.unwrap();
+    s.set_face_nonce("cf", "f1", NOW + 120).await.unwrap();
+    // A pending nonce may be replaced (the QR code expired and was refreshed).
+    s.set_face_nonce("cf", "f2", NOW + 120).await.unwrap();
+    assert!(s.set_face_result("f2", false).await.unwrap());
+    assert!(matches!(
+        s.set_face_nonce("cf", "f3", NOW + 120).await,
+        Err(StoreError::NotFound)
+    ));
+    let got = s.challenge("cf").await.unwrap().unwrap();
+    assert_eq!(got.face_status, Some(FaceStatus::Failed));
+    assert_eq!(got.face_nonce.as_deref(), Some("f2"));
+}
+
 macro_rules! scenario {
     ($name:ident) => {
         mod $name {
@@ -1182,6 +1219,7 @@ async fn agency_staff_of_client<S: Store>(s: S) {
             .is_empty()
     );
 }
+scenario!(face_failure_is_final);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_store_rejects_unknown_schemes() {

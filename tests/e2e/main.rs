@@ -15,4 +15,5 @@ mod multi;
 mod policy_safety;
 mod proxy;
 mod races;
+mod recovery;
 mod trust;

@@ -305,6 +305,7 @@ callback_secret = "test-face-secret"
 
 {session}
 {login}
+{identity}
 [[upstreams]]
 name = "etax"
 url = "{upstream_url}"
@@ -345,6 +346,13 @@ upstream = "etax"
             ""
         } else {
             "[login]\nsms_resend_secs = 0\n"
+        },
+        // Secure by default (issue 15 point 12): every test gateway signs identity assertions
+        // with a key of its own, unless the test brings its own [upstream_identity].
+        identity = if extra.contains("[upstream_identity]") {
+            String::new()
+        } else {
+            test_identity_section(dir)
         },
         // A test that brings its own [session] table replaces this one.
         session = if extra.contains("[session]") {
@@ -1332,4 +1340,124 @@ pub fn count_answers(answers: &[BurstAnswer], status: u16, code: &str) -> usize 
         .iter()
         .filter(|a| a.status == status && (code.is_empty() || a.code() == code))
         .count()
+}
+
+// ---- phone recovery and face (issue 15 points 2, 7, 12; issue 21 point 11) -------------------
+
+/// The face secret every test config shares.
+pub const FACE_SECRET: &str = "test-face-secret";
+
+/// A face callback with `body`, signed with `secret` at `timestamp`, from the default client.
+pub async fn face_callback_signed(
+    addr: SocketAddr,
+    secret: &str,
+    timestamp: i64,
+    body: &serde_json::Value,
+) -> Answer {
+    let body = body.to_string();
+    let (ts, sig) = sign_face(secret, timestamp, &body);
+    send(
+        addr,
+        Request::post("/auth/face/callback")
+            .header("content-type", "application/json")
+            .header("x-taxgate-timestamp", ts)
+            .header("x-taxgate-signature", sig)
+            .body(full(body))
+            .unwrap(),
+    )
+    .await
+}
+
+impl Env {
+    /// `/auth/face/start` on `challenge` (must answer 200), then the app's signed callback saying
+    /// `result` for `id_number`; returns the callback's answer.
+    pub async fn face_scan(&self, challenge: &str, id_number: &str, result: &str) -> Answer {
+        let start = self
+            .post(
+                "/auth/face/start",
+                serde_json::json!({"challenge": challenge}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            start.status,
+            StatusCode::OK,
+            "face start: {}",
+            String::from_utf8_lossy(&start.body)
+        );
+        let nonce = start.json()["nonce"].as_str().unwrap().to_string();
+        face_callback_signed(
+            self.gw.public,
+            FACE_SECRET,
+            unix_now(),
+            &serde_json::json!({"nonce": nonce, "id_number": id_number, "result": result}),
+        )
+        .await
+    }
+
+    /// The new recovery flow (CONTRACT section 3) up to the code: `/auth/phone/recover`, a
+    /// passing face scan of `id_number`, `/auth/face/complete`. Returns the challenge.
+    pub async fn recover_until_code(
+        &self,
+        account: &str,
+        password: &str,
+        phone: &str,
+        id_number: &str,
+    ) -> String {
+        let a = self
+            .post(
+                "/auth/phone/recover",
+                serde_json::json!({"account": account, "password": password, "phone": phone}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            a.status,
+            StatusCode::OK,
+            "recover: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        let challenge = a.json()["challenge"].as_str().unwrap().to_string();
+        let cb = self.face_scan(&challenge, id_number, "pass").await;
+        assert_eq!(cb.status, StatusCode::NO_CONTENT);
+        let done = self
+            .post(
+                "/auth/face/complete",
+                serde_json::json!({"challenge": challenge}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            done.status,
+            StatusCode::OK,
+            "face complete: {}",
+            String::from_utf8_lossy(&done.body)
+        );
+        challenge
+    }
+
+    /// Every `phone_changed` notice in the outbox, by recipient.
+    pub fn phone_notices(&self) -> Vec<String> {
+        self.sms()
+            .iter()
+            .filter(|m| m["purpose"] == "phone_changed")
+            .map(|m| {
+                assert!(m.get("code").is_none(), "a notice carries no code: {m}");
+                m["to"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+}
+
+/// `[upstream_identity]` with an Ed25519 key generated once in `dir` (the secure default the
+/// gateway refuses to start without).
+pub fn test_identity_section(dir: &Path) -> String {
+    let key = dir.join("test-assertion.pem");
+    if !key.exists() {
+        match taxgate::assertion::write_new_key(&key, taxgate::assertion::Algorithm::EdDSA, false) {
+            Ok(_) | Err(taxgate::assertion::KeyError::Exists { .. }) => {}
+            Err(e) => panic!("cannot write the test assertion key: {e}"),
+        }
+    }
+    format!("[upstream_identity]\nsigning_key = \"{}\"\n", key.display())
 }

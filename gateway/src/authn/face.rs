@@ -5,7 +5,18 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::ratelimit::RateLimiter;
+
 type HmacSha256 = Hmac<Sha256>;
+
+/// The budgets a face callback is counted against (issue 21 point 11): a callback whose
+/// signature verified counts against `signed` (`[face] callbacks_per_minute`), so an app
+/// backend is not throttled like a browser; any other counts against the per-address `/auth/*`
+/// budget, so an unsigned flood is.
+pub struct CallbackBudget<'a> {
+    pub unsigned: &'a RateLimiter,
+    pub signed: &'a RateLimiter,
+}
 
 /// How far a callback's timestamp may be from our clock.
 pub const MAX_SKEW_SECS: i64 = 300;

@@ -440,49 +440,6 @@ impl Auth {
         )
     }
 
-    /// Count a failed password that was checked without a reservation, and answer the same for
-    /// an unknown one. Every path here now reserves its checks ([`Auth::checked_password`]).
-    #[allow(
-        dead_code,
-        reason = "the unreserved path other branches still call; remove once merged"
-    )]
-    async fn first_factor_failed(
-        &self,
-        person: Option<IdNumber>,
-        now: Timestamp,
-        client: IpAddr,
-    ) -> ApiError {
-        let login = &self.core.config.login;
-        let mut ev = self.event(now, "login", false, client);
-        ev.reason = Some("invalid_credentials".into());
-        let mut answer = ApiError::from(Code::InvalidCredentials);
-        if let Some(id) = person {
-            match self
-                .core
-                .store
-                .record_person_failure(
-                    &id,
-                    now,
-                    login.max_password_failures as i32,
-                    login.lockout_secs as i64,
-                )
-                .await
-            {
-                Ok(state) if state.locked_until.is_some_and(|t| t > now) => {
-                    ev.reason = Some("account_locked".into());
-                    answer = self.locked(state.locked_until, now);
-                }
-                Ok(state) => answer = self.wrong_password(state),
-                Err(e) => return store_err(e),
-            }
-            ev.person = Some(id);
-        }
-        if let Err(e) = self.audit(ev).await {
-            return e;
-        }
-        answer
-    }
-
     /// `POST /auth/login` with `entry = enterprise_legacy`: the old enterprise password, then an
     /// SMS to the enterprise's registered phone, while the policies allow it.
     async fn login_legacy(&self, body: Json, conn: ConnInfo) -> ApiResult {
@@ -614,6 +571,10 @@ impl Auth {
         {
             return Err(Code::ChallengeExpired.into());
         }
+        // A failed face (or the face of another person) ends the challenge for good.
+        if c.face_status == Some(FaceStatus::Failed) {
+            return Err(Code::FaceFailed.into());
+        }
         Ok(c)
     }
 
@@ -623,8 +584,11 @@ impl Auth {
     pub async fn sms_send(&self, body: Json, conn: ConnInfo) -> ApiResult {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
-        if c.purpose != ChallengePurpose::Login {
-            return Err(Code::ChallengeExpired.into());
+        match (c.purpose, c.face_status) {
+            (ChallengePurpose::Login, _)
+            | (ChallengePurpose::RecoverPhone, Some(FaceStatus::Passed)) => {}
+            (ChallengePurpose::RecoverPhone, _) => return Err(Code::FaceRequired.into()),
+            _ => return Err(Code::ChallengeExpired.into()),
         }
         self.send_code(&c, now).await?;
         Ok(json_response(
@@ -707,7 +671,7 @@ impl Auth {
         };
         let message = SmsMessage {
             to: phone.as_str(),
-            code: &code,
+            code: Some(&code),
             purpose,
             at: api::rfc3339(now),
         };
@@ -777,17 +741,28 @@ impl Auth {
     pub async fn face_start(&self, body: Json, conn: ConnInfo) -> ApiResult {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
-        if c.purpose != ChallengePurpose::Login || c.person.is_none() {
+        let scannable = matches!(
+            c.purpose,
+            ChallengePurpose::Login | ChallengePurpose::RecoverPhone
+        );
+        if !scannable || c.person.is_none() {
             // The legacy login has no person to scan.
             return Err(ApiError::field(Code::InvalidInput, "challenge"));
         }
         let nonce = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
         let ttl = self.core.config.face.ttl_secs;
-        self.core
+        // The store refuses a new nonce once a face failed, so a failure recorded after our
+        // read still ends the challenge (no second scan).
+        match self
+            .core
             .store
             .set_face_nonce(&c.id_hash, &nonce, now + ttl as i64)
             .await
-            .map_err(store_err)?;
+        {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(Code::FaceFailed.into()),
+            Err(e) => return Err(store_err(e)),
+        }
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -799,18 +774,37 @@ impl Auth {
     }
 
     /// `POST /auth/face/callback`, from the mobile-app backend (CONTRACT section 6).
-    pub async fn face_callback(&self, req: Request<Incoming>, conn: ConnInfo) -> ApiResult {
+    pub async fn face_callback(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        budget: face::CallbackBudget<'_>,
+    ) -> ApiResult {
         let now = unix_now();
-        let (parts, raw) = api::read_body(req, 4096).await?;
+        let client = conn.remote.ip();
+        let (parts, raw) = match api::read_body(req, 4096).await {
+            Ok(read) => read,
+            // An unreadable body is not signed: it counts like any other request.
+            Err(_) if !budget.unsigned.allow(client, now) => return Err(Code::RateLimited.into()),
+            Err(e) => return Err(e),
+        };
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        face::verify(
+        let signed = face::verify(
             self.core.config.face.callback_secret.expose().as_bytes(),
             header("x-taxgate-timestamp"),
             header("x-taxgate-signature"),
             &raw,
             now,
-        )
-        .map_err(|_| ApiError::from(Code::BadSignature))?;
+        );
+        let budget = if signed.is_ok() {
+            budget.signed
+        } else {
+            budget.unsigned
+        };
+        if !budget.allow(client, now) {
+            return Err(Code::RateLimited.into());
+        }
+        signed.map_err(|_| ApiError::from(Code::BadSignature))?;
         let v: Value =
             serde_json::from_slice(&raw).map_err(|_| ApiError::from(Code::InvalidInput))?;
         let body = Json(v);
@@ -860,6 +854,9 @@ impl Auth {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
         match c.face_status {
+            Some(FaceStatus::Passed) if c.purpose == ChallengePurpose::RecoverPhone => {
+                self.recover_code(&c, &body, now).await
+            }
             Some(FaceStatus::Passed) => self.complete_login(c, Factor::Face, conn, now).await,
             Some(FaceStatus::Failed) => Err(Code::FaceFailed.into()),
             Some(FaceStatus::Pending) if c.face_expires_at.is_some_and(|t| t <= now) => {
@@ -1129,15 +1126,19 @@ impl Auth {
         };
         self.checked_password(attempt, old, conn.remote.ip(), now)
             .await?;
-        if new == old
-            || password_rules::check(
-                new,
-                Some(current.id_number.as_str()),
-                current.username.as_deref(),
-            )
-            .is_err()
-        {
-            return Err(ApiError::field(Code::WeakPassword, "new_password"));
+        let personal = password_rules::Personal {
+            id_number: Some(current.id_number.as_str()),
+            phone: current.phone.as_ref().map(Phone::as_str),
+            username: current.username.as_deref(),
+        };
+        let verdict = if new == old {
+            Err(password_rules::Weakness::SameAsOld)
+        } else {
+            password_rules::check(new, &personal)
+        };
+        if let Err(weakness) = verdict {
+            let (zh, en) = weakness.messages();
+            return Err(ApiError::explained(Code::WeakPassword, zh, en));
         }
         let phc = self.hash(new).await?;
         self.core
@@ -1162,7 +1163,9 @@ impl Auth {
 
     // ---- phone recovery (找回手机号码) -----------------------------------------------------------
 
-    /// `POST /auth/phone/recover`: credentials, then a code to the new number.
+    /// `POST /auth/phone/recover`: credentials, then a challenge whose only factor is the face
+    /// scan. Nothing is sent yet: a password alone (or a migrated user's initial one) must not
+    /// move the second factor to a number of the caller's choosing.
     pub async fn phone_recover(&self, body: Json, conn: ConnInfo) -> ApiResult {
         let account = body.str("account", 64)?.trim().to_string();
         let pw = body.str("password", 128)?;
@@ -1185,22 +1188,33 @@ impl Auth {
                 client,
             )
             .await?;
-        let c = self
-            .core
-            .store
-            .challenge(&token::hash(&challenge_token))
-            .await
-            .map_err(store_err)?
-            .ok_or(ApiError::from(Code::Internal))?;
-        self.send_code(&c, now).await?;
+        let mut ev = self.event(now, "phone_recovery_started", true, client);
+        ev.person = Some(person.id_number.clone());
+        self.audit(ev).await?;
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "challenge": challenge_token }),
+            &json!({ "challenge": challenge_token, "factors": ["face"] }),
+        ))
+    }
+
+    /// `/auth/face/complete` on a recovery challenge whose face passed: the code goes to the
+    /// new number (purpose `recover_phone`); the challenge stays open for
+    /// `/auth/phone/recover/verify`.
+    async fn recover_code(&self, c: &Challenge, body: &Json, now: Timestamp) -> ApiResult {
+        self.send_code(c, now).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "challenge": body.str("challenge", 64)?,
+                "resend_after_secs": self.core.config.login.sms_resend_secs,
+            }),
         ))
     }
 
     /// `POST /auth/phone/recover/verify` (and `/account/phone/verify`): the number moves to the
-    /// person in one transaction and is cleared from its previous holder (一号一人).
+    /// person in one transaction and is cleared from its previous holder (一号一人); the
+    /// person's previous number and the previous holder are told. A recovery also ends every
+    /// session of the person, on every instance: whoever used the old factor is out.
     pub async fn phone_verify(
         &self,
         body: Json,
@@ -1211,6 +1225,9 @@ impl Auth {
         let c = self.live_challenge(&body, conn, now).await?;
         if c.purpose != purpose {
             return Err(Code::ChallengeExpired.into());
+        }
+        if purpose == ChallengePurpose::RecoverPhone && c.face_status != Some(FaceStatus::Passed) {
+            return Err(Code::FaceRequired.into());
         }
         self.check_code(&c, &body, now).await?;
         if !self
@@ -1225,8 +1242,26 @@ impl Auth {
         let (Some(person), Some(phone)) = (&c.person, &c.target_phone) else {
             return Err(Code::ChallengeExpired.into());
         };
+        let store = &self.core.store;
+        // Sessions first: a store failure between the two steps then leaves everyone logged
+        // out and the number where it was, never the number moved and the old sessions alive.
+        let revoked = if purpose == ChallengePurpose::RecoverPhone {
+            store
+                .revoke_person_sessions(person, None, now)
+                .await
+                .map_err(store_err)?
+        } else {
+            0
+        };
+        let before = store
+            .person(person)
+            .await
+            .map_err(store_err)?
+            .and_then(|p| p.phone);
         let mut bound = self.event(now, "phone_bound", true, conn.remote.ip());
         bound.person = Some(person.clone());
+        bound.detail =
+            Some(json!({ "phone": phone.masked(), "via": purpose.as_str() }).to_string());
         let mut cleared = self.event(now, "phone_cleared", true, conn.remote.ip());
         cleared.detail =
             Some(json!({ "phone": phone.masked(), "taken_by_verification": true }).to_string());
@@ -1236,12 +1271,39 @@ impl Auth {
         };
         // The events are written in the transfer's transaction, not through the audit queue:
         // a crash right after the transfer must not lose who took whose number.
-        self.core
-            .store
+        let previous_holder = store
             .transfer_phone(person, phone, now, &audit)
             .await
             .map_err(store_err)?;
+        // The person's old number hears that it no longer receives this account's codes, and
+        // the number's old holder that the number left their account.
+        if let Some(old) = before.as_ref().filter(|old| *old != phone) {
+            self.notice(old, Purpose::PhoneChanged, now).await;
+        }
+        if previous_holder.is_some() {
+            self.notice(phone, Purpose::PhoneChanged, now).await;
+        }
+        if purpose == ChallengePurpose::RecoverPhone {
+            let mut ev = self.event(now, "phone_recovered", true, conn.remote.ip());
+            ev.person = Some(person.clone());
+            ev.detail = Some(json!({ "sessions_revoked": revoked }).to_string());
+            self.audit(ev).await?;
+        }
         Ok(no_content())
+    }
+
+    /// Send a notice (no code). The change it reports has happened: a failed delivery is
+    /// logged, not turned into an error for the request that made the change.
+    async fn notice(&self, to: &Phone, purpose: Purpose, now: Timestamp) {
+        let message = SmsMessage {
+            to: to.as_str(),
+            code: None,
+            purpose,
+            at: api::rfc3339(now),
+        };
+        if let Err(e) = self.sms.send(&message).await {
+            tracing::error!(error = %e, to = %to.masked(), purpose = purpose.as_str(), "sms notice failed");
+        }
     }
 
     /// `POST /account/phone`: a code to the new number of the session's person.

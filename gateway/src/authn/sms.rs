@@ -24,6 +24,8 @@ pub enum Purpose {
     Login,
     BindPhone,
     RecoverPhone,
+    /// A notice without a code: the number of an account changed (CONTRACT section 5).
+    PhoneChanged,
 }
 
 impl Purpose {
@@ -32,6 +34,7 @@ impl Purpose {
             Purpose::Login => "login",
             Purpose::BindPhone => "bind_phone",
             Purpose::RecoverPhone => "recover_phone",
+            Purpose::PhoneChanged => "phone_changed",
         }
     }
 }
@@ -40,7 +43,9 @@ impl Purpose {
 #[derive(Serialize)]
 pub struct SmsMessage<'a> {
     pub to: &'a str,
-    pub code: &'a str,
+    /// `None` for a notice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'a str>,
     pub purpose: Purpose,
     pub at: String,
 }
@@ -124,10 +129,12 @@ impl SmsSender for FileOutbox {
             if self.echo {
                 // Development only (`taxgate demo`): the terminal is the phone.
                 println!(
-                    "[sms] to {} ({}): code {}",
+                    "[sms] to {} ({}): {}",
                     message.to,
                     message.purpose.as_str(),
-                    message.code
+                    message
+                        .code
+                        .map_or("notice".to_string(), |c| format!("code {c}"))
                 );
             }
             Ok(())
@@ -223,7 +230,7 @@ mod tests {
                 let code = format!("{i:06}");
                 let msg = SmsMessage {
                     to: "13800138000",
-                    code: &code,
+                    code: Some(&code),
                     purpose: Purpose::Login,
                     at: "2026-11-27T12:00:00+08:00".into(),
                 };

@@ -201,7 +201,10 @@ fn check_segment(decoded: &[u8], last: bool) -> Result<(), PathError> {
 
 /// Ways some backends read a path that RFC 3986 does not: each a function of the canonical
 /// path that returns `None` when it reads the path as it is (the common case, no allocation).
-pub const READINGS: [(&str, fn(&str) -> Option<String>); 5] = [
+pub type Reading = fn(&str) -> Option<String>;
+
+/// The readings checked, by name.
+pub const READINGS: [(&str, Reading); 5] = [
     ("parameters stripped", without_parameters),
     ("case folded", case_folded),
     ("trailing dots and spaces trimmed", trailing_trimmed),
