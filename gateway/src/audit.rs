@@ -102,8 +102,26 @@ impl Audit {
     }
 
     /// Journal an event and queue it for the store, waiting up to [`ENQUEUE_WAIT`] for room.
-    /// Once this returned `Ok`, a crash of the process no longer loses the event.
+    /// Once this returned `Ok`, a crash of the process no longer loses the event. Room in the
+    /// queue is taken first, so an event that is refused was never journaled either.
     pub async fn record(&self, event: AuditEvent) -> Result<(), QueueFull> {
+        let permit = match self.tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                match tokio::time::timeout(ENQUEUE_WAIT, self.tx.reserve()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        AUDIT_REFUSED.inc();
+                        tracing::error!("audit queue full: refusing the request");
+                        return Err(QueueFull);
+                    }
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                AUDIT_REFUSED.inc();
+                return Err(QueueFull);
+            }
+        };
         let segment = match &self.journal {
             Some(j) => match j.append(&event).await {
                 Ok(n) => Some(n),
@@ -114,23 +132,8 @@ impl Audit {
             },
             None => None,
         };
-        match self.tx.try_send((event, segment)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                match tokio::time::timeout(ENQUEUE_WAIT, self.tx.send(event)).await {
-                    Ok(Ok(())) => Ok(()),
-                    _ => {
-                        AUDIT_REFUSED.inc();
-                        tracing::error!("audit queue full: refusing the request");
-                        Err(QueueFull)
-                    }
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                AUDIT_REFUSED.inc();
-                Err(QueueFull)
-            }
-        }
+        permit.send((event, segment));
+        Ok(())
     }
 
     pub fn queued(&self) -> usize {

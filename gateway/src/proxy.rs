@@ -227,6 +227,9 @@ pub async fn serve<P: Pipeline>(
     let (stop_tx, stop) = watch::channel(false);
     let (alive, mut all_ended) = mpsc::channel::<()>(1);
     let first_request_wait = options.header_read_timeout;
+    // HTTP/2 connections that send nothing at all for this long are closed (HTTP/1.1 idle
+    // connections already end with the header timeout of their next request).
+    let h2_idle = options.header_read_timeout.max(Duration::from_secs(1)) * 6;
     tokio::pin!(shutdown);
 
     let counts = Arc::new(ConnCounts {
@@ -284,27 +287,47 @@ pub async fn serve<P: Pipeline>(
             let _slot = slot;
             metrics.open_connections.fetch_add(1, Ordering::Relaxed);
             let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls_stream) => {
-                        let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                        let builder = if h2 { &builders.h2 } else { &builders.h1 };
-                        let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-                        serve_until_done(conn, stop).await
+                // The handshake gets the header timeout: a client that stops mid-ClientHello
+                // must not hold its slot.
+                Some(acceptor) => {
+                    match tokio::time::timeout(first_request_wait, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            if h2 {
+                                let io = idle::ReadIdle::new(tls_stream, h2_idle);
+                                let conn = builders.h2.serve_connection(TokioIo::new(io), service);
+                                serve_until_done(conn, stop).await
+                            } else {
+                                let conn = builders
+                                    .h1
+                                    .serve_connection(TokioIo::new(tls_stream), service);
+                                serve_until_done(conn, stop).await
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote, "tls handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "tls handshake timed out");
+                            Ok(())
+                        }
                     }
-                    Err(e) => {
-                        tracing::debug!(error = %e, %remote, "tls handshake failed");
-                        Ok(())
-                    }
-                },
+                }
                 None => {
                     let h2 = first_bytes(&stream, first_request_wait, &mut stop).await
                         && h2c
                         && tokio::time::timeout(first_request_wait, h2_preface(&stream))
                             .await
                             .is_ok_and(|is_h2| is_h2.unwrap_or(false));
-                    let builder = if h2 { &builders.h2 } else { &builders.h1 };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    serve_until_done(conn, stop).await
+                    if h2 {
+                        let io = idle::ReadIdle::new(stream, h2_idle);
+                        let conn = builders.h2.serve_connection(TokioIo::new(io), service);
+                        serve_until_done(conn, stop).await
+                    } else {
+                        let conn = builders.h1.serve_connection(TokioIo::new(stream), service);
+                        serve_until_done(conn, stop).await
+                    }
                 }
             };
             if let Err(e) = result {

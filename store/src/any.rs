@@ -134,6 +134,7 @@ impl Store for AnyStore {
         fn record_sms_sent(&self, phone: &Phone, purpose: ChallengePurpose, now: Timestamp) -> ();
         fn sms_stats(&self, phone: &Phone, since: Timestamp) -> SmsStats;
         fn append_audit(&self, events: &[AuditEvent]) -> ();
+        fn append_recovered_audit(&self, events: &[AuditEvent]) -> ();
         fn count_audit(&self) -> i64;
         fn append_audit_with_slices(&self, slices: &[(AuditSlice, Timestamp)], events: &[AuditEvent]) -> ();
         fn recorded_decisions(&self, since: Timestamp, limit: i64) -> Vec<RecordedDecision>;

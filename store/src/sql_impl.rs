@@ -1448,6 +1448,16 @@ macro_rules! sql_store_impl {
                 self.append_audit_with_slices(&[], events).await
             }
 
+            async fn append_recovered_audit(&self, events: &[AuditEvent]) -> StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                Self::insert_audit_events_as(&mut tx, events, true).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn append_audit_with_slices(
                 &self,
                 slices: &[(AuditSlice, Timestamp)],
@@ -1590,6 +1600,17 @@ macro_rules! sql_store_impl {
                 tx: &mut sqlx::Transaction<'static, $Db>,
                 events: &[AuditEvent],
             ) -> StoreResult<()> {
+                Self::insert_audit_events_as(tx, events, false).await
+            }
+
+            /// `ignore_existing`: ids the table already has are skipped instead of failing
+            /// the batch (the recovery of a crashed instance's journal, which may hold events
+            /// the store got before the crash). Everywhere else a duplicate is a bug, refused.
+            async fn insert_audit_events_as(
+                tx: &mut sqlx::Transaction<'static, $Db>,
+                events: &[AuditEvent],
+                ignore_existing: bool,
+            ) -> StoreResult<()> {
                 // 18 parameters a row: 256 rows stay under both backends' parameter limits.
                 for chunk in crate::sql_impl::fixed_chunks(events) {
                     let mut qb = sqlx::QueryBuilder::<$Db>::new(
@@ -1620,9 +1641,9 @@ macro_rules! sql_store_impl {
                             .push_bind(e.slice.as_ref().map(|s| s.hash.to_string()))
                             .push_bind(context);
                     });
-                    // Idempotent: the audit journal ships again, after a crash, what the
-                    // store may already hold.
-                    qb.push(" ON CONFLICT (id) DO NOTHING");
+                    if ignore_existing {
+                        qb.push(" ON CONFLICT (id) DO NOTHING");
+                    }
                     qb.build().execute(&mut **tx).await?;
                 }
                 Ok(())

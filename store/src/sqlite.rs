@@ -187,13 +187,27 @@ async fn poll_loop(
                 .fetch_all(&pool)
                 .await
             }
+            // The first look: what was written since this store opened, up to the newest row
+            // now; every later row has a higher `seq` and comes with the next poll.
             None => {
-                sqlx::query_as(
-                    "SELECT seq, src, payload FROM invalidations WHERE at >= $1 ORDER BY seq",
-                )
-                .bind(opened)
-                .fetch_all(&pool)
-                .await
+                let newest: Result<i64, sqlx::Error> =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM invalidations")
+                        .fetch_one(&pool)
+                        .await;
+                match newest {
+                    Ok(newest) => {
+                        last = Some(newest);
+                        sqlx::query_as(
+                            "SELECT seq, src, payload FROM invalidations \
+                             WHERE at >= $1 AND seq <= $2 ORDER BY seq",
+                        )
+                        .bind(opened)
+                        .bind(newest)
+                        .fetch_all(&pool)
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
             }
         };
         let rows = match rows {
@@ -204,11 +218,8 @@ async fn poll_loop(
                 continue;
             }
         };
-        if last.is_none() {
-            last = Some(0);
-        }
         for (seq, src, payload) in rows {
-            last = Some(seq);
+            last = Some(last.map_or(seq, |l| l.max(seq)));
             if *src == *instance {
                 continue;
             }

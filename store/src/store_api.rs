@@ -408,6 +408,14 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// Append a batch in one transaction (multi-row inserts). All or nothing.
     fn append_audit(&self, events: &[AuditEvent]) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Append events recovered from a crashed instance's audit journal: like
+    /// [`Store::append_audit`], except that ids the store already has are skipped (the
+    /// journal may hold events written before the crash).
+    fn append_recovered_audit(
+        &self,
+        events: &[AuditEvent],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     fn count_audit(&self) -> impl Future<Output = StoreResult<i64>> + Send;
 
     /// Append a batch like [`Store::append_audit`] and, in the same transaction, entity slices

@@ -820,3 +820,59 @@ async fn a_narrowing_import_reaches_a_running_gateway_on_sqlite() {
     eprintln!("refused {:?} after the import", started.elapsed());
     assert!(drain_seen(&mut env.up).len() <= 5);
 }
+
+/// A TLS client that stops mid-handshake, and an HTTP/2 client that sends its preface and
+/// SETTINGS and then nothing, are closed: neither may hold a connection slot forever.
+#[tokio::test]
+async fn silent_tls_handshakes_and_http2_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki(dir.path());
+    let closes_within = |limit: Duration, mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 4096];
+        let started = std::time::Instant::now();
+        loop {
+            match tokio::time::timeout(limit, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    // TLS: five bytes of a ClientHello, then silence.
+    let text = config_text(dir.path(), &up.url(), "[dev]\nallow_all = true\n").replace(
+        "shutdown_grace_secs = 5\n",
+        &format!(
+            "shutdown_grace_secs = 5\nheader_read_timeout_secs = 1\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            pki.cert.display(),
+            pki.key.display()
+        ),
+    );
+    let gw = Gateway::start(&text, dir.path()).await;
+    let mut s = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+    s.write_all(b"\x16\x03\x01\x00\x50").await.unwrap();
+    let took = closes_within(Duration::from_secs(5), s).await;
+    assert!(
+        took.is_some(),
+        "a stalled TLS handshake was still open after 5 s"
+    );
+    gw.stop().await;
+    // h2c: the preface and an empty SETTINGS frame, then silence.
+    let dir2 = tempfile::tempdir().unwrap();
+    let text = config_text(dir2.path(), &up.url(), "[dev]\nallow_all = true\n").replace(
+        "shutdown_grace_secs = 5\n",
+        "shutdown_grace_secs = 5\nheader_read_timeout_secs = 1\n",
+    );
+    let gw = Gateway::start(&text, dir2.path()).await;
+    let mut s = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let took = closes_within(Duration::from_secs(15), s).await;
+    assert!(
+        took.is_some_and(|t| t >= Duration::from_secs(5)),
+        "a silent HTTP/2 connection must be closed after about 6 header timeouts, not before: {took:?}"
+    );
+    gw.stop().await;
+}

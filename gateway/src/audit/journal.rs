@@ -173,10 +173,16 @@ impl SegmentWriter {
     fn rotate(&mut self) -> std::io::Result<()> {
         let n = self.next;
         self.next += 1;
+        // Created under a name recovery ignores, locked, then renamed: another instance's
+        // recovery can never take (and delete) a file this one is about to write.
         let path = self.dir.join(format!("{}-{n:08}.journal", self.instance));
-        let file = open_new(&path)?;
+        let fresh = self
+            .dir
+            .join(format!("{}-{n:08}.journal.new", self.instance));
+        let file = open_new(&fresh)?;
         file.try_lock()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::rename(&fresh, &path)?;
         let writing = file.try_clone()?;
         let mut map = self.shared.lock();
         if let Some((old, ..)) = self.current.take()
@@ -241,12 +247,19 @@ impl SegmentWriter {
                 }
                 Err(e) => {
                     // Fail closed: none of these requests goes on. A partly written line is
-                    // skipped by the recovery (it does not parse).
+                    // skipped by the recovery (it does not parse). The file takes no more
+                    // events; it goes once what it holds is shipped.
                     tracing::error!(error = %e, events = jobs.len(), "audit journal write failed: refusing");
                     for j in jobs.drain(..) {
                         let _ = j.done.send(Err(NotJournaled));
                     }
-                    self.current = None;
+                    if let Some((n, ..)) = self.current.take() {
+                        let mut map = self.shared.lock();
+                        if let Some(seg) = map.get_mut(&n) {
+                            seg.closed = true;
+                        }
+                        remove_done(&mut map);
+                    }
                 }
             }
         }
@@ -310,7 +323,7 @@ pub async fn recover(dir: &Path, store: &AnyStore) -> Result<usize, String> {
         }
         for chunk in events.chunks(512) {
             store
-                .append_audit(chunk)
+                .append_recovered_audit(chunk)
                 .await
                 .map_err(|e| format!("cannot ship `{}` to the store: {e}", path.display()))?;
         }
@@ -321,8 +334,13 @@ pub async fn recover(dir: &Path, store: &AnyStore) -> Result<usize, String> {
             unreadable_lines = torn,
             "shipped an audit journal left by a process that ended without shipping it"
         );
-        std::fs::remove_file(&path)
-            .map_err(|e| format!("cannot delete `{}`: {e}", path.display()))?;
+        // Gone already: another instance starting beside this one shipped it too (the store
+        // ignores ids it has).
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot delete `{}`: {e}", path.display())),
+        }
     }
     Ok(recovered)
 }

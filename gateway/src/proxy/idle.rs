@@ -51,7 +51,7 @@ where
                 this.sleep.as_mut().reset(Instant::now() + *this.idle);
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.poll(cx) {
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(format!(
                     "upstream sent nothing for {} s mid-body",
                     this.idle.as_secs()
@@ -68,6 +68,87 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client connection that is closed once the client has sent nothing for `idle`. HTTP/2
+    /// has no header timeout of its own after the preface: without this, a client that opens
+    /// a connection, sends its SETTINGS and then nothing (or a TLS client that stops mid
+    /// handshake) holds a connection slot forever. HTTP/2 clients send WINDOW_UPDATE frames
+    /// while they read a response, so a download in progress is not idle.
+    pub struct ReadIdle<S> {
+        #[pin]
+        inner: S,
+        // Boxed, so the connection stays `Unpin` as hyper needs.
+        sleep: Pin<Box<Sleep>>,
+        idle: Duration,
+    }
+}
+
+impl<S> ReadIdle<S> {
+    pub fn new(inner: S, idle: Duration) -> Self {
+        ReadIdle {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            idle,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: tokio::io::AsyncRead> tokio::io::AsyncRead for ReadIdle<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        match this.inner.poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.sleep.as_mut().reset(Instant::now() + *this.idle);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client sent nothing for too long",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite> tokio::io::AsyncWrite for ReadIdle<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
