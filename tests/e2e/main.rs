@@ -4,6 +4,7 @@
 
 mod account;
 mod adversarial;
+mod audit_walk;
 mod browser;
 mod cli;
 mod decisions;

@@ -143,6 +143,26 @@ impl Auth {
         }
     }
 
+    /// A security event on a challenge (a code sent or refused, a wrong code, a face start or
+    /// result): its person, entry, enterprise and the client it is bound to.
+    async fn challenge_event(
+        &self,
+        c: &Challenge,
+        now: Timestamp,
+        action: &str,
+        allowed: bool,
+        reason: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut ev = AuditEvent::new(self.core.audit.next_id(), now, action, allowed);
+        ev.person = c.person.clone();
+        ev.enterprise = c.enterprise.clone();
+        ev.entry = c.entry;
+        ev.client_addr = c.client_addr.clone();
+        ev.reason = reason.map(str::to_string);
+        ev.detail = Some(json!({ "purpose": c.purpose.as_str() }).to_string());
+        self.audit(ev).await
+    }
+
     fn denial(&self, decision: &Decision) -> ApiError {
         let reason = decision.reason.as_deref().unwrap_or("not_permitted");
         if reason == "not_permitted" {
@@ -645,6 +665,8 @@ impl Auth {
                     | SmsLimit::AddressHourly
                     | SmsLimit::GlobalPerMinute => Code::SmsTooFrequent,
                 };
+                self.challenge_event(c, now, "sms_code_refused", false, Some(code.as_str()))
+                    .await?;
                 return Err(ApiError::hinted(
                     code,
                     Hints {
@@ -675,6 +697,9 @@ impl Auth {
             purpose,
             at: api::rfc3339(now),
         };
+        // Recorded before the code leaves: a code sent is on record whatever happens next.
+        self.challenge_event(c, now, "sms_code_sent", true, None)
+            .await?;
         self.sms.send(&message).await.map_err(|e| {
             tracing::error!(error = %e, "sms delivery failed");
             ApiError::from(Code::SmsUnavailable)
@@ -711,6 +736,8 @@ impl Auth {
         if right {
             return Ok(());
         }
+        self.challenge_event(c, now, "sms_code_failed", false, Some("invalid_code"))
+            .await?;
         if attempt >= max {
             Err(Code::ChallengeExpired.into())
         } else {
@@ -763,6 +790,8 @@ impl Auth {
             Err(StoreError::NotFound) => return Err(Code::FaceFailed.into()),
             Err(e) => return Err(store_err(e)),
         }
+        self.challenge_event(&c, now, "face_started", true, None)
+            .await?;
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -846,6 +875,9 @@ impl Auth {
         {
             return Err(Code::UnknownNonce.into());
         }
+        let reason = (!passed).then_some("face_failed");
+        self.challenge_event(&c, now, "face_result", passed, reason)
+            .await?;
         Ok(no_content())
     }
 

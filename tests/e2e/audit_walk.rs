@@ -1,0 +1,202 @@
+//! Issue 21 point 10: every decision and every security event is one audit record. The walk
+//! calls every endpoint of the public API once, as a taxpayer would, and counts the records
+//! each call left: none may leave none (allowed reads of the personnel list, identities and the
+//! session view, SMS sends, wrong codes, phone changes and face starts used to).
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::json;
+use taxgate_e2e::*;
+use taxgate_store::Store;
+
+/// The audit rows written so far, once the writer has caught up with `at_least`.
+async fn records(env: &Env, at_least: i64) -> i64 {
+    let store = env.gw.core.store.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = store.count_audit().await.unwrap();
+        if n >= at_least || std::time::Instant::now() > deadline {
+            // Let a batch that is still lingering land, so the next step counts only its own.
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            return store.count_audit().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Run `step`, and assert it left at least one audit record.
+macro_rules! audited {
+    ($env:expr, $count:expr, $what:expr, $step:expr) => {{
+        let answer = $step;
+        let now = records(&$env, $count + 1).await;
+        assert!(
+            now > $count,
+            "{} ({}) left no audit record",
+            $what,
+            answer.status
+        );
+        $count = now;
+        answer
+    }};
+}
+
+#[tokio::test]
+async fn every_endpoint_leaves_an_audit_record() {
+    let env = Env::start("").await;
+    let mut n = records(&env, 0).await;
+
+    // 企业业务 login: password, a wrong code, the right code.
+    let login = audited!(
+        env,
+        n,
+        "POST /auth/login",
+        env.login("enterprise", Some(ENT_A), WANG, WANG_PW).await
+    );
+    let challenge = login.json()["challenge"].as_str().unwrap().to_string();
+    audited!(
+        env,
+        n,
+        "POST /auth/sms/send",
+        env.post("/auth/sms/send", json!({"challenge": challenge}), None)
+            .await
+    );
+    let code = env.last_code("13800138000");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let a = audited!(
+        env,
+        n,
+        "POST /auth/sms/verify (wrong code)",
+        env.post(
+            "/auth/sms/verify",
+            json!({"challenge": challenge, "code": wrong}),
+            None
+        )
+        .await
+    );
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let v = audited!(
+        env,
+        n,
+        "POST /auth/sms/verify",
+        env.post(
+            "/auth/sms/verify",
+            json!({"challenge": challenge, "code": code}),
+            None
+        )
+        .await
+    );
+    assert_eq!(v.status, StatusCode::OK);
+    let token = session_token(&v);
+    let t = Some(token.as_str());
+
+    for path in ["/auth/session", "/account/identities", "/account/personnel"] {
+        let a = audited!(env, n, format!("GET {path}"), env.get(path, t).await);
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+    }
+    let added = audited!(
+        env,
+        n,
+        "POST /account/personnel",
+        env.post(
+            "/account/personnel",
+            json!({"id_number": ZHOU, "role": "tax_handler"}),
+            t
+        )
+        .await
+    );
+    assert_eq!(
+        added.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    let binding = added.json()["binding"].as_str().unwrap().to_string();
+    audited!(
+        env,
+        n,
+        "POST /account/personnel/{binding}/revoke",
+        env.post(
+            &format!("/account/personnel/{binding}/revoke"),
+            json!({}),
+            t
+        )
+        .await
+    );
+    audited!(
+        env,
+        n,
+        "POST /account/switch",
+        env.post(
+            "/account/switch",
+            json!({"enterprise": ENT_B, "role": "tax_handler"}),
+            t
+        )
+        .await
+    );
+    audited!(env, n, "GET /api/query/x", env.get("/api/query/x", t).await);
+    audited!(
+        env,
+        n,
+        "POST /auth/password (wrong old password)",
+        env.post(
+            "/auth/password",
+            json!({"old_password": "not-it", "new_password": "Another-Pass-2026!"}),
+            t
+        )
+        .await
+    );
+    audited!(
+        env,
+        n,
+        "POST /auth/logout",
+        env.post("/auth/logout", json!({}), t).await
+    );
+
+    // 自然人业务: the person side and the phone change.
+    let (person, _) = env
+        .login_sms("person", None, ZHOU, ZHOU_PW, "13900000006")
+        .await;
+    n = records(&env, n + 1).await;
+    let p = Some(person.as_str());
+    audited!(
+        env,
+        n,
+        "GET /account/authorizations",
+        env.get("/account/authorizations", p).await
+    );
+    let started = audited!(
+        env,
+        n,
+        "POST /account/phone",
+        env.post("/account/phone", json!({"phone": "13700000009"}), p)
+            .await
+    );
+    if started.status == StatusCode::OK {
+        let challenge = started.json()["challenge"].as_str().unwrap().to_string();
+        audited!(
+            env,
+            n,
+            "POST /account/phone/verify",
+            env.post(
+                "/account/phone/verify",
+                json!({"challenge": challenge, "code": env.last_code("13700000009")}),
+                p
+            )
+            .await
+        );
+    }
+
+    // The face factor: a start on a fresh challenge.
+    let login = env.login("enterprise", Some(ENT_A), WANG, WANG_PW).await;
+    n = records(&env, n + 1).await;
+    let challenge = login.json()["challenge"].as_str().unwrap().to_string();
+    audited!(
+        env,
+        n,
+        "POST /auth/face/start",
+        env.post("/auth/face/start", json!({"challenge": challenge}), None)
+            .await
+    );
+    assert!(n > 0);
+}
