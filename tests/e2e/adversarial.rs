@@ -438,6 +438,15 @@ async fn underscore_override_and_forwarding_headers_never_reach_the_upstream() {
         );
     }
     assert!(seen.header("x-taxgate-enterprise").is_none());
+    // Two Host headers (RFC 9112 section 3.2): refused, never forwarded.
+    let (bytes, _) = raw_exchange(
+        env.gw.public,
+        &raw_request("GET", "/api/personal/x", &token, "Host: other.example\r\n"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_statuses(&bytes), vec![400]);
+    assert!(drain_seen(&mut env.up).is_empty());
     assert_eq!(seen.headers_named("x-forwarded-for"), vec!["127.0.0.1"]);
     assert_eq!(seen.headers_named("x-forwarded-host"), vec!["gw.test"]);
     assert_eq!(seen.headers_named("x-forwarded-proto"), vec!["http"]);
