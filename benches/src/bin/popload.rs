@@ -426,3 +426,77 @@ fn main() {
         statuses.join(",")
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn args(tokens: &str, skew: f64) -> Args {
+        Args {
+            url: http::Uri::from_static("http://127.0.0.1:1"),
+            tokens: tokens.into(),
+            skew,
+            open: false,
+            rate: 0.0,
+            duration: 1.0,
+            warmup: 0.0,
+            connections: 1,
+            mix: vec![("query".into(), 80), ("declare".into(), 20)],
+            seed: 7,
+        }
+    }
+
+    fn token_file(n: usize) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        for i in 0..n {
+            let kind = if i % 10 >= 8 { "p" } else { "e" };
+            writeln!(f, "{i:0>43} {kind}").expect("write");
+        }
+        f
+    }
+
+    #[test]
+    fn uniform_reaches_every_session_and_zipf_favours_the_first_rank() {
+        let f = token_file(100);
+        let path = f.path().display().to_string();
+        let uniform = Population::load(&args(&path, 0.0)).expect("load");
+        let mut rng = Rng(1);
+        let mut seen = [0u32; 100];
+        for _ in 0..20_000 {
+            seen[uniform.pick(&mut rng)] += 1;
+        }
+        assert!(seen.iter().all(|c| *c > 100), "{seen:?}");
+        let zipf = Population::load(&args(&path, 1.0)).expect("load");
+        let mut seen = [0u32; 100];
+        for _ in 0..20_000 {
+            seen[zipf.pick(&mut rng)] += 1;
+        }
+        // Rank 0 has weight 1 / H(100) ≈ 19% of the draws; rank 99 about 0.2%.
+        let top = seen[zipf.order[0] as usize];
+        assert!((3_300..4_400).contains(&top), "{top}");
+        assert!(seen[zipf.order[99] as usize] < 150);
+    }
+
+    #[test]
+    fn person_sessions_ask_for_personal_tax_and_the_others_follow_the_mix() {
+        let f = token_file(10);
+        let pop = Population::load(&args(&f.path().display().to_string(), 0.0)).expect("load");
+        let host = HeaderValue::from_static("127.0.0.1:1");
+        let mut rng = Rng(3);
+        let mut paths = BTreeMap::<String, u32>::new();
+        for _ in 0..10_000 {
+            let req = pop.request(&mut rng, &host);
+            let auth = req.headers()[http::header::AUTHORIZATION]
+                .to_str()
+                .expect("ascii");
+            let person = auth.ends_with("08") || auth.ends_with("09");
+            let path = req.uri().path().to_string();
+            assert_eq!(person, path == "/api/personal_tax/x", "{auth} {path}");
+            *paths.entry(path).or_default() += 1;
+        }
+        let (q, d) = (paths["/api/query/x"], paths["/api/declare/x"]);
+        assert!(q > 3 * d && d > 1_000, "{paths:?}");
+    }
+}
