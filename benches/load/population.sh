@@ -18,6 +18,7 @@
 #                ROUNDS times (median kept): the same requests, rotating over the same tokens
 #   open loop    popload --mode open at 50% of the pass-through's median for DUR s against
 #                each: p50/p99 from the scheduled send time (no coordinated omission)
+# (DIRECT=1 adds the client straight to bench-upstream to the closed loop: its ceiling)
 # then the gateway's VmRSS (and its anonymous part) is read from /proc.
 # Results: a Markdown table on stdout and in $OUT (default target/population-results.md); the
 # raw JSON lines of every run in $OUT.jsonl.
@@ -157,11 +158,14 @@ EOF
 }
 
 declare -A URL=(
+  [direct]="http://127.0.0.1:$UP"
   [passthrough]="http://127.0.0.1:$PT"
   [nginx]="http://127.0.0.1:$NGX"
   [gateway]="http://127.0.0.1:$GW"
 )
 TARGETS=(passthrough nginx gateway)
+# DIRECT=1: also the load client straight to bench-upstream, to show it is not the ceiling.
+[ "${DIRECT:-0}" = 1 ] && TARGETS=(direct "${TARGETS[@]}")
 declare -A R
 ROWS=()
 : >"$OUT.jsonl"
@@ -204,7 +208,7 @@ for size in $SIZES; do
       for skew in $SKEWS; do
         k="$key:$skew"
         run_load gateway "$tokens" "$skew" --duration "$WARMUP" >/dev/null
-        declare -A RPS=([passthrough]="" [nginx]="" [gateway]="")
+        declare -A RPS=([direct]="" [passthrough]="" [nginx]="" [gateway]="")
         gw_closed=""
         for round in $(seq 1 "$ROUNDS"); do
           for t in "${TARGETS[@]}"; do
@@ -220,7 +224,7 @@ for size in $SIZES; do
         rate=$(awk -v m="${R[$k:passthrough:rps]}" 'BEGIN {printf "%d", m / 2}')
         [ "$rate" -gt 0 ] || rate=1
         R[$k:rate]=$rate
-        for t in "${TARGETS[@]}"; do
+        for t in passthrough nginx gateway; do
           json=$(run_load "$t" "$tokens" "$skew" --mode open --rate "$rate" --duration "$DUR")
           R[$k:$t:p50]=$(jget "$json" p50_us)
           R[$k:$t:p99]=$(jget "$json" p99_us)
@@ -247,13 +251,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0 && a != "") printf "%.2f", a
   echo
   echo "Closed loop: req/s (median of $ROUNDS). Open loop at 50% of the pass-through's max: p50/p99 in µs (a gateway that cannot sustain that rate shows its queue: see the achieved rate). µs/req: 1e6 / gateway req/s (both cores' time per request). RSS: the gateway's VmRSS (anonymous part) after the runs."
   echo
-  echo "| store | audit rows | sessions | skew | pass-through req/s | nginx req/s | gateway req/s | µs/req | vs 1 session | vs pass-through | vs nginx | p50 / p99 pass-through | p50 / p99 nginx | p50 / p99 gateway (achieved req/s) | denied | errors | RSS MiB (anon) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| store | audit rows | sessions | skew | direct req/s | pass-through req/s | nginx req/s | gateway req/s | µs/req | vs 1 session | vs pass-through | vs nginx | p50 / p99 pass-through | p50 / p99 nginx | p50 / p99 gateway (achieved req/s) | denied | errors | RSS MiB (anon) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for k in "${ROWS[@]}"; do
     IFS=':' read -r store audit size skew <<<"$k"
     one="$store:$audit:1:$skew:gateway:rps"
     gw=${R[$k:gateway:rps]}
     us=$(awk -v r="$gw" 'BEGIN {if (r > 0) printf "%.1f", 1e6 / r; else print "-"}')
-    echo "| $store | $audit | $size | $skew | ${R[$k:passthrough:rps]} | ${R[$k:nginx:rps]} | $gw | $us | $(ratio "$gw" "${R[$one]:-}") | $(ratio "$gw" "${R[$k:passthrough:rps]}") | $(ratio "$gw" "${R[$k:nginx:rps]}") | ${R[$k:passthrough:p50]} / ${R[$k:passthrough:p99]} | ${R[$k:nginx:p50]} / ${R[$k:nginx:p99]} | ${R[$k:gateway:p50]} / ${R[$k:gateway:p99]} (${R[$k:orps]}) | ${R[$k:denied]} | ${R[$k:errors]} | ${R[$k:rss]} (${R[$k:anon]}) |"
+    echo "| $store | $audit | $size | $skew | ${R[$k:direct:rps]:--} | ${R[$k:passthrough:rps]} | ${R[$k:nginx:rps]} | $gw | $us | $(ratio "$gw" "${R[$one]:-}") | $(ratio "$gw" "${R[$k:passthrough:rps]}") | $(ratio "$gw" "${R[$k:nginx:rps]}") | ${R[$k:passthrough:p50]} / ${R[$k:passthrough:p99]} | ${R[$k:nginx:p50]} / ${R[$k:nginx:p99]} | ${R[$k:gateway:p50]} / ${R[$k:gateway:p99]} (${R[$k:orps]}) | ${R[$k:denied]} | ${R[$k:errors]} | ${R[$k:rss]} (${R[$k:anon]}) |"
   done
 } | tee "$OUT"
