@@ -2,7 +2,7 @@
 # Population scenarios (issue 17): what a request costs as the live population grows, in one
 # run, side by side with the bare pass-through and nginx, loopback only, every step bounded.
 #
-#   benches/load/population.sh                      # the full matrix (about an hour, release)
+#   benches/load/population.sh                      # the full matrix (over an hour, release)
 #   SIZES="1 100000" STORES=sqlite AUDIT=0 SKEWS=0 benches/load/population.sh   # one slice
 #   PROFILE=dev SIZES="1 1000" DUR=2 ROUNDS=1 WARMUP=1 AUDIT="0 20000" benches/load/population.sh
 #                                                   # plumbing check with debug builds
