@@ -5,6 +5,7 @@
 #   benches/load/run.sh                 # DUR=10 s per run, ROUNDS=2 (A/B/A/B), CONNS=64
 #   DUR=5 ROUNDS=1 benches/load/run.sh  # a quick look
 #   PROFILE=dev DUR=2 ROUNDS=1 benches/load/run.sh  # plumbing check with debug builds
+#   IDENTITY=off benches/load/run.sh    # without the signed assertion (not the default)
 #
 # Targets, alternated in every round so drift hits them all alike:
 #   direct       wrk -> bench-upstream                       (the ceiling)
@@ -63,7 +64,14 @@ wait_port() {
 
 # The gateway: SQLite, the repository's policies, one route, one logged-in session, and the
 # identity assertions it refuses to start without (the figures include signing them).
+# IDENTITY=off measures without them (`disabled = true`), to compare with figures taken before
+# they were the default; the default run measures the secure default.
 "$BIN/taxgate" keys generate --out "$WORK/assertion.pem" >/dev/null
+if [ "${IDENTITY:-on}" = off ]; then
+  IDENTITY_TOML="disabled = true"
+else
+  IDENTITY_TOML="signing_key = \"$WORK/assertion.pem\""
+fi
 cat >"$WORK/taxgate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$GW"
@@ -84,7 +92,7 @@ sms_resend_secs = 0
 # The login storm below comes from one address: lift the per-client limit for the bench.
 auth_requests_per_minute = 10000000
 [upstream_identity]
-signing_key = "$WORK/assertion.pem"
+$IDENTITY_TOML
 [[upstreams]]
 name = "up"
 url = "http://127.0.0.1:$UP"
