@@ -18,15 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use taxgate_store::{
-    AnyStore, AuditEvent, AuditSlice, Entry, IdNumber, Role, SqliteStore, Store, TaxpayerId,
-};
+use taxgate_store::{AnyStore, AuditEvent, AuditSlice, SqliteStore, Store};
 
 const NOW: i64 = 1_750_000_000;
 
 fn events(n: usize, base: u64, sessions: u64) -> Vec<AuditEvent> {
-    let person: IdNumber = "140105199001011238".parse().expect("id number");
-    let enterprise: TaxpayerId = "91140100MA0K123488".parse().expect("taxpayer id");
     let slices: Vec<AuditSlice> = (0..100)
         .map(|i| AuditSlice {
             hash: format!("{i:032x}").into(),
@@ -34,28 +30,13 @@ fn events(n: usize, base: u64, sessions: u64) -> Vec<AuditEvent> {
         })
         .collect();
     (0..n as u64)
-        .map(|i| {
-            let id = format!("5f2c9a0be41d{:012x}", base + i);
-            AuditEvent {
-                request_id: Some(id.clone()),
-                id,
-                at: NOW + (base + i) as i64 / 20_000,
-                session_id: Some(format!("{:064x}", (base + i) % sessions)),
-                person: Some(person.clone()),
-                enterprise: Some(enterprise.clone()),
-                role: Some(Role::LegalRepresentative),
-                entry: Some(Entry::Enterprise),
-                action: "declare".into(),
-                path: Some("/api/declare/2026-10/vat".into()),
-                allowed: true,
-                policies: vec!["enterprise-bound-roles".into()],
-                reason: None,
-                policy_version: Some(format!("{:064x}", 0xfeed_u64)),
-                client_addr: Some("10.1.2.3".into()),
-                detail: None,
-                slice: Some(slices[((base + i) % sessions) as usize].clone()),
-                legacy_login_until: Some(NOW + 86_400 * 90),
-            }
+        .map(|i| AuditEvent {
+            slice: Some(slices[((base + i) % sessions) as usize].clone()),
+            ..taxgate_benches::decision_event(
+                format!("5f2c9a0be41d{:012x}", base + i),
+                NOW + (base + i) as i64 / 20_000,
+                format!("{:064x}", (base + i) % sessions),
+            )
         })
         .collect()
 }

@@ -15,32 +15,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use taxgate::audit::journal::Journal;
-use taxgate_store::{AuditEvent, Entry, IdNumber, Role, TaxpayerId};
+use taxgate_store::AuditEvent;
 
 fn event(i: u64) -> AuditEvent {
-    let person: IdNumber = "140105199001011238".parse().expect("id number");
-    let enterprise: TaxpayerId = "91140100MA0K123488".parse().expect("taxpayer id");
-    let id = format!("5f2c9a0be41d{i:012x}");
-    AuditEvent {
-        request_id: Some(id.clone()),
-        id,
-        at: 1_750_000_000,
-        session_id: Some(format!("{:064x}", i % 1000)),
-        person: Some(person),
-        enterprise: Some(enterprise),
-        role: Some(Role::LegalRepresentative),
-        entry: Some(Entry::Enterprise),
-        action: "declare".into(),
-        path: Some("/api/declare/2026-10/vat".into()),
-        allowed: true,
-        policies: vec!["enterprise-bound-roles".into()],
-        reason: None,
-        policy_version: Some(format!("{:064x}", 0xfeed_u64)),
-        client_addr: Some("10.1.2.3".into()),
-        detail: None,
-        slice: None,
-        legacy_login_until: Some(1_750_000_000 + 86_400 * 90),
-    }
+    taxgate_benches::decision_event(
+        format!("5f2c9a0be41d{i:012x}"),
+        1_750_000_000,
+        format!("{:064x}", i % 1000),
+    )
 }
 
 fn journal(c: &mut Criterion) {

@@ -51,3 +51,30 @@ where
     tokio::spawn(conn);
     Ok(sender)
 }
+
+/// A downstream decision event as the gateway writes it (the 64-character policy version, the
+/// determining policy, the client address), for the audit benches.
+pub fn decision_event(id: String, at: i64, session: String) -> taxgate_store::AuditEvent {
+    let person = taxgate_store::IdNumber::parse("140105199001011238").ok();
+    let enterprise = taxgate_store::TaxpayerId::parse("91140100MA0K123488").ok();
+    taxgate_store::AuditEvent {
+        request_id: Some(id.clone()),
+        id,
+        at,
+        session_id: Some(session),
+        person,
+        enterprise,
+        role: Some(taxgate_store::Role::LegalRepresentative),
+        entry: Some(taxgate_store::Entry::Enterprise),
+        action: "declare".into(),
+        path: Some("/api/declare/2026-10/vat".into()),
+        allowed: true,
+        policies: vec!["enterprise-bound-roles".into()],
+        reason: None,
+        policy_version: Some(format!("{:064x}", 0xfeed_u64)),
+        client_addr: Some("10.1.2.3".into()),
+        detail: None,
+        slice: None,
+        legacy_login_until: Some(at + 86_400 * 90),
+    }
+}

@@ -648,6 +648,18 @@ impl Account {
         Ok(no_content())
     }
 
+    /// The facts of confirming an existing binding (by either side): its role and groups, and
+    /// whether its person is agency staff of its enterprise.
+    async fn binding_change<'b>(&self, b: &'b Binding) -> Result<PersonnelChange<'b>, ApiError> {
+        Ok(PersonnelChange {
+            enterprise: &b.enterprise,
+            role: b.role,
+            permissions: b.permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
+            enterprise_confirmed: None,
+        })
+    }
+
     /// `POST /account/personnel/{binding}/confirm`: the enterprise confirms a person's
     /// application.
     pub async fn confirm_application(
@@ -658,13 +670,7 @@ impl Account {
     ) -> ApiResult {
         let b = self.own_binding(s, id).await?;
         // Confirming an application makes the binding as much as adding it does.
-        let change = PersonnelChange {
-            enterprise: &b.enterprise,
-            role: b.role,
-            permissions: b.permissions.as_deref(),
-            conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
-            enterprise_confirmed: None,
-        };
+        let change = self.binding_change(&b).await?;
         self.decide_change(
             s,
             "grant_binding",
@@ -743,13 +749,7 @@ impl Account {
         conn: ConnInfo,
     ) -> ApiResult {
         let b = self.my_binding(s, id).await?;
-        let change = PersonnelChange {
-            enterprise: &b.enterprise,
-            role: b.role,
-            permissions: b.permissions.as_deref(),
-            conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
-            enterprise_confirmed: None,
-        };
+        let change = self.binding_change(&b).await?;
         self.decide_change(
             s,
             "accept_binding",
