@@ -81,11 +81,7 @@ async fn wrong_passwords_at_once(env: &Env, addrs: &[SocketAddr], n: usize) {
         "{answers:?}"
     );
     assert_eq!(count_answers(&answers, 423, "account_locked"), n - 4);
-    let mut left: Vec<u64> = answers
-        .iter()
-        .filter_map(|a| a.json["error"]["attempts_left"].as_u64())
-        .collect();
-    left.sort();
+    let left = attempts_left(&answers);
     assert_eq!(left, [1, 2, 3, 4]);
     assert!(answers.iter().filter(|a| a.status == 423).all(|a| {
         a.json["error"]["locked_for_secs"]
@@ -354,11 +350,7 @@ async fn wrong_codes_at_once(env: &Env, addrs: &[SocketAddr], n: usize) {
         "{answers:?}"
     );
     assert_eq!(count_answers(&answers, 401, "challenge_expired"), n - 4);
-    let mut left: Vec<u64> = answers
-        .iter()
-        .filter_map(|a| a.json["error"]["attempts_left"].as_u64())
-        .collect();
-    left.sort();
+    let left = attempts_left(&answers);
     assert_eq!(left, [1, 2, 3, 4]);
     let stored = env
         .gw
@@ -674,4 +666,14 @@ async fn wrong_codes_on_phone_binding_are_compared_only_up_to_the_limit() {
         )
         .await;
     assert_eq!(right.error_code(), "challenge_expired");
+}
+
+/// The `attempts_left` of every answer that has one, in order.
+fn attempts_left(answers: &[BurstAnswer]) -> Vec<u64> {
+    let mut left: Vec<u64> = answers
+        .iter()
+        .filter_map(|a| a.json["error"]["attempts_left"].as_u64())
+        .collect();
+    left.sort();
+    left
 }

@@ -638,42 +638,12 @@ impl Env {
         password: &str,
         phone: &str,
     ) -> (String, serde_json::Value) {
-        let a = self.login(entry, taxpayer_id, account, password).await;
-        assert_eq!(
-            a.status,
-            StatusCode::OK,
-            "login: {}",
-            String::from_utf8_lossy(&a.body)
-        );
-        let challenge = a.json()["challenge"].as_str().unwrap().to_string();
-        let sent = self
-            .post(
-                "/auth/sms/send",
-                serde_json::json!({"challenge": challenge}),
-                None,
-            )
-            .await;
-        assert_eq!(
-            sent.status,
-            StatusCode::OK,
-            "sms send: {}",
-            String::from_utf8_lossy(&sent.body)
-        );
-        let code = self.last_code(phone);
-        let v = self
-            .post(
-                "/auth/sms/verify",
-                serde_json::json!({"challenge": challenge, "code": code}),
-                None,
-            )
-            .await;
-        assert_eq!(
-            v.status,
-            StatusCode::OK,
-            "sms verify: {}",
-            String::from_utf8_lossy(&v.body)
-        );
-        (session_token(&v), v.json())
+        let mut body =
+            serde_json::json!({"entry": entry, "account": account, "password": password});
+        if let Some(t) = taxpayer_id {
+            body["taxpayer_id"] = t.into();
+        }
+        login_sms_view_at(self.gw.public, &self.outbox(), body, phone).await
     }
 }
 
@@ -1165,6 +1135,16 @@ pub async fn login_sms_at(
     login: serde_json::Value,
     phone: &str,
 ) -> String {
+    login_sms_view_at(addr, outbox, login, phone).await.0
+}
+
+/// [`login_sms_at`], also returning the session view.
+pub async fn login_sms_view_at(
+    addr: SocketAddr,
+    outbox: &Path,
+    login: serde_json::Value,
+    phone: &str,
+) -> (String, serde_json::Value) {
     let post = |path: &'static str, body: serde_json::Value| {
         let req = Request::post(path)
             .header("host", "gw.test")
@@ -1204,7 +1184,7 @@ pub async fn login_sms_at(
         "sms verify: {}",
         String::from_utf8_lossy(&v.body)
     );
-    session_token(&v)
+    (session_token(&v), v.json())
 }
 
 /// Write `config` to `dir/taxgate.toml` and `seed` beside it, then run the real binary's
