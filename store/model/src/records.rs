@@ -1,0 +1,491 @@
+//! Records the store adds to the lead's domain model: login challenges, the SMS log, audit
+//! events, binding changes and cross-instance cache invalidations.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{IdNumber, Phone, TaxpayerId};
+use crate::model::{Entry, PermissionGroup, Role, Secret, Timestamp};
+
+/// Which side of a binding confirms it (双向确认).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Enterprise,
+    Person,
+}
+
+/// A binding to create (the enterprise adds a person, or a person applies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBinding {
+    pub person: IdNumber,
+    pub enterprise: TaxpayerId,
+    pub role: Role,
+    /// `None`: the role's defaults.
+    pub permissions: Option<Vec<PermissionGroup>>,
+    pub valid_from: Timestamp,
+    pub valid_until: Option<Timestamp>,
+    pub enterprise_confirmed: bool,
+    pub person_confirmed: bool,
+    /// Who asked: an ID number, `import` or `system`.
+    pub by: String,
+    /// The binding (id) of the identity that granted this one through personnel management: a
+    /// pending grant dies with it. `None` for imports and applications.
+    pub granted_by: Option<String>,
+    pub now: Timestamp,
+}
+
+/// Result of `Store::confirm_binding` (taxgate-store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// This side's confirmation was recorded; the binding as it is now.
+    Confirmed(crate::model::Binding),
+    /// This side had already confirmed (409 `already_confirmed`); nothing changed.
+    AlreadyConfirmed(crate::model::Binding),
+}
+
+/// Consecutive password failures after recording one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureState {
+    pub failed_count: i32,
+    /// Set when this failure reached the maximum (or an earlier lock still holds).
+    pub locked_until: Option<Timestamp>,
+}
+
+/// How many codes were sent to a number since a time, and when the last one went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsStats {
+    pub count: i64,
+    pub last_sent_at: Option<Timestamp>,
+}
+
+/// What a challenge (and an SMS) is for; the names are those of the SMS outbox (CONTRACT 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengePurpose {
+    Login,
+    BindPhone,
+    RecoverPhone,
+}
+
+impl ChallengePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengePurpose::Login => "login",
+            ChallengePurpose::BindPhone => "bind_phone",
+            ChallengePurpose::RecoverPhone => "recover_phone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "login" => ChallengePurpose::Login,
+            "bind_phone" => ChallengePurpose::BindPhone,
+            "recover_phone" => ChallengePurpose::RecoverPhone,
+            _ => return None,
+        })
+    }
+}
+
+/// State of the face verification of a challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaceStatus {
+    Pending,
+    Passed,
+    Failed,
+}
+
+impl FaceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaceStatus::Pending => "pending",
+            FaceStatus::Passed => "passed",
+            FaceStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => FaceStatus::Pending,
+            "passed" => FaceStatus::Passed,
+            "failed" => FaceStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A login (or phone binding / recovery) challenge between the first and the second factor.
+/// Only the SHA-256 of the challenge token is stored; the SMS code is stored hashed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// hex(SHA-256(challenge token)): the key.
+    pub id_hash: String,
+    pub purpose: ChallengePurpose,
+    pub entry: Option<Entry>,
+    pub person: Option<IdNumber>,
+    /// The enterprise logged in for (enterprise and legacy entries).
+    pub enterprise: Option<TaxpayerId>,
+    /// The agency (agent entry).
+    pub agency: Option<TaxpayerId>,
+    /// Where the SMS code goes (the person's phone, the enterprise's phone, or the new number).
+    pub target_phone: Option<Phone>,
+    pub code_hash: Option<Secret>,
+    pub code_expires_at: Option<Timestamp>,
+    /// Wrong codes entered so far.
+    pub code_attempts: i32,
+    pub face_nonce: Option<String>,
+    pub face_status: Option<FaceStatus>,
+    /// The face nonce is usable until then (`[face] ttl_secs` after `/auth/face/start`).
+    pub face_expires_at: Option<Timestamp>,
+    pub client_addr: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub consumed_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The nonce is a bearer capability for the face callback: never printed.
+        f.debug_struct("Challenge")
+            .field("id_hash", &short(&self.id_hash))
+            .field("purpose", &self.purpose)
+            .field("entry", &self.entry)
+            .field("person", &self.person)
+            .field("enterprise", &self.enterprise)
+            .field("agency", &self.agency)
+            .field("target_phone", &self.target_phone)
+            .field("code_hash", &self.code_hash)
+            .field("code_expires_at", &self.code_expires_at)
+            .field("code_attempts", &self.code_attempts)
+            .field("face_nonce", &self.face_nonce.as_ref().map(|_| "***"))
+            .field("face_status", &self.face_status)
+            .field("face_expires_at", &self.face_expires_at)
+            .field("client_addr", &self.client_addr)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("consumed_at", &self.consumed_at)
+            .finish()
+    }
+}
+
+fn short(hash: &str) -> String {
+    format!("{}…", hash.get(..8).unwrap_or(""))
+}
+
+/// One authorization decision or security event, as stored for audit.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Random id; also sent upstream as `x-taxgate-decision`.
+    pub id: String,
+    pub at: Timestamp,
+    pub request_id: Option<String>,
+    pub session_id: Option<String>,
+    pub person: Option<IdNumber>,
+    pub enterprise: Option<TaxpayerId>,
+    pub role: Option<Role>,
+    pub entry: Option<Entry>,
+    /// The Cedar action (`declare`, `login`, …) or a security event name.
+    pub action: String,
+    pub path: Option<String>,
+    pub allowed: bool,
+    /// Ids of the determining policies.
+    pub policies: Vec<String>,
+    /// The `@reason` code of a denial.
+    pub reason: Option<String>,
+    pub policy_version: Option<String>,
+    pub client_addr: Option<String>,
+    /// Free JSON text for replay data; `None` stores nothing.
+    pub detail: Option<String>,
+    /// Downstream decisions: the entity slice the decision saw, so it can be re-decided
+    /// (`taxgate policy replay`). Only its hash is stored with the event; the slice itself goes
+    /// to `audit_slices` once (see `Store::append_audit_with_slices` (taxgate-store)).
+    #[serde(skip)]
+    pub slice: Option<AuditSlice>,
+    /// Downstream decisions: the context value `legacy_login_until` the decision saw (`now` is
+    /// `at`).
+    pub legacy_login_until: Option<Timestamp>,
+}
+
+/// The Cedar entity slice of a decision as JSON, with its content hash. Built once per session
+/// cache fill and shared by every event of that session (two `Arc` clones per request).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuditSlice {
+    /// Hex of a SHA-256 over `json` (truncated); the key of `audit_slices`.
+    pub hash: std::sync::Arc<str>,
+    pub json: std::sync::Arc<str>,
+}
+
+impl fmt::Debug for AuditSlice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The slice names persons: only the hash goes to logs.
+        f.debug_struct("AuditSlice")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A recorded downstream decision with what is needed to decide it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedDecision {
+    pub id: String,
+    /// Time of the decision; also the `now` of its context.
+    pub at: Timestamp,
+    pub entry: Option<Entry>,
+    pub role: Option<Role>,
+    pub action: String,
+    pub path: Option<String>,
+    pub allowed: bool,
+    pub policies: Vec<String>,
+    pub reason: Option<String>,
+    pub policy_version: Option<String>,
+    /// `None` for decisions recorded before slices were kept: not replayable.
+    pub slice_hash: Option<String>,
+    pub legacy_login_until: Option<Timestamp>,
+}
+
+/// How often a combination of determining policies decided, for coverage reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyUse {
+    /// The determining policies of a decision (empty: no permit applied).
+    pub policies: Vec<String>,
+    pub allowed: bool,
+    pub decisions: i64,
+}
+
+/// How far, in decision time, an event may be from the last reported use of its entity slice
+/// before the writer reports the slice again (its `last_seen`; see
+/// `Store::append_audit_with_slices` (taxgate-store)).
+pub const AUDIT_SLICE_REFRESH_SECS: i64 = 600;
+
+/// How long before a retention cutoff a slice must have been last used to be deleted: the
+/// refresh interval plus an hour of margin (for instances still on code from before
+/// migration 0004, which do not report uses, during a rolling upgrade).
+pub const AUDIT_SLICE_SLACK_SECS: i64 = AUDIT_SLICE_REFRESH_SECS + 3_600;
+
+/// Rows deleted by `Store::purge_audit` (taxgate-store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditPurge {
+    pub events: u64,
+    pub slices: u64,
+}
+
+impl AuditEvent {
+    /// An event with its id, time, action and outcome, and every other field empty.
+    pub fn new(id: String, at: Timestamp, action: &str, allowed: bool) -> AuditEvent {
+        AuditEvent {
+            id,
+            at,
+            request_id: None,
+            session_id: None,
+            person: None,
+            enterprise: None,
+            role: None,
+            entry: None,
+            action: action.to_string(),
+            path: None,
+            allowed,
+            policies: Vec::new(),
+            reason: None,
+            policy_version: None,
+            client_addr: None,
+            detail: None,
+            slice: None,
+            legacy_login_until: None,
+        }
+    }
+}
+
+impl fmt::Debug for AuditEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditEvent")
+            .field("id", &self.id)
+            .field("at", &self.at)
+            .field("session_id", &self.session_id)
+            .field("person", &self.person)
+            .field("enterprise", &self.enterprise)
+            .field("action", &self.action)
+            .field("allowed", &self.allowed)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cache entry another instance (or this one) must drop, because access was narrowed.
+/// Serialized as the payload of `pg_notify('taxgate_invalidate', …)`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Invalidation {
+    Session {
+        id: String,
+    },
+    Person {
+        id_number: IdNumber,
+    },
+    Binding {
+        id: String,
+    },
+    Enterprise {
+        taxpayer_id: TaxpayerId,
+    },
+    Agreement {
+        id: String,
+    },
+    /// Drop everything: sent after a bulk change (import) and after the listener reconnected
+    /// (notifications may have been missed).
+    All,
+}
+
+impl fmt::Debug for Invalidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalidation::Session { id } => write!(f, "Session({id})"),
+            Invalidation::Person { id_number } => write!(f, "Person({id_number:?})"),
+            Invalidation::Binding { id } => write!(f, "Binding({id})"),
+            Invalidation::Enterprise { taxpayer_id } => write!(f, "Enterprise({taxpayer_id:?})"),
+            Invalidation::Agreement { id } => write!(f, "Agreement({id})"),
+            Invalidation::All => f.write_str("All"),
+        }
+    }
+}
+
+/// The audit events of a phone transfer (`Store::transfer_phone` (taxgate-store)), written in the
+/// transfer's own transaction, so a crash leaves the transfer and its record, or neither.
+#[derive(Debug, Clone, Default)]
+pub struct PhoneAudit {
+    /// Written on every transfer.
+    pub bound: Option<AuditEvent>,
+    /// Written when the number was taken from another person, with `person` set to them.
+    pub cleared: Option<AuditEvent>,
+}
+
+// ---- limits that hold under concurrency (issues 15 and 21) -----------------------------------
+
+/// Whose password failures a check counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GuardKey {
+    /// A known person: the failures live on the person, whichever account string named them.
+    Person(IdNumber),
+    /// A legacy enterprise account with a password.
+    Enterprise(TaxpayerId),
+    /// An account string that names nobody, normalised by [`account_key`]: it locks like a real
+    /// account, so the lockout tells nobody whether an account exists.
+    Account(String),
+}
+
+/// The account string as the login reads it: an ID number (check character upper-cased), a
+/// mobile number (without `+86`, `0086`, spaces or dashes) or a username (case-insensitive).
+pub fn account_key(account: &str) -> String {
+    if let Ok(id) = IdNumber::parse(account) {
+        format!("id:{}", id.as_str())
+    } else if let Ok(phone) = Phone::parse(account) {
+        format!("phone:{}", phone.as_str())
+    } else {
+        format!("user:{}", account.trim().to_lowercase())
+    }
+}
+
+/// The lockout rule of `[login]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutRule {
+    /// Consecutive failures that lock (`max_password_failures`).
+    pub max_failures: i32,
+    /// How long a lock lasts (`lockout_secs`).
+    pub lockout_secs: i64,
+    /// How long a reserved check counts as under way: a reservation left behind by an instance
+    /// that died mid-check is forgotten after this.
+    pub reservation_secs: i64,
+}
+
+/// Answer of `Store::reserve_password_check` (taxgate-store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckReservation {
+    /// This check may run; settle it with `Store::settle_password_check` (taxgate-store).
+    Admitted,
+    /// Locked (until `locked_until`), or as many checks as failures are left are already under
+    /// way (`locked_until` is `None`): the password is not looked at.
+    Refused { locked_until: Option<Timestamp> },
+}
+
+/// How a reserved password check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Wrong password: counts as a failure (and may lock).
+    Failed,
+    /// Right password: the failures are cleared (unless a lock came meanwhile).
+    Succeeded,
+    /// The check did not run (another limit refused the request): the reservation is released.
+    Abandoned,
+}
+
+/// The SMS limits of `[login]` for one send, with the windows they count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsLimits {
+    /// Minimum seconds between two codes to one number (`sms_resend_secs`).
+    pub resend_secs: i64,
+    /// Codes per number per local day (`sms_daily_limit`).
+    pub number_daily: i64,
+    /// Codes per person per local day (`sms_per_person_daily`).
+    pub person_daily: i64,
+    /// Codes per client address per hour (`sms_per_address_hourly`).
+    pub address_hourly: i64,
+    /// Codes per minute, all numbers together (`sms_global_per_minute`).
+    pub global_per_minute: i64,
+    /// Start of the local day (Beijing midnight) that `now` falls in.
+    pub day_start: Timestamp,
+}
+
+/// One code about to be sent, for `Store::reserve_sms` (taxgate-store).
+#[derive(Debug, Clone, Copy)]
+pub struct SmsRequest<'a> {
+    pub phone: &'a Phone,
+    pub purpose: ChallengePurpose,
+    /// The person the code is for (none for the legacy enterprise login).
+    pub person: Option<&'a IdNumber>,
+    /// The client address, normalised as the rate limits read it.
+    pub address: Option<&'a str>,
+    pub now: Timestamp,
+    pub limits: SmsLimits,
+}
+
+/// Which SMS limit refused a send; the names are the `limit` label of
+/// `taxgate_sms_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SmsLimit {
+    ResendInterval,
+    NumberDaily,
+    PersonDaily,
+    AddressHourly,
+    GlobalPerMinute,
+}
+
+impl SmsLimit {
+    pub const ALL: [SmsLimit; 5] = [
+        SmsLimit::ResendInterval,
+        SmsLimit::NumberDaily,
+        SmsLimit::PersonDaily,
+        SmsLimit::AddressHourly,
+        SmsLimit::GlobalPerMinute,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsLimit::ResendInterval => "resend_interval",
+            SmsLimit::NumberDaily => "number_daily",
+            SmsLimit::PersonDaily => "person_daily",
+            SmsLimit::AddressHourly => "address_hourly",
+            SmsLimit::GlobalPerMinute => "global_per_minute",
+        }
+    }
+}
+
+/// Answer of `Store::reserve_sms` (taxgate-store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsReservation {
+    /// The send is recorded in the SMS log; send the code.
+    Granted,
+    /// Nothing was recorded; the first limit that refused and when asking again may succeed.
+    Refused {
+        limit: SmsLimit,
+        retry_after_secs: i64,
+    },
+}
