@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderName, HeaderValue};
-use taxgate::assertion::{Algorithm, Assertions, Key};
+use taxgate_gateway::assertion::{Algorithm, Assertions, Key};
 
 fn identity() -> Vec<(HeaderName, HeaderValue)> {
     [

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use cedar_policy::{Authorizer, Context, EntityUid, PolicySet, Request, RestrictedExpression};
 use criterion::{Criterion, criterion_group, criterion_main};
-use taxgate::authz::cases::{DEFAULT_ENTERPRISE, SessionFacts, session_slice};
-use taxgate::authz::{EntitySlice, PolicyEngine, RequestFacts};
+use taxgate_policy::cases::{DEFAULT_ENTERPRISE, SessionFacts, session_slice};
+use taxgate_policy::{EntitySlice, PolicyEngine, RequestFacts};
 
 const NOW: i64 = 1_748_743_200;
 

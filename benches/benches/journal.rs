@@ -1,4 +1,4 @@
-//! The audit journal (`gateway/src/audit/journal.rs`): what every request pays before it goes
+//! The audit journal (`gateway/gateway/src/audit/journal.rs`): what every request pays before it goes
 //! on, so that a crash of the process cannot lose its decision. One append is a JSON
 //! serialisation, a hand-off to the journal thread and its group-committed `write(2)` into the
 //! page cache. Measured as events per second with 1 appender (the latency of one request's
@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use taxgate::audit::journal::Journal;
+use taxgate_gateway::audit::journal::Journal;
 use taxgate_store::AuditEvent;
 
 fn event(i: u64) -> AuditEvent {

@@ -29,9 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use taxgate::authn::token;
-use taxgate::authz::{EntitySlice, PolicyEngine, RequestFacts};
-use taxgate::session::{Lookup, Sessions};
+use taxgate_gateway::authn::token;
+use taxgate_gateway::session::{Lookup, Sessions};
+use taxgate_policy::{EntitySlice, PolicyEngine, RequestFacts};
 use taxgate_store::fixtures::binding_session;
 use taxgate_store::{AnyStore, Invalidation, Store};
 
@@ -86,7 +86,7 @@ fn facts() -> RequestFacts {
     }
 }
 
-fn live(lookup: Lookup) -> Arc<taxgate::session::ResolvedSession> {
+fn live(lookup: Lookup) -> Arc<taxgate_gateway::session::ResolvedSession> {
     match lookup {
         Lookup::Live(s) => s,
         _ => panic!("the bench session is not live"),

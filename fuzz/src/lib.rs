@@ -66,7 +66,7 @@ pub fn config(data: &[u8]) {
         return;
     };
     let base = Path::new("/nonexistent/taxgate-fuzz");
-    if let Err(e) = taxgate::config::Config::from_toml(text, "fuzz.toml", base) {
+    if let Err(e) = taxgate_gateway::config::Config::from_toml(text, "fuzz.toml", base) {
         assert!(
             e.to_string().contains("fuzz.toml"),
             "error without the file: {e}"
@@ -77,7 +77,7 @@ pub fn config(data: &[u8]) {
 /// Face-callback verification: arbitrary secret, timestamp, signature and body never panic and
 /// never verify unless the signature is the real one; the real one always verifies.
 pub fn face_verify(data: &[u8]) {
-    use taxgate::authn::face::{sign, verify};
+    use taxgate_gateway::authn::face::{sign, verify};
     let [secret, ts, sig, body] = parts::<4>(data);
     let ts = String::from_utf8_lossy(ts);
     let sig = String::from_utf8_lossy(sig);
@@ -100,7 +100,7 @@ pub fn face_verify(data: &[u8]) {
 /// Cookie and bearer parsing over arbitrary header bytes: the token found is a plain value, and
 /// after stripping, no `taxgate_session` cookie nor the token is left for the upstream.
 pub fn session_headers(data: &[u8]) {
-    use taxgate::proxy::headers::{bearer, cookie, strip_cookie};
+    use taxgate_proxy::headers::{bearer, cookie, strip_cookie};
     let [c1, c2, auth] = parts::<3>(data);
     let mut h = HeaderMap::new();
     for v in [c1, c2] {
@@ -120,7 +120,7 @@ pub fn session_headers(data: &[u8]) {
         assert!(!token.is_empty());
         assert_eq!(token, token.trim());
     }
-    let _ = taxgate::pipeline::presented_token(&h, name);
+    let _ = taxgate_gateway::pipeline::presented_token(&h, name);
     strip_cookie(&mut h, name);
     assert!(
         cookie(&h, name).is_none(),
@@ -135,9 +135,9 @@ pub fn session_headers(data: &[u8]) {
         );
     }
     // Every session token goes before forwarding: none is left to find.
-    taxgate::proxy::headers::strip_session_tokens(&mut h, name);
+    taxgate_proxy::headers::strip_session_tokens(&mut h, name);
     assert_eq!(
-        taxgate::proxy::headers::session_token(&h, name),
+        taxgate_proxy::headers::session_token(&h, name),
         Ok(None),
         "a session token survived stripping"
     );
@@ -157,14 +157,14 @@ pub fn session_headers(data: &[u8]) {
     if let Ok(n) = HeaderName::from_bytes(c1) {
         let read = read_as_cgi(n.as_str());
         assert_eq!(
-            taxgate::proxy::headers::is_gateway_header(&n),
+            taxgate_proxy::headers::is_gateway_header(&n),
             read.starts_with("x-taxgate-")
         );
         // After the request hygiene (untrusted peer), no name a backend reads as ours, as a
         // method/URL override or as a forwarding header is left.
         let mut fwd = HeaderMap::new();
         fwd.append(n, HeaderValue::from_static("x"));
-        taxgate::proxy::headers::strip_client_controlled(&mut fwd, false);
+        taxgate_proxy::headers::strip_client_controlled(&mut fwd, false);
         const CONTROLLED: [&str; 11] = [
             "x-http-method-override",
             "x-http-method",
@@ -197,7 +197,7 @@ pub fn json_fields(data: &[u8]) {
     if !value.is_object() {
         return;
     }
-    let j = taxgate::api::Json(value);
+    let j = taxgate_gateway::api::Json(value);
     for name in [
         "entry",
         "account",
@@ -235,7 +235,7 @@ pub fn json_fields(data: &[u8]) {
     }
     // The grant of `POST /account/personnel` and of an application: what passes is a role an
     // enterprise may grant, enterprise permission groups without repeats, and a real time.
-    if let Ok(req) = taxgate::account::Account::parse_binding_request(&j) {
+    if let Ok(req) = taxgate_gateway::account::Account::parse_binding_request(&j) {
         use taxgate_store::{PermissionGroup, Role};
         assert!(!matches!(req.role, Role::Agent | Role::LegacyEnterprise));
         if let Some(groups) = &req.permissions {
@@ -290,7 +290,7 @@ pub fn seed(data: &[u8]) {
     }
 }
 
-/// The request-path check (`taxgate::proxy::path`): whatever it accepts is canonical (checking
+/// The request-path check (`taxgate_proxy::path`): whatever it accepts is canonical (checking
 /// it again changes nothing), starts with `/`, and once percent-decoded holds no dot segment
 /// (also before a `;parameter`), no empty segment, no backslash, no control and no further
 /// percent-encoding: no backend's reading of a forwarded path can climb out of its route.
@@ -298,10 +298,10 @@ pub fn request_path(data: &[u8]) {
     let Ok(path) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(canonical) = taxgate::proxy::path::canonical(path) else {
+    let Ok(canonical) = taxgate_proxy::path::canonical(path) else {
         return;
     };
-    let again = taxgate::proxy::path::canonical(&canonical);
+    let again = taxgate_proxy::path::canonical(&canonical);
     assert_eq!(
         again.as_deref(),
         Ok(&*canonical),

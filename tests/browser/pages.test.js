@@ -423,7 +423,7 @@ browserTest('360 px wide: the login page and the account centre fit without side
 // to every session that has a person, but the policies (person.cedar) allow list_authorizations
 // and change_phone in the person entry only. A legal representative in 企业业务 thus sees "您没有
 // 办理该业务的权限,请联系企业的法定代表人…" and a phone form the server refuses (403 not_permitted).
-// Fix in gateway/assets/account.js loadAll(): `if (s.person)` -> `if (s.person && s.entry === 'person')`.
+// Fix in gateway/gateway/assets/account.js loadAll(): `if (s.person)` -> `if (s.person && s.entry === 'person')`.
 test('enterprise entry: no person-only sections (企业授权管理, 手机号码) in the account centre', { timeout: 90000 }, async function () {
   const demo = await startDemo();
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'zh-CN' });

@@ -108,7 +108,7 @@ async fn enterprise_login_with_sms_gives_a_session() {
         .gw
         .core
         .store
-        .session_slice(&taxgate::authn::token::hash(&token))
+        .session_slice(&taxgate_gateway::authn::token::hash(&token))
         .await
         .unwrap()
         .unwrap();
@@ -804,12 +804,16 @@ async fn housekeeping_deletes_what_expired() {
     );
     let store = &env.gw.core.store;
     assert_eq!(
-        taxgate::janitor::sweep(store, unix_now()).await.unwrap(),
+        taxgate_gateway::janitor::sweep(store, unix_now())
+            .await
+            .unwrap(),
         (0, 0, 0)
     );
     let three_days_on = unix_now() + 3 * 86_400;
-    let (sessions, challenges, sms) = taxgate::janitor::sweep(store, three_days_on).await.unwrap();
+    let (sessions, challenges, sms) = taxgate_gateway::janitor::sweep(store, three_days_on)
+        .await
+        .unwrap();
     assert_eq!((sessions, challenges, sms), (1, 2, 1));
-    let hash = taxgate::authn::token::hash(&token);
+    let hash = taxgate_gateway::authn::token::hash(&token);
     assert_eq!(store.session_slice(&hash).await.unwrap(), None);
 }

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use taxgate::authn::token;
 use taxgate_e2e::*;
+use taxgate_gateway::authn::token;
 use taxgate_store::{IdNumber, Store};
 
 /// Two in-process gateways on one fresh PostgreSQL database, sharing the SMS outbox.

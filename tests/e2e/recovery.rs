@@ -29,7 +29,7 @@ async fn revoked(env: &Env, token: &str) -> bool {
     env.gw
         .core
         .store
-        .session_slice(&taxgate::authn::token::hash(token))
+        .session_slice(&taxgate_gateway::authn::token::hash(token))
         .await
         .unwrap()
         .is_none_or(|s| s.session.revoked_at.is_some())
@@ -373,7 +373,7 @@ async fn a_failed_face_ends_the_login_challenge() {
         .gw
         .core
         .store
-        .challenge(&taxgate::authn::token::hash(&c))
+        .challenge(&taxgate_gateway::authn::token::hash(&c))
         .await
         .unwrap()
         .unwrap();
@@ -483,14 +483,14 @@ fn serve_without_upstream_identity_refuses_to_start() {
 #[tokio::test]
 async fn the_in_process_gateway_refuses_too() {
     let dir = tempfile::tempdir().unwrap();
-    let config = taxgate::config::Config::from_toml(
+    let config = taxgate_gateway::config::Config::from_toml(
         &config_without_identity(dir.path()),
         "test.toml",
         dir.path(),
     )
     .unwrap();
-    match taxgate::run::serve(config, taxgate::server::Shutdown::new()).await {
-        Err(taxgate::server::StartError::Config { key, .. }) => {
+    match taxgate_gateway::run::serve(config, taxgate_gateway::server::Shutdown::new()).await {
+        Err(taxgate_gateway::server::StartError::Config { key, .. }) => {
             assert_eq!(key, "upstream_identity")
         }
         Err(e) => panic!("wrong error: {e}"),

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use http::{Request, StatusCode};
 use jwt_simple::prelude::*;
-use taxgate::assertion::{Algorithm, write_new_key};
 use taxgate_e2e::*;
+use taxgate_gateway::assertion::{Algorithm, write_new_key};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Identity {

@@ -375,17 +375,17 @@ pub fn policies_dir() -> PathBuf {
 pub struct Gateway {
     pub public: SocketAddr,
     pub admin: SocketAddr,
-    pub core: Arc<taxgate::server::Core>,
-    pub shutdown: taxgate::server::Shutdown,
+    pub core: Arc<taxgate_gateway::server::Core>,
+    pub shutdown: taxgate_gateway::server::Shutdown,
     pub done: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
     pub async fn start(config_text: &str, dir: &Path) -> Gateway {
-        let config = taxgate::config::Config::from_toml(config_text, "test.toml", dir)
+        let config = taxgate_gateway::config::Config::from_toml(config_text, "test.toml", dir)
             .unwrap_or_else(|e| panic!("test config refused: {e}"));
-        let shutdown = taxgate::server::Shutdown::new();
-        let server = taxgate::run::serve(config, shutdown.clone())
+        let shutdown = taxgate_gateway::server::Shutdown::new();
+        let server = taxgate_gateway::run::serve(config, shutdown.clone())
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let public = server.public_addr();
@@ -693,7 +693,7 @@ pub fn test_postgres_url() -> Option<String> {
         eprintln!("skipping PostgreSQL: TAXGATE_TEST_PG_URL unset");
         return None;
     };
-    let name = format!("e2e_{}", taxgate::authn::token::new_id().unwrap());
+    let name = format!("e2e_{}", taxgate_gateway::authn::token::new_id().unwrap());
     let (admin, _) = base.rsplit_once('/').unwrap();
     let status = std::process::Command::new("psql")
         .arg(&base)
@@ -1434,8 +1434,12 @@ impl Env {
 pub fn test_identity_section(dir: &Path) -> String {
     let key = dir.join("test-assertion.pem");
     if !key.exists() {
-        match taxgate::assertion::write_new_key(&key, taxgate::assertion::Algorithm::EdDSA, false) {
-            Ok(_) | Err(taxgate::assertion::KeyError::Exists { .. }) => {}
+        match taxgate_gateway::assertion::write_new_key(
+            &key,
+            taxgate_gateway::assertion::Algorithm::EdDSA,
+            false,
+        ) {
+            Ok(_) | Err(taxgate_gateway::assertion::KeyError::Exists { .. }) => {}
             Err(e) => panic!("cannot write the test assertion key: {e}"),
         }
     }

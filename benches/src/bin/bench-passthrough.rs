@@ -1,4 +1,4 @@
-//! The baseline of the load harness: taxgate's own proxy (`taxgate::proxy`: connection
+//! The baseline of the load harness: taxgate's own proxy (`taxgate_proxy`: connection
 //! serving, header hygiene, pooled upstream client, streaming) with a pipeline that forwards
 //! every request to one upstream — no route table, no session, no decision, no audit. The
 //! difference between this and the gateway is exactly what authorization costs. It is a bench
@@ -13,13 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
+use http::Response;
 use hyper::body::Incoming;
-use taxgate::body::boxed;
-use taxgate::config::UpstreamConfig;
-use taxgate::metrics::Metrics;
-use taxgate::proxy::{ConnInfo, Forward, Pipeline, ServeOptions, Step, Upstream, serve};
+use taxgate_gateway::metrics::Metrics;
+use taxgate_proxy::body::{Body, boxed};
+use taxgate_proxy::{
+    ConnInfo, ConnStats, Forward, Outcome, Pipeline, ProxyError, ServeOptions, Step, Upstream,
+    UpstreamOptions, serve,
+};
 
-struct PassThrough(Arc<Upstream>);
+/// The one upstream, and the same metrics the gateway keeps per request.
+struct PassThrough(Arc<Upstream>, Metrics);
 
 impl Pipeline for PassThrough {
     async fn request(&self, req: Request<Incoming>, _conn: ConnInfo) -> Step {
@@ -31,6 +35,19 @@ impl Pipeline for PassThrough {
             reserved_cookie: Arc::from(""),
         })
     }
+
+    fn rescue(&self, error: &ProxyError) -> Response<Body> {
+        taxgate_gateway::rescue::proxy(error).into_response()
+    }
+
+    fn logging(&self, outcome: &Outcome) {
+        self.1.request(outcome.route, outcome.status);
+        if let Some(u) = &outcome.upstream
+            && let Some(latency) = u.latency
+        {
+            self.1.upstream_latency(u.index, latency.as_secs_f64());
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,12 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "http://127.0.0.1:9000".into());
     let upstream = Upstream::new(
         0,
-        &UpstreamConfig {
+        &UpstreamOptions {
             name: "bench".into(),
             url: upstream_url,
-            timeout_secs: 30,
+            timeout: Duration::from_secs(30),
             pool_max_idle: 256,
-            tls: None,
+            ..Default::default()
         },
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -55,12 +72,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen).await?;
         eprintln!("bench-passthrough on {}", listener.local_addr()?);
-        let metrics = Arc::new(Metrics::new(vec!["/".into()], vec!["bench".into()]));
+        let metrics = Metrics::new(vec!["/".into()], vec!["bench".into()]);
         serve(
             listener,
             None,
-            Arc::new(PassThrough(Arc::new(upstream))),
-            metrics,
+            Arc::new(PassThrough(Arc::new(upstream), metrics)),
+            Arc::new(ConnStats::default()),
             ServeOptions {
                 max_header_bytes: 16 * 1024,
                 header_read_timeout: Duration::from_secs(10),

@@ -15,7 +15,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use taxgate::authn::token;
+use taxgate_gateway::authn::token;
 use taxgate_store::fixtures::population_kind;
 use taxgate_store::{AnyStore, Store};
 

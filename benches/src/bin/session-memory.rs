@@ -22,9 +22,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use taxgate::authn::token;
-use taxgate::authz::PolicyEngine;
-use taxgate::session::{Lookup, Sessions};
+use taxgate_gateway::authn::token;
+use taxgate_gateway::session::{Lookup, Sessions};
+use taxgate_policy::PolicyEngine;
 use taxgate_store::fixtures::binding_session;
 use taxgate_store::{AnyStore, Store};
 
@@ -80,7 +80,7 @@ fn main() {
         let cache = Sessions::new(
             store.clone(),
             n + 1_000,
-            taxgate::config::SessionConfig::default().entity_cache_capacity,
+            taxgate_gateway::config::SessionConfig::default().entity_cache_capacity,
             Duration::from_secs(3_600),
             1_800,
         );
@@ -98,7 +98,7 @@ fn main() {
                     let d = engine.decide(
                         &cache.entities(&s).expect("entities").entities,
                         "declare",
-                        &taxgate::authz::RequestFacts {
+                        &taxgate_policy::RequestFacts {
                             now: NOW + 1,
                             legacy_login_until: None,
                         },

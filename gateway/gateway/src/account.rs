@@ -1,0 +1,913 @@
+//! The account centre (账户中心, CONTRACT section 3): identities and switching (身份切换),
+//! personnel (人员权限管理, enterprise side), authorizations (企业授权管理, person side), and
+//! applications (办税人员自主申请). Every call is a policy decision first; the target of a switch
+//! is decided by the same `login` rules as a fresh login, so a switch can never reach an identity
+//! a login could not.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use taxgate_store::{
+    AgencyAgreement, AuditEvent, Binding, ConfirmOutcome, Entry, IdNumber, NewBinding,
+    PermissionGroup, Role, SessionIdentity, Side, Store, StoreError, TaxpayerId, Timestamp,
+};
+
+use crate::api::{self, Json, json as json_response, no_content};
+use crate::authn::login::{Auth, session_view};
+use crate::error::{ApiError, Code};
+use crate::pipeline::{log_store_error, unix_now};
+use crate::server::Core;
+use crate::session::ResolvedSession;
+use taxgate_policy::{Decision, LoginAttempt, LoginCandidate, PersonnelChange, RequestFacts};
+use taxgate_proxy::ConnInfo;
+use taxgate_proxy::body::Body;
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+/// Bindings ending within this many days carry `expires_in_days`.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// The policy reason of separation of duties, answered 409 (CONTRACT section 4).
+const CONFLICT_OF_ROLES: &str = "conflict_of_roles";
+
+fn store_err(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => Code::NotFound.into(),
+        StoreError::Conflict { .. } => Code::AlreadyLinked.into(),
+        other => {
+            log_store_error(&other);
+            Code::StoreUnavailable.into()
+        }
+    }
+}
+
+/// A binding's status as the account centre shows it (display only: access is the policies').
+fn status(b: &Binding, now: Timestamp) -> &'static str {
+    if b.revoked_at.is_some() {
+        "revoked"
+    } else if !(b.enterprise_confirmed && b.person_confirmed) {
+        "pending"
+    } else if b.valid_from > now || b.valid_until.is_some_and(|u| u <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn until(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(api::rfc3339(t)))
+}
+
+fn expires_in_days(valid_until: Option<Timestamp>, now: Timestamp) -> Option<i64> {
+    valid_until
+        .filter(|u| *u > now)
+        .map(|u| (u - now) / 86_400)
+        .filter(|d| *d < EXPIRY_WARNING_DAYS)
+}
+
+fn permissions(p: &Option<Vec<PermissionGroup>>) -> Value {
+    match p {
+        Some(list) => json!(list.iter().map(|g| g.as_str()).collect::<Vec<_>>()),
+        None => Value::Null,
+    }
+}
+
+fn binding_json(
+    b: &Binding,
+    enterprise_name: Option<&str>,
+    person_name: Option<&str>,
+    now: Timestamp,
+) -> Value {
+    let mut v = json!({
+        "binding": b.id,
+        "person": b.person.as_str(),
+        "enterprise": b.enterprise.as_str(),
+        "role": b.role.as_str(),
+        "permissions": permissions(&b.permissions),
+        "uses_role_defaults": b.permissions.is_none(),
+        "valid_from": api::rfc3339(b.valid_from),
+        "valid_until": until(b.valid_until),
+        "enterprise_confirmed": b.enterprise_confirmed,
+        "person_confirmed": b.person_confirmed,
+        "status": status(b, now),
+        "updated_at": api::rfc3339(b.updated_at),
+        "updated_by": b.updated_by,
+    });
+    if let Some(n) = enterprise_name {
+        v["enterprise_name"] = n.into();
+    }
+    if let Some(n) = person_name {
+        v["name"] = n.into();
+    }
+    if let Some(d) = expires_in_days(b.valid_until, now) {
+        v["expires_in_days"] = d.into();
+    }
+    v
+}
+
+pub struct Account {
+    core: Arc<Core>,
+}
+
+/// What an enterprise grants (or a person applies for): role, permission groups (`None`: the
+/// role's defaults) and the end of validity (`None`: no end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRequest {
+    pub role: Role,
+    pub permissions: Option<Vec<PermissionGroup>>,
+    pub valid_until: Option<Timestamp>,
+}
+
+impl Account {
+    pub fn new(core: Arc<Core>) -> Self {
+        Account { core }
+    }
+
+    fn facts(&self, now: Timestamp) -> RequestFacts {
+        RequestFacts {
+            now,
+            legacy_login_until: self.core.config.login.legacy_until_unix(),
+        }
+    }
+
+    async fn audit(
+        &self,
+        s: &ResolvedSession,
+        action: &str,
+        client: IpAddr,
+        detail: Value,
+    ) -> Result<(), ApiError> {
+        self.audit_event(s, action, client, detail, None).await
+    }
+
+    /// One audit record of an account-centre action; with `decision`, the Cedar decision that
+    /// allowed or refused it.
+    async fn audit_event(
+        &self,
+        s: &ResolvedSession,
+        action: &str,
+        client: IpAddr,
+        detail: Value,
+        decision: Option<&Decision>,
+    ) -> Result<(), ApiError> {
+        let sess = &s.session;
+        let event = AuditEvent {
+            id: self.core.audit.next_id(),
+            at: unix_now(),
+            request_id: None,
+            session_id: Some(sess.id.clone()),
+            person: sess.person.clone(),
+            enterprise: sess.enterprise.clone(),
+            role: sess.role,
+            entry: Some(sess.entry),
+            action: action.to_string(),
+            path: None,
+            allowed: decision.is_none_or(|d| d.allowed),
+            policies: decision.map(|d| d.policies.clone()).unwrap_or_default(),
+            reason: decision.and_then(|d| d.reason.clone()),
+            policy_version: Some(
+                decision
+                    .map(|d| d.version.to_string())
+                    .unwrap_or_else(|| self.core.engine.version().to_string()),
+            ),
+            client_addr: Some(client.to_string()),
+            detail: Some(detail.to_string()),
+            slice: None,
+            legacy_login_until: None,
+        };
+        self.core
+            .audit
+            .record(event)
+            .await
+            .map_err(|_| ApiError::from(Code::StoreUnavailable))
+    }
+
+    async fn enterprise_name(&self, id: &TaxpayerId) -> Option<String> {
+        self.core
+            .store
+            .enterprise(id)
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.name)
+    }
+
+    fn person_of(s: &ResolvedSession) -> Result<&IdNumber, ApiError> {
+        s.session
+            .person
+            .as_ref()
+            .ok_or(ApiError::from(Code::NotPermitted))
+    }
+
+    // ---- identities and switching -------------------------------------------------------------
+
+    /// `GET /account/identities`.
+    pub async fn identities(&self, s: &ResolvedSession) -> ApiResult {
+        let now = unix_now();
+        let store = &self.core.store;
+        let sess = &s.session;
+        let person = Self::person_of(s)?;
+        let mut out = Vec::new();
+        if sess.entry == Entry::Agent {
+            let agency = sess
+                .agency
+                .as_ref()
+                .ok_or(ApiError::from(Code::NotPermitted))?;
+            for a in store
+                .agreements_of_staff(agency, person)
+                .await
+                .map_err(store_err)?
+            {
+                out.push(self.client_json(&a, now).await);
+            }
+        } else {
+            for b in store.bindings_of_person(person).await.map_err(store_err)? {
+                if b.revoked_at.is_some() {
+                    continue;
+                }
+                let name = self.enterprise_name(&b.enterprise).await;
+                let mut v = json!({
+                    "enterprise": b.enterprise.as_str(),
+                    "enterprise_name": name,
+                    "role": b.role.as_str(),
+                    "valid_until": until(b.valid_until),
+                    "status": status(&b, now),
+                    "binding": b.id,
+                    "current": sess.binding_id.as_deref() == Some(b.id.as_str()),
+                });
+                if let Some(d) = expires_in_days(b.valid_until, now) {
+                    v["expires_in_days"] = d.into();
+                }
+                out.push(v);
+            }
+        }
+        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    }
+
+    async fn client_json(&self, a: &AgencyAgreement, now: Timestamp) -> Value {
+        let active = a.client_confirmed
+            && a.revoked_at.is_none()
+            && a.valid_from <= now
+            && a.valid_until.is_none_or(|u| u > now);
+        let status = if !a.client_confirmed {
+            "pending"
+        } else if active {
+            "active"
+        } else {
+            "expired"
+        };
+        let mut v = json!({
+            "enterprise": a.client.as_str(),
+            "enterprise_name": self.enterprise_name(&a.client).await,
+            "role": Role::Agent.as_str(),
+            "valid_until": until(a.valid_until),
+            "status": status,
+            "scope": a.scope.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        });
+        if let Some(d) = expires_in_days(a.valid_until, now) {
+            v["expires_in_days"] = d.into();
+        }
+        v
+    }
+
+    /// `POST /account/switch {enterprise, role}`: the session's identity becomes another binding
+    /// of its person (enterprise entry) or another client of its agency (agent entry), once the
+    /// policies allow that identity; the token stays.
+    pub async fn switch(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+        let target = body.parse("enterprise", TaxpayerId::parse)?;
+        let now = unix_now();
+        let store = &self.core.store;
+        let sess = &s.session;
+        let person_id = Self::person_of(s)?;
+        // The person as stored now (the session cache keeps only what decisions need).
+        let person = store
+            .person(person_id)
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::NotPermitted))?;
+        let person = &person;
+        let org = store.enterprise(&target).await.map_err(store_err)?;
+        let attempt = LoginAttempt {
+            entry: sess.entry,
+            person: Some(person),
+            enterprise: org.as_ref(),
+        };
+        let facts = self.facts(now);
+        let (identity, decision) = match sess.entry {
+            Entry::Enterprise => {
+                let role = body.parse("role", |r| Role::parse(r).ok_or(()))?;
+                let bindings: Vec<Binding> = store
+                    .bindings_between(person_id, &target)
+                    .await
+                    .map_err(store_err)?
+                    .into_iter()
+                    .filter(|b| b.role == role)
+                    .collect();
+                let candidates: Vec<_> = bindings.iter().map(LoginCandidate::Binding).collect();
+                let decision = self.core.engine.decide_login(&attempt, &candidates, &facts);
+                let chosen = bindings.iter().find(|b| {
+                    self.core
+                        .engine
+                        .decide_login(&attempt, &[LoginCandidate::Binding(b)], &facts)
+                        .allowed
+                });
+                let identity = chosen.map(|b| SessionIdentity {
+                    enterprise: Some(b.enterprise.clone()),
+                    agency: None,
+                    role: Some(b.role),
+                    binding_id: Some(b.id.clone()),
+                    agreement_id: None,
+                });
+                (identity, decision)
+            }
+            Entry::Agent => {
+                let agency = sess
+                    .agency
+                    .as_ref()
+                    .ok_or(ApiError::from(Code::NotPermitted))?;
+                let agreement = store
+                    .agreement_between(agency, &target)
+                    .await
+                    .map_err(store_err)?
+                    .filter(|a| a.staff.contains(person_id));
+                let agency_org = store.enterprise(agency).await.map_err(store_err)?;
+                // The login rules of the agent entry are about the agency; the agreement names
+                // the client.
+                let agent_attempt = LoginAttempt {
+                    entry: Entry::Agent,
+                    person: Some(person),
+                    enterprise: agency_org.as_ref(),
+                };
+                let candidates: Vec<_> = agreement.iter().map(LoginCandidate::Agreement).collect();
+                let decision = self
+                    .core
+                    .engine
+                    .decide_login(&agent_attempt, &candidates, &facts);
+                let identity = agreement.as_ref().map(|a| SessionIdentity {
+                    enterprise: Some(a.client.clone()),
+                    agency: Some(agency.clone()),
+                    role: Some(Role::Agent),
+                    binding_id: None,
+                    agreement_id: Some(a.id.clone()),
+                });
+                (identity, decision)
+            }
+            // Switching moves between identities of one entry; a natural-person session acts
+            // for no enterprise (log in through 企业业务 for that).
+            Entry::Person | Entry::EnterpriseLegacy => return Err(self.reason("not_linked")),
+        };
+        if !decision.allowed {
+            let reason = decision.reason.as_deref().unwrap_or("not_permitted");
+            return Err(self.reason(reason));
+        }
+        let identity = identity.ok_or_else(|| self.reason("not_linked"))?;
+        store
+            .set_session_identity(&sess.id, &identity)
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            s,
+            "switch_identity",
+            conn.remote.ip(),
+            json!({"to_enterprise": target.as_str(), "role": identity.role.map(Role::as_str)}),
+        )
+        .await?;
+        let slice = store
+            .session_slice(&sess.token_hash)
+            .await
+            .map_err(store_err)?
+            .ok_or(ApiError::from(Code::LoginRequired))?;
+        Ok(json_response(StatusCode::OK, &session_view(&slice)))
+    }
+
+    fn reason(&self, code: &str) -> ApiError {
+        if code == "not_permitted" {
+            return Code::NotPermitted.into();
+        }
+        let (zh, en) = self.core.engine.message(code);
+        ApiError::denied(code, &zh, &en)
+    }
+
+    /// The policy decision on one change to a binding (`grant_binding`, `revoke_binding`,
+    /// `accept_binding`), audited either way. A refusal changes nothing: callers ask before any
+    /// write. `conflict_of_roles` is a conflict with existing state (409); every other refusal
+    /// is 403 with the policy's reason.
+    async fn decide_change(
+        &self,
+        s: &ResolvedSession,
+        action: &str,
+        change: &PersonnelChange<'_>,
+        conn: ConnInfo,
+        detail: Value,
+    ) -> Result<(), ApiError> {
+        let entities = self.core.sessions.entities(s).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the entity slice of a session");
+            ApiError::from(Code::Internal)
+        })?;
+        let decision = self.core.engine.current().decide_personnel(
+            &entities.entities,
+            action,
+            change,
+            &self.facts(unix_now()),
+        );
+        self.audit_event(s, action, conn.remote.ip(), detail, Some(&decision))
+            .await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        let code = decision.reason.as_deref().unwrap_or("not_permitted");
+        Err(match self.reason(code) {
+            ApiError::Custom {
+                code,
+                message,
+                message_en,
+                ..
+            } if code == CONFLICT_OF_ROLES => ApiError::Custom {
+                status: StatusCode::CONFLICT,
+                code,
+                message,
+                message_en,
+            },
+            other => other,
+        })
+    }
+
+    /// The separation-of-duties fact for a binding of `person` in `enterprise`.
+    async fn conflict_of_roles(
+        &self,
+        person: &IdNumber,
+        enterprise: &TaxpayerId,
+    ) -> Result<bool, ApiError> {
+        self.core
+            .store
+            .staff_agencies(person, enterprise)
+            .await
+            .map(|agencies| !agencies.is_empty())
+            .map_err(store_err)
+    }
+
+    // ---- personnel (enterprise side) ----------------------------------------------------------
+
+    fn enterprise_of(s: &ResolvedSession) -> Result<&TaxpayerId, ApiError> {
+        s.session
+            .enterprise
+            .as_ref()
+            .ok_or(ApiError::from(Code::NotPermitted))
+    }
+
+    /// The grant part of a personnel or application body (`role`, `permissions`,
+    /// `valid_until`). Public for the fuzz target.
+    pub fn parse_binding_request(body: &Json) -> Result<BindingRequest, ApiError> {
+        let role = body.parse("role", |r| match Role::parse(r) {
+            Some(Role::Agent | Role::LegacyEnterprise) | None => Err(()),
+            Some(role) => Ok(role),
+        })?;
+        let permissions = match body.opt_str_list("permissions")? {
+            None => None,
+            Some(list) => {
+                let mut groups = Vec::new();
+                for g in list {
+                    match PermissionGroup::parse(g) {
+                        Some(PermissionGroup::PersonalTax) | None => {
+                            return Err(ApiError::field(Code::InvalidInput, "permissions"));
+                        }
+                        Some(g) if !groups.contains(&g) => groups.push(g),
+                        Some(_) => {}
+                    }
+                }
+                Some(groups)
+            }
+        };
+        let valid_until = match body.opt_str("valid_until", 40)? {
+            None => None,
+            Some(s) => Some(
+                crate::config::parse_rfc3339(s)
+                    .map_err(|_| ApiError::field(Code::InvalidInput, "valid_until"))?,
+            ),
+        };
+        // A grant or application that has already ended is a mistake, never a binding.
+        if valid_until.is_some_and(|u| u <= unix_now()) {
+            return Err(ApiError::field(Code::InvalidInput, "valid_until"));
+        }
+        Ok(BindingRequest {
+            role,
+            permissions,
+            valid_until,
+        })
+    }
+
+    /// `POST /account/personnel`: the enterprise adds a registered person; pending until the
+    /// person confirms.
+    pub async fn add_personnel(
+        &self,
+        s: &ResolvedSession,
+        body: Json,
+        conn: ConnInfo,
+    ) -> ApiResult {
+        let enterprise = Self::enterprise_of(s)?.clone();
+        let id_number = body.parse("id_number", IdNumber::parse)?;
+        let BindingRequest {
+            role,
+            permissions,
+            valid_until,
+        } = Self::parse_binding_request(&body)?;
+        let now = unix_now();
+        let store = &self.core.store;
+        if store.person(&id_number).await.map_err(store_err)?.is_none() {
+            return Err(Code::PersonNotRegistered.into());
+        }
+        let change = PersonnelChange {
+            enterprise: &enterprise,
+            role,
+            permissions: permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&id_number, &enterprise).await?,
+            enterprise_confirmed: None,
+        };
+        self.decide_change(
+            s,
+            "grant_binding",
+            &change,
+            conn,
+            json!({"person": id_number.masked(), "role": role.as_str(),
+                   "permissions": self::permissions(&permissions)}),
+        )
+        .await?;
+        let by = Self::person_of(s)
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|_| "legacy".into());
+        let binding = store
+            .create_binding(NewBinding {
+                person: id_number.clone(),
+                enterprise,
+                role,
+                permissions,
+                valid_from: now,
+                valid_until,
+                enterprise_confirmed: true,
+                person_confirmed: false,
+                by,
+                // The grant dies with the binding it was made through.
+                granted_by: s.session.binding_id.clone(),
+                now,
+            })
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            s,
+            "add_personnel",
+            conn.remote.ip(),
+            json!({"binding": binding.id, "person": id_number.masked(), "role": role.as_str()}),
+        )
+        .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"binding": binding.id, "status": status(&binding, now)}),
+        ))
+    }
+
+    /// `GET /account/personnel`.
+    pub async fn list_personnel(&self, s: &ResolvedSession) -> ApiResult {
+        let enterprise = Self::enterprise_of(s)?;
+        let now = unix_now();
+        let store = &self.core.store;
+        let mut out = Vec::new();
+        for b in store
+            .bindings_of_enterprise(enterprise)
+            .await
+            .map_err(store_err)?
+        {
+            let name = store.person(&b.person).await.ok().flatten().map(|p| p.name);
+            out.push(binding_json(&b, None, name.as_deref(), now));
+        }
+        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    }
+
+    /// Binding `id` if it is live and `belongs` to the caller, else 404 (the same answer for
+    /// someone else's binding as for none: ids are not confirmed to strangers).
+    async fn live_binding(
+        &self,
+        id: &str,
+        belongs: impl Fn(&Binding) -> bool,
+    ) -> Result<Binding, ApiError> {
+        self.core
+            .store
+            .binding(id)
+            .await
+            .map_err(store_err)?
+            .filter(|b| b.revoked_at.is_none() && belongs(b))
+            .ok_or(ApiError::from(Code::NotFound))
+    }
+
+    /// The enterprise's own, non-revoked binding `id`, else 404.
+    async fn own_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
+        let enterprise = Self::enterprise_of(s)?;
+        self.live_binding(id, |b| &b.enterprise == enterprise).await
+    }
+
+    /// `POST /account/personnel/{binding}/revoke`: withdraw a pending request or end a binding.
+    pub async fn revoke_personnel(
+        &self,
+        s: &ResolvedSession,
+        id: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
+        let b = self.own_binding(s, id).await?;
+        let change = PersonnelChange {
+            enterprise: &b.enterprise,
+            role: b.role,
+            permissions: b.permissions.as_deref(),
+            conflict_of_roles: false,
+            enterprise_confirmed: Some(b.enterprise_confirmed),
+        };
+        self.decide_change(
+            s,
+            "revoke_binding",
+            &change,
+            conn,
+            json!({"binding": b.id, "role": b.role.as_str()}),
+        )
+        .await?;
+        let by = Self::person_of(s)
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|_| "legacy".into());
+        self.core
+            .store
+            .revoke_binding(&b.id, &by, unix_now())
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            s,
+            "revoke_personnel",
+            conn.remote.ip(),
+            json!({"binding": b.id}),
+        )
+        .await?;
+        Ok(no_content())
+    }
+
+    /// The facts of confirming an existing binding (by either side): its role and groups, and
+    /// whether its person is agency staff of its enterprise.
+    async fn binding_change<'b>(&self, b: &'b Binding) -> Result<PersonnelChange<'b>, ApiError> {
+        Ok(PersonnelChange {
+            enterprise: &b.enterprise,
+            role: b.role,
+            permissions: b.permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
+            enterprise_confirmed: None,
+        })
+    }
+
+    /// `POST /account/personnel/{binding}/confirm`: the enterprise confirms a person's
+    /// application.
+    pub async fn confirm_application(
+        &self,
+        s: &ResolvedSession,
+        id: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
+        let b = self.own_binding(s, id).await?;
+        // Confirming an application makes the binding as much as adding it does.
+        let change = self.binding_change(&b).await?;
+        self.decide_change(
+            s,
+            "grant_binding",
+            &change,
+            conn,
+            json!({"binding": b.id, "role": b.role.as_str(),
+                   "permissions": permissions(&b.permissions)}),
+        )
+        .await?;
+        let by = Self::person_of(s)
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|_| "legacy".into());
+        self.confirm(s, &b, Side::Enterprise, &by, conn).await
+    }
+
+    async fn confirm(
+        &self,
+        s: &ResolvedSession,
+        b: &Binding,
+        side: Side,
+        by: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
+        match self
+            .core
+            .store
+            .confirm_binding(&b.id, side, by, unix_now())
+            .await
+            .map_err(store_err)?
+        {
+            ConfirmOutcome::Confirmed(_) => {
+                self.audit(
+                    s,
+                    "confirm_binding",
+                    conn.remote.ip(),
+                    json!({"binding": b.id}),
+                )
+                .await?;
+                Ok(no_content())
+            }
+            ConfirmOutcome::AlreadyConfirmed(_) => Err(Code::AlreadyConfirmed.into()),
+        }
+    }
+
+    // ---- authorizations (person side) ---------------------------------------------------------
+
+    /// `GET /account/authorizations`.
+    pub async fn authorizations(&self, s: &ResolvedSession) -> ApiResult {
+        let person = Self::person_of(s)?;
+        let now = unix_now();
+        let mut out = Vec::new();
+        for b in self
+            .core
+            .store
+            .bindings_of_person(person)
+            .await
+            .map_err(store_err)?
+        {
+            let name = self.enterprise_name(&b.enterprise).await;
+            out.push(binding_json(&b, name.as_deref(), None, now));
+        }
+        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    }
+
+    /// The person's own, non-revoked binding `id`, else 404.
+    async fn my_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
+        let person = Self::person_of(s)?;
+        self.live_binding(id, |b| &b.person == person).await
+    }
+
+    /// `POST /account/authorizations/{binding}/confirm`.
+    pub async fn confirm_authorization(
+        &self,
+        s: &ResolvedSession,
+        id: &str,
+        conn: ConnInfo,
+    ) -> ApiResult {
+        let b = self.my_binding(s, id).await?;
+        let change = self.binding_change(&b).await?;
+        self.decide_change(
+            s,
+            "accept_binding",
+            &change,
+            conn,
+            json!({"binding": b.id, "enterprise": b.enterprise.as_str(), "role": b.role.as_str()}),
+        )
+        .await?;
+        // A grant whose granter's binding is no longer live is gone: 404, as for a withdrawn one.
+        let by = b.person.as_str().to_string();
+        self.confirm(s, &b, Side::Person, &by, conn).await
+    }
+
+    /// `POST /account/authorizations/{binding}/unbind` (解除绑定).
+    pub async fn unbind(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+        let b = self.my_binding(s, id).await?;
+        self.core
+            .store
+            .revoke_binding(&b.id, b.person.as_str(), unix_now())
+            .await
+            .map_err(store_err)?;
+        self.audit(s, "unbind", conn.remote.ip(), json!({"binding": b.id}))
+            .await?;
+        Ok(no_content())
+    }
+
+    /// `POST /account/applications {enterprise, role, permissions?, valid_until?}`: a person
+    /// applies to an enterprise (办税人员自主申请); pending until the enterprise confirms.
+    pub async fn apply(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+        let person = Self::person_of(s)?.clone();
+        let enterprise = body.parse("enterprise", TaxpayerId::parse)?;
+        let BindingRequest {
+            role,
+            permissions,
+            valid_until,
+        } = Self::parse_binding_request(&body)?;
+        let now = unix_now();
+        let store = &self.core.store;
+        if store
+            .enterprise(&enterprise)
+            .await
+            .map_err(store_err)?
+            .is_none()
+        {
+            return Err(ApiError::field(Code::NotFound, "enterprise"));
+        }
+        let change = PersonnelChange {
+            enterprise: &enterprise,
+            role,
+            permissions: permissions.as_deref(),
+            conflict_of_roles: self.conflict_of_roles(&person, &enterprise).await?,
+            enterprise_confirmed: None,
+        };
+        self.decide_change(
+            s,
+            "accept_binding",
+            &change,
+            conn,
+            json!({"enterprise": enterprise.as_str(), "role": role.as_str()}),
+        )
+        .await?;
+        let binding = store
+            .create_binding(NewBinding {
+                person: person.clone(),
+                enterprise,
+                role,
+                permissions,
+                valid_from: now,
+                valid_until,
+                enterprise_confirmed: false,
+                person_confirmed: true,
+                by: person.as_str().to_string(),
+                granted_by: None,
+                now,
+            })
+            .await
+            .map_err(store_err)?;
+        self.audit(s, "apply", conn.remote.ip(), json!({"binding": binding.id}))
+            .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"binding": binding.id, "status": status(&binding, now)}),
+        ))
+    }
+}
+
+/// Route an `/account/*` request. Every call is first a policy decision on the session.
+pub async fn dispatch(
+    account: &Account,
+    auth: &Auth,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> ApiResult {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    use http::Method as M;
+    match (method, segments.as_slice()) {
+        (M::GET, ["account", "identities"]) => {
+            let s = auth.session_for(&req, "list_identities", conn).await?;
+            account.identities(&s).await
+        }
+        (M::POST, ["account", "switch"]) => {
+            let s = auth.session_for(&req, "switch_identity", conn).await?;
+            account.switch(&s, body(req).await?, conn).await
+        }
+        (M::POST, ["account", "personnel"]) => {
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            account.add_personnel(&s, body(req).await?, conn).await
+        }
+        (M::GET, ["account", "personnel"]) => {
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            account.list_personnel(&s).await
+        }
+        (M::POST, ["account", "personnel", id, "revoke"]) => {
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            account.revoke_personnel(&s, id, conn).await
+        }
+        (M::POST, ["account", "personnel", id, "confirm"]) => {
+            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            account.confirm_application(&s, id, conn).await
+        }
+        (M::GET, ["account", "authorizations"]) => {
+            let s = auth.session_for(&req, "list_authorizations", conn).await?;
+            account.authorizations(&s).await
+        }
+        (M::POST, ["account", "authorizations", id, "confirm"]) => {
+            let s = auth
+                .session_for(&req, "confirm_authorization", conn)
+                .await?;
+            account.confirm_authorization(&s, id, conn).await
+        }
+        (M::POST, ["account", "authorizations", id, "unbind"]) => {
+            let s = auth.session_for(&req, "unbind", conn).await?;
+            account.unbind(&s, id, conn).await
+        }
+        (M::POST, ["account", "applications"]) => {
+            let s = auth.session_for(&req, "list_authorizations", conn).await?;
+            account.apply(&s, body(req).await?, conn).await
+        }
+        (M::POST, ["account", "phone"]) => {
+            let s = auth.session_for(&req, "change_phone", conn).await?;
+            auth.phone_bind_start(&s, body(req).await?, conn).await
+        }
+        (M::POST, ["account", "phone", "verify"]) => {
+            auth.session_for(&req, "change_phone", conn).await?;
+            auth.phone_verify(
+                body(req).await?,
+                conn,
+                taxgate_store::ChallengePurpose::BindPhone,
+            )
+            .await
+        }
+        (_, ["account", ..]) => Err(Code::NotFound.into()),
+        _ => Err(Code::NotFound.into()),
+    }
+}
+
+async fn body(req: Request<Incoming>) -> Result<Json, ApiError> {
+    api::read_json(req).await.map(|(_, j)| j)
+}

@@ -1,0 +1,574 @@
+//! Session resolution on the hot path: token -> SHA-256 -> moka -> (miss) one store query. The
+//! cache keeps each session's record and slice facts; the Cedar entities (and the last decision
+//! per action) stay built for the most recently used sessions only ([`Sessions::entities`]).
+//!
+//! Caches never extend access (DESIGN principle 5):
+//! - every narrowing write publishes an [`Invalidation`] (this instance at once, others through
+//!   PostgreSQL LISTEN/NOTIFY), and the matching entries are dropped before the next request;
+//! - a load that raced with an invalidation is used for its one request but not cached (the
+//!   `epoch` check), so a stale slice can never be put back after the invalidation;
+//! - a cache hit is also checked against the invalidations numbered since it was loaded (the
+//!   [`InvalidationLog`]): moka's `invalidate_entries_if` alone does not guarantee that the next
+//!   `get` misses (its predicates are retired by a housekeeping pass that may not have seen an
+//!   entry written just before them), which let one request in ~50 000 use the identity a
+//!   switch had just replaced (soak, 2026-11-27);
+//! - entries live at most `cache_ttl_secs` (the backstop);
+//! - validity periods and expiry are compared with `now` on every request, by the policies.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+use taxgate_store::{
+    AnyStore, AuditSlice, Invalidation, Session, SessionSlice, Store, StoreError, Timestamp,
+};
+
+use crate::authn::token;
+use taxgate_policy::{AuthzError, Decision, EntitySlice, PolicyEngine, RequestFacts, SliceFacts};
+
+/// How often (at most) a session's activity is written to the store.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+/// How many recent invalidations a cache hit can be checked against; a hit loaded before the
+/// oldest one kept is reloaded.
+const INVALIDATION_LOG_LEN: usize = 4096;
+
+pub static HEADER_PERSON: HeaderName = HeaderName::from_static("x-taxgate-person");
+pub static HEADER_ENTERPRISE: HeaderName = HeaderName::from_static("x-taxgate-enterprise");
+pub static HEADER_ROLE: HeaderName = HeaderName::from_static("x-taxgate-role");
+pub static HEADER_ENTRY: HeaderName = HeaderName::from_static("x-taxgate-entry");
+pub static HEADER_AGENCY: HeaderName = HeaderName::from_static("x-taxgate-agency");
+pub static HEADER_DECISION: HeaderName = HeaderName::from_static("x-taxgate-decision");
+
+/// A live session as the cache keeps it: the session record and the few facts its entity slice
+/// is built from. Kept small on purpose (issue 8: 100 thousand cached sessions within 200 MiB):
+/// the Cedar entities of a session take about 10 KiB, so they live in a separate, bounded cache
+/// of the most recently used sessions ([`Sessions::entities`]); the identity headers are made
+/// per request from the record.
+pub struct ResolvedSession {
+    /// The session record.
+    pub session: Session,
+    facts: SliceFacts,
+    /// Unique per resolution: the key of this session's entities in the hot cache. A session
+    /// reloaded after an invalidation gets a new one, so entities of the old state are never
+    /// used for it.
+    generation: u64,
+    last_seen: AtomicI64,
+    touched: AtomicI64,
+    /// Every invalidation up to this epoch is known not to concern this entry.
+    checked_epoch: AtomicU64,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+impl ResolvedSession {
+    /// `epoch`: the invalidation epoch read before `slice` was loaded.
+    pub(crate) fn new(slice: SessionSlice, epoch: u64) -> Self {
+        let (session, facts) = SliceFacts::split(slice);
+        let last_seen = session.last_seen_at;
+        ResolvedSession {
+            session,
+            facts,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            last_seen: AtomicI64::new(last_seen),
+            touched: AtomicI64::new(last_seen),
+            checked_epoch: AtomicU64::new(epoch),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.session.id
+    }
+
+    /// The facts beside the record (binding or agreement in use, flags).
+    pub fn facts(&self) -> &SliceFacts {
+        &self.facts
+    }
+
+    /// The identity headers of CONTRACT section 3 (all but `x-taxgate-decision`), with room for
+    /// the decision id and the assertion.
+    pub fn identity_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let s = &self.session;
+        let mut out = Vec::with_capacity(7);
+        let mut push = |name: &HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                out.push((name.clone(), v));
+            }
+        };
+        if let Some(p) = &s.person {
+            push(&HEADER_PERSON, p.as_str());
+        }
+        if let Some(e) = &s.enterprise {
+            push(&HEADER_ENTERPRISE, e.as_str());
+        }
+        if let Some(a) = &s.agency {
+            push(&HEADER_AGENCY, a.as_str());
+        }
+        if let Some(r) = s.role {
+            out.push((HEADER_ROLE.clone(), HeaderValue::from_static(r.as_str())));
+        }
+        out.push((
+            HEADER_ENTRY.clone(),
+            HeaderValue::from_static(s.entry.as_str()),
+        ));
+        out
+    }
+
+    fn matches(&self, inv: &Invalidation) -> bool {
+        let s = &self.session;
+        match inv {
+            Invalidation::Session { id } => s.id == *id,
+            Invalidation::Person { id_number } => s.person.as_ref() == Some(id_number),
+            Invalidation::Binding { id } => s.binding_id.as_deref() == Some(id),
+            Invalidation::Enterprise { taxpayer_id } => {
+                s.enterprise.as_ref() == Some(taxpayer_id) || s.agency.as_ref() == Some(taxpayer_id)
+            }
+            Invalidation::Agreement { id } => s.agreement_id.as_deref() == Some(id),
+            Invalidation::All => true,
+        }
+    }
+}
+
+/// What a decision on a session needs beyond the cached record: its Cedar entities, and the
+/// same as JSON with a hash for the audit log (decision replay). Built on demand and kept for
+/// the most recently used sessions only.
+pub struct Prepared {
+    pub entities: EntitySlice,
+    /// `None` when the slice could not be serialized: its decisions are recorded as not
+    /// replayable.
+    pub replay: Option<AuditSlice>,
+    /// The last decision per action made on these entities (at most [`MEMO_ACTIONS`]).
+    memo: Mutex<Vec<Memo>>,
+}
+
+/// Actions whose last decision a [`Prepared`] keeps.
+const MEMO_ACTIONS: usize = 8;
+
+struct Memo {
+    action: Box<str>,
+    facts: RequestFacts,
+    version: Arc<str>,
+    decision: Decision,
+}
+
+impl Prepared {
+    /// The enforced set's decision for `action` on these entities.
+    ///
+    /// A decision is a pure function of the entities, the action, the request facts (the time
+    /// in whole seconds, the legacy-login deadline) and the policy set (its version is a hash
+    /// of its content). The last one per action is kept with those inputs, so a session's
+    /// requests within the same second reuse it instead of evaluating the policies again; any
+    /// change of input (the next second, a reload, a reloaded session) decides afresh.
+    pub fn decide(&self, engine: &PolicyEngine, action: &str, facts: &RequestFacts) -> Decision {
+        let set = engine.current();
+        {
+            let memo = self
+                .memo
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(m) = memo.iter().find(|m| &*m.action == action)
+                && m.facts == *facts
+                && (Arc::ptr_eq(&m.version, &set.version) || m.version == set.version)
+            {
+                return m.decision.clone();
+            }
+        }
+        let decision = set.decide(&self.entities, action, facts);
+        let mut memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = Memo {
+            action: action.into(),
+            facts: *facts,
+            version: set.version.clone(),
+            decision: decision.clone(),
+        };
+        match memo.iter_mut().position(|m| &*m.action == action) {
+            Some(i) => memo[i] = entry,
+            None if memo.len() < MEMO_ACTIONS => memo.push(entry),
+            None => memo[0] = entry,
+        }
+        decision
+    }
+}
+
+/// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
+pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
+    let entities = EntitySlice::for_session(&s.session, &s.facts)?;
+    let replay = match entities.replay_json() {
+        Ok((hash, json)) => Some(AuditSlice {
+            hash: hash.into(),
+            json: json.into(),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
+            None
+        }
+    };
+    Ok(Prepared {
+        entities,
+        replay,
+        memo: Mutex::new(Vec::new()),
+    })
+}
+
+/// The outcome of presenting a token.
+pub enum Lookup {
+    Live(Arc<ResolvedSession>),
+    /// Unknown, malformed or revoked (logged out): `login_required`.
+    Missing,
+    /// Past the idle or absolute timeout: `session_expired`.
+    Expired,
+}
+
+/// The latest invalidations, numbered by epoch (1, 2, ...), oldest first.
+#[derive(Default)]
+struct InvalidationLog {
+    entries: VecDeque<(u64, Invalidation)>,
+}
+
+impl InvalidationLog {
+    /// Record `inv` as epoch `epoch` (one more than the last), forgetting the oldest if full.
+    fn push(&mut self, epoch: u64, inv: Invalidation) {
+        if self.entries.len() >= INVALIDATION_LOG_LEN {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((epoch, inv));
+    }
+
+    /// Whether an entry that knows every invalidation up to `checked` is still good: `Ok(newest
+    /// epoch checked)` when none of the later ones `concerns` it, `Err(())` when one does or
+    /// when the log no longer reaches back to `checked + 1` (fail safe: reload).
+    fn check_since(
+        &self,
+        checked: u64,
+        concerns: impl Fn(&Invalidation) -> bool,
+    ) -> Result<u64, ()> {
+        let Some(&(oldest, _)) = self.entries.front() else {
+            return Err(());
+        };
+        if oldest > checked.saturating_add(1) {
+            return Err(());
+        }
+        let mut newest = checked;
+        for (epoch, inv) in self.entries.iter().filter(|(e, _)| *e > checked) {
+            if concerns(inv) {
+                return Err(());
+            }
+            newest = *epoch;
+        }
+        Ok(newest)
+    }
+}
+
+/// The cache key: SHA-256 of the token (its hex form is what the store looks up).
+type Key = [u8; 32];
+
+pub struct Sessions {
+    store: AnyStore,
+    cache: moka::future::Cache<Key, Arc<ResolvedSession>>,
+    /// The Cedar entities of the most recently used sessions, by [`ResolvedSession`]
+    /// generation; `None`: built for every decision.
+    entities: Option<moka::sync::Cache<u64, Arc<Prepared>>>,
+    /// Bumped on every invalidation; a load that saw another epoch is not cached.
+    epoch: AtomicU64,
+    /// The invalidations behind `epoch`; bumped and appended under this one lock.
+    log: Mutex<InvalidationLog>,
+    idle_timeout: i64,
+}
+
+impl Sessions {
+    /// `capacity` sessions cached, the entities of `entity_capacity` of them (0: none).
+    pub fn new(
+        store: AnyStore,
+        capacity: u64,
+        entity_capacity: u64,
+        ttl: Duration,
+        idle_timeout_secs: u64,
+    ) -> Arc<Self> {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .support_invalidation_closures()
+            .build();
+        let entities = (entity_capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(entity_capacity)
+                .time_to_live(ttl)
+                .build()
+        });
+        Arc::new(Sessions {
+            store,
+            cache,
+            entities,
+            epoch: AtomicU64::new(0),
+            log: Mutex::new(InvalidationLog::default()),
+            idle_timeout: i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Resolve a client-presented token at time `now`.
+    pub async fn resolve(&self, token_str: &str, now: Timestamp) -> Result<Lookup, StoreError> {
+        if !token::well_formed(token_str) {
+            return Ok(Lookup::Missing);
+        }
+        let key: Key = Sha256::digest(token_str.as_bytes()).into();
+        if let Some(hit) = self.cache.get(&key).await {
+            if !self.still_current(&hit) {
+                self.cache.invalidate(&key).await;
+            } else {
+                match self.check(&hit, now) {
+                    // Idle by this instance's view: another instance may have seen activity
+                    // since, so only the store can say; fall through to a fresh load.
+                    Lookup::Expired if hit.session.expires_at > now => {}
+                    Lookup::Live(_) => {
+                        self.touch(&hit, now);
+                        return Ok(Lookup::Live(hit));
+                    }
+                    other => {
+                        self.cache.invalidate(&key).await;
+                        return Ok(other);
+                    }
+                }
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let Some(slice) = self.store.session_slice(&hex::encode(key)).await? else {
+            return Ok(Lookup::Missing);
+        };
+        let resolved = Arc::new(ResolvedSession::new(slice, epoch));
+        // A slice the policy engine cannot represent is refused, never guessed at; building it
+        // now also fills the hot entity cache for the decision that follows.
+        if let Err(e) = self.entities(&resolved) {
+            tracing::error!(error = %e, "cannot build the entity slice of a session");
+            return Err(StoreError::Internal(format!("entity slice: {e}")));
+        }
+        let outcome = self.check(&resolved, now);
+        if let Lookup::Live(_) = outcome {
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                self.cache.insert(key, resolved.clone()).await;
+            }
+            self.touch(&resolved, now);
+        }
+        Ok(outcome)
+    }
+
+    /// The Cedar entities (and their audit form) of a resolved session: from the hot cache, or
+    /// built (and cached).
+    pub fn entities(&self, s: &ResolvedSession) -> Result<Arc<Prepared>, AuthzError> {
+        match &self.entities {
+            // Concurrent misses of one session build it once.
+            Some(hot) => hot
+                .try_get_with(s.generation, || prepare(s).map(Arc::new))
+                .map_err(|e| AuthzError::Slice(e.to_string())),
+            None => prepare(s).map(Arc::new),
+        }
+    }
+
+    /// Whether no invalidation since `hit` was loaded (or last checked) concerns it.
+    fn still_current(&self, hit: &ResolvedSession) -> bool {
+        let checked = hit.checked_epoch.load(Ordering::Acquire);
+        if checked == self.epoch.load(Ordering::Acquire) {
+            return true;
+        }
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match log.check_since(checked, |inv| hit.matches(inv)) {
+            Ok(newest) => {
+                hit.checked_epoch.fetch_max(newest, Ordering::AcqRel);
+                true
+            }
+            Err(()) => false,
+        }
+    }
+
+    fn check(&self, s: &Arc<ResolvedSession>, now: Timestamp) -> Lookup {
+        let session = &s.session;
+        if session.revoked_at.is_some() {
+            return Lookup::Missing;
+        }
+        if session.expires_at <= now {
+            return Lookup::Expired;
+        }
+        let last_seen = s.last_seen.load(Ordering::Relaxed);
+        if now.saturating_sub(last_seen) >= self.idle_timeout {
+            return Lookup::Expired;
+        }
+        Lookup::Live(s.clone())
+    }
+
+    /// Record activity: in memory on every request, in the store at most once a minute.
+    fn touch(&self, s: &Arc<ResolvedSession>, now: Timestamp) {
+        s.last_seen.fetch_max(now, Ordering::Relaxed);
+        let touched = s.touched.load(Ordering::Relaxed);
+        if now - touched >= TOUCH_INTERVAL_SECS
+            && s.touched
+                .compare_exchange(touched, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let store = self.store.clone();
+            let id = s.id().to_string();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(&id, now).await {
+                    tracing::warn!(error = %e, "cannot record session activity");
+                }
+            });
+        }
+    }
+
+    /// Drop every cached session the invalidation concerns. Effective for the very next lookup.
+    pub fn invalidate(&self, inv: &Invalidation) {
+        {
+            let mut log = self
+                .log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+            log.push(epoch, inv.clone());
+        }
+        // moka's own invalidation frees the memory; `still_current` is what makes it exact.
+        if matches!(inv, Invalidation::All) {
+            self.cache.invalidate_all();
+            if let Some(hot) = &self.entities {
+                hot.invalidate_all();
+            }
+            return;
+        }
+        let inv = inv.clone();
+        if let Err(e) = self
+            .cache
+            .invalidate_entries_if(move |_, v| v.matches(&inv))
+        {
+            // Cannot happen with support_invalidation_closures(); fail safe regardless.
+            tracing::error!(error = %e, "targeted invalidation failed; dropping the whole cache");
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Apply the store's invalidations (this instance's writes, before they return, and on
+    /// PostgreSQL every other instance's as they arrive). The hook holds only a weak reference,
+    /// so the store does not keep the cache alive.
+    pub fn follow_invalidations(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.store
+            .on_invalidation(Arc::new(move |inv: &Invalidation| {
+                if let Some(sessions) = weak.upgrade() {
+                    sessions.invalidate(inv);
+                }
+            }));
+    }
+
+    pub fn cached(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Sessions whose Cedar entities are in the hot cache.
+    pub fn entities_cached(&self) -> u64 {
+        self.entities.as_ref().map_or(0, |c| c.entry_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taxgate_policy::cases::{BindingFacts, SessionFacts, Time, session_slice};
+    use taxgate_policy::testing::copy_policies;
+    use taxgate_store::model::Role;
+
+    const UNTIL: i64 = 1_800_000_000;
+
+    fn handler_until(until: i64) -> ResolvedSession {
+        let facts = SessionFacts::confirmed_enterprise(
+            Role::TaxHandler,
+            BindingFacts {
+                valid_until: Some(Time::Seconds(until)),
+                ..BindingFacts::default()
+            },
+        );
+        ResolvedSession::new(session_slice(&facts).unwrap(), 0)
+    }
+
+    /// The memo only ever answers for identical inputs: the next second, another action and a
+    /// reloaded set all decide afresh.
+    #[test]
+    fn remembered_decisions_never_outlive_their_inputs() {
+        let dir = copy_policies();
+        let engine = PolicyEngine::load(dir.path()).unwrap();
+        let prepared = prepare(&handler_until(UNTIL)).unwrap();
+        let before = RequestFacts::at(UNTIL - 1);
+        let first = prepared.decide(&engine, "declare", &before);
+        assert!(first.allowed);
+        assert_eq!(prepared.decide(&engine, "declare", &before), first);
+        // The binding ends at UNTIL: the next second is decided again and refused.
+        let at_end = prepared.decide(&engine, "declare", &RequestFacts::at(UNTIL));
+        assert!(!at_end.allowed);
+        assert_eq!(at_end.reason.as_deref(), Some("binding_expired"));
+        // Another action is its own entry.
+        assert!(prepared.decide(&engine, "declare", &before).allowed);
+        assert!(!prepared.decide(&engine, "personal_tax", &before).allowed);
+        // A reload that forbids declaring is seen at once, for the very same inputs.
+        std::fs::write(
+            dir.path().join("zz_no_declare.cedar"),
+            "@id(\"test.no_declare\")\n@reason(\"not_permitted\")\n\
+             forbid (principal, action == Action::\"declare\", resource);\n",
+        )
+        .unwrap();
+        engine.reload().unwrap();
+        let after = prepared.decide(&engine, "declare", &before);
+        assert!(!after.allowed);
+        assert_ne!(after.version, first.version);
+        assert_eq!(after, engine.decide(&prepared.entities, "declare", &before));
+    }
+
+    fn session(id: &str) -> Invalidation {
+        Invalidation::Session { id: id.into() }
+    }
+
+    #[test]
+    fn a_hit_is_stale_once_a_later_invalidation_concerns_it() {
+        let mut log = InvalidationLog::default();
+        log.push(1, session("a"));
+        log.push(2, session("b"));
+        log.push(3, session("c"));
+        let is = |id: &'static str| move |inv: &Invalidation| *inv == session(id);
+        // Loaded after epoch 1: only 2 and 3 count.
+        assert_eq!(log.check_since(1, is("a")), Ok(3));
+        assert_eq!(log.check_since(1, is("b")), Err(()));
+        assert_eq!(log.check_since(0, is("a")), Err(()));
+        assert_eq!(log.check_since(3, is("c")), Ok(3), "nothing after 3");
+        assert_eq!(
+            log.check_since(2, |_| true),
+            Err(()),
+            "`All` concerns everyone"
+        );
+    }
+
+    #[test]
+    fn a_hit_older_than_the_log_is_reloaded() {
+        let mut log = InvalidationLog::default();
+        assert_eq!(
+            log.check_since(0, |_| false),
+            Err(()),
+            "epoch moved, log empty"
+        );
+        for e in 1..=(INVALIDATION_LOG_LEN as u64 + 10) {
+            log.push(e, session("x"));
+        }
+        assert_eq!(log.entries.len(), INVALIDATION_LOG_LEN);
+        assert_eq!(
+            log.check_since(5, |_| false),
+            Err(()),
+            "epochs 6..=10 forgotten"
+        );
+        assert_eq!(
+            log.check_since(10, |_| false),
+            Ok(INVALIDATION_LOG_LEN as u64 + 10)
+        );
+    }
+}

@@ -1,0 +1,571 @@
+//! The policy engine: loads `policies/` (schema, `*.cedar`, `reasons.toml`), validates it in
+//! strict mode, indexes it and swaps it in atomically; builds per-session entity slices; decides
+//! requests. Rust establishes facts (the slice, `now`); the policies decide.
+//!
+//! Hot path: a decision on a session's built `EntitySlice` builds only the request context and
+//! evaluates the policies the index selects (and `session::Prepared` reuses it for identical
+//! inputs).
+
+mod decision;
+mod index;
+mod load;
+mod personnel;
+mod reasons;
+mod slice;
+mod watch;
+
+pub mod commands;
+
+pub mod cases;
+pub mod coverage;
+pub mod replay;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{Context, Entities, EntityUid, Request, RestrictedExpression, Schema};
+use taxgate_model::model::Timestamp;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub use decision::{Decision, NOT_PERMITTED, POLICY_ERROR};
+pub use load::{DEFAULT_PRIORITY, LoadErrors, Location};
+pub use personnel::{PERSONNEL_ACTIONS, PersonnelChange};
+pub use reasons::Reasons;
+pub use slice::{EntitySlice, LOGIN_ATTEMPT_ID, LoginAttempt, LoginCandidate, NO_END, SliceFacts};
+pub use watch::{DEBOUNCE, PolicyWatcher, watch};
+
+use index::PolicyIndex;
+
+/// Errors of the policy engine. Only loading, slice building and watching can fail; a decision
+/// is always a [`Decision`].
+#[derive(Debug, thiserror::Error)]
+pub enum AuthzError {
+    #[error("policy set in `{dir}` is invalid:\n{errors}")]
+    Invalid { dir: String, errors: LoadErrors },
+    #[error("cannot build the entity slice: {0}")]
+    Slice(String),
+    #[error("cannot watch `{dir}`: {message}")]
+    Watch { dir: String, message: String },
+    #[error("{0}")]
+    Gate(String),
+}
+
+/// The facts of one request that are not in the slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// Epoch seconds of the request.
+    pub now: Timestamp,
+    /// End of the legacy enterprise-password login (`[login] legacy_login_until`); `None`:
+    /// retired.
+    pub legacy_login_until: Option<Timestamp>,
+}
+
+impl RequestFacts {
+    pub fn at(now: Timestamp) -> Self {
+        RequestFacts {
+            now,
+            legacy_login_until: None,
+        }
+    }
+}
+
+/// A validated, indexed policy set. In-flight decisions keep the `Arc` they started with.
+pub struct ActiveSet {
+    pub version: Arc<str>,
+    pub loaded_at: OffsetDateTime,
+    pub warnings: Vec<String>,
+    pub reasons: Reasons,
+    downstream_actions: Vec<String>,
+    actions: Vec<String>,
+    schema: Schema,
+    index: PolicyIndex,
+}
+
+impl ActiveSet {
+    /// Read, validate (strict) and index the policy directory `dir`.
+    pub fn compile(dir: &Path) -> Result<Self, AuthzError> {
+        let compiled = load::compile(dir).map_err(|errors| AuthzError::Invalid {
+            dir: dir.display().to_string(),
+            errors,
+        })?;
+        let index = PolicyIndex::build(compiled.policies, compiled.meta, &compiled.schema);
+        Ok(ActiveSet {
+            version: Arc::from(compiled.version),
+            loaded_at: OffsetDateTime::now_utc(),
+            warnings: compiled.warnings,
+            reasons: compiled.reasons,
+            downstream_actions: compiled.downstream_actions,
+            actions: compiled.actions,
+            schema: compiled.schema,
+            index,
+        })
+    }
+
+    /// A set made directly from parsed policies (tests: generated sets that skip validation).
+    #[cfg(test)]
+    pub(crate) fn from_policies(
+        schema: Schema,
+        policies: cedar_policy::PolicySet,
+        meta: std::collections::HashMap<cedar_policy::PolicyId, load::PolicyMeta>,
+    ) -> Self {
+        let index = PolicyIndex::build(policies, meta, &schema);
+        ActiveSet {
+            version: Arc::from("test"),
+            loaded_at: OffsetDateTime::UNIX_EPOCH,
+            warnings: Vec::new(),
+            reasons: Reasons::default(),
+            downstream_actions: Vec::new(),
+            actions: Vec::new(),
+            schema,
+            index,
+        }
+    }
+
+    /// Number of policies in the set.
+    pub fn len(&self) -> usize {
+        self.index.full().num_of_policies()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The resource of `action` for this slice (what the request acts on).
+    pub fn resource_for(&self, slice: &EntitySlice, action: &str) -> EntityUid {
+        let types = self
+            .index
+            .action(action)
+            .map(|a| a.resource_types.as_slice())
+            .unwrap_or(&[]);
+        slice.resource_for(action, types)
+    }
+
+    /// Decides one request given as Cedar values (the slice path and the test runner both end
+    /// here). `indexed: false` evaluates the whole set in one call (the reference answer).
+    pub fn decide_request(
+        &self,
+        principal: &EntityUid,
+        action: &str,
+        resource: &EntityUid,
+        entities: &Entities,
+        facts: &RequestFacts,
+        indexed: bool,
+    ) -> Decision {
+        self.decide_request_with(
+            principal,
+            action,
+            resource,
+            entities,
+            facts,
+            Vec::new(),
+            indexed,
+        )
+    }
+
+    /// [`ActiveSet::decide_request`] with more context attributes than `RequestContext` has
+    /// (the `PersonnelContext` of the personnel actions).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the Cedar request's parts, passed through unchanged"
+    )]
+    pub(crate) fn decide_request_with(
+        &self,
+        principal: &EntityUid,
+        action: &str,
+        resource: &EntityUid,
+        entities: &Entities,
+        facts: &RequestFacts,
+        extra: Vec<(String, RestrictedExpression)>,
+        indexed: bool,
+    ) -> Decision {
+        let entry = self.index.action(action);
+        let action_uid = match entry {
+            Some(a) => a.uid.clone(),
+            None => match slice::action_uid(action) {
+                Ok(uid) => uid,
+                Err(e) => {
+                    return Decision::deny(POLICY_ERROR, Some(e.to_string()), self.version.clone());
+                }
+            },
+        };
+        let mut pairs = vec![("now".to_string(), RestrictedExpression::new_long(facts.now))];
+        if let Some(until) = facts.legacy_login_until {
+            pairs.push((
+                "legacy_login_until".to_string(),
+                RestrictedExpression::new_long(until),
+            ));
+        }
+        pairs.extend(extra);
+        let request = Context::from_pairs(pairs)
+            .map_err(|e| e.to_string())
+            .and_then(|context| {
+                // No schema check here: the context always has the shape of `RequestContext`
+                // (tested), and the check costs more than the decision.
+                Request::new(
+                    principal.clone(),
+                    action_uid,
+                    resource.clone(),
+                    context,
+                    None,
+                )
+                .map_err(|e| e.to_string())
+            });
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Decision::deny(POLICY_ERROR, Some(e), self.version.clone()),
+        };
+        if indexed {
+            self.index.evaluate(
+                entry,
+                &request,
+                principal,
+                resource,
+                entities,
+                self.version.clone(),
+            )
+        } else {
+            self.index
+                .evaluate_full(&request, entities, self.version.clone())
+        }
+    }
+
+    /// The indexed decision for a session.
+    pub fn decide(&self, slice: &EntitySlice, action: &str, facts: &RequestFacts) -> Decision {
+        let resource = self.resource_for(slice, action);
+        self.decide_request(
+            slice.principal(),
+            action,
+            &resource,
+            slice.entities(),
+            facts,
+            true,
+        )
+    }
+
+    /// The same decision over the whole, unindexed set (the reference for tests and benches).
+    pub fn decide_unindexed(
+        &self,
+        slice: &EntitySlice,
+        action: &str,
+        facts: &RequestFacts,
+    ) -> Decision {
+        let resource = self.resource_for(slice, action);
+        self.decide_request(
+            slice.principal(),
+            action,
+            &resource,
+            slice.entities(),
+            facts,
+            false,
+        )
+    }
+
+    /// The ids of every policy of this set, sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .index
+            .meta
+            .keys()
+            .map(|id| AsRef::<str>::as_ref(id).to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Where a policy of this set is defined.
+    pub fn location(&self, policy: &str) -> Option<&Location> {
+        self.index
+            .meta
+            .get(&cedar_policy::PolicyId::new(policy))
+            .map(|m| &m.location)
+    }
+
+    /// The schema of this set.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The login decision over every candidate identity: allowed if one allows; otherwise the
+    /// deny closest to success (the candidate whose deciding forbid has the highest
+    /// `@priority` number, e.g. `binding_pending` over `not_linked`). No candidate at all is
+    /// decided by the policies too (`not_linked`, `no_agency_relation`).
+    pub fn decide_login(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        facts: &RequestFacts,
+    ) -> Decision {
+        let options: Vec<Option<LoginCandidate<'_>>> = if candidates.is_empty() {
+            vec![None]
+        } else {
+            candidates.iter().copied().map(Some).collect()
+        };
+        let mut best: Option<(i64, Decision)> = None;
+        for candidate in options {
+            let decision = match EntitySlice::for_login(attempt, candidate, facts.now) {
+                Ok(slice) => self.decide(&slice, "login", facts),
+                Err(e) => Decision::deny(POLICY_ERROR, Some(e.to_string()), self.version.clone()),
+            };
+            if decision.allowed {
+                return decision;
+            }
+            let priority = decision.priority(&self.index.meta);
+            // Strictly greater: among equals the first candidate (the caller's order) wins.
+            if best.as_ref().is_none_or(|(p, _)| priority > *p) {
+                best = Some((priority, decision));
+            }
+        }
+        match best {
+            Some((_, d)) => d,
+            None => Decision::deny(NOT_PERMITTED, None, self.version.clone()),
+        }
+    }
+
+    pub fn message(&self, code: &str) -> (Arc<str>, Arc<str>) {
+        self.reasons.message(code)
+    }
+
+    /// Actions marked `@downstream` in the schema: what a route's `action` may name.
+    pub fn downstream_actions(&self) -> &[String] {
+        &self.downstream_actions
+    }
+
+    /// Every action of the schema.
+    pub fn actions(&self) -> &[String] {
+        &self.actions
+    }
+}
+
+/// For `GET /admin/policies`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyStatus {
+    pub version: String,
+    /// RFC 3339.
+    pub loaded_at: String,
+    pub last_error: Option<String>,
+    /// The last decision of the reload gate, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateStatus>,
+}
+
+/// What the reload gate said about the last set it checked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GateStatus {
+    /// RFC 3339.
+    pub at: String,
+    /// Version of the set checked.
+    pub candidate: String,
+    pub accepted: bool,
+    pub message: String,
+    /// Sets refused by the gate since start.
+    pub refusals: u64,
+}
+
+/// A check a valid new set must pass before it replaces the active one (e.g. the widening
+/// gate of [`replay::WideningGate`]). Runs on the reloading thread, never on the request path.
+pub trait ReloadGate: Send + Sync {
+    /// `Ok(summary)`: activate. `Err(why)`: keep the active set.
+    fn check(&self, candidate: &ActiveSet) -> Result<String, String>;
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReloadCounters {
+    /// Successful loads (the initial one included).
+    pub reloads: u64,
+    /// Reloads refused because the new set was invalid or the gate refused it.
+    pub failed_reloads: u64,
+    /// Reloads refused by the gate.
+    pub gate_refusals: u64,
+}
+
+/// The active policy set of the gateway, swapped atomically on reload.
+pub struct PolicyEngine {
+    dir: PathBuf,
+    active: ArcSwap<ActiveSet>,
+    last_error: Mutex<Option<String>>,
+    reloads: AtomicU64,
+    failed_reloads: AtomicU64,
+    gate: OnceLock<Arc<dyn ReloadGate>>,
+    gate_refusals: AtomicU64,
+    last_gate: Mutex<Option<GateStatus>>,
+}
+
+impl PolicyEngine {
+    /// Loads `dir`; an invalid set is an error (the gateway refuses to start).
+    pub fn load(dir: impl Into<PathBuf>) -> Result<Self, AuthzError> {
+        let dir = dir.into();
+        let set = ActiveSet::compile(&dir)?;
+        for w in &set.warnings {
+            tracing::warn!(warning = %w, "policy validation warning");
+        }
+        tracing::info!(version = %set.version, policies = set.len(), dir = %dir.display(), "policy set loaded");
+        Ok(PolicyEngine {
+            dir,
+            active: ArcSwap::from_pointee(set),
+            last_error: Mutex::new(None),
+            reloads: AtomicU64::new(1),
+            failed_reloads: AtomicU64::new(0),
+            gate: OnceLock::new(),
+            gate_refusals: AtomicU64::new(0),
+            last_gate: Mutex::new(None),
+        })
+    }
+
+    /// Checks every later reload with `gate` (the initial load is not gated). Set once.
+    pub fn set_gate(&self, gate: Arc<dyn ReloadGate>) -> bool {
+        self.gate.set(gate).is_ok()
+    }
+
+    /// Asks the gate, if any, about a valid new set; records its answer.
+    fn gate_allows(&self, set: &ActiveSet) -> Result<(), String> {
+        let Some(gate) = self.gate.get() else {
+            return Ok(());
+        };
+        let verdict = gate.check(set);
+        let refusals = match verdict {
+            Ok(_) => self.gate_refusals.load(Ordering::Relaxed),
+            Err(_) => self.gate_refusals.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let at = OffsetDateTime::now_utc();
+        let status = GateStatus {
+            at: at
+                .format(&Rfc3339)
+                .unwrap_or_else(|_| at.unix_timestamp().to_string()),
+            candidate: set.version.to_string(),
+            accepted: verdict.is_ok(),
+            message: match &verdict {
+                Ok(m) | Err(m) => m.clone(),
+            },
+            refusals,
+        };
+        *self
+            .last_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+        match verdict {
+            Ok(summary) => {
+                tracing::info!(candidate = %set.version, %summary, "reload gate: accepted");
+                Ok(())
+            }
+            Err(why) => Err(why),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Re-reads the directory. A valid set replaces the active one (returns its version); an
+    /// invalid one is refused, the last good set stays active and the error is recorded.
+    pub fn reload(&self) -> Result<Arc<str>, AuthzError> {
+        let compiled = ActiveSet::compile(&self.dir).and_then(|set| {
+            self.gate_allows(&set)
+                .map(|()| set)
+                .map_err(AuthzError::Gate)
+        });
+        match compiled {
+            Ok(set) => {
+                let version = set.version.clone();
+                let previous = self.active.load().version.clone();
+                for w in &set.warnings {
+                    tracing::warn!(warning = %w, "policy validation warning");
+                }
+                self.active.store(Arc::new(set));
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                *self.lock_error() = None;
+                tracing::info!(%version, %previous, "policy set reloaded");
+                Ok(version)
+            }
+            Err(e) => {
+                self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+                let message = e.to_string();
+                tracing::error!(error = %message, active = %self.active.load().version, "policy reload refused; keeping the last good set");
+                *self.lock_error() = Some(message);
+                Err(e)
+            }
+        }
+    }
+
+    fn lock_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A panic while holding this lock cannot leave the Option inconsistent.
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The active set; hold it for the whole request so that a reload does not change the
+    /// answer halfway.
+    pub fn current(&self) -> Arc<ActiveSet> {
+        self.active.load_full()
+    }
+
+    pub fn version(&self) -> Arc<str> {
+        self.active.load().version.clone()
+    }
+
+    pub fn status(&self) -> PolicyStatus {
+        let active = self.active.load();
+        PolicyStatus {
+            version: active.version.to_string(),
+            loaded_at: active
+                .loaded_at
+                .format(&Rfc3339)
+                .unwrap_or_else(|_| active.loaded_at.unix_timestamp().to_string()),
+            last_error: self.lock_error().clone(),
+            gate: self
+                .last_gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    pub fn counters(&self) -> ReloadCounters {
+        ReloadCounters {
+            reloads: self.reloads.load(Ordering::Relaxed),
+            failed_reloads: self.failed_reloads.load(Ordering::Relaxed),
+            gate_refusals: self.gate_refusals.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn decide(&self, slice: &EntitySlice, action: &str, facts: &RequestFacts) -> Decision {
+        self.active.load().decide(slice, action, facts)
+    }
+
+    pub fn decide_login(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        facts: &RequestFacts,
+    ) -> Decision {
+        self.active.load().decide_login(attempt, candidates, facts)
+    }
+
+    /// (Chinese, English) message of an error code; a generic message for an unknown code.
+    pub fn message(&self, code: &str) -> (Arc<str>, Arc<str>) {
+        self.active.load().message(code)
+    }
+
+    pub fn downstream_actions(&self) -> Vec<String> {
+        self.active.load().downstream_actions.clone()
+    }
+
+    /// Whether a route may name `action` (a `@downstream` action of the active schema).
+    pub fn is_downstream_action(&self, action: &str) -> bool {
+        self.active
+            .load()
+            .downstream_actions
+            .iter()
+            .any(|a| a == action)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
