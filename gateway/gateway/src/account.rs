@@ -12,16 +12,17 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{
     AgencyAgreement, AuditEvent, Binding, ConfirmOutcome, Entry, IdNumber, NewBinding,
-    PermissionGroup, Role, SessionIdentity, Side, Store, StoreError, TaxpayerId, Timestamp,
+    PermissionGroup, Role, SessionIdentity, Side, Store, TaxpayerId, Timestamp,
 };
 
 use crate::api::{self, Json, json as json_response, no_content};
 use crate::authn::login::{Auth, session_view};
 use crate::error::{ApiError, Code};
-use crate::pipeline::{log_store_error, unix_now};
+use crate::gate::{Asker, Question, Verdict, actions};
+use crate::pipeline::unix_now;
 use crate::server::Core;
 use crate::session::ResolvedSession;
-use taxgate_policy::{Decision, LoginAttempt, LoginCandidate, PersonnelChange, RequestFacts};
+use taxgate_policy::{LoginAttempt, LoginCandidate, PersonnelChange};
 use taxgate_proxy::ConnInfo;
 use taxgate_proxy::body::Body;
 
@@ -29,20 +30,6 @@ type ApiResult = Result<Response<Body>, ApiError>;
 
 /// Bindings ending within this many days carry `expires_in_days`.
 const EXPIRY_WARNING_DAYS: i64 = 30;
-
-/// The policy reason of separation of duties, answered 409 (CONTRACT section 4).
-const CONFLICT_OF_ROLES: &str = "conflict_of_roles";
-
-fn store_err(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => Code::NotFound.into(),
-        StoreError::Conflict { .. } => Code::AlreadyLinked.into(),
-        other => {
-            log_store_error(&other);
-            Code::StoreUnavailable.into()
-        }
-    }
-}
 
 /// A binding's status as the account centre shows it (display only: access is the policies').
 fn status(b: &Binding, now: Timestamp) -> &'static str {
@@ -126,13 +113,8 @@ impl Account {
         Account { core }
     }
 
-    fn facts(&self, now: Timestamp) -> RequestFacts {
-        RequestFacts {
-            now,
-            legacy_login_until: self.core.config.login.legacy_until_unix(),
-        }
-    }
-
+    /// One audit record of a change the account centre made, after the gate allowed it (the
+    /// decision itself has its own record).
     async fn audit(
         &self,
         s: &ResolvedSession,
@@ -140,43 +122,17 @@ impl Account {
         client: IpAddr,
         detail: Value,
     ) -> Result<(), ApiError> {
-        self.audit_event(s, action, client, detail, None).await
-    }
-
-    /// One audit record of an account-centre action; with `decision`, the Cedar decision that
-    /// allowed or refused it.
-    async fn audit_event(
-        &self,
-        s: &ResolvedSession,
-        action: &str,
-        client: IpAddr,
-        detail: Value,
-        decision: Option<&Decision>,
-    ) -> Result<(), ApiError> {
         let sess = &s.session;
         let event = AuditEvent {
-            id: self.core.audit.next_id(),
-            at: unix_now(),
-            request_id: None,
             session_id: Some(sess.id.clone()),
             person: sess.person.clone(),
             enterprise: sess.enterprise.clone(),
             role: sess.role,
             entry: Some(sess.entry),
-            action: action.to_string(),
-            path: None,
-            allowed: decision.is_none_or(|d| d.allowed),
-            policies: decision.map(|d| d.policies.clone()).unwrap_or_default(),
-            reason: decision.and_then(|d| d.reason.clone()),
-            policy_version: Some(
-                decision
-                    .map(|d| d.version.to_string())
-                    .unwrap_or_else(|| self.core.engine.version().to_string()),
-            ),
+            policy_version: Some(self.core.engine.version().to_string()),
             client_addr: Some(client.to_string()),
             detail: Some(detail.to_string()),
-            slice: None,
-            legacy_login_until: None,
+            ..AuditEvent::new(self.core.audit.next_id(), unix_now(), action, true)
         };
         self.core
             .audit
@@ -195,7 +151,7 @@ impl Account {
             .map(|e| e.name)
     }
 
-    fn person_of(s: &ResolvedSession) -> Result<&IdNumber, ApiError> {
+    fn person_of(s: &Arc<ResolvedSession>) -> Result<&IdNumber, ApiError> {
         s.session
             .person
             .as_ref()
@@ -205,7 +161,7 @@ impl Account {
     // ---- identities and switching -------------------------------------------------------------
 
     /// `GET /account/identities`.
-    pub async fn identities(&self, s: &ResolvedSession) -> ApiResult {
+    pub async fn identities(&self, s: &Arc<ResolvedSession>) -> ApiResult {
         let now = unix_now();
         let store = &self.core.store;
         let sess = &s.session;
@@ -219,12 +175,16 @@ impl Account {
             for a in store
                 .agreements_of_staff(agency, person)
                 .await
-                .map_err(store_err)?
+                .map_err(|e| self.core.rescue.store(e))?
             {
                 out.push(self.client_json(&a, now).await);
             }
         } else {
-            for b in store.bindings_of_person(person).await.map_err(store_err)? {
+            for b in store
+                .bindings_of_person(person)
+                .await
+                .map_err(|e| self.core.rescue.store(e))?
+            {
                 if b.revoked_at.is_some() {
                     continue;
                 }
@@ -276,7 +236,7 @@ impl Account {
     /// `POST /account/switch {enterprise, role}`: the session's identity becomes another binding
     /// of its person (enterprise entry) or another client of its agency (agent entry), once the
     /// policies allow that identity; the token stays.
-    pub async fn switch(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+    pub async fn switch(&self, s: &Arc<ResolvedSession>, body: Json, conn: ConnInfo) -> ApiResult {
         let target = body.parse("enterprise", TaxpayerId::parse)?;
         let now = unix_now();
         let store = &self.core.store;
@@ -286,42 +246,46 @@ impl Account {
         let person = store
             .person(person_id)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.core.rescue.store(e))?
             .ok_or(ApiError::from(Code::NotPermitted))?;
         let person = &person;
-        let org = store.enterprise(&target).await.map_err(store_err)?;
+        let org = store
+            .enterprise(&target)
+            .await
+            .map_err(|e| self.core.rescue.store(e))?;
         let attempt = LoginAttempt {
             entry: sess.entry,
             person: Some(person),
             enterprise: org.as_ref(),
         };
-        let facts = self.facts(now);
-        let (identity, decision) = match sess.entry {
+        let client = conn.remote.ip();
+        let detail = json!({"to_enterprise": target.as_str()});
+        // Rust establishes the candidates (the person's bindings with the requested role in the
+        // target, or the agency's agreement with it naming the agent); the policies decide
+        // which, if any, the session may switch to — also that a natural-person session holds
+        // none (`switch.entry_has_identities`).
+        let identity = match sess.entry {
             Entry::Enterprise => {
                 let role = body.parse("role", |r| Role::parse(r).ok_or(()))?;
                 let bindings: Vec<Binding> = store
                     .bindings_between(person_id, &target)
                     .await
-                    .map_err(store_err)?
+                    .map_err(|e| self.core.rescue.store(e))?
                     .into_iter()
                     .filter(|b| b.role == role)
                     .collect();
                 let candidates: Vec<_> = bindings.iter().map(LoginCandidate::Binding).collect();
-                let decision = self.core.engine.decide_login(&attempt, &candidates, &facts);
-                let chosen = bindings.iter().find(|b| {
-                    self.core
-                        .engine
-                        .decide_login(&attempt, &[LoginCandidate::Binding(b)], &facts)
-                        .allowed
-                });
-                let identity = chosen.map(|b| SessionIdentity {
+                let verdict = self
+                    .switch_decision(s, &attempt, &candidates, client, now, detail)
+                    .await?;
+                let chosen = verdict.candidate.and_then(|i| bindings.get(i));
+                chosen.map(|b| SessionIdentity {
                     enterprise: Some(b.enterprise.clone()),
                     agency: None,
                     role: Some(b.role),
                     binding_id: Some(b.id.clone()),
                     agreement_id: None,
-                });
-                (identity, decision)
+                })
             }
             Entry::Agent => {
                 let agency = sess
@@ -331,9 +295,12 @@ impl Account {
                 let agreement = store
                     .agreement_between(agency, &target)
                     .await
-                    .map_err(store_err)?
+                    .map_err(|e| self.core.rescue.store(e))?
                     .filter(|a| a.staff.contains(person_id));
-                let agency_org = store.enterprise(agency).await.map_err(store_err)?;
+                let agency_org = store
+                    .enterprise(agency)
+                    .await
+                    .map_err(|e| self.core.rescue.store(e))?;
                 // The login rules of the agent entry are about the agency; the agreement names
                 // the client.
                 let agent_attempt = LoginAttempt {
@@ -342,32 +309,28 @@ impl Account {
                     enterprise: agency_org.as_ref(),
                 };
                 let candidates: Vec<_> = agreement.iter().map(LoginCandidate::Agreement).collect();
-                let decision = self
-                    .core
-                    .engine
-                    .decide_login(&agent_attempt, &candidates, &facts);
-                let identity = agreement.as_ref().map(|a| SessionIdentity {
+                self.switch_decision(s, &agent_attempt, &candidates, client, now, detail)
+                    .await?;
+                agreement.as_ref().map(|a| SessionIdentity {
                     enterprise: Some(a.client.clone()),
                     agency: Some(agency.clone()),
                     role: Some(Role::Agent),
                     binding_id: None,
                     agreement_id: Some(a.id.clone()),
-                });
-                (identity, decision)
+                })
             }
-            // Switching moves between identities of one entry; a natural-person session acts
-            // for no enterprise (log in through 企业业务 for that).
-            Entry::Person | Entry::EnterpriseLegacy => return Err(self.reason("not_linked")),
+            Entry::Person | Entry::EnterpriseLegacy => {
+                self.switch_decision(s, &attempt, &[], client, now, detail)
+                    .await?;
+                None
+            }
         };
-        if !decision.allowed {
-            let reason = decision.reason.as_deref().unwrap_or("not_permitted");
-            return Err(self.reason(reason));
-        }
-        let identity = identity.ok_or_else(|| self.reason("not_linked"))?;
+        // An allowed switch always names the candidate that allowed it.
+        let identity = identity.ok_or(ApiError::from(Code::Internal))?;
         store
             .set_session_identity(&sess.id, &identity)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.core.rescue.store(e))?;
         self.audit(
             s,
             "switch_identity",
@@ -378,26 +341,42 @@ impl Account {
         let slice = store
             .session_slice(&sess.token_hash)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.core.rescue.store(e))?
             .ok_or(ApiError::from(Code::LoginRequired))?;
         Ok(json_response(StatusCode::OK, &session_view(&slice)))
     }
 
-    fn reason(&self, code: &str) -> ApiError {
-        if code == "not_permitted" {
-            return Code::NotPermitted.into();
-        }
-        let (zh, en) = self.core.engine.message(code);
-        ApiError::denied(code, &zh, &en)
+    /// The gate's decision on switching to one of `candidates`; a denial is the error.
+    async fn switch_decision(
+        &self,
+        s: &Arc<ResolvedSession>,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        client: std::net::IpAddr,
+        now: Timestamp,
+        detail: Value,
+    ) -> Result<Verdict, ApiError> {
+        let question = Question::Identity {
+            action: actions::SWITCH_TO,
+            attempt,
+            candidates,
+        };
+        let asker = Asker::session(now, client, s).with_detail(detail);
+        self.core
+            .gate
+            .decide(question, asker)
+            .await
+            .and_then(Verdict::permit)
+            .map_err(|f| self.core.rescue.error(f))
     }
 
     /// The policy decision on one change to a binding (`grant_binding`, `revoke_binding`,
     /// `accept_binding`), audited either way. A refusal changes nothing: callers ask before any
     /// write. `conflict_of_roles` is a conflict with existing state (409); every other refusal
-    /// is 403 with the policy's reason.
+    /// is 403 with the policy's reason (the rescue's mapping).
     async fn decide_change(
         &self,
-        s: &ResolvedSession,
+        s: &Arc<ResolvedSession>,
         action: &str,
         change: &PersonnelChange<'_>,
         conn: ConnInfo,
@@ -407,32 +386,19 @@ impl Account {
             tracing::error!(error = %e, "cannot build the entity slice of a session");
             ApiError::from(Code::Internal)
         })?;
-        let decision = self.core.engine.current().decide_personnel(
-            &entities.entities,
+        let question = Question::Personnel {
+            entities: &entities,
             action,
             change,
-            &self.facts(unix_now()),
-        );
-        self.audit_event(s, action, conn.remote.ip(), detail, Some(&decision))
-            .await?;
-        if decision.allowed {
-            return Ok(());
-        }
-        let code = decision.reason.as_deref().unwrap_or("not_permitted");
-        Err(match self.reason(code) {
-            ApiError::Custom {
-                code,
-                message,
-                message_en,
-                ..
-            } if code == CONFLICT_OF_ROLES => ApiError::Custom {
-                status: StatusCode::CONFLICT,
-                code,
-                message,
-                message_en,
-            },
-            other => other,
-        })
+        };
+        let asker = Asker::session(unix_now(), conn.remote.ip(), s).with_detail(detail);
+        self.core
+            .gate
+            .decide(question, asker)
+            .await
+            .and_then(Verdict::permit)
+            .map(|_| ())
+            .map_err(|f| self.core.rescue.error(f))
     }
 
     /// The separation-of-duties fact for a binding of `person` in `enterprise`.
@@ -446,12 +412,12 @@ impl Account {
             .staff_agencies(person, enterprise)
             .await
             .map(|agencies| !agencies.is_empty())
-            .map_err(store_err)
+            .map_err(|e| self.core.rescue.store(e))
     }
 
     // ---- personnel (enterprise side) ----------------------------------------------------------
 
-    fn enterprise_of(s: &ResolvedSession) -> Result<&TaxpayerId, ApiError> {
+    fn enterprise_of(s: &Arc<ResolvedSession>) -> Result<&TaxpayerId, ApiError> {
         s.session
             .enterprise
             .as_ref()
@@ -503,7 +469,7 @@ impl Account {
     /// person confirms.
     pub async fn add_personnel(
         &self,
-        s: &ResolvedSession,
+        s: &Arc<ResolvedSession>,
         body: Json,
         conn: ConnInfo,
     ) -> ApiResult {
@@ -516,7 +482,12 @@ impl Account {
         } = Self::parse_binding_request(&body)?;
         let now = unix_now();
         let store = &self.core.store;
-        if store.person(&id_number).await.map_err(store_err)?.is_none() {
+        if store
+            .person(&id_number)
+            .await
+            .map_err(|e| self.core.rescue.store(e))?
+            .is_none()
+        {
             return Err(Code::PersonNotRegistered.into());
         }
         let change = PersonnelChange {
@@ -528,7 +499,7 @@ impl Account {
         };
         self.decide_change(
             s,
-            "grant_binding",
+            actions::GRANT_BINDING,
             &change,
             conn,
             json!({"person": id_number.masked(), "role": role.as_str(),
@@ -554,7 +525,7 @@ impl Account {
                 now,
             })
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.core.rescue.store(e))?;
         self.audit(
             s,
             "add_personnel",
@@ -569,7 +540,7 @@ impl Account {
     }
 
     /// `GET /account/personnel`.
-    pub async fn list_personnel(&self, s: &ResolvedSession) -> ApiResult {
+    pub async fn list_personnel(&self, s: &Arc<ResolvedSession>) -> ApiResult {
         let enterprise = Self::enterprise_of(s)?;
         let now = unix_now();
         let store = &self.core.store;
@@ -577,7 +548,7 @@ impl Account {
         for b in store
             .bindings_of_enterprise(enterprise)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.core.rescue.store(e))?
         {
             let name = store.person(&b.person).await.ok().flatten().map(|p| p.name);
             out.push(binding_json(&b, None, name.as_deref(), now));
@@ -596,13 +567,13 @@ impl Account {
             .store
             .binding(id)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.core.rescue.store(e))?
             .filter(|b| b.revoked_at.is_none() && belongs(b))
             .ok_or(ApiError::from(Code::NotFound))
     }
 
     /// The enterprise's own, non-revoked binding `id`, else 404.
-    async fn own_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
+    async fn own_binding(&self, s: &Arc<ResolvedSession>, id: &str) -> Result<Binding, ApiError> {
         let enterprise = Self::enterprise_of(s)?;
         self.live_binding(id, |b| &b.enterprise == enterprise).await
     }
@@ -610,7 +581,7 @@ impl Account {
     /// `POST /account/personnel/{binding}/revoke`: withdraw a pending request or end a binding.
     pub async fn revoke_personnel(
         &self,
-        s: &ResolvedSession,
+        s: &Arc<ResolvedSession>,
         id: &str,
         conn: ConnInfo,
     ) -> ApiResult {
@@ -624,7 +595,7 @@ impl Account {
         };
         self.decide_change(
             s,
-            "revoke_binding",
+            actions::REVOKE_BINDING,
             &change,
             conn,
             json!({"binding": b.id, "role": b.role.as_str()}),
@@ -637,7 +608,7 @@ impl Account {
             .store
             .revoke_binding(&b.id, &by, unix_now())
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.core.rescue.store(e))?;
         self.audit(
             s,
             "revoke_personnel",
@@ -664,7 +635,7 @@ impl Account {
     /// application.
     pub async fn confirm_application(
         &self,
-        s: &ResolvedSession,
+        s: &Arc<ResolvedSession>,
         id: &str,
         conn: ConnInfo,
     ) -> ApiResult {
@@ -673,7 +644,7 @@ impl Account {
         let change = self.binding_change(&b).await?;
         self.decide_change(
             s,
-            "grant_binding",
+            actions::GRANT_BINDING,
             &change,
             conn,
             json!({"binding": b.id, "role": b.role.as_str(),
@@ -688,7 +659,7 @@ impl Account {
 
     async fn confirm(
         &self,
-        s: &ResolvedSession,
+        s: &Arc<ResolvedSession>,
         b: &Binding,
         side: Side,
         by: &str,
@@ -699,7 +670,7 @@ impl Account {
             .store
             .confirm_binding(&b.id, side, by, unix_now())
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.core.rescue.store(e))?
         {
             ConfirmOutcome::Confirmed(_) => {
                 self.audit(
@@ -718,7 +689,7 @@ impl Account {
     // ---- authorizations (person side) ---------------------------------------------------------
 
     /// `GET /account/authorizations`.
-    pub async fn authorizations(&self, s: &ResolvedSession) -> ApiResult {
+    pub async fn authorizations(&self, s: &Arc<ResolvedSession>) -> ApiResult {
         let person = Self::person_of(s)?;
         let now = unix_now();
         let mut out = Vec::new();
@@ -727,7 +698,7 @@ impl Account {
             .store
             .bindings_of_person(person)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.core.rescue.store(e))?
         {
             let name = self.enterprise_name(&b.enterprise).await;
             out.push(binding_json(&b, name.as_deref(), None, now));
@@ -736,7 +707,7 @@ impl Account {
     }
 
     /// The person's own, non-revoked binding `id`, else 404.
-    async fn my_binding(&self, s: &ResolvedSession, id: &str) -> Result<Binding, ApiError> {
+    async fn my_binding(&self, s: &Arc<ResolvedSession>, id: &str) -> Result<Binding, ApiError> {
         let person = Self::person_of(s)?;
         self.live_binding(id, |b| &b.person == person).await
     }
@@ -744,7 +715,7 @@ impl Account {
     /// `POST /account/authorizations/{binding}/confirm`.
     pub async fn confirm_authorization(
         &self,
-        s: &ResolvedSession,
+        s: &Arc<ResolvedSession>,
         id: &str,
         conn: ConnInfo,
     ) -> ApiResult {
@@ -752,7 +723,7 @@ impl Account {
         let change = self.binding_change(&b).await?;
         self.decide_change(
             s,
-            "accept_binding",
+            actions::ACCEPT_BINDING,
             &change,
             conn,
             json!({"binding": b.id, "enterprise": b.enterprise.as_str(), "role": b.role.as_str()}),
@@ -764,13 +735,13 @@ impl Account {
     }
 
     /// `POST /account/authorizations/{binding}/unbind` (解除绑定).
-    pub async fn unbind(&self, s: &ResolvedSession, id: &str, conn: ConnInfo) -> ApiResult {
+    pub async fn unbind(&self, s: &Arc<ResolvedSession>, id: &str, conn: ConnInfo) -> ApiResult {
         let b = self.my_binding(s, id).await?;
         self.core
             .store
             .revoke_binding(&b.id, b.person.as_str(), unix_now())
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.core.rescue.store(e))?;
         self.audit(s, "unbind", conn.remote.ip(), json!({"binding": b.id}))
             .await?;
         Ok(no_content())
@@ -778,7 +749,7 @@ impl Account {
 
     /// `POST /account/applications {enterprise, role, permissions?, valid_until?}`: a person
     /// applies to an enterprise (办税人员自主申请); pending until the enterprise confirms.
-    pub async fn apply(&self, s: &ResolvedSession, body: Json, conn: ConnInfo) -> ApiResult {
+    pub async fn apply(&self, s: &Arc<ResolvedSession>, body: Json, conn: ConnInfo) -> ApiResult {
         let person = Self::person_of(s)?.clone();
         let enterprise = body.parse("enterprise", TaxpayerId::parse)?;
         let BindingRequest {
@@ -791,7 +762,7 @@ impl Account {
         if store
             .enterprise(&enterprise)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.core.rescue.store(e))?
             .is_none()
         {
             return Err(ApiError::field(Code::NotFound, "enterprise"));
@@ -805,7 +776,7 @@ impl Account {
         };
         self.decide_change(
             s,
-            "accept_binding",
+            actions::ACCEPT_BINDING,
             &change,
             conn,
             json!({"enterprise": enterprise.as_str(), "role": role.as_str()}),
@@ -826,7 +797,7 @@ impl Account {
                 now,
             })
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.core.rescue.store(e))?;
         self.audit(s, "apply", conn.remote.ip(), json!({"binding": binding.id}))
             .await?;
         Ok(json_response(
@@ -849,53 +820,67 @@ pub async fn dispatch(
     use http::Method as M;
     match (method, segments.as_slice()) {
         (M::GET, ["account", "identities"]) => {
-            let s = auth.session_for(&req, "list_identities", conn).await?;
+            let s = auth
+                .session_for(&req, actions::LIST_IDENTITIES, conn)
+                .await?;
             account.identities(&s).await
         }
         (M::POST, ["account", "switch"]) => {
-            let s = auth.session_for(&req, "switch_identity", conn).await?;
+            let s = auth
+                .session_for(&req, actions::SWITCH_IDENTITY, conn)
+                .await?;
             account.switch(&s, body(req).await?, conn).await
         }
         (M::POST, ["account", "personnel"]) => {
-            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            let s = auth
+                .session_for(&req, actions::MANAGE_PERSONNEL, conn)
+                .await?;
             account.add_personnel(&s, body(req).await?, conn).await
         }
         (M::GET, ["account", "personnel"]) => {
-            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            let s = auth
+                .session_for(&req, actions::MANAGE_PERSONNEL, conn)
+                .await?;
             account.list_personnel(&s).await
         }
         (M::POST, ["account", "personnel", id, "revoke"]) => {
-            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            let s = auth
+                .session_for(&req, actions::MANAGE_PERSONNEL, conn)
+                .await?;
             account.revoke_personnel(&s, id, conn).await
         }
         (M::POST, ["account", "personnel", id, "confirm"]) => {
-            let s = auth.session_for(&req, "manage_personnel", conn).await?;
+            let s = auth
+                .session_for(&req, actions::MANAGE_PERSONNEL, conn)
+                .await?;
             account.confirm_application(&s, id, conn).await
         }
         (M::GET, ["account", "authorizations"]) => {
-            let s = auth.session_for(&req, "list_authorizations", conn).await?;
+            let s = auth
+                .session_for(&req, actions::LIST_AUTHORIZATIONS, conn)
+                .await?;
             account.authorizations(&s).await
         }
         (M::POST, ["account", "authorizations", id, "confirm"]) => {
             let s = auth
-                .session_for(&req, "confirm_authorization", conn)
+                .session_for(&req, actions::CONFIRM_AUTHORIZATION, conn)
                 .await?;
             account.confirm_authorization(&s, id, conn).await
         }
         (M::POST, ["account", "authorizations", id, "unbind"]) => {
-            let s = auth.session_for(&req, "unbind", conn).await?;
+            let s = auth.session_for(&req, actions::UNBIND, conn).await?;
             account.unbind(&s, id, conn).await
         }
         (M::POST, ["account", "applications"]) => {
-            let s = auth.session_for(&req, "list_authorizations", conn).await?;
+            let s = auth.session_for(&req, actions::APPLY_BINDING, conn).await?;
             account.apply(&s, body(req).await?, conn).await
         }
         (M::POST, ["account", "phone"]) => {
-            let s = auth.session_for(&req, "change_phone", conn).await?;
+            let s = auth.session_for(&req, actions::CHANGE_PHONE, conn).await?;
             auth.phone_bind_start(&s, body(req).await?, conn).await
         }
         (M::POST, ["account", "phone", "verify"]) => {
-            auth.session_for(&req, "change_phone", conn).await?;
+            auth.session_for(&req, actions::CHANGE_PHONE, conn).await?;
             auth.phone_verify(
                 body(req).await?,
                 conn,

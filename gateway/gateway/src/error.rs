@@ -314,6 +314,24 @@ impl ApiError {
         }
     }
 
+    /// The same error with another status (a denial that is a conflict with existing state).
+    pub fn with_status(self, status: StatusCode) -> Self {
+        match self {
+            ApiError::Custom {
+                code,
+                message,
+                message_en,
+                ..
+            } => ApiError::Custom {
+                status,
+                code,
+                message,
+                message_en,
+            },
+            other => other,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Gateway { code, .. } | ApiError::Hinted { code, .. } => code.status(),

@@ -17,6 +17,7 @@ pub mod authn;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod gate;
 pub mod health;
 pub mod janitor;
 pub mod metrics;

@@ -4,20 +4,19 @@
 //! Nothing is forwarded without a decision: store errors, policy errors and a full audit queue
 //! all refuse (fail closed).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
-use taxgate_store::{AuditEvent, StoreError, Timestamp};
+use taxgate_store::Timestamp;
 
 use crate::assertion::{Assertions, HEADER_ASSERTION, JWKS_PATH};
-use crate::audit::Audit;
 use crate::error::{ApiError, Code};
+use crate::gate::{Admitted, Asker, Gate, Question};
+use crate::rescue::{Failure, Rescue};
 use crate::routes::{Route, RouteTable, Selected};
-use crate::session::{HEADER_DECISION, Lookup, ResolvedSession, Sessions};
-use taxgate_policy::{Decision, PolicyEngine, RequestFacts};
-use taxgate_proxy::body::{Body, boxed, empty};
+use crate::session::HEADER_DECISION;
+use taxgate_proxy::body::{Body, boxed};
 use taxgate_proxy::{ConnInfo, Forward, Outcome, Pipeline, ProxyError, Step, headers};
 
 /// Everything the pipeline needs, assembled by `server`.
@@ -27,19 +26,15 @@ pub struct Gateway {
     /// The same name, shared with every forward: an upstream may not set this cookie.
     pub reserved_cookie: Arc<str>,
     pub allow_all: bool,
-    pub engine: Arc<PolicyEngine>,
-    pub sessions: Arc<Sessions>,
-    pub audit: Audit,
-    pub legacy_login_until: Option<Timestamp>,
-    pub health: crate::health::StoreHealth,
+    /// Every decision, and the session walk before it.
+    pub gate: Arc<Gate>,
+    /// Every failure's answer.
+    pub rescue: Rescue,
     pub endpoints: Arc<dyn Endpoints>,
     /// Signs `x-taxgate-assertion` for every forwarded request; `None`: no assertion.
     pub assertions: Option<Arc<Assertions>>,
     /// Answer `GET /.well-known/jwks.json` here too (`publish_jwks_publicly`).
     pub public_jwks: bool,
-    /// `[policies] shadow_dir`: a candidate set decides beside the enforced one, off the
-    /// response path.
-    pub shadow: Option<Arc<crate::shadow::Shadow>>,
     /// Requests by route and status, upstream latencies: fed by [`Pipeline::logging`].
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -139,87 +134,52 @@ impl Pipeline for Gateway {
 }
 
 impl Gateway {
+    /// A request for a route: its session, the decision on the route's action, and the identity
+    /// the upstream is told — or the failure's answer.
     async fn downstream(&self, req: Request<Incoming>, conn: ConnInfo, route: &Route) -> Step {
         let now = unix_now();
-        let refuse = |e: ApiError| respond(e.into_response(), Some(route.index));
-        if !self.health.is_up() {
-            return refuse(Code::StoreUnavailable.into());
+        match self.decide(&req, conn, route, now).await {
+            Ok(identity) => self.forward(req, route, identity),
+            Err(failure) => {
+                let page = crate::rescue::wants_page(req.method(), req.headers());
+                respond(self.rescue.respond(failure, page), Some(route.index))
+            }
         }
-        let token = match presented_token(req.headers(), &self.cookie_name) {
-            Ok(Some(token)) => token,
-            Ok(None) => {
-                return respond(login_required(&req, Code::LoginRequired), Some(route.index));
-            }
-            Err(e) => return refuse(e),
+    }
+
+    async fn decide(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        route: &Route,
+        now: Timestamp,
+    ) -> Result<Vec<(http::HeaderName, HeaderValue)>, Failure> {
+        let Admitted { session, entities } = self.gate.admit(req.headers(), now).await?;
+        let asker = Asker {
+            downstream: true,
+            ..Asker::session(now, conn.remote.ip(), &session).at_path(req.uri().path())
         };
-        let session = match self.sessions.resolve(token, now).await {
-            Ok(Lookup::Live(s)) => s,
-            Ok(Lookup::Missing) => {
-                return respond(login_required(&req, Code::LoginRequired), Some(route.index));
-            }
-            Ok(Lookup::Expired) => {
-                return respond(
-                    login_required(&req, Code::SessionExpired),
-                    Some(route.index),
-                );
-            }
-            Err(e) => {
-                log_store_error(&e);
-                if matches!(e, StoreError::Unavailable(_)) {
-                    self.health.mark_down();
-                }
-                return refuse(Code::StoreUnavailable.into());
-            }
+        let question = Question::Session {
+            entities: &entities,
+            action: &route.action,
         };
-        let facts = RequestFacts {
-            now,
-            legacy_login_until: self.legacy_login_until,
-        };
-        let entities = match self.sessions.entities(&session) {
-            Ok(e) => e,
-            Err(e) => {
-                // Checked when the session was loaded; refuse rather than guess if it changed.
-                tracing::error!(error = %e, "cannot build the entity slice of a session");
-                return refuse(Code::Internal.into());
-            }
-        };
-        let decision = entities.decide(&self.engine, &route.action, &facts);
-        let id = self.audit.next_id();
-        let mut event = decision_event(
-            &id,
-            &session,
-            &route.action,
-            req.uri().path(),
-            &decision,
-            conn.remote,
-            &facts,
-        );
-        event.slice = entities.replay.clone();
-        if self.audit.record(event).await.is_err() {
-            return refuse(Code::StoreUnavailable.into());
-        }
-        if let Some(shadow) = &self.shadow {
-            shadow.offer(&session, &entities, &route.action, facts, &id, &decision);
-        }
-        if !decision.allowed {
-            let reason = decision.reason.as_deref().unwrap_or("not_permitted");
-            return refuse(self.denial(reason));
-        }
+        let verdict = self.gate.decide(question, asker).await?.permit()?;
         let mut identity = session.identity_headers();
-        if let Ok(v) = HeaderValue::from_str(&id) {
+        if let Ok(v) = HeaderValue::from_str(&verdict.id) {
             identity.push((HEADER_DECISION.clone(), v));
         }
         if let Some(assertions) = &self.assertions {
-            match assertions.sign(&identity, &id, &decision.version, &route.upstream.name, now) {
+            let version = &verdict.decision.version;
+            match assertions.sign(&identity, &verdict.id, version, &route.upstream.name, now) {
                 Ok(v) => identity.push((HEADER_ASSERTION.clone(), v)),
                 Err(e) => {
-                    // Fail closed: a backend that verifies would refuse the request anyway.
+                    // Fail closed: an upstream that verifies would refuse the request anyway.
                     tracing::error!(error = %e, "refusing: no identity assertion");
-                    return refuse(Code::Internal.into());
+                    return Err(Code::Internal.into());
                 }
             }
         }
-        self.forward(req, route, identity)
+        Ok(identity)
     }
 
     fn forward(
@@ -237,69 +197,5 @@ impl Gateway {
             route: route.index,
             reserved_cookie: self.reserved_cookie.clone(),
         })
-    }
-
-    /// A policy denial as the contract's error: 403, the reason code and its messages.
-    pub fn denial(&self, reason: &str) -> ApiError {
-        if reason == "not_permitted" {
-            return Code::NotPermitted.into();
-        }
-        let (zh, en) = self.engine.message(reason);
-        ApiError::denied(reason, &zh, &en)
-    }
-}
-
-pub fn log_store_error(e: &StoreError) {
-    tracing::error!(error = %e, "store error: refusing (fail closed)");
-}
-
-/// 401 for API clients; a browser asking for a page is sent to `/login` instead.
-fn login_required(req: &Request<Incoming>, code: Code) -> Response<Body> {
-    let wants_html = req.method() == http::Method::GET
-        && req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
-    if wants_html {
-        let mut r = Response::new(empty());
-        *r.status_mut() = StatusCode::FOUND;
-        r.headers_mut()
-            .insert(header::LOCATION, HeaderValue::from_static("/login"));
-        return r;
-    }
-    ApiError::from(code).into_response()
-}
-
-/// The audit record of a downstream decision; `facts.now` is its time.
-fn decision_event(
-    id: &str,
-    session: &ResolvedSession,
-    action: &str,
-    path: &str,
-    decision: &Decision,
-    client: SocketAddr,
-    facts: &RequestFacts,
-) -> AuditEvent {
-    let s = &session.session;
-    AuditEvent {
-        id: id.to_string(),
-        at: facts.now,
-        request_id: Some(id.to_string()),
-        session_id: Some(s.id.clone()),
-        person: s.person.clone(),
-        enterprise: s.enterprise.clone(),
-        role: s.role,
-        entry: Some(s.entry),
-        action: action.to_string(),
-        path: Some(path.to_string()),
-        allowed: decision.allowed,
-        policies: decision.policies.clone(),
-        reason: decision.reason.clone(),
-        policy_version: Some(decision.version.to_string()),
-        client_addr: Some(client.ip().to_string()),
-        detail: None,
-        slice: None,
-        legacy_login_until: facts.legacy_login_until,
     }
 }

@@ -4,11 +4,25 @@
 //! become a status, an error code and a message. The messages come from one catalogue,
 //! `reasons.toml` (see [`crate::error`]).
 
-use taxgate_policy::Decision;
+use std::sync::Arc;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use taxgate_policy::{Decision, PolicyEngine};
 use taxgate_proxy::ProxyError;
+use taxgate_proxy::body::{Body, empty};
 use taxgate_store::StoreError;
 
 use crate::error::{ApiError, Code};
+use crate::health::StoreHealth;
+
+/// The result of a gateway handler.
+pub type Handled = Result<Response<Body>, Failure>;
+
+/// The deny reason that is the policies' default (no permit applied); its message is the
+/// gateway's own `not_permitted`.
+const NOT_PERMITTED: &str = taxgate_policy::NOT_PERMITTED;
+/// A separation-of-duties refusal is a conflict with existing state: 409, not 403.
+const CONFLICT_OF_ROLES: &str = "conflict_of_roles";
 
 /// Why a request handled by the gateway failed, before it is answered.
 #[derive(Debug)]
@@ -20,6 +34,11 @@ pub enum Failure {
     Store(StoreError),
     /// The policies denied: the deciding forbid's `@reason` (or `not_permitted`).
     Denied(String),
+    /// No live session: `login_required` or `session_expired` (a browser asking for a page is
+    /// sent to `/login` instead).
+    LoginRequired(Code),
+    /// The decision could not be recorded (the audit queue is full): not acted on.
+    AuditUnavailable,
 }
 
 impl From<ApiError> for Failure {
@@ -80,4 +99,75 @@ pub fn proxy(e: &ProxyError) -> ApiError {
         ProxyError::UpstreamUnavailable { .. } => Code::UpstreamUnavailable.into(),
         ProxyError::UpstreamTimeout { .. } => Code::UpstreamTimeout.into(),
     }
+}
+
+/// Where failures become answers.
+#[derive(Clone)]
+pub struct Rescue {
+    engine: Arc<PolicyEngine>,
+    health: StoreHealth,
+}
+
+impl Rescue {
+    /// A rescue with the active policy set's messages for policy reasons.
+    pub fn new(engine: Arc<PolicyEngine>, health: StoreHealth) -> Rescue {
+        Rescue { engine, health }
+    }
+
+    /// The error a failure is answered with. A store that is down is marked so.
+    pub fn error(&self, failure: Failure) -> ApiError {
+        match failure {
+            Failure::Client(e) => e,
+            Failure::Store(e) => {
+                if matches!(e, StoreError::Unavailable(_)) {
+                    self.health.mark_down();
+                }
+                store(e)
+            }
+            Failure::Denied(reason) => self.denial(&reason),
+            Failure::LoginRequired(code) => code.into(),
+            Failure::AuditUnavailable => Code::StoreUnavailable.into(),
+        }
+    }
+
+    /// A store failure as the client sees it ([`store`]); a store that is down is marked so.
+    pub fn store(&self, e: StoreError) -> ApiError {
+        self.error(Failure::Store(e))
+    }
+
+    /// The answer to a failure. `wants_page`: the request is a browser's `GET` of a page, which
+    /// is sent to `/login` rather than answered 401.
+    pub fn respond(&self, failure: Failure, wants_page: bool) -> Response<Body> {
+        if wants_page && matches!(failure, Failure::LoginRequired(_)) {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::FOUND;
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/login"));
+            return r;
+        }
+        self.error(failure).into_response()
+    }
+
+    /// A policy denial as the contract's error: 403 (409 for `conflict_of_roles`), the reason
+    /// code and its messages from `reasons.toml`.
+    fn denial(&self, reason: &str) -> ApiError {
+        if reason == NOT_PERMITTED {
+            return Code::NotPermitted.into();
+        }
+        let (zh, en) = self.engine.message(reason);
+        let denied = ApiError::denied(reason, &zh, &en);
+        if reason == CONFLICT_OF_ROLES {
+            return denied.with_status(StatusCode::CONFLICT);
+        }
+        denied
+    }
+}
+
+/// Whether a request is a browser's `GET` of a page (it accepts `text/html`).
+pub fn wants_page(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    method == http::Method::GET
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
 }

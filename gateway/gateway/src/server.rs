@@ -15,9 +15,11 @@ use crate::admin::{Admin, AdminState};
 use crate::assertion::Assertions;
 use crate::audit::{self, Audit, AuditWriter};
 use crate::config::Config;
+use crate::gate::Gate;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::pipeline::{Endpoints, Gateway, NoEndpoints};
+use crate::rescue::Rescue;
 use crate::routes::RouteTable;
 use crate::session::Sessions;
 use crate::shadow::Shadow;
@@ -60,6 +62,10 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// `[policies] shadow_dir`: the candidate set evaluated beside the enforced one.
     pub shadow: Option<Arc<Shadow>>,
+    /// Every policy decision goes through it.
+    pub gate: Arc<Gate>,
+    /// Every failure is answered by it.
+    pub rescue: Rescue,
 }
 
 /// Open and migrate the store named by `store.url`.
@@ -261,6 +267,17 @@ impl Server {
             tracing::info!(dir = %engine.dir().display(), version = %engine.version(), "shadow policy set loaded");
             Shadow::start(engine, audit.clone())
         });
+        let gate = Gate::new(
+            engine.clone(),
+            sessions.clone(),
+            audit.clone(),
+            health.clone(),
+            shadow.clone(),
+            config.login.legacy_until_unix(),
+            config.session.cookie_name.clone(),
+        )
+        .map_err(|e| cfg_err("policies.dir", e))?;
+        let rescue = Rescue::new(engine.clone(), health.clone());
         let core = Arc::new(Core {
             config,
             assertions,
@@ -271,6 +288,8 @@ impl Server {
             audit,
             metrics,
             shadow,
+            gate: Arc::new(gate),
+            rescue,
         });
         background.push(spawn_reload_on_sighup(core.engines()));
         let mut watchers = Vec::new();
@@ -288,18 +307,14 @@ impl Server {
             cookie_name: core.config.session.cookie_name.clone(),
             reserved_cookie: Arc::from(core.config.session.cookie_name.as_str()),
             allow_all: core.config.dev.allow_all,
-            engine: core.engine.clone(),
-            sessions: core.sessions.clone(),
-            audit: core.audit.clone(),
-            legacy_login_until: core.config.login.legacy_until_unix(),
-            health,
+            gate: core.gate.clone(),
+            rescue: core.rescue.clone(),
             endpoints,
             assertions: core.assertions.clone(),
             public_jwks: core
                 .config
                 .signing_identity()
                 .is_some_and(|i| i.publish_jwks_publicly),
-            shadow: core.shadow.clone(),
             metrics: core.metrics.clone(),
         });
         // The watchers live as long as the server: park them in a task that ends with the process.

@@ -379,7 +379,7 @@ pub fn run_case(set: &ActiveSet, case: &Case) -> Result<Decision, String> {
     match (&case.session, &case.entities) {
         (Some(session), None) => {
             let slice = session_slice(session)?;
-            if case.action == "login" {
+            if crate::IDENTITY_ACTIONS.contains(&case.action.as_str()) {
                 let target = match session.entry {
                     Entry::Agent => slice.agency.as_ref(),
                     _ => slice.enterprise.as_ref(),
@@ -396,7 +396,7 @@ pub fn run_case(set: &ActiveSet, case: &Case) -> Result<Decision, String> {
                 if let Some(a) = &slice.agreement {
                     candidates.push(LoginCandidate::Agreement(a));
                 }
-                Ok(set.decide_login(&attempt, &candidates, &facts))
+                Ok(set.decide_identity(&case.action, &attempt, &candidates, &facts))
             } else if PERSONNEL_ACTIONS.contains(&case.action.as_str()) {
                 let p = case.personnel.as_ref().ok_or_else(|| {
                     format!(

@@ -31,6 +31,14 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use decision::{Decision, NOT_PERMITTED, POLICY_ERROR};
+
+/// The action of a login decision: may this attempt take up this identity?
+pub const LOGIN: &str = "login";
+/// The action of a switch decision (身份切换): may this session's person take up this identity
+/// of the same entry without logging in again?
+pub const SWITCH_TO: &str = "switch_to";
+/// The actions decided over candidate identities ([`ActiveSet::decide_identity`]).
+pub const IDENTITY_ACTIONS: [&str; 2] = [LOGIN, SWITCH_TO];
 pub use load::{DEFAULT_PRIORITY, LoadErrors, Location};
 pub use personnel::{PERSONNEL_ACTIONS, PersonnelChange};
 pub use reasons::Reasons;
@@ -298,19 +306,43 @@ impl ActiveSet {
         candidates: &[LoginCandidate<'_>],
         facts: &RequestFacts,
     ) -> Decision {
+        self.decide_identity(LOGIN, attempt, candidates, facts)
+    }
+
+    /// A decision on taking up an identity — [`LOGIN`] or [`SWITCH_TO`] — over every candidate
+    /// (binding or agreement), as [`ActiveSet::decide_login`] describes.
+    pub fn decide_identity(
+        &self,
+        action: &str,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        facts: &RequestFacts,
+    ) -> Decision {
+        self.choose_identity(action, attempt, candidates, facts).0
+    }
+
+    /// [`ActiveSet::decide_identity`], and which candidate allowed (its index), if one did:
+    /// the first in the caller's order.
+    pub fn choose_identity(
+        &self,
+        action: &str,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        facts: &RequestFacts,
+    ) -> (Decision, Option<usize>) {
         let options: Vec<Option<LoginCandidate<'_>>> = if candidates.is_empty() {
             vec![None]
         } else {
             candidates.iter().copied().map(Some).collect()
         };
         let mut best: Option<(i64, Decision)> = None;
-        for candidate in options {
+        for (index, candidate) in options.into_iter().enumerate() {
             let decision = match EntitySlice::for_login(attempt, candidate, facts.now) {
-                Ok(slice) => self.decide(&slice, "login", facts),
+                Ok(slice) => self.decide(&slice, action, facts),
                 Err(e) => Decision::deny(POLICY_ERROR, Some(e.to_string()), self.version.clone()),
             };
             if decision.allowed {
-                return decision;
+                return (decision, candidate.map(|_| index));
             }
             let priority = decision.priority(&self.index.meta);
             // Strictly greater: among equals the first candidate (the caller's order) wins.
@@ -318,10 +350,25 @@ impl ActiveSet {
                 best = Some((priority, decision));
             }
         }
-        match best {
+        let decision = match best {
             Some((_, d)) => d,
             None => Decision::deny(NOT_PERMITTED, None, self.version.clone()),
-        }
+        };
+        (decision, None)
+    }
+
+    /// The actions of `required` this set's schema does not declare.
+    pub fn missing_actions(&self, required: &[&str]) -> Vec<String> {
+        let declared: std::collections::HashSet<String> = self
+            .schema
+            .actions()
+            .map(|uid| uid.id().unescaped().to_string())
+            .collect();
+        required
+            .iter()
+            .filter(|a| !declared.contains(**a))
+            .map(|a| a.to_string())
+            .collect()
     }
 
     pub fn message(&self, code: &str) -> (Arc<str>, Arc<str>) {
@@ -392,6 +439,15 @@ pub struct PolicyEngine {
     gate: OnceLock<Arc<dyn ReloadGate>>,
     gate_refusals: AtomicU64,
     last_gate: Mutex<Option<GateStatus>>,
+    /// Actions every set must declare ([`PolicyEngine::require_actions`]).
+    required: OnceLock<Vec<String>>,
+}
+
+fn missing_message(missing: &[String]) -> String {
+    format!(
+        "the schema does not declare the action(s) the gateway asks about: {}",
+        missing.join(", ")
+    )
 }
 
 impl PolicyEngine {
@@ -412,6 +468,7 @@ impl PolicyEngine {
             gate: OnceLock::new(),
             gate_refusals: AtomicU64::new(0),
             last_gate: Mutex::new(None),
+            required: OnceLock::new(),
         })
     }
 
@@ -463,6 +520,15 @@ impl PolicyEngine {
     /// invalid one is refused, the last good set stays active and the error is recorded.
     pub fn reload(&self) -> Result<Arc<str>, AuthzError> {
         let compiled = ActiveSet::compile(&self.dir).and_then(|set| {
+            let required: Vec<&str> = self
+                .required
+                .get()
+                .map(|r| r.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            let missing = set.missing_actions(&required);
+            if !missing.is_empty() {
+                return Err(AuthzError::Gate(missing_message(&missing)));
+            }
             self.gate_allows(&set)
                 .map(|()| set)
                 .map_err(AuthzError::Gate)
@@ -543,6 +609,46 @@ impl PolicyEngine {
         facts: &RequestFacts,
     ) -> Decision {
         self.active.load().decide_login(attempt, candidates, facts)
+    }
+
+    /// [`ActiveSet::decide_identity`] on the active set.
+    pub fn decide_identity(
+        &self,
+        action: &str,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        facts: &RequestFacts,
+    ) -> Decision {
+        self.active
+            .load()
+            .decide_identity(action, attempt, candidates, facts)
+    }
+
+    /// [`ActiveSet::choose_identity`] on the active set.
+    pub fn choose_identity(
+        &self,
+        action: &str,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        facts: &RequestFacts,
+    ) -> (Decision, Option<usize>) {
+        self.active
+            .load()
+            .choose_identity(action, attempt, candidates, facts)
+    }
+
+    /// The actions the gateway asks about, checked against the schema now and on every reload
+    /// (a set that lacks one is refused). Set once, at start.
+    pub fn require_actions(&self, actions: &[&str]) -> Result<(), String> {
+        let missing = self.active.load().missing_actions(actions);
+        let _ = self
+            .required
+            .set(actions.iter().map(|a| a.to_string()).collect());
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing_message(&missing))
+        }
     }
 
     /// (Chinese, English) message of an error code; a generic message for an unknown code.

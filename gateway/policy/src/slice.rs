@@ -350,7 +350,10 @@ impl EntitySlice {
         let Ok(t) = types() else {
             return self.principal.clone();
         };
-        let wanted = if action == "login" {
+        let wanted = if action == crate::SWITCH_TO {
+            // A switch's resource is the enterprise (the agency for an agent) switched into.
+            Some(&t.enterprise)
+        } else if action == crate::LOGIN {
             // The login's resource follows the entry: the person, the agency or the enterprise.
             Some(match self.entry {
                 Entry::Person => &t.person,
@@ -367,7 +370,7 @@ impl EntitySlice {
         } else if ty == &t.person {
             self.person.as_ref()
         } else if ty == &t.enterprise {
-            if action == "login" && self.entry == Entry::Agent {
+            if crate::IDENTITY_ACTIONS.contains(&action) && self.entry == Entry::Agent {
                 self.agency.as_ref()
             } else {
                 self.enterprise.as_ref()

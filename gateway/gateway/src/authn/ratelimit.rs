@@ -54,7 +54,7 @@ impl RateLimiter {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(refused()),
             Err(e) => {
-                crate::pipeline::log_store_error(&e);
+                crate::rescue::log_store_error(&e);
                 Err(Code::StoreUnavailable.into())
             }
         }
