@@ -1,0 +1,112 @@
+//! [`Env`]: the usual test setup, an in-process gateway with the login fixtures imported, in
+//! front of an echo upstream, with a client for it and its SMS outbox.
+
+use std::path::PathBuf;
+
+use taxgate_store::import_seed;
+
+use http::Request;
+
+use crate::client::{Answer, empty, full, send};
+use crate::config::config_text;
+use crate::gateway::Gateway;
+use crate::login::{login_sms_view_at, seed_json, unix_now};
+use crate::upstream::Upstream;
+
+/// A gateway with the login fixtures imported, in front of a real upstream.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub gw: Gateway,
+    pub up: Upstream,
+}
+
+impl Env {
+    pub async fn start(extra_config: &str) -> Env {
+        Self::start_with(extra_config, &seed_json()).await
+    }
+
+    pub async fn start_with(extra_config: &str, seed: &serde_json::Value) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Upstream::start().await;
+        let text = config_text(dir.path(), &up.url(), extra_config);
+        let gw = Gateway::start(&text, dir.path()).await;
+        import_seed(&gw.core.store, &seed.to_string(), unix_now())
+            .await
+            .unwrap_or_else(|e| panic!("test seed refused: {e:?}"));
+        Env { dir, gw, up }
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("sms-outbox.jsonl")
+    }
+
+    /// Every line of the SMS outbox.
+    pub fn sms(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.outbox())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The newest code sent to `phone`.
+    pub fn last_code(&self, phone: &str) -> String {
+        self.sms()
+            .iter()
+            .rev()
+            .find(|m| m["to"] == phone)
+            .and_then(|m| m["code"].as_str().map(String::from))
+            .unwrap_or_else(|| panic!("no code was sent to {phone}"))
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value, session: Option<&str>) -> Answer {
+        let mut req = Request::post(path)
+            .header("host", "gw.test")
+            .header("content-type", "application/json");
+        if let Some(token) = session {
+            req = req.header("cookie", format!("taxgate_session={token}"));
+        }
+        send(self.gw.public, req.body(full(body.to_string())).unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, session: Option<&str>) -> Answer {
+        let mut req = Request::get(path).header("host", "gw.test");
+        if let Some(token) = session {
+            req = req.header("cookie", format!("taxgate_session={token}"));
+        }
+        send(self.gw.public, req.body(empty()).unwrap()).await
+    }
+
+    /// `POST /auth/login`; returns the answer.
+    pub async fn login(
+        &self,
+        entry: &str,
+        taxpayer_id: Option<&str>,
+        account: &str,
+        password: &str,
+    ) -> Answer {
+        let mut body =
+            serde_json::json!({"entry": entry, "account": account, "password": password});
+        if let Some(t) = taxpayer_id {
+            body["taxpayer_id"] = t.into();
+        }
+        self.post("/auth/login", body, None).await
+    }
+
+    /// A full login with the SMS factor; returns the session token and the session view.
+    pub async fn login_sms(
+        &self,
+        entry: &str,
+        taxpayer_id: Option<&str>,
+        account: &str,
+        password: &str,
+        phone: &str,
+    ) -> (String, serde_json::Value) {
+        let mut body =
+            serde_json::json!({"entry": entry, "account": account, "password": password});
+        if let Some(t) = taxpayer_id {
+            body["taxpayer_id"] = t.into();
+        }
+        login_sms_view_at(self.gw.public, &self.outbox(), body, phone).await
+    }
+}
