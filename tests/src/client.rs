@@ -59,15 +59,20 @@ pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Answer {
 }
 
 pub async fn read(resp: Response<Incoming>) -> Answer {
+    read_to_end(resp).await.unwrap()
+}
+
+/// [`read`], with the body's failure returned.
+async fn read_to_end(resp: Response<Incoming>) -> Result<Answer, hyper::Error> {
     let version = resp.version();
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Answer {
+    let body = body.collect().await?.to_bytes();
+    Ok(Answer {
         status: parts.status,
         headers: parts.headers,
         body,
         version,
-    }
+    })
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Answer {
@@ -79,6 +84,42 @@ pub async fn get(addr: SocketAddr, path: &str) -> Answer {
             .unwrap(),
     )
     .await
+}
+
+/// `req` with the session cookie, when there is a session.
+pub(crate) fn with_session(
+    req: http::request::Builder,
+    session: Option<&str>,
+) -> http::request::Builder {
+    match session {
+        Some(token) => req.header("cookie", format!("taxgate_session={token}")),
+        None => req,
+    }
+}
+
+/// A JSON `POST` for `gw.test` on a fresh connection, in `session` when given.
+pub(crate) async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: serde_json::Value,
+    session: Option<&str>,
+) -> Answer {
+    let req = Request::post(path)
+        .header("host", "gw.test")
+        .header("content-type", "application/json");
+    let req = with_session(req, session);
+    send(addr, req.body(full(body.to_string())).unwrap()).await
+}
+
+/// Panics, showing `what` and the body, unless `a` is a `200`.
+#[track_caller]
+pub(crate) fn assert_ok(a: &Answer, what: &str) {
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{what}: {}",
+        String::from_utf8_lossy(&a.body)
+    );
 }
 
 /// One HTTP/1.1 request on a fresh connection, with every failure returned instead of panicking:
@@ -95,19 +136,9 @@ pub async fn try_send(addr: SocketAddr, req: Request<TestBody>) -> Result<Answer
         .send_request(req)
         .await
         .map_err(|e| SendError::Failed(e.to_string()))?;
-    let version = resp.version();
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
+    read_to_end(resp)
         .await
-        .map_err(|e| SendError::Failed(format!("body: {e}")))?
-        .to_bytes();
-    Ok(Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-        version,
-    })
+        .map_err(|e| SendError::Failed(format!("body: {e}")))
 }
 
 #[derive(Debug)]

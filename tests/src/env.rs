@@ -7,10 +7,10 @@ use taxgate_store::import_seed;
 
 use http::Request;
 
-use crate::client::{Answer, empty, full, send};
+use crate::client::{Answer, empty, post_json, send, with_session};
 use crate::config::config_text;
 use crate::gateway::Gateway;
-use crate::login::{login_sms_view_at, seed_json, unix_now};
+use crate::login::{login_body, login_sms_view_at, seed_json, unix_now};
 use crate::upstream::Upstream;
 
 /// A gateway with the login fixtures imported, in front of a real upstream.
@@ -60,20 +60,11 @@ impl Env {
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value, session: Option<&str>) -> Answer {
-        let mut req = Request::post(path)
-            .header("host", "gw.test")
-            .header("content-type", "application/json");
-        if let Some(token) = session {
-            req = req.header("cookie", format!("taxgate_session={token}"));
-        }
-        send(self.gw.public, req.body(full(body.to_string())).unwrap()).await
+        post_json(self.gw.public, path, body, session).await
     }
 
     pub async fn get(&self, path: &str, session: Option<&str>) -> Answer {
-        let mut req = Request::get(path).header("host", "gw.test");
-        if let Some(token) = session {
-            req = req.header("cookie", format!("taxgate_session={token}"));
-        }
+        let req = with_session(Request::get(path).header("host", "gw.test"), session);
         send(self.gw.public, req.body(empty()).unwrap()).await
     }
 
@@ -85,11 +76,7 @@ impl Env {
         account: &str,
         password: &str,
     ) -> Answer {
-        let mut body =
-            serde_json::json!({"entry": entry, "account": account, "password": password});
-        if let Some(t) = taxpayer_id {
-            body["taxpayer_id"] = t.into();
-        }
+        let body = login_body(entry, taxpayer_id, account, password);
         self.post("/auth/login", body, None).await
     }
 
@@ -102,11 +89,7 @@ impl Env {
         password: &str,
         phone: &str,
     ) -> (String, serde_json::Value) {
-        let mut body =
-            serde_json::json!({"entry": entry, "account": account, "password": password});
-        if let Some(t) = taxpayer_id {
-            body["taxpayer_id"] = t.into();
-        }
+        let body = login_body(entry, taxpayer_id, account, password);
         login_sms_view_at(self.gw.public, &self.outbox(), body, phone).await
     }
 }

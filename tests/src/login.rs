@@ -4,9 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use http::{Request, StatusCode};
-
-use crate::client::{Answer, full, send};
+use crate::client::{Answer, assert_ok, post_json};
 
 pub const ENT_A: &str = "91140100MA0K123488";
 pub const ENT_B: &str = "91140100MA0K70011E";
@@ -71,6 +69,20 @@ pub fn seed_json() -> serde_json::Value {
     })
 }
 
+/// The `/auth/login` body for `account` entering as `entry` (with the enterprise, if any).
+pub(crate) fn login_body(
+    entry: &str,
+    taxpayer_id: Option<&str>,
+    account: &str,
+    password: &str,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({"entry": entry, "account": account, "password": password});
+    if let Some(t) = taxpayer_id {
+        body["taxpayer_id"] = t.into();
+    }
+    body
+}
+
 /// The session token set by a response's `Set-Cookie`.
 pub fn session_token(a: &Answer) -> String {
     let cookie = a
@@ -123,44 +135,22 @@ pub async fn login_sms_view_at(
     login: serde_json::Value,
     phone: &str,
 ) -> (String, serde_json::Value) {
-    let post = |path: &'static str, body: serde_json::Value| {
-        let req = Request::post(path)
-            .header("host", "gw.test")
-            .header("content-type", "application/json")
-            .body(full(body.to_string()))
-            .unwrap();
-        send(addr, req)
-    };
+    let post = |path, body| post_json(addr, path, body, None);
     let a = post("/auth/login", login).await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "login: {}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert_ok(&a, "login");
     let challenge = a.json()["challenge"].as_str().unwrap().to_string();
     let sent = post(
         "/auth/sms/send",
         serde_json::json!({"challenge": challenge}),
     )
     .await;
-    assert_eq!(
-        sent.status,
-        StatusCode::OK,
-        "sms send: {}",
-        String::from_utf8_lossy(&sent.body)
-    );
+    assert_ok(&sent, "sms send");
     let code = outbox_code(outbox, phone);
     let v = post(
         "/auth/sms/verify",
         serde_json::json!({"challenge": challenge, "code": code}),
     )
     .await;
-    assert_eq!(
-        v.status,
-        StatusCode::OK,
-        "sms verify: {}",
-        String::from_utf8_lossy(&v.body)
-    );
+    assert_ok(&v, "sms verify");
     (session_token(&v), v.json())
 }

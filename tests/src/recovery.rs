@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use http::{Request, StatusCode};
 
-use crate::client::{Answer, full, send};
+use crate::client::{Answer, assert_ok, full, send};
 use crate::env::Env;
 use crate::login::unix_now;
 
@@ -55,12 +55,7 @@ impl Env {
                 None,
             )
             .await;
-        assert_eq!(
-            start.status,
-            StatusCode::OK,
-            "face start: {}",
-            String::from_utf8_lossy(&start.body)
-        );
+        assert_ok(&start, "face start");
         let nonce = start.json()["nonce"].as_str().unwrap().to_string();
         face_callback_signed(
             self.gw.public,
@@ -87,12 +82,7 @@ impl Env {
                 None,
             )
             .await;
-        assert_eq!(
-            a.status,
-            StatusCode::OK,
-            "recover: {}",
-            String::from_utf8_lossy(&a.body)
-        );
+        assert_ok(&a, "recover");
         let challenge = a.json()["challenge"].as_str().unwrap().to_string();
         let cb = self.face_scan(&challenge, id_number, "pass").await;
         assert_eq!(cb.status, StatusCode::NO_CONTENT);
@@ -103,12 +93,7 @@ impl Env {
                 None,
             )
             .await;
-        assert_eq!(
-            done.status,
-            StatusCode::OK,
-            "face complete: {}",
-            String::from_utf8_lossy(&done.body)
-        );
+        assert_ok(&done, "face complete");
         challenge
     }
 
