@@ -67,7 +67,7 @@ upstream = "etax"
 "#,
         db = dir.join("taxgate.db").display(),
         policies = policies_dir().display(),
-        outbox = dir.join("sms-outbox.jsonl").display(),
+        outbox = sms_outbox(dir).display(),
         // Tests log the same person in repeatedly: no resend interval unless a test sets one.
         login = if extra.contains("[login]") {
             ""
@@ -88,6 +88,11 @@ upstream = "etax"
             "[session]\ncookie_secure = false\n"
         },
     )
+}
+
+/// The file outbox of a gateway configured by [`config_text`] in `dir`.
+pub(crate) fn sms_outbox(dir: &Path) -> PathBuf {
+    dir.join("sms-outbox.jsonl")
 }
 
 /// The repository's `policies/` directory.

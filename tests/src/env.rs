@@ -8,9 +8,11 @@ use taxgate_store::import_seed;
 use http::Request;
 
 use crate::client::{Answer, empty, post_json, send, with_session};
-use crate::config::config_text;
+use crate::config::{config_text, sms_outbox};
 use crate::gateway::Gateway;
-use crate::login::{login_body, login_sms_view_at, seed_json, unix_now};
+use crate::login::{
+    login_body, login_sms_view_at, outbox_code, outbox_messages, seed_json, unix_now,
+};
 use crate::upstream::Upstream;
 
 /// A gateway with the login fixtures imported, in front of a real upstream.
@@ -37,26 +39,17 @@ impl Env {
     }
 
     pub fn outbox(&self) -> PathBuf {
-        self.dir.path().join("sms-outbox.jsonl")
+        sms_outbox(self.dir.path())
     }
 
     /// Every line of the SMS outbox.
     pub fn sms(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.outbox())
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        outbox_messages(&self.outbox())
     }
 
     /// The newest code sent to `phone`.
     pub fn last_code(&self, phone: &str) -> String {
-        self.sms()
-            .iter()
-            .rev()
-            .find(|m| m["to"] == phone)
-            .and_then(|m| m["code"].as_str().map(String::from))
-            .unwrap_or_else(|| panic!("no code was sent to {phone}"))
+        outbox_code(&self.outbox(), phone)
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value, session: Option<&str>) -> Answer {

@@ -105,13 +105,20 @@ pub fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// The newest code the file outbox `outbox` sent to `phone`.
-pub fn outbox_code(outbox: &Path, phone: &str) -> String {
+/// Every message in the file outbox `outbox`, oldest first (none before the first was sent).
+pub(crate) fn outbox_messages(outbox: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(outbox)
         .unwrap_or_default()
         .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The newest code the file outbox `outbox` sent to `phone`.
+pub fn outbox_code(outbox: &Path, phone: &str) -> String {
+    outbox_messages(outbox)
+        .iter()
         .rev()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|m| m["to"] == phone)
         .and_then(|m| m["code"].as_str().map(String::from))
         .unwrap_or_else(|| panic!("no code was sent to {phone}"))
