@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use crate::client::{BoxError, TestBody, full};
 
@@ -61,6 +62,20 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Self::listen(None).await
+    }
+
+    /// The same upstream as [`Upstream::start`], behind TLS with `config` (which may require
+    /// client certificates). Handshake failures are reported on the [`TlsErrors`] returned.
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> (Upstream, TlsErrors) {
+        let (err_tx, errors) = mpsc::unbounded_channel();
+        let tls = (TlsAcceptor::from(config), err_tx);
+        (Self::listen(Some(tls)).await, TlsErrors(errors))
+    }
+
+    /// Serve every connection on a fresh loopback port with [`upstream_handle`], after a TLS
+    /// handshake (whose failure goes on the sender) when `tls` is given.
+    async fn listen(tls: Option<(TlsAcceptor, mpsc::UnboundedSender<String>)>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (seen_tx, seen) = mpsc::unbounded_channel();
@@ -70,15 +85,17 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let seen_tx = seen_tx.clone();
-                let chunk_tx = chunk_tx.clone();
+                let (seen_tx, chunk_tx, tls) = (seen_tx.clone(), chunk_tx.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        upstream_handle(req, seen_tx.clone(), chunk_tx.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => serve_connection(stream, seen_tx, chunk_tx).await,
+                        Some((acceptor, err_tx)) => match acceptor.accept(stream).await {
+                            Ok(tls) => serve_connection(tls, seen_tx, chunk_tx).await,
+                            Err(e) => {
+                                let _ = err_tx.send(e.to_string());
+                            }
+                        },
+                    }
                 });
             }
         });
@@ -93,12 +110,31 @@ impl Upstream {
         format!("http://{}", self.addr)
     }
 
+    /// `https://localhost:PORT` (the test certificates name `localhost`).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
     pub async fn next_seen(&mut self) -> Seen {
         tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
             .await
             .expect("upstream saw no request in 10 s")
             .expect("upstream stopped")
     }
+}
+
+/// One HTTP/1.1 connection served by [`upstream_handle`].
+async fn serve_connection<S>(
+    io: S,
+    seen_tx: mpsc::UnboundedSender<Seen>,
+    chunk_tx: mpsc::UnboundedSender<usize>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| upstream_handle(req, seen_tx.clone(), chunk_tx.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 async fn upstream_handle(
@@ -211,57 +247,6 @@ pub fn drain_seen(up: &mut Upstream) -> Vec<Seen> {
         out.push(s);
     }
     out
-}
-
-impl Upstream {
-    /// The same upstream as [`Upstream::start`], behind TLS with `config` (which may require
-    /// client certificates). Handshake failures are reported on `handshake_errors`.
-    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> (Upstream, TlsErrors) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (seen_tx, seen) = mpsc::unbounded_channel();
-        let (chunk_tx, first_chunk) = mpsc::unbounded_channel();
-        let (err_tx, errors) = mpsc::unbounded_channel();
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (seen_tx, chunk_tx, err_tx) =
-                    (seen_tx.clone(), chunk_tx.clone(), err_tx.clone());
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let tls = match acceptor.accept(stream).await {
-                        Ok(tls) => tls,
-                        Err(e) => {
-                            let _ = err_tx.send(e.to_string());
-                            return;
-                        }
-                    };
-                    let svc = service_fn(move |req| {
-                        upstream_handle(req, seen_tx.clone(), chunk_tx.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-        (
-            Upstream {
-                addr,
-                seen,
-                first_chunk,
-            },
-            TlsErrors(errors),
-        )
-    }
-
-    /// `https://localhost:PORT` (the test certificates name `localhost`).
-    pub fn https_url(&self) -> String {
-        format!("https://localhost:{}", self.addr.port())
-    }
 }
 
 /// Handshake errors seen by a TLS upstream.
