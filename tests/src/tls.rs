@@ -18,27 +18,43 @@ pub struct TestPki {
 }
 
 pub fn test_pki(dir: &Path) -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "taxgate test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
-    let cert = dir.join("gw.pem");
-    let key = dir.join("gw.key");
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    let ca = self_signed_ca("taxgate test CA");
+    let (cert, key) = issue_leaf(&ca, dir, "gw", &["localhost", "127.0.0.1"]);
     TestPki {
         ca_der: ca.der().clone(),
         cert,
         key,
     }
+}
+
+/// A CA certificate and its key, able to sign leaves.
+type Issuer = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
+
+/// A fresh self-signed CA whose common name is `name`.
+fn self_signed_ca(name: &str) -> Issuer {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A leaf for `names` signed by `issuer`, written as `<stem>.pem` and `<stem>.key` in `dir`.
+fn issue_leaf(issuer: &Issuer, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    let (c, k) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
 }
 
 /// An HTTP/2 request over TLS (ALPN h2) trusting `ca`.
@@ -73,21 +89,14 @@ pub async fn send_h2_tls(
 
 /// A certificate authority for tests, writing PEM files into a directory.
 pub struct TestCa {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    issuer: Issuer,
     /// The CA certificate as a PEM file.
     pub pem: PathBuf,
 }
 
 impl TestCa {
     pub fn new(dir: &Path, name: &str) -> TestCa {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let issuer =
-            rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let issuer = self_signed_ca(name);
         let pem = dir.join(format!("{name}.ca.pem"));
         std::fs::write(&pem, issuer.pem()).unwrap();
         TestCa { issuer, pem }
@@ -99,18 +108,7 @@ impl TestCa {
 
     /// A leaf for `names` (server and client use), written as `<stem>.pem` and `<stem>.key`.
     pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
+        issue_leaf(&self.issuer, dir, stem, names)
     }
 }
 
