@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use taxgate::assertion::{self, Algorithm, KeyError};
 
+use crate::recovery::FACE_SECRET;
+
 /// The sections of a gateway config a test does not care about.
 pub fn config_text(dir: &Path, upstream_url: &str, extra: &str) -> String {
     format!(
@@ -28,7 +30,7 @@ provider = "file"
 path = "{outbox}"
 
 [face]
-callback_secret = "test-face-secret"
+callback_secret = "{FACE_SECRET}"
 
 {session}
 {login}
