@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use taxgate_store::import_seed;
-
 use http::Request;
+
+use taxgate_store::import_seed;
 
 use crate::client::{Answer, empty, post_json, send, with_session};
 use crate::config::{config_text, sms_outbox};
