@@ -327,18 +327,7 @@ async fn sms_daily_limit_per_number() {
 }
 
 async fn face_callback(env: &Env, secret: &str, ts: i64, body: &serde_json::Value) -> Answer {
-    let body = body.to_string();
-    let (ts, sig) = sign_face(secret, ts, &body);
-    send(
-        env.gw.public,
-        Request::post("/auth/face/callback")
-            .header("content-type", "application/json")
-            .header("x-taxgate-timestamp", ts)
-            .header("x-taxgate-signature", sig)
-            .body(full(body))
-            .unwrap(),
-    )
-    .await
+    face_callback_signed(env.gw.public, secret, ts, body).await
 }
 
 #[tokio::test]
