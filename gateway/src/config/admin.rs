@@ -26,3 +26,17 @@ impl AdminConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{BASE, load};
+
+    #[test]
+    fn admin_listener_is_not_the_public_one() {
+        let e = load(&BASE.replace("127.0.0.1:9901", "127.0.0.1:8443")).unwrap_err();
+        assert_eq!(e.key, "admin.listen", "{e}");
+        assert!(e.message.contains("never public"), "{e}");
+        // Port 0 takes any free port, so two such listeners never share one.
+        assert!(load(&BASE.replace(":9901", ":0").replace(":8443", ":0")).is_ok());
+    }
+}

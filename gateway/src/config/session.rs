@@ -81,3 +81,19 @@ mod defaults {
         2_048
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{BASE, load};
+
+    #[test]
+    fn cookie_name_and_timeouts_are_checked() {
+        let session = |keys: &str| load(&format!("{BASE}\n[session]\n{keys}"));
+        let e = session("cookie_name = \"a b\"\n").unwrap_err();
+        assert_eq!(e.key, "session.cookie_name", "{e}");
+        let e = session("idle_timeout_secs = 0\n").unwrap_err();
+        assert_eq!(e.key, "session.idle_timeout_secs", "{e}");
+        let e = session("idle_timeout_secs = 60\nabsolute_timeout_secs = 30\n").unwrap_err();
+        assert_eq!(e.key, "session.idle_timeout_secs", "{e}");
+    }
+}

@@ -75,3 +75,22 @@ mod defaults {
         PathBuf::from("data/sms-outbox.jsonl")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{BASE, load};
+
+    #[test]
+    fn webhook_needs_an_http_url_and_a_secret() {
+        let webhook = |keys: &str| load(&format!("{BASE}\n[sms]\nprovider = \"webhook\"\n{keys}"));
+        assert_eq!(webhook("").unwrap_err().key, "sms.url");
+        assert_eq!(webhook("url = \"ftp://x\"\n").unwrap_err().key, "sms.url");
+        let url = "url = \"https://sms.internal/send\"\n";
+        assert_eq!(webhook(url).unwrap_err().key, "sms.secret");
+        assert_eq!(
+            webhook(&format!("{url}secret = \"\"\n")).unwrap_err().key,
+            "sms.secret"
+        );
+        assert!(webhook(&format!("{url}secret = \"s\"\n")).is_ok());
+    }
+}

@@ -36,3 +36,21 @@ mod defaults {
         16
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{BASE, load};
+
+    #[test]
+    fn store_url_and_pool_are_checked() {
+        let e = load(&BASE.replace("sqlite://data/t.db", "mysql://db/t")).unwrap_err();
+        assert_eq!(e.key, "store.url", "{e}");
+        assert!(load(&BASE.replace("sqlite://data/t.db", "postgres://u:p@db/t")).is_ok());
+        let e = load(&BASE.replace(
+            "url = \"sqlite://data/t.db\"",
+            "url = \"sqlite://data/t.db\"\nmax_connections = 0",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "store.max_connections", "{e}");
+    }
+}
