@@ -24,16 +24,17 @@ pub use session::{session_view, session_view_of};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::json;
-use taxgate_store::{AuditEvent, Challenge, StoreError, Timestamp};
+use serde_json::{Value, json};
+use taxgate_store::{AuditEvent, Challenge, IdNumber, Phone, StoreError, Timestamp};
 use tokio::sync::Semaphore;
 
 use super::sms::SmsSender;
+use crate::api::json as json_response;
 use crate::authz::{Decision, RequestFacts};
 use crate::body::Body;
-use crate::error::{ApiError, Code};
+use crate::error::{ApiError, Code, Hints};
 use crate::pipeline::{log_store_error, presented_token, unix_now};
 use crate::proxy::ConnInfo;
 use crate::server::Core;
@@ -120,6 +121,19 @@ impl Auth {
         ApiError::denied(reason, &zh, &en)
     }
 
+    /// Record a `login` decision on `ev` (whose person, enterprise and entry the caller set) and
+    /// refuse as the policies say when it denied.
+    async fn enforce_login(&self, decision: &Decision, mut ev: AuditEvent) -> Result<(), ApiError> {
+        ev.policies = decision.policies.clone();
+        ev.reason = decision.reason.clone();
+        ev.policy_version = Some(decision.version.to_string());
+        self.audit(ev).await?;
+        if !decision.allowed {
+            return Err(self.denial(decision));
+        }
+        Ok(())
+    }
+
     /// The live session a request presents and the policy decision for `action` on it.
     pub async fn session_for(
         &self,
@@ -163,4 +177,33 @@ impl Auth {
         }
         Ok(session)
     }
+}
+
+/// The answer to a first factor that passed: the challenge, the second factors it admits, and
+/// the masked number a code would go to.
+fn challenge_answer(challenge: &str, factors: &[&str], phone: Option<&Phone>) -> Response<Body> {
+    let mut answer = json!({ "challenge": challenge, "factors": factors });
+    if let Some(phone) = phone {
+        answer["phone_masked"] = Value::String(phone.masked());
+    }
+    json_response(StatusCode::OK, &answer)
+}
+
+/// A refusal that says when to try again, never sooner than in a second.
+fn retry_after(code: Code, secs: i64) -> ApiError {
+    ApiError::hinted(
+        code,
+        Hints {
+            retry_after_secs: Some(secs.max(1) as u64),
+            ..Hints::default()
+        },
+    )
+}
+
+/// The person a session acts as; a session without one (legacy enterprise) may not do this.
+fn session_person(s: &ResolvedSession) -> Result<&IdNumber, ApiError> {
+    s.session
+        .person
+        .as_ref()
+        .ok_or(ApiError::from(Code::NotPermitted))
 }

@@ -15,7 +15,10 @@ use crate::error::{ApiError, Code};
 use crate::proxy::ConnInfo;
 
 impl Auth {
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each flow sets a different few of the challenge's fields"
+    )]
     pub(super) async fn new_challenge(
         &self,
         purpose: ChallengePurpose,

@@ -2,13 +2,11 @@
 //! password, then an SMS code to the enterprise's registered phone, for as long as the policies
 //! (and `login.legacy_until`) still allow that entry.
 
-use http::StatusCode;
-use serde_json::{Value, json};
 use taxgate_store::{ChallengePurpose, Entry, GuardKey, Store, TaxpayerId};
 
 use super::password::PasswordAttempt;
-use super::{ApiResult, Auth, store_err};
-use crate::api::{Json, json as json_response};
+use super::{ApiResult, Auth, challenge_answer, store_err};
+use crate::api::Json;
 use crate::authz::LoginAttempt;
 use crate::error::{ApiError, Code};
 use crate::pipeline::unix_now;
@@ -53,13 +51,7 @@ impl Auth {
         let mut ev = self.event(now, "login", decision.allowed, client);
         ev.entry = Some(Entry::EnterpriseLegacy);
         ev.enterprise = Some(taxpayer_id.clone());
-        ev.policies = decision.policies.clone();
-        ev.reason = decision.reason.clone();
-        ev.policy_version = Some(decision.version.to_string());
-        self.audit(ev).await?;
-        if !decision.allowed {
-            return Err(self.denial(&decision));
-        }
+        self.enforce_login(&decision, ev).await?;
         let challenge_token = self
             .new_challenge(
                 ChallengePurpose::Login,
@@ -72,10 +64,10 @@ impl Auth {
                 client,
             )
             .await?;
-        let mut answer = json!({ "challenge": challenge_token, "factors": ["sms"] });
-        if let Some(phone) = &enterprise.phone {
-            answer["phone_masked"] = Value::String(phone.masked());
-        }
-        Ok(json_response(StatusCode::OK, &answer))
+        Ok(challenge_answer(
+            &challenge_token,
+            &["sms"],
+            enterprise.phone.as_ref(),
+        ))
     }
 }

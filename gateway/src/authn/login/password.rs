@@ -13,7 +13,7 @@ use taxgate_store::{
     Phone, Secret, Store, TaxpayerId, Timestamp, account_key, password,
 };
 
-use super::{ApiResult, Auth, store_err};
+use super::{ApiResult, Auth, retry_after, session_person, store_err};
 use crate::api::{self, no_content};
 use crate::authn::password_rules;
 use crate::authn::ratelimit::address_key;
@@ -176,21 +176,10 @@ impl Auth {
             )
             .await;
         if !matches!(budget, Ok(Some(_))) {
-            if let Err(e) = store
-                .settle_password_check(key, CheckOutcome::Abandoned, now, &rule)
-                .await
-            {
-                log_store_error(&e);
-            }
+            self.abandon_check(key, now, &rule).await;
             let answer = match budget {
                 Err(e) => return Err(store_err(e)),
-                _ => ApiError::hinted(
-                    Code::RateLimited,
-                    Hints {
-                        retry_after_secs: Some((hour + 3_600 - now).max(1) as u64),
-                        ..Hints::default()
-                    },
-                ),
+                _ => retry_after(Code::RateLimited, hour + 3_600 - now),
             };
             return Err(refuse("rate_limited", answer).await);
         }
@@ -199,22 +188,11 @@ impl Auth {
         let queue_limit = Duration::from_secs((PASSWORD_RESERVATION_SECS / 2) as u64);
         let Ok(verified) = tokio::time::timeout(queue_limit, self.verify(attempt.hash, pw)).await
         else {
-            if let Err(e) = store
-                .settle_password_check(key, CheckOutcome::Abandoned, now, &rule)
-                .await
-            {
-                log_store_error(&e);
-            }
+            self.abandon_check(key, now, &rule).await;
             if let Err(e) = store.give_back_budget(&bucket, hour).await {
                 log_store_error(&e);
             }
-            return Err(ApiError::hinted(
-                Code::RateLimited,
-                Hints {
-                    retry_after_secs: Some(5),
-                    ..Hints::default()
-                },
-            ));
+            return Err(retry_after(Code::RateLimited, 5));
         };
         let ok = verified && attempt.hash.is_some();
         let outcome = if ok {
@@ -238,6 +216,20 @@ impl Auth {
             return Err(refuse("invalid_credentials", answer).await);
         }
         Ok(())
+    }
+
+    /// Settle a reserved check whose password was never compared: it stops counting as under
+    /// way and counts neither as a failure nor as a success. A store error here is only logged:
+    /// the reservation lapses by itself after `PASSWORD_RESERVATION_SECS`.
+    async fn abandon_check(&self, key: &GuardKey, now: Timestamp, rule: &LockoutRule) {
+        if let Err(e) = self
+            .core
+            .store
+            .settle_password_check(key, CheckOutcome::Abandoned, now, rule)
+            .await
+        {
+            log_store_error(&e);
+        }
     }
 
     /// 423 `account_locked` with `locked_for_secs`: the lock's remaining time, or a full lockout
@@ -271,11 +263,7 @@ impl Auth {
         let (_, body) = api::read_json(req).await?;
         let old = body.str("old_password", 128)?;
         let new = body.str("new_password", 128)?;
-        let person_id = s
-            .session
-            .person
-            .as_ref()
-            .ok_or(ApiError::from(Code::NotPermitted))?;
+        let person_id = session_person(&s)?;
         let now = unix_now();
         // Read the current hash from the store, not the cache: it may have changed since.
         let current = self

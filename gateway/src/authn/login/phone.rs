@@ -8,7 +8,7 @@ use taxgate_store::{
     Challenge, ChallengePurpose, Entry, FaceStatus, Phone, PhoneAudit, Store, Timestamp,
 };
 
-use super::{ApiResult, Auth, store_err};
+use super::{ApiResult, Auth, challenge_answer, session_person, store_err};
 use crate::api::{self, Json, json as json_response, no_content};
 use crate::authn::sms::{Purpose, SmsMessage};
 use crate::authn::token;
@@ -46,10 +46,7 @@ impl Auth {
         let mut ev = self.event(now, "phone_recovery_started", true, client);
         ev.person = Some(person.id_number.clone());
         self.audit(ev).await?;
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({ "challenge": challenge_token, "factors": ["face"] }),
-        ))
+        Ok(challenge_answer(&challenge_token, &["face"], None))
     }
 
     /// `/auth/face/complete` on a recovery challenge whose face passed: the code goes to the
@@ -174,11 +171,7 @@ impl Auth {
         conn: ConnInfo,
     ) -> ApiResult {
         let phone = body.parse("phone", Phone::parse)?;
-        let person = session
-            .session
-            .person
-            .as_ref()
-            .ok_or(ApiError::from(Code::NotPermitted))?;
+        let person = session_person(session)?;
         let now = unix_now();
         let challenge_token = self
             .new_challenge(

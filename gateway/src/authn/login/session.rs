@@ -1,7 +1,7 @@
 //! Sessions: issuing one when a second factor passed (with the policies' second decision on the
 //! identity it takes), `GET /auth/session` and its view, and `POST /auth/logout`.
 
-use http::{Request, StatusCode, header};
+use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{
@@ -13,6 +13,7 @@ use super::{ApiResult, Auth, store_err};
 use crate::api::{self, json as json_response, no_content};
 use crate::authn::token;
 use crate::authz::{LoginAttempt, LoginCandidate};
+use crate::body::Body;
 use crate::error::{ApiError, Code};
 use crate::pipeline::unix_now;
 use crate::proxy::ConnInfo;
@@ -148,16 +149,19 @@ impl Auth {
             agreement: None,
         };
         let mut resp = json_response(StatusCode::OK, &session_view(&slice));
+        let max_age = self.core.config.session.absolute_timeout_secs;
+        self.set_session_cookie(&mut resp, &session_token, max_age);
+        Ok(resp)
+    }
+
+    /// Set the session cookie on `resp`: `token` for `max_age` seconds, or (empty, 0) cleared.
+    fn set_session_cookie(&self, resp: &mut Response<Body>, token: &str, max_age: u64) {
         let cfg = &self.core.config.session;
-        if let Some(cookie) = api::session_cookie(
-            &cfg.cookie_name,
-            &session_token,
-            cfg.cookie_secure,
-            cfg.absolute_timeout_secs,
-        ) {
+        if let Some(cookie) =
+            api::session_cookie(&cfg.cookie_name, token, cfg.cookie_secure, max_age)
+        {
             resp.headers_mut().insert(header::SET_COOKIE, cookie);
         }
-        Ok(resp)
     }
 
     /// `GET /auth/session`.
@@ -195,10 +199,7 @@ impl Auth {
         ev.person = s.session.person.clone();
         self.audit(ev).await?;
         let mut resp = no_content();
-        let cfg = &self.core.config.session;
-        if let Some(cookie) = api::session_cookie(&cfg.cookie_name, "", cfg.cookie_secure, 0) {
-            resp.headers_mut().insert(header::SET_COOKIE, cookie);
-        }
+        self.set_session_cookie(&mut resp, "", 0);
         Ok(resp)
     }
 }

@@ -12,7 +12,7 @@ use taxgate_store::{
     SmsReservation, Store, Timestamp,
 };
 
-use super::{ApiResult, Auth, store_err};
+use super::{ApiResult, Auth, retry_after, store_err};
 use crate::api::{self, Json, json as json_response};
 use crate::authn::ratelimit::address_key;
 use crate::authn::sms::{Purpose, SmsMessage};
@@ -93,13 +93,7 @@ impl Auth {
                 };
                 self.challenge_event(c, now, "sms_code_refused", false, Some(code.as_str()))
                     .await?;
-                return Err(ApiError::hinted(
-                    code,
-                    Hints {
-                        retry_after_secs: Some(retry_after_secs.max(1) as u64),
-                        ..Hints::default()
-                    },
-                ));
+                return Err(retry_after(code, retry_after_secs));
             }
         }
         let code = token::new_sms_code().map_err(|_| ApiError::from(Code::Internal))?;

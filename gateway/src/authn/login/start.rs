@@ -2,12 +2,10 @@
 //! identities the person could take (bindings or agency agreements), the policies' first
 //! decision, and a challenge for the second factor. The legacy entry branches off to `legacy`.
 
-use http::StatusCode;
-use serde_json::{Value, json};
 use taxgate_store::{ChallengePurpose, Entry, Store, TaxpayerId};
 
-use super::{ApiResult, Auth, store_err};
-use crate::api::{Json, json as json_response};
+use super::{ApiResult, Auth, challenge_answer, store_err};
+use crate::api::Json;
 use crate::authz::{LoginAttempt, LoginCandidate};
 use crate::pipeline::unix_now;
 use crate::proxy::ConnInfo;
@@ -72,13 +70,7 @@ impl Auth {
         ev.person = Some(person.id_number.clone());
         ev.enterprise = taxpayer_id.clone();
         ev.entry = Some(entry);
-        ev.policies = decision.policies.clone();
-        ev.reason = decision.reason.clone();
-        ev.policy_version = Some(decision.version.to_string());
-        self.audit(ev).await?;
-        if !decision.allowed {
-            return Err(self.denial(&decision));
-        }
+        self.enforce_login(&decision, ev).await?;
 
         let (enterprise_id, agency_id) = match entry {
             Entry::Agent => (None, taxpayer_id),
@@ -101,10 +93,10 @@ impl Auth {
             factors.push("sms");
         }
         factors.push("face");
-        let mut answer = json!({ "challenge": challenge_token, "factors": factors });
-        if let Some(phone) = &person.phone {
-            answer["phone_masked"] = Value::String(phone.masked());
-        }
-        Ok(json_response(StatusCode::OK, &answer))
+        Ok(challenge_answer(
+            &challenge_token,
+            &factors,
+            person.phone.as_ref(),
+        ))
     }
 }
