@@ -171,7 +171,7 @@ impl<S: SqlStore> Store for S {
     }
 
     async fn reset_person_failures(&self, id: &IdNumber) -> StoreResult<()> {
-        accounts::reset_person_failures(self, id).await
+        accounts::reset_failures(self, &GuardKey::Person(id.clone())).await
     }
 
     async fn set_password(
@@ -210,7 +210,7 @@ impl<S: SqlStore> Store for S {
     }
 
     async fn reset_enterprise_failures(&self, id: &TaxpayerId) -> StoreResult<()> {
-        accounts::reset_enterprise_failures(self, id).await
+        accounts::reset_failures(self, &GuardKey::Enterprise(id.clone())).await
     }
 
     async fn reserve_password_check(
@@ -239,11 +239,11 @@ impl<S: SqlStore> Store for S {
     }
 
     async fn bindings_of_person(&self, person: &IdNumber) -> StoreResult<Vec<Binding>> {
-        grants::bindings_of_person(self, person).await
+        grants::bindings_where(self, "b.person = $1", &[person.as_str()]).await
     }
 
     async fn bindings_of_enterprise(&self, enterprise: &TaxpayerId) -> StoreResult<Vec<Binding>> {
-        grants::bindings_of_enterprise(self, enterprise).await
+        grants::bindings_where(self, "b.enterprise = $1", &[enterprise.as_str()]).await
     }
 
     async fn bindings_between(
@@ -251,7 +251,8 @@ impl<S: SqlStore> Store for S {
         person: &IdNumber,
         enterprise: &TaxpayerId,
     ) -> StoreResult<Vec<Binding>> {
-        grants::bindings_between(self, person, enterprise).await
+        let keys = [person.as_str(), enterprise.as_str()];
+        grants::bindings_where(self, "b.person = $1 AND b.enterprise = $2", &keys).await
     }
 
     async fn create_binding(&self, new: NewBinding) -> StoreResult<Binding> {

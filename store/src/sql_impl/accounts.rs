@@ -8,7 +8,7 @@ use sqlx::AssertSqlSafe;
 use super::SqlStore;
 use super::audit::insert_events;
 use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, Tx, on};
-use super::rows::{ENTERPRISE_SELECT, PERSON_SELECT, enterprise_at, person_at, q, select};
+use super::rows::{ENTERPRISE_SELECT, PERSON_SELECT, enterprise_at, one, person_at, q, select};
 use crate::decode;
 use crate::error::StoreError;
 use crate::ids::{IdNumber, Phone, TaxpayerId};
@@ -58,10 +58,7 @@ pub(crate) async fn person_by_account<S: SqlStore>(
         .arg(key)
         .fetch_optional(st.db())
         .await?;
-    row.as_ref()
-        .map(|r| person_at(r, "p_"))
-        .transpose()
-        .map(Option::flatten)
+    one(row, |r| person_at(r, "p_"))
 }
 
 pub(crate) async fn person<S: SqlStore>(st: &S, id: &IdNumber) -> StoreResult<Option<Person>> {
@@ -69,10 +66,7 @@ pub(crate) async fn person<S: SqlStore>(st: &S, id: &IdNumber) -> StoreResult<Op
         .arg(id.as_str())
         .fetch_optional(st.db())
         .await?;
-    row.as_ref()
-        .map(|r| person_at(r, "p_"))
-        .transpose()
-        .map(Option::flatten)
+    one(row, |r| person_at(r, "p_"))
 }
 
 pub(crate) async fn enterprise<S: SqlStore>(
@@ -83,10 +77,7 @@ pub(crate) async fn enterprise<S: SqlStore>(
         .arg(id.as_str())
         .fetch_optional(st.db())
         .await?;
-    row.as_ref()
-        .map(|r| enterprise_at(r, "e_"))
-        .transpose()
-        .map(Option::flatten)
+    one(row, |r| enterprise_at(r, "e_"))
 }
 
 /// Count a failed login on `key` (outside the reservation protocol).
@@ -103,28 +94,10 @@ pub(crate) async fn record_failure<S: SqlStore>(
     Ok(state)
 }
 
-pub(crate) async fn reset_person_failures<S: SqlStore>(st: &S, id: &IdNumber) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE persons SET failed_logins = 0, locked_until = NULL \
-         WHERE id_number = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
-    )
-    .arg(id.as_str())
-    .execute(st.db())
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn reset_enterprise_failures<S: SqlStore>(
-    st: &S,
-    id: &TaxpayerId,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE enterprises SET failed_logins = 0, locked_until = NULL \
-         WHERE taxpayer_id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
-    )
-    .arg(id.as_str())
-    .execute(st.db())
-    .await?;
+/// Forget the failures and any lock of `key` (a successful login outside the reservations).
+pub(crate) async fn reset_failures<S: SqlStore>(st: &S, key: &GuardKey) -> StoreResult<()> {
+    let (sql, k) = guard_of(key);
+    sqlx::query(q(&sql.reset)).arg(k).execute(st.db()).await?;
     Ok(())
 }
 
@@ -263,6 +236,8 @@ struct GuardSql {
     succeed: String,
     /// $1 key, $2 now, $3 reservations released.
     abandon: String,
+    /// $1 key.
+    reset: String,
 }
 
 fn guard_sql(table: &'static str, key: &'static str) -> GuardSql {
@@ -324,6 +299,10 @@ fn guard_sql(table: &'static str, key: &'static str) -> GuardSql {
             "UPDATE {table} SET login_in_flight = {} \
              WHERE {key} = $1 RETURNING failed_logins, locked_until",
             in_flight_after("$3")
+        ),
+        reset: format!(
+            "UPDATE {table} SET failed_logins = 0, locked_until = NULL \
+             WHERE {key} = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)"
         ),
     }
 }

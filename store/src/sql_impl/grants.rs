@@ -5,7 +5,7 @@ use sqlx::Executor;
 
 use super::SqlStore;
 use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, Tx, on};
-use super::rows::{BINDING_SELECT, agreement_at, all, binding_at, select};
+use super::rows::{BINDING_SELECT, agreement_at, all, binding_at, one, select};
 use crate::decode;
 use crate::error::StoreError;
 use crate::ids::{IdNumber, TaxpayerId};
@@ -18,10 +18,7 @@ pub(crate) async fn binding<S: SqlStore>(st: &S, id: &str) -> StoreResult<Option
         .arg(id)
         .fetch_optional(st.db())
         .await?;
-    row.as_ref()
-        .map(binding_at)
-        .transpose()
-        .map(Option::flatten)
+    one(row, binding_at)
 }
 
 async fn binding_in<D: Dialect>(tx: &mut Tx<D>, id: &str) -> StoreResult<Option<Binding>> {
@@ -29,57 +26,24 @@ async fn binding_in<D: Dialect>(tx: &mut Tx<D>, id: &str) -> StoreResult<Option<
         .arg(id)
         .fetch_optional(on(tx))
         .await?;
-    row.as_ref()
-        .map(binding_at)
-        .transpose()
-        .map(Option::flatten)
+    one(row, binding_at)
 }
 
-pub(crate) async fn bindings_of_person<S: SqlStore>(
+/// The bindings matching `filter` (on `b`), newest first; `keys` are its `$1`, `$2`…
+pub(crate) async fn bindings_where<S: SqlStore>(
     st: &S,
-    person: &IdNumber,
+    filter: &str,
+    keys: &[&str],
 ) -> StoreResult<Vec<Binding>> {
     let sql = select(
         &BINDING_SELECT,
-        "WHERE b.person = $1 ORDER BY b.created_at DESC, b.id",
+        &format!("WHERE {filter} ORDER BY b.created_at DESC, b.id"),
     );
-    let rows = sqlx::query(sql)
-        .arg(person.as_str())
-        .fetch_all(st.db())
-        .await?;
-    all(&rows, binding_at)
-}
-
-pub(crate) async fn bindings_of_enterprise<S: SqlStore>(
-    st: &S,
-    enterprise: &TaxpayerId,
-) -> StoreResult<Vec<Binding>> {
-    let sql = select(
-        &BINDING_SELECT,
-        "WHERE b.enterprise = $1 ORDER BY b.created_at DESC, b.id",
-    );
-    let rows = sqlx::query(sql)
-        .arg(enterprise.as_str())
-        .fetch_all(st.db())
-        .await?;
-    all(&rows, binding_at)
-}
-
-pub(crate) async fn bindings_between<S: SqlStore>(
-    st: &S,
-    person: &IdNumber,
-    enterprise: &TaxpayerId,
-) -> StoreResult<Vec<Binding>> {
-    let sql = select(
-        &BINDING_SELECT,
-        "WHERE b.person = $1 AND b.enterprise = $2 ORDER BY b.created_at DESC, b.id",
-    );
-    let rows = sqlx::query(sql)
-        .arg(person.as_str())
-        .arg(enterprise.as_str())
-        .fetch_all(st.db())
-        .await?;
-    all(&rows, binding_at)
+    let mut query = sqlx::query(sql);
+    for k in keys {
+        query = query.arg(*k);
+    }
+    all(&query.fetch_all(st.db()).await?, binding_at)
 }
 
 pub(crate) async fn create_binding<S: SqlStore>(st: &S, new: NewBinding) -> StoreResult<Binding> {
@@ -277,10 +241,7 @@ pub(crate) async fn agreement<S: SqlStore>(
         .arg(id)
         .fetch_optional(st.db())
         .await?;
-    row.as_ref()
-        .map(agreement_at)
-        .transpose()
-        .map(Option::flatten)
+    one(row, agreement_at)
 }
 
 pub(crate) async fn agreements_of_staff<S: SqlStore>(
@@ -313,10 +274,7 @@ pub(crate) async fn agreement_between<S: SqlStore>(
         .arg(client.as_str())
         .fetch_optional(st.db())
         .await?;
-    row.as_ref()
-        .map(agreement_at)
-        .transpose()
-        .map(Option::flatten)
+    one(row, agreement_at)
 }
 
 pub(crate) async fn staff_agencies<S: SqlStore>(

@@ -220,6 +220,14 @@ pub(crate) fn recorded_decision_at(row: &impl Cols) -> StoreResult<RecordedDecis
     })
 }
 
+/// The record of `row`, if there is a row and it holds one.
+pub(crate) fn one<R, T>(
+    row: Option<R>,
+    at: impl Fn(&R) -> StoreResult<Option<T>>,
+) -> StoreResult<Option<T>> {
+    row.as_ref().map(at).transpose().map(Option::flatten)
+}
+
 /// The records of `rows`, skipping rows whose record a LEFT JOIN did not find.
 pub(crate) fn all<R, T>(
     rows: &[R],
