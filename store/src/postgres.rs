@@ -5,11 +5,16 @@
 //! connection was lost it publishes `All`, because notifications sent meanwhile are gone.
 
 use crate::bus::InvalidationBus;
-use std::sync::Arc;
+use crate::error::StoreError;
+use crate::records::Invalidation;
+use crate::sql_impl::{Dialect, SqlStore, Statements, Tx};
+use crate::store_api::StoreResult;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::oneshot;
 
 /// The notification channel shared by every instance.
@@ -83,41 +88,6 @@ impl PgStore {
         })
     }
 
-    async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin().await?)
-    }
-
-    /// A transaction-scoped advisory lock on `key` (released at commit or rollback).
-    async fn lock_key(&self, tx: &mut Tx, key: &str) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(key)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn notify(&self, tx: &mut Tx, inv: &[Invalidation]) -> Result<(), StoreError> {
-        for i in inv {
-            let payload = serde_json::to_string(&Payload {
-                src: self.instance.to_string(),
-                inv: i.clone(),
-            })
-            .map_err(|e| StoreError::Internal(format!("cannot encode invalidation: {e}")))?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn publish(&self, inv: Vec<Invalidation>) {
-        for i in inv {
-            self.events.send(i);
-        }
-    }
-
     /// Close the pool (tests and shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -175,9 +145,68 @@ async fn listen_loop(
     }
 }
 
-crate::sql_impl::sql_store_impl!(
-    PgStore,
-    sqlx::Postgres,
-    staff_agg = "string_agg",
-    migrations = "./migrations/postgres"
-);
+impl Dialect for Postgres {
+    const STAFF_AGG: &'static str = "string_agg";
+
+    type Conn<'c> = &'c mut PgConnection;
+    type Shared<'p> = &'p PgPool;
+
+    fn conn(tx: &mut Tx<Postgres>) -> Self::Conn<'_> {
+        &mut **tx
+    }
+
+    fn shared(pool: &PgPool) -> Self::Shared<'_> {
+        pool
+    }
+
+    fn statements() -> &'static Statements {
+        static STATEMENTS: LazyLock<Statements> =
+            LazyLock::new(|| Statements::new(Postgres::STAFF_AGG));
+        &STATEMENTS
+    }
+
+    async fn migrate(pool: &PgPool) -> StoreResult<()> {
+        Ok(sqlx::migrate!("./migrations/postgres").run(pool).await?)
+    }
+}
+
+impl SqlStore for PgStore {
+    type Db = Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn bus(&self) -> &InvalidationBus {
+        &self.events
+    }
+
+    async fn begin_write(&self) -> StoreResult<Tx<Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A transaction-scoped advisory lock on `key` (released at commit or rollback).
+    async fn lock_key(&self, tx: &mut Tx<Postgres>, key: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn notify(&self, tx: &mut Tx<Postgres>, inv: &[Invalidation]) -> StoreResult<()> {
+        for i in inv {
+            let payload = serde_json::to_string(&Payload {
+                src: self.instance.to_string(),
+                inv: i.clone(),
+            })
+            .map_err(|e| StoreError::Internal(format!("cannot encode invalidation: {e}")))?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -6,12 +6,19 @@
 //! every [`POLL`].
 
 use crate::bus::InvalidationBus;
+use crate::error::StoreError;
+use crate::records::Invalidation;
+use crate::sql_impl::{Dialect, SqlStore, Statements, Tx};
+use crate::store_api::StoreResult;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 /// How long a statement waits for another connection's write lock before `Unavailable`.
@@ -123,38 +130,6 @@ impl SqliteStore {
         })
     }
 
-    async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// `BEGIN IMMEDIATE` already serialises every writer.
-    async fn lock_key(&self, _tx: &mut Tx, _key: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// For the other processes on this file: a row each, committed with the write.
-    async fn notify(&self, tx: &mut Tx, inv: &[Invalidation]) -> Result<(), StoreError> {
-        let now = unix_now();
-        for i in inv {
-            let payload = serde_json::to_string(i)
-                .map_err(|e| StoreError::Internal(format!("cannot encode invalidation: {e}")))?;
-            sqlx::query("INSERT INTO invalidations (src, at, payload) VALUES ($1, $2, $3)")
-                .bind(&*self.instance)
-                .bind(now)
-                .bind(payload)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn publish(&self, inv: Vec<Invalidation>) {
-        for i in inv {
-            // No receiver is not an error: nobody caches yet.
-            self.events.send(i);
-        }
-    }
-
     /// Close the pool (tests and shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -253,12 +228,67 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-crate::sql_impl::sql_store_impl!(
-    SqliteStore,
-    sqlx::Sqlite,
-    staff_agg = "group_concat",
-    migrations = "./migrations/sqlite"
-);
+impl Dialect for Sqlite {
+    const STAFF_AGG: &'static str = "group_concat";
+
+    type Conn<'c> = &'c mut SqliteConnection;
+    type Shared<'p> = &'p SqlitePool;
+
+    fn conn(tx: &mut Tx<Sqlite>) -> Self::Conn<'_> {
+        &mut **tx
+    }
+
+    fn shared(pool: &SqlitePool) -> Self::Shared<'_> {
+        pool
+    }
+
+    fn statements() -> &'static Statements {
+        static STATEMENTS: LazyLock<Statements> =
+            LazyLock::new(|| Statements::new(Sqlite::STAFF_AGG));
+        &STATEMENTS
+    }
+
+    async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+        Ok(sqlx::migrate!("./migrations/sqlite").run(pool).await?)
+    }
+}
+
+impl SqlStore for SqliteStore {
+    type Db = Sqlite;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn bus(&self) -> &InvalidationBus {
+        &self.events
+    }
+
+    async fn begin_write(&self) -> StoreResult<Tx<Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// `BEGIN IMMEDIATE` already serialises every writer.
+    async fn lock_key(&self, _tx: &mut Tx<Sqlite>, _key: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// For the other processes on this file: a row each, committed with the write.
+    async fn notify(&self, tx: &mut Tx<Sqlite>, inv: &[Invalidation]) -> StoreResult<()> {
+        let now = unix_now();
+        for i in inv {
+            let payload = serde_json::to_string(i)
+                .map_err(|e| StoreError::Internal(format!("cannot encode invalidation: {e}")))?;
+            sqlx::query("INSERT INTO invalidations (src, at, payload) VALUES ($1, $2, $3)")
+                .bind(&*self.instance)
+                .bind(now)
+                .bind(payload)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
