@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{
@@ -24,9 +24,8 @@ use crate::server::Core;
 use crate::session::ResolvedSession;
 use taxgate_policy::{LoginAttempt, LoginCandidate, PersonnelChange};
 use taxgate_proxy::ConnInfo;
-use taxgate_proxy::body::Body;
 
-type ApiResult = Result<Response<Body>, ApiError>;
+type ApiResult = crate::rescue::Handled;
 
 /// Bindings ending within this many days carry `expires_in_days`.
 const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -765,7 +764,7 @@ impl Account {
             .map_err(|e| self.core.rescue.store(e))?
             .is_none()
         {
-            return Err(ApiError::field(Code::NotFound, "enterprise"));
+            return Err(ApiError::field(Code::NotFound, "enterprise").into());
         }
         let change = PersonnelChange {
             enterprise: &enterprise,

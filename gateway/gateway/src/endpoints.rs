@@ -15,6 +15,7 @@ use crate::authn::login::Auth;
 use crate::authn::ratelimit::RateLimiter;
 use crate::error::{ApiError, Code};
 use crate::pipeline::{Endpoints, unix_now};
+use crate::rescue::Handled;
 use crate::server::Core;
 use taxgate_proxy::ConnInfo;
 use taxgate_proxy::body::Body;
@@ -63,11 +64,7 @@ impl Own {
             .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
     }
 
-    async fn dispatch(
-        &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> Result<Response<Body>, ApiError> {
+    async fn dispatch(&self, req: Request<Incoming>, conn: ConnInfo) -> Handled {
         let path = req.uri().path().to_string();
         // A face callback is counted once its signature is known (see `Auth::face_callback`).
         let callback = req.method() == Method::POST && path == "/auth/face/callback";
@@ -105,7 +102,7 @@ impl Own {
             (Method::POST, "/auth/face/complete") => {
                 auth.face_complete(body(req).await?, conn).await
             }
-            (Method::GET, "/auth/face/qr") => face_qr(&req),
+            (Method::GET, "/auth/face/qr") => Ok(face_qr(&req)?),
             (Method::POST, "/auth/phone/recover") => {
                 auth.phone_recover(body(req).await?, conn).await
             }
@@ -183,9 +180,10 @@ impl Endpoints for Own {
         conn: ConnInfo,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>> {
         Box::pin(async move {
+            let page = crate::rescue::wants_page(req.method(), req.headers());
             match self.dispatch(req, conn).await {
                 Ok(r) => r,
-                Err(e) => e.into_response(),
+                Err(failure) => self.core.rescue.respond(failure, page),
             }
         })
     }

@@ -376,7 +376,9 @@ fn record(
     AuditEvent {
         id: id.to_string(),
         at: facts.now,
-        request_id: Some(id.to_string()),
+        // A downstream request's id (its `x-taxgate-decision`): what replay and coverage read
+        // as the downstream decisions.
+        request_id: asker.downstream.then(|| id.to_string()),
         session_id: session.map(|s| s.id.clone()),
         person,
         enterprise,

@@ -27,30 +27,25 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use taxgate_store::{AuditEvent, Challenge, IdNumber, Phone, StoreError, Timestamp};
+use taxgate_store::{AuditEvent, Challenge, IdNumber, Phone, StoreError, TaxpayerId, Timestamp};
 use tokio::sync::Semaphore;
 
 use super::sms::SmsSender;
 use crate::api::json as json_response;
-use taxgate_policy::{Decision, RequestFacts};
-use taxgate_proxy::body::Body;
 use crate::error::{ApiError, Code, Hints};
-use crate::pipeline::{presented_token, unix_now};
-use crate::rescue::log_store_error;
-use taxgate_proxy::ConnInfo;
+use crate::gate::{Admitted, Asker, Question, actions};
+use crate::pipeline::unix_now;
+use crate::rescue::Failure;
 use crate::server::Core;
-use crate::session::{Lookup, ResolvedSession};
+use crate::session::ResolvedSession;
+use taxgate_policy::{LoginAttempt, LoginCandidate};
+use taxgate_proxy::ConnInfo;
+use taxgate_proxy::body::Body;
 
-type ApiResult = Result<Response<Body>, ApiError>;
+type ApiResult = crate::rescue::Handled;
 
 fn store_err(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => Code::NotFound.into(),
-        other => {
-            log_store_error(&other);
-            Code::StoreUnavailable.into()
-        }
-    }
+    crate::rescue::store(e)
 }
 
 pub struct Auth {
@@ -68,13 +63,6 @@ impl Auth {
             core,
             sms,
             hashing: Semaphore::new((cores / 2).max(1)),
-        }
-    }
-
-    fn facts(&self, now: Timestamp) -> RequestFacts {
-        RequestFacts {
-            now,
-            legacy_login_until: self.core.config.login.legacy_until_unix(),
         }
     }
 
@@ -113,70 +101,52 @@ impl Auth {
         self.audit(ev).await
     }
 
-    fn denial(&self, decision: &Decision) -> ApiError {
-        let reason = decision.reason.as_deref().unwrap_or("not_permitted");
-        if reason == "not_permitted" {
-            return Code::NotPermitted.into();
-        }
-        let (zh, en) = self.core.engine.message(reason);
-        ApiError::denied(reason, &zh, &en)
-    }
-
-    /// Record a `login` decision on `ev` (whose person, enterprise and entry the caller set) and
-    /// refuse as the policies say when it denied.
-    async fn enforce_login(&self, decision: &Decision, mut ev: AuditEvent) -> Result<(), ApiError> {
-        ev.policies = decision.policies.clone();
-        ev.reason = decision.reason.clone();
-        ev.policy_version = Some(decision.version.to_string());
-        self.audit(ev).await?;
-        if !decision.allowed {
-            return Err(self.denial(decision));
-        }
-        Ok(())
-    }
-
     /// The live session a request presents and the policy decision for `action` on it.
     pub async fn session_for(
         &self,
         req: &Request<Incoming>,
         action: &str,
         conn: ConnInfo,
-    ) -> Result<Arc<ResolvedSession>, ApiError> {
+    ) -> Result<Arc<ResolvedSession>, Failure> {
         let now = unix_now();
-        let token_str = presented_token(req.headers(), &self.core.config.session.cookie_name)?
-            .ok_or(ApiError::from(Code::LoginRequired))?;
-        let session = match self.core.sessions.resolve(token_str, now).await {
-            Ok(Lookup::Live(s)) => s,
-            Ok(Lookup::Missing) => return Err(Code::LoginRequired.into()),
-            Ok(Lookup::Expired) => return Err(Code::SessionExpired.into()),
-            Err(e) => return Err(store_err(e)),
-        };
-        let entities = self.core.sessions.entities(&session).map_err(|e| {
-            tracing::error!(error = %e, "cannot build the entity slice of a session");
-            ApiError::from(Code::Internal)
-        })?;
-        let decision = self
-            .core
-            .engine
-            .decide(&entities.entities, action, &self.facts(now));
+        let gate = &self.core.gate;
+        let Admitted { session, entities } = gate.admit(req.headers(), now).await?;
         // Every decision is one audit record, allowed or not (a read of a firm's personnel
         // list shows full ID numbers: who looked must be on record).
-        let s = &session.session;
-        let mut ev = self.event(now, action, decision.allowed, conn.remote.ip());
-        ev.session_id = Some(s.id.clone());
-        ev.person = s.person.clone();
-        ev.enterprise = s.enterprise.clone();
-        ev.role = s.role;
-        ev.entry = Some(s.entry);
-        ev.path = Some(req.uri().path().to_string());
-        ev.policies = decision.policies.clone();
-        ev.reason = decision.reason.clone();
-        ev.policy_version = Some(decision.version.to_string());
-        self.audit(ev).await?;
-        if !decision.allowed {
-            return Err(self.denial(&decision));
-        }
+        let question = Question::Session {
+            entities: &entities,
+            action,
+        };
+        let asker = Asker::session(now, conn.remote.ip(), &session).at_path(req.uri().path());
+        gate.decide(question, asker).await?.permit()?;
         Ok(session)
+    }
+
+    /// The gate's decision on a login attempt taking up one of `candidates` (the `login`
+    /// action); a denial is the error. With the index of the candidate that allowed.
+    async fn login_decision(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        candidates: &[LoginCandidate<'_>],
+        requested: Option<&TaxpayerId>,
+        now: Timestamp,
+        client: IpAddr,
+    ) -> Result<Option<usize>, Failure> {
+        let question = Question::Identity {
+            action: actions::LOGIN,
+            attempt,
+            candidates,
+        };
+        let mut asker = Asker::anonymous(now, client);
+        // An enterprise that does not exist is not in the attempt: the record names what was
+        // asked for.
+        if attempt.enterprise.is_none()
+            && let Some(t) = requested
+        {
+            asker = asker.with_detail(serde_json::json!({ "taxpayer_id": t.as_str() }));
+        }
+        let verdict = self.core.gate.decide(question, asker).await?.permit()?;
+        Ok(verdict.candidate)
     }
 }
 

@@ -34,7 +34,9 @@ pub(super) fn validate<E>(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'));
         if !plain
-            || taxgate_proxy::path::canonical(&route.prefix).ok().as_deref()
+            || taxgate_proxy::path::canonical(&route.prefix)
+                .ok()
+                .as_deref()
                 != Some(route.prefix.as_str())
         {
             return Err(err(

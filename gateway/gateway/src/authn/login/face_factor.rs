@@ -25,7 +25,7 @@ impl Auth {
         );
         if !scannable || c.person.is_none() {
             // The legacy login has no person to scan.
-            return Err(ApiError::field(Code::InvalidInput, "challenge"));
+            return Err(ApiError::field(Code::InvalidInput, "challenge").into());
         }
         let nonce = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
         let ttl = self.core.config.face.ttl_secs;
@@ -39,7 +39,7 @@ impl Auth {
         {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(Code::FaceFailed.into()),
-            Err(e) => return Err(store_err(e)),
+            Err(e) => return Err(store_err(e).into()),
         }
         self.challenge_event(&c, now, "face_started", true, None)
             .await?;
@@ -66,7 +66,7 @@ impl Auth {
             Ok(read) => read,
             // An unreadable body is not signed: it counts like any other request.
             Err(_) if !budget.unsigned.allow(client, now) => return Err(Code::RateLimited.into()),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let signed = face::verify(
@@ -93,7 +93,7 @@ impl Auth {
         let passed = match body.str("result", 8)? {
             "pass" => true,
             "fail" => false,
-            _ => return Err(ApiError::field(Code::InvalidInput, "result")),
+            _ => return Err(ApiError::field(Code::InvalidInput, "result").into()),
         };
         let store = &self.core.store;
         let c = store

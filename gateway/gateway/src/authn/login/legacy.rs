@@ -7,9 +7,9 @@ use taxgate_store::{ChallengePurpose, Entry, GuardKey, Store, TaxpayerId};
 use super::password::PasswordAttempt;
 use super::{ApiResult, Auth, challenge_answer, store_err};
 use crate::api::Json;
-use taxgate_policy::LoginAttempt;
 use crate::error::{ApiError, Code};
 use crate::pipeline::unix_now;
+use taxgate_policy::LoginAttempt;
 use taxgate_proxy::ConnInfo;
 
 impl Auth {
@@ -44,14 +44,8 @@ impl Auth {
             person: None,
             enterprise: Some(&enterprise),
         };
-        let decision = self
-            .core
-            .engine
-            .decide_login(&attempt, &[], &self.facts(now));
-        let mut ev = self.event(now, "login", decision.allowed, client);
-        ev.entry = Some(Entry::EnterpriseLegacy);
-        ev.enterprise = Some(taxpayer_id.clone());
-        self.enforce_login(&decision, ev).await?;
+        self.login_decision(&attempt, &[], Some(&taxpayer_id), now, client)
+            .await?;
         let challenge_token = self
             .new_challenge(
                 ChallengePurpose::Login,

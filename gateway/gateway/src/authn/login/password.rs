@@ -296,7 +296,7 @@ impl Auth {
         };
         if let Err(weakness) = verdict {
             let (zh, en) = weakness.messages();
-            return Err(ApiError::explained(Code::WeakPassword, zh, en));
+            return Err(ApiError::explained(Code::WeakPassword, zh, en).into());
         }
         let phc = self.hash(new).await?;
         self.core

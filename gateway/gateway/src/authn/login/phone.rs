@@ -14,8 +14,8 @@ use crate::authn::sms::{Purpose, SmsMessage};
 use crate::authn::token;
 use crate::error::{ApiError, Code};
 use crate::pipeline::unix_now;
-use taxgate_proxy::ConnInfo;
 use crate::session::ResolvedSession;
+use taxgate_proxy::ConnInfo;
 
 impl Auth {
     /// `POST /auth/phone/recover`: credentials, then a challenge whose only factor is the face

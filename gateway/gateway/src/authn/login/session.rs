@@ -12,11 +12,11 @@ use taxgate_store::{
 use super::{ApiResult, Auth, store_err};
 use crate::api::{self, json as json_response, no_content};
 use crate::authn::token;
-use taxgate_policy::{LoginAttempt, LoginCandidate};
-use taxgate_proxy::body::Body;
 use crate::error::{ApiError, Code};
 use crate::pipeline::unix_now;
+use taxgate_policy::{LoginAttempt, LoginCandidate};
 use taxgate_proxy::ConnInfo;
+use taxgate_proxy::body::Body;
 
 impl Auth {
     /// Turn a challenge whose second factor passed into a session (single use), after asking the
@@ -52,7 +52,6 @@ impl Auth {
             Some(t) => store.enterprise(t).await.map_err(store_err)?,
             None => None,
         };
-        let facts = self.facts(now);
         let attempt = LoginAttempt {
             entry,
             person: person.as_ref(),
@@ -60,33 +59,18 @@ impl Auth {
         };
         // The identity: the first candidate the policies allow (bindings for the enterprise
         // entry); agents start at the agency and pick a client by switching.
-        let mut binding: Option<Binding> = None;
-        let decision = match (entry, &person, &c.enterprise) {
+        let client = conn.remote.ip();
+        let binding: Option<Binding> = match (entry, &person, &c.enterprise) {
             (Entry::Enterprise, Some(p), Some(t)) => {
                 let bindings = store
                     .bindings_between(&p.id_number, t)
                     .await
                     .map_err(store_err)?;
-                let mut allowed = None;
-                for b in &bindings {
-                    let d = self.core.engine.decide_login(
-                        &attempt,
-                        &[LoginCandidate::Binding(b)],
-                        &facts,
-                    );
-                    if d.allowed {
-                        binding = Some(b.clone());
-                        allowed = Some(d);
-                        break;
-                    }
-                }
-                match allowed {
-                    Some(d) => d,
-                    None => {
-                        let all: Vec<_> = bindings.iter().map(LoginCandidate::Binding).collect();
-                        self.core.engine.decide_login(&attempt, &all, &facts)
-                    }
-                }
+                let all: Vec<_> = bindings.iter().map(LoginCandidate::Binding).collect();
+                let chosen = self
+                    .login_decision(&attempt, &all, Some(t), now, client)
+                    .await?;
+                chosen.and_then(|i| bindings.get(i)).cloned()
             }
             (Entry::Agent, Some(p), _) => {
                 let agreements = match &c.agency {
@@ -97,13 +81,16 @@ impl Auth {
                     None => Vec::new(),
                 };
                 let all: Vec<_> = agreements.iter().map(LoginCandidate::Agreement).collect();
-                self.core.engine.decide_login(&attempt, &all, &facts)
+                self.login_decision(&attempt, &all, c.agency.as_ref(), now, client)
+                    .await?;
+                None
             }
-            _ => self.core.engine.decide_login(&attempt, &[], &facts),
+            _ => {
+                self.login_decision(&attempt, &[], org_id, now, client)
+                    .await?;
+                None
+            }
         };
-        if !decision.allowed {
-            return Err(self.denial(&decision));
-        }
         let role = match entry {
             Entry::Enterprise => binding.as_ref().map(|b| b.role),
             Entry::Agent => Some(Role::Agent),

@@ -6,8 +6,8 @@ use taxgate_store::{ChallengePurpose, Entry, Store, TaxpayerId};
 
 use super::{ApiResult, Auth, challenge_answer, store_err};
 use crate::api::Json;
-use taxgate_policy::{LoginAttempt, LoginCandidate};
 use crate::pipeline::unix_now;
+use taxgate_policy::{LoginAttempt, LoginCandidate};
 use taxgate_proxy::ConnInfo;
 
 impl Auth {
@@ -62,15 +62,8 @@ impl Auth {
             .map(LoginCandidate::Binding)
             .chain(agreements.iter().map(LoginCandidate::Agreement))
             .collect();
-        let decision = self
-            .core
-            .engine
-            .decide_login(&attempt, &candidates, &self.facts(now));
-        let mut ev = self.event(now, "login", decision.allowed, client);
-        ev.person = Some(person.id_number.clone());
-        ev.enterprise = taxpayer_id.clone();
-        ev.entry = Some(entry);
-        self.enforce_login(&decision, ev).await?;
+        self.login_decision(&attempt, &candidates, taxpayer_id.as_ref(), now, client)
+            .await?;
 
         let (enterprise_id, agency_id) = match entry {
             Entry::Agent => (None, taxpayer_id),
