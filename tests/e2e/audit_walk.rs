@@ -200,3 +200,91 @@ async fn every_endpoint_leaves_an_audit_record() {
     );
     assert!(n > 0);
 }
+
+/// Issue 16: every kind of decision goes through the one gate and is recorded with the same
+/// fields — a login's candidates, the identity a session is issued for, an account-centre call,
+/// a switch, a binding change and a downstream request, allowed and denied alike.
+#[tokio::test]
+async fn every_kind_of_decision_is_audited_with_the_same_fields() {
+    let env = Env::start("").await;
+    let (boss, _) = env
+        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
+        .await;
+    assert_eq!(env.get("/auth/session", Some(&boss)).await.status, StatusCode::OK);
+    assert_eq!(env.get("/api/declare/vat", Some(&boss)).await.status, StatusCode::OK);
+    // A switch to an identity Wang does not hold: Cedar's deny, with its reason.
+    let switch = env
+        .post(
+            "/account/switch",
+            json!({"enterprise": ENT_B, "role": "tax_handler"}),
+            Some(&boss),
+        )
+        .await;
+    assert_eq!(switch.status, StatusCode::FORBIDDEN);
+    assert_eq!(switch.error_code(), "not_linked");
+    // A grant the personnel policies refuse: nobody adds a legal representative.
+    let grant = env
+        .post(
+            "/account/personnel",
+            json!({"id_number": ZHOU, "role": "legal_representative"}),
+            Some(&boss),
+        )
+        .await;
+    assert_eq!(grant.status, StatusCode::FORBIDDEN);
+    assert_eq!(grant.error_code(), "grant_not_permitted");
+    // A login the policies refuse (Li's binding is not confirmed by Li).
+    let li = env.login("enterprise", Some(ENT_A), LI, LI_PW).await;
+    assert_eq!(li.error_code(), "binding_pending");
+
+    // Let the writer catch up, then read every decision record.
+    records(&env, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let db = env.dir.path().join("taxgate.db");
+    let script = format!(
+        "import sqlite3,json\n\
+         rows=sqlite3.connect('{}').execute(\"select action, allowed, policies, reason, \
+         policy_version, client_addr, entry, at, person, session_id from audit_events \
+         where action in ('login','view_session','declare','switch_to','grant_binding')\").fetchall()\n\
+         print(json.dumps(rows))",
+        db.display()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds = [
+        ("login", true),
+        ("login", false),
+        ("view_session", true),
+        ("declare", true),
+        ("switch_to", false),
+        ("grant_binding", false),
+    ];
+    for (action, allowed) in kinds {
+        let matching: Vec<&serde_json::Value> = rows
+            .iter()
+            .filter(|r| r[0] == action && (r[1] == 1) == allowed)
+            .collect();
+        assert!(!matching.is_empty(), "no {action} allowed={allowed} record in {rows:?}");
+        for r in matching {
+            let policies: Vec<String> = serde_json::from_str(r[2].as_str().unwrap_or("[]"))
+                .unwrap_or_else(|e| panic!("{action}: policies {:?}: {e}", r[2]));
+            if allowed {
+                assert!(!policies.is_empty(), "{action}: an allow names its policies: {r}");
+            } else {
+                assert!(r[3].is_string(), "{action}: a deny names its reason: {r}");
+            }
+            assert_eq!(r[4].as_str().map(str::len), Some(64), "{action}: policy version: {r}");
+            assert_eq!(r[5], "127.0.0.1", "{action}: client: {r}");
+            assert!(r[6].is_string(), "{action}: entry: {r}");
+            assert!(r[7].as_i64().is_some_and(|t| t > 0), "{action}: time: {r}");
+            assert!(r[8].is_string(), "{action}: person: {r}");
+        }
+    }
+    // Questions asked for a live session name it.
+    for r in rows.iter().filter(|r| r[0] != "login") {
+        assert!(r[9].is_string(), "the session of {r}");
+    }
+}

@@ -485,6 +485,60 @@ mod tests {
         }
     }
 
+    /// One message catalogue per code: the policies' `reasons.toml` holds only the reasons of
+    /// forbid policies, never one of the gateway's own codes (whose text is here).
+    #[test]
+    fn no_gateway_code_has_a_second_text_in_reasons_toml() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/reasons.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        let codes = [
+            (Code::InvalidInput, 400),
+            (Code::InvalidCredentials, 401),
+            (Code::AccountLocked, 423),
+            (Code::RouteNotFound, 404),
+            (Code::NotFound, 404),
+            (Code::MethodNotAllowed, 405),
+            (Code::LoginRequired, 401),
+            (Code::SessionExpired, 401),
+            (Code::NotPermitted, 403),
+            (Code::CrossSite, 403),
+            (Code::RateLimited, 429),
+            (Code::PayloadTooLarge, 413),
+            (Code::UpstreamUnavailable, 502),
+            (Code::UpstreamTimeout, 504),
+            (Code::StoreUnavailable, 503),
+            (Code::PolicyUnavailable, 503),
+            (Code::Internal, 500),
+            (Code::ChallengeExpired, 401),
+            (Code::InvalidCode, 401),
+            (Code::SmsTooFrequent, 429),
+            (Code::SmsDailyLimit, 429),
+            (Code::SmsUnavailable, 503),
+            (Code::PhoneMissing, 409),
+            (Code::FacePending, 409),
+            (Code::FaceFailed, 401),
+            (Code::BadSignature, 401),
+            (Code::UnknownNonce, 404),
+            (Code::IdentityMismatch, 422),
+            (Code::WeakPassword, 400),
+            (Code::PersonNotRegistered, 404),
+            (Code::AlreadyLinked, 409),
+            (Code::AlreadyConfirmed, 409),
+            (Code::UnsupportedMediaType, 415),
+            (Code::InvalidPath, 400),
+            (Code::AmbiguousSession, 400),
+            (Code::FaceRequired, 403),
+        ];
+        for (code, _) in codes {
+            assert!(
+                !table.contains_key(code.as_str()),
+                "`{}` has a message in reasons.toml and in error.rs",
+                code.as_str()
+            );
+        }
+    }
+
     #[tokio::test]
     async fn body_has_contract_shape() {
         let resp = ApiError::field(Code::InvalidInput, "taxpayer_id").into_response();
