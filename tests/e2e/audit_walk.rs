@@ -210,8 +210,14 @@ async fn every_kind_of_decision_is_audited_with_the_same_fields() {
     let (boss, _) = env
         .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
         .await;
-    assert_eq!(env.get("/auth/session", Some(&boss)).await.status, StatusCode::OK);
-    assert_eq!(env.get("/api/declare/vat", Some(&boss)).await.status, StatusCode::OK);
+    assert_eq!(
+        env.get("/auth/session", Some(&boss)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        env.get("/api/declare/vat", Some(&boss)).await.status,
+        StatusCode::OK
+    );
     // A switch to an identity Wang does not hold: Cedar's deny, with its reason.
     let switch = env
         .post(
@@ -267,16 +273,26 @@ async fn every_kind_of_decision_is_audited_with_the_same_fields() {
             .iter()
             .filter(|r| r[0] == action && (r[1] == 1) == allowed)
             .collect();
-        assert!(!matching.is_empty(), "no {action} allowed={allowed} record in {rows:?}");
+        assert!(
+            !matching.is_empty(),
+            "no {action} allowed={allowed} record in {rows:?}"
+        );
         for r in matching {
             let policies: Vec<String> = serde_json::from_str(r[2].as_str().unwrap_or("[]"))
                 .unwrap_or_else(|e| panic!("{action}: policies {:?}: {e}", r[2]));
             if allowed {
-                assert!(!policies.is_empty(), "{action}: an allow names its policies: {r}");
+                assert!(
+                    !policies.is_empty(),
+                    "{action}: an allow names its policies: {r}"
+                );
             } else {
                 assert!(r[3].is_string(), "{action}: a deny names its reason: {r}");
             }
-            assert_eq!(r[4].as_str().map(str::len), Some(64), "{action}: policy version: {r}");
+            assert_eq!(
+                r[4].as_str().map(str::len),
+                Some(64),
+                "{action}: policy version: {r}"
+            );
             assert_eq!(r[5], "127.0.0.1", "{action}: client: {r}");
             assert!(r[6].is_string(), "{action}: entry: {r}");
             assert!(r[7].as_i64().is_some_and(|t| t > 0), "{action}: time: {r}");

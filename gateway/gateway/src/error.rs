@@ -489,7 +489,8 @@ mod tests {
     /// forbid policies, never one of the gateway's own codes (whose text is here).
     #[test]
     fn no_gateway_code_has_a_second_text_in_reasons_toml() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/reasons.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/reasons.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let table: toml::Table = text.parse().unwrap();
         let codes = [

@@ -222,10 +222,6 @@ pub struct Gate {
 impl Gate {
     /// A gate over `engine` that records into `audit`. Fails when the active policy set does
     /// not declare every action of [`actions::ALL`].
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the gate's collaborators, set once"
-    )]
     pub fn new(
         engine: Arc<PolicyEngine>,
         sessions: Arc<Sessions>,
