@@ -8,20 +8,46 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why an identifier was refused. The message says which rule failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The identifier has the wrong number of characters (after trimming).
     #[error("expected {expected} characters, got {got}")]
-    Length { expected: &'static str, got: usize },
+    Length {
+        /// The lengths this kind of identifier may have.
+        expected: &'static str,
+        /// The number of characters given.
+        got: usize,
+    },
+    /// A character is not allowed at its position.
     #[error("character {position} (`{found}`) is not allowed here: expected {expected}")]
     Character {
+        /// 1-based position of the character.
         position: usize,
+        /// The character found there.
         found: char,
+        /// What may stand there.
         expected: &'static str,
     },
+    /// The birth date of an ID number (characters 7–14, `YYYYMMDD`) is not a calendar date
+    /// between 1800 and 2100.
     #[error("birth date `{0}` is not a real date")]
     BirthDate(String),
+    /// The final check character does not match the one computed from the others.
     #[error("check character is `{found}`, expected `{expected}`")]
-    Check { found: char, expected: char },
+    Check {
+        /// The check character given.
+        found: char,
+        /// The check character computed.
+        expected: char,
+    },
+    /// The check character of the organisation code inside a credit code (its 17th character)
+    /// does not match.
     #[error("organisation code check character is `{found}`, expected `{expected}`")]
-    OrgCheck { found: char, expected: char },
+    OrgCheck {
+        /// The check character given.
+        found: char,
+        /// The check character computed.
+        expected: char,
+    },
+    /// Not a mainland mobile number.
     #[error("a mobile number is 11 digits starting with 13-19 (after +86/0086)")]
     Phone,
 }
@@ -29,6 +55,7 @@ pub enum IdError {
 macro_rules! string_newtype {
     ($name:ident) => {
         impl $name {
+            /// The identifier in its normalised form, as stored and compared.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -78,56 +105,71 @@ const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4,
 const ID_CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
 
 impl IdNumber {
+    /// Checks an ID number (surrounding whitespace ignored) and returns it with `x` upper-cased.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let s = s.trim();
-        let chars: Vec<char> = s.chars().collect();
-        if chars.len() != 18 {
-            return Err(IdError::Length {
-                expected: "18",
-                got: chars.len(),
-            });
-        }
+        let chars: [char; 18] =
+            s.chars()
+                .collect::<Vec<char>>()
+                .try_into()
+                .map_err(|chars: Vec<char>| IdError::Length {
+                    expected: "18",
+                    got: chars.len(),
+                })?;
+        let [body @ .., given_check] = chars;
         let mut sum = 0u32;
-        for (i, c) in chars[..17].iter().enumerate() {
+        for (i, (c, weight)) in body.iter().zip(ID_WEIGHTS).enumerate() {
             let d = c.to_digit(10).ok_or(IdError::Character {
                 position: i + 1,
                 found: *c,
                 expected: "a digit",
             })?;
-            sum += d * ID_WEIGHTS[i];
+            sum += d * weight;
         }
-        let last = chars[17].to_ascii_uppercase();
+        let last = given_check.to_ascii_uppercase();
         if !(last.is_ascii_digit() || last == 'X') {
             return Err(IdError::Character {
                 position: 18,
-                found: chars[17],
+                found: given_check,
                 expected: "a digit or `X`",
             });
         }
-        let birth: String = chars[6..14].iter().collect();
+        let birth: String = body[6..14].iter().collect();
         if !is_real_date(&birth) {
             return Err(IdError::BirthDate(birth));
         }
+        #[expect(
+            clippy::indexing_slicing,
+            reason = "`sum % 11` is below 11, the length of ID_CHECK"
+        )]
         let expected = ID_CHECK[(sum % 11) as usize];
         if last != expected {
             return Err(IdError::Check {
-                found: chars[17],
+                found: given_check,
                 expected,
             });
         }
-        let mut normalised: String = chars[..17].iter().collect();
+        let mut normalised: String = body.iter().collect();
         normalised.push(last);
         Ok(IdNumber(normalised))
     }
 
     /// The last six characters: the initial password of a migrated user.
     pub fn last_six(&self) -> &str {
-        &self.0[12..]
+        // `parse` only builds 18 ASCII characters, so the split always succeeds.
+        self.0
+            .split_at_checked(12)
+            .map_or(self.0.as_str(), |(_, six)| six)
     }
 
     /// `1401**********1238`: enough to recognise, not enough to use. For logs and notices.
     pub fn masked(&self) -> String {
-        format!("{}**********{}", &self.0[..4], &self.0[14..])
+        // `parse` only builds 18 ASCII characters, so both parts exist; were they missing, the
+        // whole number would be masked rather than shown.
+        match (self.0.get(..4), self.0.get(14..)) {
+            (Some(head), Some(tail)) => format!("{head}**********{tail}"),
+            _ => "*".repeat(18),
+        }
     }
 }
 
@@ -139,13 +181,13 @@ impl fmt::Debug for IdNumber {
 }
 
 fn is_real_date(yyyymmdd: &str) -> bool {
-    let Ok(y) = yyyymmdd[0..4].parse::<i32>() else {
+    let Some(Ok(y)) = yyyymmdd.get(0..4).map(str::parse::<i32>) else {
         return false;
     };
-    let Ok(m) = yyyymmdd[4..6].parse::<u8>() else {
+    let Some(Ok(m)) = yyyymmdd.get(4..6).map(str::parse::<u8>) else {
         return false;
     };
-    let Ok(d) = yyyymmdd[6..8].parse::<u8>() else {
+    let Some(Ok(d)) = yyyymmdd.get(6..8).map(str::parse::<u8>) else {
         return false;
     };
     if !(1800..=2100).contains(&y) {
@@ -174,11 +216,14 @@ fn uscc_value(c: char) -> Option<u32> {
 }
 
 impl TaxpayerId {
+    /// Checks a taxpayer id (surrounding whitespace ignored) and returns it upper-cased.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let s = s.trim().to_ascii_uppercase();
         let chars: Vec<char> = s.chars().collect();
+        if let Ok(uscc) = <&[char; 18]>::try_from(chars.as_slice()) {
+            return Self::parse_uscc(uscc).map(|()| TaxpayerId(s));
+        }
         match chars.len() {
-            18 => Self::parse_uscc(&chars).map(|()| TaxpayerId(s)),
             15 | 17 | 20 => {
                 if let Some((i, c)) = chars
                     .iter()
@@ -200,19 +245,20 @@ impl TaxpayerId {
         }
     }
 
-    fn parse_uscc(chars: &[char]) -> Result<(), IdError> {
+    fn parse_uscc(chars: &[char; 18]) -> Result<(), IdError> {
         let mut values = [0u32; 18];
-        for (i, c) in chars.iter().enumerate() {
-            values[i] = uscc_value(*c).ok_or(IdError::Character {
+        for (i, (value, c)) in values.iter_mut().zip(chars).enumerate() {
+            *value = uscc_value(*c).ok_or(IdError::Character {
                 position: i + 1,
                 found: *c,
                 expected: "a digit or a capital letter other than I, O, S, V, Z",
             })?;
         }
         // Characters 9–17: the organisation code (GB 11714), whose 9th character is its own check.
-        let org = &chars[8..17];
+        let [_, _, _, _, _, _, _, _, org @ .., given_check] = *chars;
+        let [org_body @ .., org_given_check] = org;
         let mut org_sum = 0u32;
-        for (i, c) in org[..8].iter().enumerate() {
+        for (i, (c, weight)) in org_body.iter().zip(ORG_WEIGHTS).enumerate() {
             let v = match c {
                 '0'..='9' => *c as u32 - '0' as u32,
                 'A'..='Z' => *c as u32 - 'A' as u32 + 10,
@@ -224,20 +270,21 @@ impl TaxpayerId {
                     });
                 }
             };
-            org_sum += v * ORG_WEIGHTS[i];
+            org_sum += v * weight;
         }
         let org_check = match 11 - org_sum % 11 {
             10 => 'X',
             11 => '0',
             n => char::from_digit(n, 10).unwrap_or('0'),
         };
-        if org[8] != org_check {
+        if org_given_check != org_check {
             return Err(IdError::OrgCheck {
-                found: org[8],
+                found: org_given_check,
                 expected: org_check,
             });
         }
-        let sum: u32 = values[..17]
+        let [values_body @ .., _] = values;
+        let sum: u32 = values_body
             .iter()
             .zip(USCC_WEIGHTS)
             .map(|(v, w)| v * w)
@@ -247,9 +294,9 @@ impl TaxpayerId {
             .chars()
             .nth(check_value as usize)
             .unwrap_or('0');
-        if chars[17] != expected {
+        if given_check != expected {
             return Err(IdError::Check {
-                found: chars[17],
+                found: given_check,
                 expected,
             });
         }
@@ -269,6 +316,7 @@ pub struct Phone(String);
 string_newtype!(Phone);
 
 impl Phone {
+    /// Checks a mobile number and returns its 11 digits without prefix or separators.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let compact: String = s
             .trim()
@@ -282,8 +330,7 @@ impl Phone {
         let bytes = digits.as_bytes();
         let ok = bytes.len() == 11
             && bytes.iter().all(u8::is_ascii_digit)
-            && bytes[0] == b'1'
-            && (b'3'..=b'9').contains(&bytes[1]);
+            && matches!(bytes, [b'1', b'3'..=b'9', ..]);
         if ok {
             Ok(Phone(digits.to_string()))
         } else {
@@ -293,7 +340,12 @@ impl Phone {
 
     /// `138****8000`, as the tax bureau's notices show numbers.
     pub fn masked(&self) -> String {
-        format!("{}****{}", &self.0[..3], &self.0[7..])
+        // `parse` only builds 11 ASCII digits, so both parts exist; were they missing, the whole
+        // number would be masked rather than shown.
+        match (self.0.get(..3), self.0.get(7..)) {
+            (Some(head), Some(tail)) => format!("{head}****{tail}"),
+            _ => "*".repeat(11),
+        }
     }
 }
 
@@ -304,6 +356,7 @@ impl fmt::Debug for Phone {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -11,27 +11,37 @@ use crate::model::{Entry, PermissionGroup, Role, Secret, Timestamp};
 /// Which side of a binding confirms it (双向确认).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The enterprise (its administrators) confirms.
     Enterprise,
+    /// The bound person confirms.
     Person,
 }
 
 /// A binding to create (the enterprise adds a person, or a person applies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBinding {
+    /// The person to bind.
     pub person: IdNumber,
+    /// The enterprise to bind them to.
     pub enterprise: TaxpayerId,
+    /// The role they are to hold.
     pub role: Role,
     /// `None`: the role's defaults.
     pub permissions: Option<Vec<PermissionGroup>>,
+    /// Start of validity.
     pub valid_from: Timestamp,
+    /// `None`: no end (长期).
     pub valid_until: Option<Timestamp>,
+    /// The enterprise side confirms already at creation.
     pub enterprise_confirmed: bool,
+    /// The person confirms already at creation.
     pub person_confirmed: bool,
     /// Who asked: an ID number, `import` or `system`.
     pub by: String,
     /// The binding (id) of the identity that granted this one through personnel management: a
     /// pending grant dies with it. `None` for imports and applications.
     pub granted_by: Option<String>,
+    /// The time of the request: the binding's creation and update time.
     pub now: Timestamp,
 }
 
@@ -47,6 +57,7 @@ pub enum ConfirmOutcome {
 /// Consecutive password failures after recording one more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureState {
+    /// Consecutive failures, this one included.
     pub failed_count: i32,
     /// Set when this failure reached the maximum (or an earlier lock still holds).
     pub locked_until: Option<Timestamp>,
@@ -55,7 +66,9 @@ pub struct FailureState {
 /// How many codes were sent to a number since a time, and when the last one went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SmsStats {
+    /// Codes sent since the time asked about.
     pub count: i64,
+    /// When the last of them was sent; `None`: none was.
     pub last_sent_at: Option<Timestamp>,
 }
 
@@ -63,12 +76,16 @@ pub struct SmsStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChallengePurpose {
+    /// The second factor of a login.
     Login,
+    /// Proving a new number before it is bound to the account.
     BindPhone,
+    /// Recovering an account through its phone.
     RecoverPhone,
 }
 
 impl ChallengePurpose {
+    /// The snake_case name stored and shown in the SMS outbox.
     pub fn as_str(self) -> &'static str {
         match self {
             ChallengePurpose::Login => "login",
@@ -77,6 +94,7 @@ impl ChallengePurpose {
         }
     }
 
+    /// The purpose named by [`ChallengePurpose::as_str`]; `None` for any other string.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "login" => ChallengePurpose::Login,
@@ -90,12 +108,16 @@ impl ChallengePurpose {
 /// State of the face verification of a challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaceStatus {
+    /// Started; the callback has not reported yet.
     Pending,
+    /// The callback reported a match.
     Passed,
+    /// The callback reported no match.
     Failed,
 }
 
 impl FaceStatus {
+    /// The snake_case name stored in the database.
     pub fn as_str(self) -> &'static str {
         match self {
             FaceStatus::Pending => "pending",
@@ -104,6 +126,7 @@ impl FaceStatus {
         }
     }
 
+    /// The status named by [`FaceStatus::as_str`]; `None` for any other string.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "pending" => FaceStatus::Pending,
@@ -120,8 +143,11 @@ impl FaceStatus {
 pub struct Challenge {
     /// hex(SHA-256(challenge token)): the key.
     pub id_hash: String,
+    /// What the challenge is for.
     pub purpose: ChallengePurpose,
+    /// The login entry (login challenges).
     pub entry: Option<Entry>,
+    /// The person who passed the first factor (none for the legacy enterprise login).
     pub person: Option<IdNumber>,
     /// The enterprise logged in for (enterprise and legacy entries).
     pub enterprise: Option<TaxpayerId>,
@@ -129,17 +155,25 @@ pub struct Challenge {
     pub agency: Option<TaxpayerId>,
     /// Where the SMS code goes (the person's phone, the enterprise's phone, or the new number).
     pub target_phone: Option<Phone>,
+    /// The SMS code sent, hashed; `None` until one is sent.
     pub code_hash: Option<Secret>,
+    /// The code is usable until then.
     pub code_expires_at: Option<Timestamp>,
     /// Wrong codes entered so far.
     pub code_attempts: i32,
+    /// The nonce the face callback must carry: a bearer capability, never logged.
     pub face_nonce: Option<String>,
+    /// Where the face verification stands; `None` until one is started.
     pub face_status: Option<FaceStatus>,
     /// The face nonce is usable until then (`[face] ttl_secs` after `/auth/face/start`).
     pub face_expires_at: Option<Timestamp>,
+    /// The address of the client that started the challenge.
     pub client_addr: Option<String>,
+    /// When the first factor passed.
     pub created_at: Timestamp,
+    /// The challenge as a whole is usable until then.
     pub expires_at: Timestamp,
+    /// When the challenge was used up (or voided); `None`: still open.
     pub consumed_at: Option<Timestamp>,
 }
 
@@ -177,22 +211,33 @@ fn short(hash: &str) -> String {
 pub struct AuditEvent {
     /// Random id; also sent upstream as `x-taxgate-decision`.
     pub id: String,
+    /// When it was decided or happened.
     pub at: Timestamp,
+    /// The id of the request it belongs to.
     pub request_id: Option<String>,
+    /// The session concerned.
     pub session_id: Option<String>,
+    /// The person concerned.
     pub person: Option<IdNumber>,
+    /// The enterprise concerned.
     pub enterprise: Option<TaxpayerId>,
+    /// The session's role.
     pub role: Option<Role>,
+    /// The session's login entry.
     pub entry: Option<Entry>,
     /// The Cedar action (`declare`, `login`, …) or a security event name.
     pub action: String,
+    /// The request path (downstream decisions).
     pub path: Option<String>,
+    /// Whether it was allowed (or the event succeeded).
     pub allowed: bool,
     /// Ids of the determining policies.
     pub policies: Vec<String>,
     /// The `@reason` code of a denial.
     pub reason: Option<String>,
+    /// The version of the policy set that decided.
     pub policy_version: Option<String>,
+    /// The client's address.
     pub client_addr: Option<String>,
     /// Free JSON text for replay data; `None` stores nothing.
     pub detail: Option<String>,
@@ -212,6 +257,7 @@ pub struct AuditEvent {
 pub struct AuditSlice {
     /// Hex of a SHA-256 over `json` (truncated); the key of `audit_slices`.
     pub hash: std::sync::Arc<str>,
+    /// The entities as Cedar JSON.
     pub json: std::sync::Arc<str>,
 }
 
@@ -227,19 +273,29 @@ impl fmt::Debug for AuditSlice {
 /// A recorded downstream decision with what is needed to decide it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedDecision {
+    /// The audit event's id.
     pub id: String,
     /// Time of the decision; also the `now` of its context.
     pub at: Timestamp,
+    /// The session's login entry.
     pub entry: Option<Entry>,
+    /// The session's role.
     pub role: Option<Role>,
+    /// The Cedar action decided.
     pub action: String,
+    /// The request path.
     pub path: Option<String>,
+    /// The recorded outcome.
     pub allowed: bool,
+    /// Ids of the determining policies then.
     pub policies: Vec<String>,
+    /// The `@reason` code of a denial.
     pub reason: Option<String>,
+    /// The version of the policy set that decided.
     pub policy_version: Option<String>,
     /// `None` for decisions recorded before slices were kept: not replayable.
     pub slice_hash: Option<String>,
+    /// The context value `legacy_login_until` the decision saw.
     pub legacy_login_until: Option<Timestamp>,
 }
 
@@ -248,7 +304,9 @@ pub struct RecordedDecision {
 pub struct PolicyUse {
     /// The determining policies of a decision (empty: no permit applied).
     pub policies: Vec<String>,
+    /// The outcome of those decisions.
     pub allowed: bool,
+    /// How many decisions had this combination and outcome.
     pub decisions: i64,
 }
 
@@ -265,7 +323,9 @@ pub const AUDIT_SLICE_SLACK_SECS: i64 = AUDIT_SLICE_REFRESH_SECS + 3_600;
 /// Rows deleted by `Store::purge_audit` (taxgate-store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AuditPurge {
+    /// Audit events deleted.
     pub events: u64,
+    /// Entity slices (`audit_slices` rows) deleted.
     pub slices: u64,
 }
 
@@ -315,19 +375,29 @@ impl fmt::Debug for AuditEvent {
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Invalidation {
+    /// One session (revoked or changed).
     Session {
+        /// The session's public id.
         id: String,
     },
+    /// Every entry that involves this person.
     Person {
+        /// The person.
         id_number: IdNumber,
     },
+    /// Every entry that involves this binding.
     Binding {
+        /// The binding's id.
         id: String,
     },
+    /// Every entry that involves this enterprise.
     Enterprise {
+        /// The enterprise.
         taxpayer_id: TaxpayerId,
     },
+    /// Every entry that involves this agency agreement.
     Agreement {
+        /// The agreement's id.
         id: String,
     },
     /// Drop everything: sent after a bulk change (import) and after the listener reconnected
@@ -403,7 +473,10 @@ pub enum CheckReservation {
     Admitted,
     /// Locked (until `locked_until`), or as many checks as failures are left are already under
     /// way (`locked_until` is `None`): the password is not looked at.
-    Refused { locked_until: Option<Timestamp> },
+    Refused {
+        /// The lock's end, if a lock refused.
+        locked_until: Option<Timestamp>,
+    },
 }
 
 /// How a reserved password check ended.
@@ -437,13 +510,17 @@ pub struct SmsLimits {
 /// One code about to be sent, for `Store::reserve_sms` (taxgate-store).
 #[derive(Debug, Clone, Copy)]
 pub struct SmsRequest<'a> {
+    /// The number the code goes to.
     pub phone: &'a Phone,
+    /// What the code is for.
     pub purpose: ChallengePurpose,
     /// The person the code is for (none for the legacy enterprise login).
     pub person: Option<&'a IdNumber>,
     /// The client address, normalised as the rate limits read it.
     pub address: Option<&'a str>,
+    /// The time of the send.
     pub now: Timestamp,
+    /// The limits to hold it to.
     pub limits: SmsLimits,
 }
 
@@ -451,14 +528,20 @@ pub struct SmsRequest<'a> {
 /// `taxgate_sms_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SmsLimit {
+    /// [`SmsLimits::resend_secs`].
     ResendInterval,
+    /// [`SmsLimits::number_daily`].
     NumberDaily,
+    /// [`SmsLimits::person_daily`].
     PersonDaily,
+    /// [`SmsLimits::address_hourly`].
     AddressHourly,
+    /// [`SmsLimits::global_per_minute`].
     GlobalPerMinute,
 }
 
 impl SmsLimit {
+    /// Every limit (the label values of the metric).
     pub const ALL: [SmsLimit; 5] = [
         SmsLimit::ResendInterval,
         SmsLimit::NumberDaily,
@@ -467,6 +550,7 @@ impl SmsLimit {
         SmsLimit::GlobalPerMinute,
     ];
 
+    /// The metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
             SmsLimit::ResendInterval => "resend_interval",
@@ -485,7 +569,9 @@ pub enum SmsReservation {
     Granted,
     /// Nothing was recorded; the first limit that refused and when asking again may succeed.
     Refused {
+        /// The limit that refused.
         limit: SmsLimit,
+        /// Seconds until a send may succeed.
         retry_after_secs: i64,
     },
 }
