@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
+/// The error of every body: whatever went wrong while streaming it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every request and response body inside the gateway.

@@ -391,6 +391,7 @@ pub fn strip_session_tokens(headers: &mut HeaderMap, cookie_name: &str) {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

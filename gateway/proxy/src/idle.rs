@@ -14,6 +14,7 @@ use tokio::time::{Instant, Sleep};
 use crate::body::BoxError;
 
 pin_project_lite::pin_project! {
+    /// A body that ends with an error once `inner` yields nothing for `idle`.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
@@ -24,6 +25,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> IdleTimeout<B> {
+    /// Wraps `inner`; the clock starts now and restarts on every frame.
     pub fn new(inner: B, idle: Duration) -> Self {
         IdleTimeout {
             inner,
@@ -87,6 +89,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<S> ReadIdle<S> {
+    /// Wraps `inner`; the clock starts now and restarts whenever the client sends bytes.
     pub fn new(inner: S, idle: Duration) -> Self {
         ReadIdle {
             inner,
@@ -95,6 +98,7 @@ impl<S> ReadIdle<S> {
         }
     }
 
+    /// The wrapped connection, to read its state without going through the timeout.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }

@@ -8,6 +8,14 @@
 //! back once ([`Pipeline::logging`]). The workspace's compiler keeps it that way: this crate
 //! depends on no other crate of the workspace.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::allow_attributes_without_reason,
+    missing_docs
+)]
+
 pub mod body;
 pub mod headers;
 pub mod idle;
@@ -45,6 +53,7 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The peer is in `[server] trusted_proxies`: its forwarding headers are kept.
     pub trusted_peer: bool,
+    /// The connection came through the TLS listener.
     pub tls: bool,
 }
 
@@ -64,6 +73,7 @@ impl ConnInfo {
 pub enum Step {
     /// Answer directly (gateway endpoints, errors, denials).
     Respond {
+        /// The answer sent to the client.
         response: Response<Body>,
         /// Index of the matched route, for metrics.
         route: Option<usize>,
@@ -74,10 +84,13 @@ pub enum Step {
 
 /// A request the pipeline allowed, with what the proxy must add to it.
 pub struct Forward {
+    /// The request to send, as the pipeline left it.
     pub request: Request<Body>,
+    /// Where to send it.
     pub upstream: Arc<Upstream>,
     /// Identity headers to set after the client's `x-taxgate-*` headers were removed.
     pub identity: Vec<(HeaderName, HeaderValue)>,
+    /// Index of the matched route, for metrics.
     pub route: usize,
     /// A cookie only the gateway sets: an upstream's `Set-Cookie` for it is removed.
     pub reserved_cookie: Arc<str>,
@@ -172,8 +185,12 @@ pub struct ConnStats {
 /// Connection-level settings of a listener.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// Largest request head accepted (HTTP/1.1 buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// How long a client may take to send a request head; also the wait for a first request,
+    /// and the base of the HTTP/2 idle timeout.
     pub header_read_timeout: Duration,
+    /// How long open connections may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
     /// Accept HTTP/2 with prior knowledge on cleartext.
     pub h2c: bool,
@@ -502,7 +519,11 @@ async fn h2_preface(stream: &TcpStream) -> std::io::Result<bool> {
     let mut buf = [0u8; PREFACE.len()];
     loop {
         let n = stream.peek(&mut buf).await?;
-        if n == 0 || buf[..n] != PREFACE[..n] {
+        // `peek` never reports more bytes than `buf` holds, so `seen` is always `Some`.
+        let Some(seen) = buf.get(..n) else {
+            return Ok(false);
+        };
+        if n == 0 || !PREFACE.starts_with(seen) {
             return Ok(false);
         }
         if n == PREFACE.len() {

@@ -125,11 +125,7 @@ pub fn canonical(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
                 if is_unreserved(d) {
                     out.push(d);
                 } else {
-                    out.extend_from_slice(&[
-                        b'%',
-                        UPPER_HEX[usize::from(d >> 4)],
-                        UPPER_HEX[usize::from(d & 0xf)],
-                    ]);
+                    out.extend_from_slice(&percent_triple(d));
                 }
                 i += 3;
             }
@@ -139,11 +135,7 @@ pub fn canonical(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
                 }
                 segment.push(b);
                 if b >= 0x80 {
-                    out.extend_from_slice(&[
-                        b'%',
-                        UPPER_HEX[usize::from(b >> 4)],
-                        UPPER_HEX[usize::from(b & 0xf)],
-                    ]);
+                    out.extend_from_slice(&percent_triple(b));
                 } else if encoded {
                     out.push(b);
                 }
@@ -159,6 +151,19 @@ pub fn canonical(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
     String::from_utf8(out)
         .map(std::borrow::Cow::Owned)
         .map_err(|_| PathError::BadEncoding)
+}
+
+/// `b` as `%XX`, upper-case hex.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "a nibble (`b >> 4`, `b & 0xf`) is below 16, the length of UPPER_HEX"
+)]
+fn percent_triple(b: u8) -> [u8; 3] {
+    [
+        b'%',
+        UPPER_HEX[usize::from(b >> 4)],
+        UPPER_HEX[usize::from(b & 0xf)],
+    ]
 }
 
 /// One decoded segment. `last`: the segment after the final `/` (empty there is a trailing

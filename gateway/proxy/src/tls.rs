@@ -8,12 +8,26 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
+/// Why a TLS configuration could not be built from the configured files.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A certificate file is unreadable, not PEM, or holds no certificate.
     #[error("cannot read certificates from `{path}`: {reason}")]
-    Cert { path: String, reason: String },
+    Cert {
+        /// The file named in the configuration.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A private key file is unreadable or holds no usable key.
     #[error("cannot read a private key from `{path}`: {reason}")]
-    Key { path: String, reason: String },
+    Key {
+        /// The file named in the configuration.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// rustls refused to build a configuration from them (e.g. key and certificate differ).
     #[error("the certificate and key do not form a valid TLS configuration: {0}")]
     Config(String),
 }
@@ -24,6 +38,8 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The public listener's TLS acceptor: the certificate chain and key from PEM files, ALPN `h2`
+/// then `http/1.1`.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs = read_certs(cert)?;
     let key = read_key(key)?;
