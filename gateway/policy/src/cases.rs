@@ -40,15 +40,20 @@ use super::{
     PersonnelChange, RequestFacts,
 };
 
+/// The sample person of a case that names none (ID number).
 pub const DEFAULT_PERSON: &str = "140105199001011238";
+/// The sample enterprise of a case that names none (credit code).
 pub const DEFAULT_ENTERPRISE: &str = "91140100MA0K123488";
+/// The sample agency of a case that names none (credit code).
 pub const DEFAULT_AGENCY: &str = "91350200776049653A";
 
 /// A time: RFC 3339 text or epoch seconds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Time {
+    /// Epoch seconds.
     Seconds(i64),
+    /// RFC 3339 text, checked when the case runs.
     Text(String),
 }
 
@@ -63,35 +68,49 @@ impl Time {
     }
 }
 
+/// One `policies/tests/*.json` file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseFile {
+    /// What these cases are about.
     #[serde(default)]
     pub description: String,
+    /// The cases, run in order.
     pub cases: Vec<Case>,
 }
 
+/// One request and the decision expected for it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
+    /// Names the case in reports.
     pub name: String,
+    /// The request's time (`context.now`).
     pub now: Time,
+    /// End of the legacy login; absent: retired.
     #[serde(default)]
     pub legacy_login_until: Option<Time>,
+    /// The facts of the session (or login attempt) asking; or give `entities`.
     #[serde(default)]
     pub session: Option<SessionFacts>,
+    /// Raw Cedar entities (JSON entity format), instead of `session`.
     #[serde(default)]
     pub entities: Option<serde_json::Value>,
+    /// With `entities`: the principal's uid, such as `Session::"s1"`.
     #[serde(default)]
     pub principal: Option<String>,
+    /// With `entities`: the resource's uid.
     #[serde(default)]
     pub resource: Option<String>,
+    /// The Cedar action asked for.
     pub action: String,
     /// The change asked for, with a personnel action (`grant_binding`, `revoke_binding`,
     /// `accept_binding`); required there and only there.
     #[serde(default)]
     pub personnel: Option<PersonnelFacts>,
+    /// The outcome expected.
     pub expect: Expect,
+    /// The denial reason expected; required with `deny`.
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -103,11 +122,15 @@ pub struct Case {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PersonnelFacts {
+    /// The binding's role.
     pub role: Role,
+    /// The binding's permission groups; absent: the role's defaults.
     #[serde(default)]
     pub permissions: Option<Vec<PermissionGroup>>,
+    /// The binding's enterprise; absent: the session's, else the sample enterprise.
     #[serde(default)]
     pub enterprise: Option<String>,
+    /// The binding's person is staff of an agency agreement with that enterprise.
     #[serde(default)]
     pub conflict_of_roles: bool,
     /// `revoke_binding`: whether the enterprise side has confirmed the stored binding.
@@ -115,32 +138,45 @@ pub struct PersonnelFacts {
     pub enterprise_confirmed: Option<bool>,
 }
 
+/// The outcome a case expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Expect {
+    /// The request is allowed.
     Allow,
+    /// The request is denied (with the case's `reason`).
     Deny,
 }
 
+/// The session (or login attempt) of a case, with sample defaults for what it leaves out.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionFacts {
+    /// The login entry.
     pub entry: Entry,
+    /// The session's role; absent: the entry's own role (agent, legacy), else the binding's.
     #[serde(default)]
     pub role: Option<Role>,
     /// ID number; defaults to a sample person except for the legacy entry. `null`: none.
     #[serde(default = "some_default_person")]
     pub person: Option<String>,
+    /// The enterprise acted for; absent: the sample enterprise in the enterprise and legacy
+    /// entries, none otherwise.
     #[serde(default)]
     pub enterprise: Option<String>,
+    /// The agency; absent: the sample agency in agent entry, none otherwise.
     #[serde(default)]
     pub agency: Option<String>,
+    /// The person must change their password first.
     #[serde(default)]
     pub must_change_password: bool,
+    /// The second factor; absent: SMS.
     #[serde(default)]
     pub factor: Option<Factor>,
+    /// The binding in use.
     #[serde(default)]
     pub binding: Option<BindingFacts>,
+    /// The agreement in use.
     #[serde(default)]
     pub agreement: Option<AgreementFacts>,
 }
@@ -172,49 +208,65 @@ fn some_default_person() -> Option<String> {
     Some(DEFAULT_PERSON.to_string())
 }
 
+/// The binding of a case's session; what it leaves out comes from the session.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindingFacts {
+    /// Absent: the session's role, else `tax_handler`.
     #[serde(default)]
     pub role: Option<Role>,
+    /// Absent: the session's person, else the sample person.
     #[serde(default)]
     pub person: Option<String>,
+    /// Absent: the session's enterprise, else the sample enterprise.
     #[serde(default)]
     pub enterprise: Option<String>,
     /// Absent: the role's defaults.
     #[serde(default)]
     pub permissions: Option<Vec<PermissionGroup>>,
+    /// Absent: epoch 0.
     #[serde(default)]
     pub valid_from: Option<Time>,
     /// Absent: no end.
     #[serde(default)]
     pub valid_until: Option<Time>,
+    /// Absent: confirmed.
     #[serde(default = "yes")]
     pub enterprise_confirmed: bool,
+    /// Absent: confirmed.
     #[serde(default = "yes")]
     pub person_confirmed: bool,
+    /// The binding is revoked.
     #[serde(default)]
     pub revoked: bool,
 }
 
+/// The agency agreement of a case's session; what it leaves out comes from the session.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgreementFacts {
+    /// Absent: the session's agency, else the sample agency.
     #[serde(default)]
     pub agency: Option<String>,
+    /// Absent: the session's enterprise, else the sample enterprise.
     #[serde(default)]
     pub client: Option<String>,
     /// Absent: the session's person.
     #[serde(default)]
     pub staff: Option<Vec<String>>,
+    /// The permission groups covered; absent: none.
     #[serde(default)]
     pub scope: Vec<PermissionGroup>,
+    /// Absent: epoch 0.
     #[serde(default)]
     pub valid_from: Option<Time>,
+    /// Absent: no end.
     #[serde(default)]
     pub valid_until: Option<Time>,
+    /// Absent: confirmed.
     #[serde(default = "yes")]
     pub client_confirmed: bool,
+    /// The agreement is revoked.
     #[serde(default)]
     pub revoked: bool,
 }
@@ -223,6 +275,7 @@ fn yes() -> bool {
     true
 }
 
+/// Reads and parses one case file; the error gives the JSON line.
 pub fn read_case_file(path: &Path) -> Result<CaseFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("line {}: {e}", e.line()))

@@ -14,16 +14,21 @@ use taxgate_model::PolicyUse;
 
 use super::ActiveSet;
 
+/// How many counted decisions one policy determined.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyCount {
+    /// The policy's `@id`.
     pub id: String,
     /// `file:line` in the set.
     pub location: String,
+    /// Decisions it was among the determining policies of.
     pub decisions: u64,
 }
 
+/// Which policies of a set the counted decisions reached, and which they never did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CoverageReport {
+    /// Version of the set the report is about.
     pub version: String,
     /// Decisions counted.
     pub decisions: u64,

@@ -20,6 +20,7 @@ pub const POLICY_ERROR: &str = "policy_error";
 /// `errors`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// Whether the request may go ahead.
     pub allowed: bool,
     /// Deny only: the `@reason` of the deciding forbid, `not_permitted` when no permit applied,
     /// `policy_error` when a forbid could not be evaluated.
@@ -99,11 +100,12 @@ impl Accumulator {
                 id_str(id).to_string(),
             )
         };
-        if !self.forbids.is_empty() {
-            self.forbids.sort_by_cached_key(key);
-            self.forbids.dedup();
+        self.forbids.sort_by_cached_key(key);
+        self.forbids.dedup();
+        // The highest-priority forbid (the first after sorting) gives the reason.
+        if let Some(first) = self.forbids.first() {
             let reason = meta
-                .get(&self.forbids[0])
+                .get(first)
                 .and_then(|m| m.reason.clone())
                 .unwrap_or_else(|| POLICY_ERROR.to_string());
             return Decision {

@@ -233,4 +233,5 @@ impl PolicyIndex {
 }
 
 #[cfg(test)]
+#[expect(clippy::panic, reason = "tests fail loudly")]
 mod tests;

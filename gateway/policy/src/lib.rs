@@ -6,6 +6,14 @@
 //! evaluates the policies the index selects (and `session::Prepared` reuses it for identical
 //! inputs).
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::allow_attributes_without_reason,
+    missing_docs
+)]
+
 mod decision;
 mod index;
 mod load;
@@ -51,12 +59,27 @@ use index::PolicyIndex;
 /// is always a [`Decision`].
 #[derive(Debug, thiserror::Error)]
 pub enum AuthzError {
+    /// The policy directory does not load or validate.
     #[error("policy set in `{dir}` is invalid:\n{errors}")]
-    Invalid { dir: String, errors: LoadErrors },
+    Invalid {
+        /// The policy directory.
+        dir: String,
+        /// Every problem found, `file:line: message` each.
+        errors: LoadErrors,
+    },
+    /// The Cedar entities of a session (or a recorded slice) cannot be built.
     #[error("cannot build the entity slice: {0}")]
     Slice(String),
+    /// The policy directory cannot be watched for changes.
     #[error("cannot watch `{dir}`: {message}")]
-    Watch { dir: String, message: String },
+    Watch {
+        /// The policy directory.
+        dir: String,
+        /// What the watcher reported.
+        message: String,
+    },
+    /// A valid new set was refused on reload: it lacks a required action, or the reload gate
+    /// said no. The message says why.
     #[error("{0}")]
     Gate(String),
 }
@@ -72,6 +95,7 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
+    /// The facts of a request at `now`, with the legacy login retired.
     pub fn at(now: Timestamp) -> Self {
         RequestFacts {
             now,
@@ -82,9 +106,13 @@ impl RequestFacts {
 
 /// A validated, indexed policy set. In-flight decisions keep the `Arc` they started with.
 pub struct ActiveSet {
+    /// Content version of the set, as audit records and `GET /admin/policies` show it.
     pub version: Arc<str>,
+    /// When this set was loaded.
     pub loaded_at: OffsetDateTime,
+    /// Problems that did not stop the set from loading.
     pub warnings: Vec<String>,
+    /// The error messages of the set's `reasons.toml`.
     pub reasons: Reasons,
     downstream_actions: Vec<String>,
     actions: Vec<String>,
@@ -137,6 +165,7 @@ impl ActiveSet {
         self.index.full().num_of_policies()
     }
 
+    /// The set has no policy at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -371,6 +400,7 @@ impl ActiveSet {
             .collect()
     }
 
+    /// (Chinese, English) message of an error code; a generic message for an unknown code.
     pub fn message(&self, code: &str) -> (Arc<str>, Arc<str>) {
         self.reasons.message(code)
     }
@@ -389,9 +419,11 @@ impl ActiveSet {
 /// For `GET /admin/policies`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PolicyStatus {
+    /// Version of the active set.
     pub version: String,
     /// RFC 3339.
     pub loaded_at: String,
+    /// Why the last reload failed, if it did (the active set is then the last good one).
     pub last_error: Option<String>,
     /// The last decision of the reload gate, when one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -405,7 +437,9 @@ pub struct GateStatus {
     pub at: String,
     /// Version of the set checked.
     pub candidate: String,
+    /// The gate let the set in.
     pub accepted: bool,
+    /// What the gate said.
     pub message: String,
     /// Sets refused by the gate since start.
     pub refusals: u64,
@@ -512,6 +546,7 @@ impl PolicyEngine {
         }
     }
 
+    /// The policy directory this engine loads.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -569,10 +604,12 @@ impl PolicyEngine {
         self.active.load_full()
     }
 
+    /// Version of the active set.
     pub fn version(&self) -> Arc<str> {
         self.active.load().version.clone()
     }
 
+    /// The active set and the last reload's outcome, for `GET /admin/policies`.
     pub fn status(&self) -> PolicyStatus {
         let active = self.active.load();
         PolicyStatus {
@@ -590,6 +627,7 @@ impl PolicyEngine {
         }
     }
 
+    /// Reloads, failed reloads and gate refusals since start, for metrics.
     pub fn counters(&self) -> ReloadCounters {
         ReloadCounters {
             reloads: self.reloads.load(Ordering::Relaxed),
@@ -598,10 +636,12 @@ impl PolicyEngine {
         }
     }
 
+    /// [`ActiveSet::decide`] on the active set.
     pub fn decide(&self, slice: &EntitySlice, action: &str, facts: &RequestFacts) -> Decision {
         self.active.load().decide(slice, action, facts)
     }
 
+    /// [`ActiveSet::decide_login`] on the active set.
     pub fn decide_login(
         &self,
         attempt: &LoginAttempt<'_>,
@@ -656,6 +696,7 @@ impl PolicyEngine {
         self.active.load().message(code)
     }
 
+    /// The active set's `@downstream` actions: what a route's `action` may name.
     pub fn downstream_actions(&self) -> Vec<String> {
         self.active.load().downstream_actions.clone()
     }
@@ -671,6 +712,7 @@ impl PolicyEngine {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, clippy::panic, reason = "tests fail loudly")]
 mod tests;
 
 #[cfg(any(test, feature = "testing"))]

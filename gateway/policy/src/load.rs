@@ -41,7 +41,9 @@ impl std::error::Error for LoadErrors {}
 /// Where a policy starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
+    /// File name inside the policy directory.
     pub file: String,
+    /// 1-based line of the policy's first code (after comments).
     pub line: usize,
 }
 
@@ -76,9 +78,9 @@ pub struct Compiled {
 
 /// 1-based line of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
+    text.as_bytes()
         .iter()
+        .take(offset)
         .filter(|b| **b == b'\n')
         .count()
         + 1
@@ -127,10 +129,10 @@ fn split_statements(src: &str) -> Vec<Statement<'_>> {
     let mut start = 0;
     let mut code_start: Option<usize> = None;
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while let Some(&b) = bytes.get(i) {
+        match b {
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
+                while bytes.get(i).is_some_and(|b| *b != b'\n') {
                     i += 1;
                 }
                 continue;
@@ -138,8 +140,8 @@ fn split_statements(src: &str) -> Vec<Statement<'_>> {
             b'"' => {
                 code_start.get_or_insert(i);
                 i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    if bytes[i] == b'\\' {
+                while let Some(&b) = bytes.get(i).filter(|b| **b != b'"') {
+                    if b == b'\\' {
                         i += 1;
                     }
                     i += 1;
@@ -427,6 +429,7 @@ pub fn compile(dir: &Path) -> Result<Compiled, LoadErrors> {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

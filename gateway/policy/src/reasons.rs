@@ -51,6 +51,7 @@ impl Reasons {
         Ok(reasons)
     }
 
+    /// `reasons.toml` has a message for `code`.
     pub fn contains(&self, code: &str) -> bool {
         self.map.contains_key(code)
     }

@@ -22,6 +22,7 @@ use super::{ActiveSet, Decision, EntitySlice, NOT_PERMITTED, RequestFacts};
 /// Examples kept per group of flips.
 pub const EXAMPLES_PER_GROUP: usize = 3;
 
+/// Which way a replayed decision changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlipKind {
@@ -32,6 +33,7 @@ pub enum FlipKind {
 }
 
 impl FlipKind {
+    /// The snake_case name of the JSON report.
     pub fn as_str(self) -> &'static str {
         match self {
             FlipKind::DenyToAllow => "deny_to_allow",
@@ -50,10 +52,13 @@ impl FlipKind {
 /// What a group of flips has in common.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct FlipKey {
+    /// Which way the decisions changed.
     pub kind: FlipKind,
-    /// `-` when the session had none.
+    /// The session's login entry; `-` when the session had none.
     pub entry: String,
+    /// The session's role; `-` when the session had none.
     pub role: String,
+    /// The action decided.
     pub action: String,
     /// The determining policies of the recorded decision (see [`determining`]).
     pub recorded: String,
@@ -68,22 +73,30 @@ pub struct FlipExample {
     pub id: String,
     /// RFC 3339.
     pub at: String,
+    /// The request path.
     pub path: Option<String>,
+    /// The recorded decision's denial reason.
     pub recorded_reason: Option<String>,
+    /// The candidate's denial reason.
     pub replayed_reason: Option<String>,
 }
 
+/// The flips that share a [`FlipKey`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FlipGroup {
+    /// What they have in common.
     #[serde(flatten)]
     pub key: FlipKey,
+    /// How many decisions flipped this way.
     pub count: u64,
+    /// The first few of them ([`EXAMPLES_PER_GROUP`]).
     pub examples: Vec<FlipExample>,
 }
 
 /// The outcome of a replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayReport {
+    /// Version of the candidate set the decisions were replayed against.
     pub candidate_version: String,
     /// Recorded decisions examined.
     pub decisions: u64,
@@ -92,14 +105,18 @@ pub struct ReplayReport {
     /// Recorded without a slice (before slices were kept) or with a slice that is gone or
     /// unreadable: counted, never silently dropped.
     pub not_replayable: u64,
+    /// Replayed with the recorded outcome.
     pub unchanged: u64,
+    /// Allowed then, denied by the candidate.
     pub allow_to_deny: u64,
+    /// Denied then, allowed by the candidate.
     pub deny_to_allow: u64,
     /// Deny→allow groups first, then by count (largest first).
     pub flips: Vec<FlipGroup>,
 }
 
 impl ReplayReport {
+    /// The candidate allows something that was denied: it widens access.
     pub fn widens(&self) -> bool {
         self.deny_to_allow > 0
     }
@@ -324,4 +341,5 @@ pub fn render_text(report: &ReplayReport, since: Timestamp) -> String {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests;

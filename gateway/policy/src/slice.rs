@@ -63,7 +63,9 @@ fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
 /// One candidate identity of a login attempt.
 #[derive(Debug, Clone, Copy)]
 pub enum LoginCandidate<'a> {
+    /// A binding of the person to the enterprise (enterprise entry).
     Binding(&'a Binding),
+    /// An agreement of the agency naming the person as staff (agent entry).
     Agreement(&'a AgencyAgreement),
 }
 
@@ -71,8 +73,11 @@ pub enum LoginCandidate<'a> {
 /// for the legacy login) and the enterprise logged into (the agency in agent entry).
 #[derive(Debug, Clone, Copy)]
 pub struct LoginAttempt<'a> {
+    /// The login entry used.
     pub entry: Entry,
+    /// The person who passed the first factor; `None` in the legacy login.
     pub person: Option<&'a Person>,
+    /// The enterprise logged into (the agency in agent entry).
     pub enterprise: Option<&'a Enterprise>,
 }
 
@@ -110,10 +115,15 @@ struct Parts<'a> {
 /// session), and builds the entities from it when a decision needs them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SliceFacts {
+    /// The person must change their password first.
     pub must_change_password: bool,
+    /// The enterprise acted for is an agency.
     pub enterprise_is_agency: bool,
+    /// The session's agency is flagged as an agency.
     pub agency_is_agency: bool,
+    /// The binding in use (enterprise entry).
     pub binding: Option<Box<Binding>>,
+    /// The agreement in use (agent entry acting for a client).
     pub agreement: Option<Box<AgencyAgreement>>,
 }
 
@@ -328,14 +338,17 @@ impl EntitySlice {
         })
     }
 
+    /// The Cedar entities a decision on this slice sees.
     pub fn entities(&self) -> &Entities {
         &self.entities
     }
 
+    /// The request principal: the session (or login attempt).
     pub fn principal(&self) -> &EntityUid {
         &self.principal
     }
 
+    /// The login entry of the session.
     pub fn entry(&self) -> Entry {
         self.entry
     }
@@ -408,7 +421,7 @@ impl EntitySlice {
             "entities": entities,
         });
         let text = doc.to_string();
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into();
         Ok((hex::encode(&digest[..16]), text))
     }
 
@@ -546,4 +559,5 @@ pub(crate) fn action_uid(name: &str) -> Result<EntityUid, AuthzError> {
 }
 
 #[cfg(test)]
+#[expect(clippy::panic, reason = "tests fail loudly")]
 mod tests;
