@@ -24,7 +24,9 @@ use crate::store_api::{SessionIdentity, Store, StoreResult};
 /// Either backend, behind the same [`Store`] trait.
 #[derive(Clone, Debug)]
 pub enum AnyStore {
+    /// A `sqlite:` URL.
     Sqlite(SqliteStore),
+    /// A `postgres://` URL.
     Postgres(PgStore),
 }
 

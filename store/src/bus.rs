@@ -13,6 +13,7 @@ use crate::records::Invalidation;
 /// must not block.
 pub type InvalidationHook = Arc<dyn Fn(&Invalidation) + Send + Sync>;
 
+/// Carries invalidations to this instance's hooks and subscribers; clones share the bus.
 #[derive(Clone)]
 pub struct InvalidationBus {
     tx: broadcast::Sender<Invalidation>,
@@ -20,6 +21,8 @@ pub struct InvalidationBus {
 }
 
 impl InvalidationBus {
+    /// A bus without hooks whose broadcast keeps up to `capacity` invalidations for a slow
+    /// subscriber (who then lags).
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity);
         InvalidationBus {
@@ -42,10 +45,12 @@ impl InvalidationBus {
         let _ = self.tx.send(inv);
     }
 
+    /// Receive every invalidation sent from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.tx.subscribe()
     }
 
+    /// Run `hook` on every invalidation sent from now on, before it is broadcast.
     pub fn add_hook(&self, hook: InvalidationHook) {
         self.hooks
             .write()

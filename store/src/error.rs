@@ -11,14 +11,19 @@ pub enum StoreError {
     Unavailable(String),
     /// A uniqueness rule would be broken (e.g. an identical active binding already exists).
     #[error("conflict: {what}")]
-    Conflict { what: Cow<'static, str> },
+    Conflict {
+        /// Which rule.
+        what: Cow<'static, str>,
+    },
     /// The record does not exist (or no longer exists in a state the operation applies to).
     #[error("not found")]
     NotFound,
     /// The request cannot be stored as given.
     #[error("invalid {what}: {reason}")]
     Invalid {
+        /// What was given.
         what: Cow<'static, str>,
+        /// Why it cannot be stored.
         reason: String,
     },
     /// A bug or a corrupt row: details are logged, never shown to clients.

@@ -21,7 +21,12 @@ pub fn nth_id_number(i: u64) -> String {
         .zip(W)
         .map(|(c, w)| c.to_digit(10).unwrap_or(0) * w)
         .sum();
-    format!("{body}{}", C[(sum % 11) as usize])
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`sum % 11` is below 11, the length of C"
+    )]
+    let check = C[(sum % 11) as usize];
+    format!("{body}{check}")
 }
 
 /// The i-th generated enterprise: a legacy 15-character taxpayer id.
@@ -163,15 +168,15 @@ pub fn population_session(
         expires_at: created + 28_800,
         revoked_at: None,
     };
-    match slot {
-        0..=6 => {
-            let (p, e, role, _, _) = BLOCK_BINDINGS[slot as usize];
+    match BLOCK_BINDINGS.get(slot as usize) {
+        // Slots 0..=6: the block's bindings.
+        Some(&(p, e, role, _, _)) => {
             s.person = Some(person(p)?);
             s.enterprise = Some(enterprise(e)?);
             s.role = Some(role);
             s.binding_id = Some(format!("b{:016}", POPULATION_BLOCK * b + slot));
         }
-        7 => {
+        None if slot == 7 => {
             s.entry = crate::Entry::Agent;
             s.person = Some(crate::IdNumber::parse(&nth_id_number(
                 AGENT_PERSON_BASE + b,
@@ -184,7 +189,7 @@ pub fn population_session(
             s.agreement_id = Some(format!("g{b:016}"));
         }
         // The legal representative filing personal tax, and a person with no binding.
-        _ => {
+        None => {
             s.entry = crate::Entry::Person;
             s.person = Some(person(if slot == 8 { 0 } else { 7 })?);
         }
@@ -248,12 +253,17 @@ impl $store {
                  valid_until, enterprise_confirmed, person_confirmed, created_at, updated_at, \
                  updated_by) ",
             );
-            let slots: Vec<(u64, u64)> = chunk
+            let slots: Vec<(u64, u64, BlockBinding)> = chunk
                 .iter()
-                .flat_map(|b| (0..BLOCK_BINDINGS.len() as u64).map(move |s| (*b, s)))
+                .flat_map(|b| {
+                    BLOCK_BINDINGS
+                        .iter()
+                        .zip(0u64..)
+                        .map(move |(binding, s)| (*b, s, *binding))
+                })
                 .collect();
-            q.push_values(&slots, |mut r, (b, s)| {
-                let (p, e, role, permissions, days) = BLOCK_BINDINGS[*s as usize];
+            q.push_values(&slots, |mut r, (b, s, binding)| {
+                let (p, e, role, permissions, days) = *binding;
                 r.push_bind(format!("b{:016}", POPULATION_BLOCK * b + s))
                     .push_bind(nth_id_number(8 * b + p))
                     .push_bind(nth_taxpayer_id(2 * b + e))

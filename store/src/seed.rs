@@ -46,7 +46,9 @@ pub const ENTERPRISE_GROUPS: [PermissionGroup; 4] = [
 /// One bad row: where (`persons[3].id_number`) and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowError {
+    /// The field's path in the file, such as `persons[3].id_number`.
     pub path: String,
+    /// What is wrong with it and what to do.
     pub reason: String,
 }
 
@@ -62,6 +64,7 @@ pub enum ImportError {
     /// The file has bad rows (every one of them, in file order).
     #[error("{} bad row(s) in the seed; nothing was imported", .0.len())]
     Rows(Vec<RowError>),
+    /// The store failed while checking or writing; the transaction was rolled back.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,13 +72,21 @@ pub enum ImportError {
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ImportSummary {
+    /// Persons new to the store.
     pub persons_created: u64,
+    /// Persons already in the store, updated.
     pub persons_updated: u64,
+    /// Enterprises new to the store.
     pub enterprises_created: u64,
+    /// Enterprises already in the store, updated.
     pub enterprises_updated: u64,
+    /// Bindings new to the store.
     pub bindings_created: u64,
+    /// Bindings already in the store, updated.
     pub bindings_updated: u64,
+    /// Agency agreements new to the store.
     pub agreements_created: u64,
+    /// Agency agreements already in the store, updated.
     pub agreements_updated: u64,
 }
 
@@ -100,17 +111,26 @@ impl fmt::Display for ImportSummary {
 /// A validated seed ready for [`Store::apply_seed`]: passwords already hashed.
 #[derive(Debug, Clone, Default)]
 pub struct ValidSeed {
+    /// The persons to create or update.
     pub persons: Vec<SeedPerson>,
+    /// The enterprises to create or update.
     pub enterprises: Vec<SeedEnterprise>,
+    /// The bindings to create or update.
     pub bindings: Vec<SeedBinding>,
+    /// The agency agreements to create or update.
     pub agreements: Vec<SeedAgreement>,
 }
 
+/// A person row of a validated seed.
 #[derive(Debug, Clone)]
 pub struct SeedPerson {
+    /// The person's key.
     pub id_number: IdNumber,
+    /// Full name.
     pub name: String,
+    /// Optional login name.
     pub username: Option<String>,
+    /// The phone SMS codes go to.
     pub phone: Option<Phone>,
     /// Only for persons not yet in the store (an existing password is never replaced).
     pub password_hash: Option<Secret>,
@@ -118,38 +138,58 @@ pub struct SeedPerson {
     pub must_change_password: bool,
 }
 
+/// An enterprise row of a validated seed.
 #[derive(Debug, Clone)]
 pub struct SeedEnterprise {
+    /// The enterprise's key.
     pub taxpayer_id: TaxpayerId,
+    /// Registered name.
     pub name: String,
+    /// A tax-service agency.
     pub is_agency: bool,
+    /// The phone of the legacy login's SMS codes.
     pub phone: Option<Phone>,
     /// Only for enterprises not yet in the store.
     pub legacy_password_hash: Option<Secret>,
 }
 
+/// A binding row of a validated seed.
 #[derive(Debug, Clone)]
 pub struct SeedBinding {
+    /// The person bound.
     pub person: IdNumber,
+    /// The enterprise they are bound to.
     pub enterprise: TaxpayerId,
+    /// Their role there.
     pub role: Role,
+    /// `None`: the role's default permission groups.
     pub permissions: Option<Vec<PermissionGroup>>,
     /// `None`: now for a new binding, unchanged for an existing one.
     pub valid_from: Option<Timestamp>,
+    /// `None`: no end.
     pub valid_until: Option<Timestamp>,
+    /// The enterprise side has confirmed.
     pub enterprise_confirmed: bool,
+    /// The person has confirmed.
     pub person_confirmed: bool,
 }
 
+/// An agency agreement row of a validated seed.
 #[derive(Debug, Clone)]
 pub struct SeedAgreement {
+    /// The agency acting.
     pub agency: TaxpayerId,
+    /// The enterprise acted for.
     pub client: TaxpayerId,
     /// Sorted, without duplicates.
     pub staff: Vec<IdNumber>,
+    /// The permission groups covered.
     pub scope: Vec<PermissionGroup>,
+    /// Start of validity.
     pub valid_from: Option<Timestamp>,
+    /// `None`: no end.
     pub valid_until: Option<Timestamp>,
+    /// The client has confirmed.
     pub client_confirmed: bool,
 }
 
@@ -175,10 +215,15 @@ pub async fn import_seed<S: Store>(
 /// file offline and for the fuzz target (`fuzz/`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SeedFileCheck {
+    /// Person rows that passed.
     pub persons: usize,
+    /// Enterprise rows that passed.
     pub enterprises: usize,
+    /// Binding rows that passed.
     pub bindings: usize,
+    /// Agency agreement rows that passed.
     pub agreements: usize,
+    /// Every bad row, in file order.
     pub errors: Vec<RowError>,
 }
 
@@ -269,6 +314,7 @@ async fn hash_parallel(
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     #[test]
     fn odd_unknown_keys_are_quoted_in_the_path() {

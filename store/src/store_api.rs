@@ -27,10 +27,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The identity a session acts as (set at login and by `/account/switch`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionIdentity {
+    /// The enterprise acted for.
     pub enterprise: Option<TaxpayerId>,
+    /// The agency (agent entry).
     pub agency: Option<TaxpayerId>,
+    /// The role taken up.
     pub role: Option<Role>,
+    /// The binding in use (enterprise entry).
     pub binding_id: Option<String>,
+    /// The agreement in use (agent entry acting for a client).
     pub agreement_id: Option<String>,
 }
 
@@ -112,6 +117,7 @@ pub trait Store: Send + Sync + Clone + 'static {
         account: &str,
     ) -> impl Future<Output = StoreResult<Option<Person>>> + Send;
 
+    /// The person with this ID number, if any.
     fn person(&self, id: &IdNumber) -> impl Future<Output = StoreResult<Option<Person>>> + Send;
 
     /// Atomically count one more consecutive password failure; the count reaching
@@ -155,6 +161,7 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     // ---- enterprises ----------------------------------------------------------------------
 
+    /// The enterprise with this taxpayer id, if any.
     fn enterprise(
         &self,
         id: &TaxpayerId,
@@ -169,6 +176,7 @@ pub trait Store: Send + Sync + Clone + 'static {
         lockout_secs: i64,
     ) -> impl Future<Output = StoreResult<FailureState>> + Send;
 
+    /// Like [`Store::reset_person_failures`], for the legacy enterprise password.
     fn reset_enterprise_failures(
         &self,
         id: &TaxpayerId,
@@ -176,6 +184,7 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     // ---- bindings -------------------------------------------------------------------------
 
+    /// The binding with this id, revoked or not, if any.
     fn binding(&self, id: &str) -> impl Future<Output = StoreResult<Option<Binding>>> + Send;
 
     /// Every binding of a person, revoked ones included, newest first.
@@ -226,6 +235,7 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     // ---- agency agreements ----------------------------------------------------------------
 
+    /// The agency agreement with this id, revoked or not, if any.
     fn agreement(
         &self,
         id: &str,
@@ -262,11 +272,13 @@ pub trait Store: Send + Sync + Clone + 'static {
 
     // ---- login challenges -----------------------------------------------------------------
 
+    /// Store a new challenge (after a passed first factor).
     fn create_challenge(
         &self,
         challenge: &Challenge,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// The challenge with this token hash, used or expired ones included, if any.
     fn challenge(
         &self,
         id_hash: &str,
@@ -304,6 +316,7 @@ pub trait Store: Send + Sync + Clone + 'static {
         expires_at: Timestamp,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// The challenge holding this face nonce, if any.
     fn challenge_by_nonce(
         &self,
         nonce: &str,
@@ -338,6 +351,8 @@ pub trait Store: Send + Sync + Clone + 'static {
     /// went.
     fn prune_sms_log(&self, before: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
 
+    /// Log one code sent to `phone`, without checking any limit ([`Store::reserve_sms`]
+    /// checks and logs in one step).
     fn record_sms_sent(
         &self,
         phone: &Phone,
@@ -416,6 +431,7 @@ pub trait Store: Send + Sync + Clone + 'static {
         events: &[AuditEvent],
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Number of stored audit events.
     fn count_audit(&self) -> impl Future<Output = StoreResult<i64>> + Send;
 
     /// Append a batch like [`Store::append_audit`] and, in the same transaction, entity slices
