@@ -10,6 +10,8 @@
 //! token, the session, the store's health, the entity slice): the pipeline and the account
 //! centre share it, so they fail the same way.
 
+pub mod shadow;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use crate::error::Code;
 use crate::health::StoreHealth;
 use crate::rescue::Failure;
 use crate::session::{Lookup, Prepared, ResolvedSession, Sessions};
-use crate::shadow::Shadow;
+use shadow::Shadow;
 
 /// Every action the gateway itself asks about (the routes name the downstream ones). The list
 /// is checked against the schema when the policies load and on every reload
@@ -286,9 +288,11 @@ impl Gate {
     ) -> Result<Verdict, Failure> {
         let facts = self.facts(asker.now);
         let (action, decision, candidate) = match &question {
-            Question::Session { entities, action } => {
-                (*action, entities.decide(&self.engine, action, &facts), None)
-            }
+            Question::Session { entities, action } => (
+                *action,
+                decide_session(&self.engine, entities, action, &facts),
+                None,
+            ),
             Question::Identity {
                 action,
                 attempt,
@@ -341,6 +345,23 @@ impl Gate {
     pub fn engine(&self) -> &Arc<PolicyEngine> {
         &self.engine
     }
+}
+
+/// The enforced set's decision for `action` on a session's entities: the one remembered for
+/// these very inputs ([`Prepared::remembered`]), or a fresh one, then remembered.
+pub(crate) fn decide_session(
+    engine: &PolicyEngine,
+    prepared: &Prepared,
+    action: &str,
+    facts: &RequestFacts,
+) -> Decision {
+    let set = engine.current();
+    if let Some(decision) = prepared.remembered(action, facts, &set.version) {
+        return decision;
+    }
+    let decision = set.decide(&prepared.entities, action, facts);
+    prepared.remember(action, facts, &decision);
+    decision
 }
 
 /// The audit record of one decision. The same fields for every kind of question: the subject

@@ -27,6 +27,6 @@ pub mod routes;
 pub mod run;
 pub mod server;
 pub mod session;
-pub mod shadow;
+pub use gate::shadow;
 pub mod web;
 pub mod widening;

@@ -138,7 +138,7 @@ impl Gateway {
     /// the upstream is told — or the failure's answer.
     async fn downstream(&self, req: Request<Incoming>, conn: ConnInfo, route: &Route) -> Step {
         let now = unix_now();
-        match self.decide(&req, conn, route, now).await {
+        match self.decide_request(&req, conn, route, now).await {
             Ok(identity) => self.forward(req, route, identity),
             Err(failure) => {
                 let page = crate::rescue::wants_page(req.method(), req.headers());
@@ -147,7 +147,7 @@ impl Gateway {
         }
     }
 
-    async fn decide(
+    async fn decide_request(
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,

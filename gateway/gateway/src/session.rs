@@ -27,7 +27,7 @@ use taxgate_store::{
 };
 
 use crate::authn::token;
-use taxgate_policy::{AuthzError, Decision, EntitySlice, PolicyEngine, RequestFacts, SliceFacts};
+use taxgate_policy::{AuthzError, Decision, EntitySlice, RequestFacts, SliceFacts};
 
 /// How often (at most) a session's activity is written to the store.
 const TOUCH_INTERVAL_SECS: i64 = 60;
@@ -155,28 +155,33 @@ struct Memo {
 }
 
 impl Prepared {
-    /// The enforced set's decision for `action` on these entities.
-    ///
-    /// A decision is a pure function of the entities, the action, the request facts (the time
-    /// in whole seconds, the legacy-login deadline) and the policy set (its version is a hash
-    /// of its content). The last one per action is kept with those inputs, so a session's
-    /// requests within the same second reuse it instead of evaluating the policies again; any
-    /// change of input (the next second, a reload, a reloaded session) decides afresh.
-    pub fn decide(&self, engine: &PolicyEngine, action: &str, facts: &RequestFacts) -> Decision {
-        let set = engine.current();
-        {
-            let memo = self
-                .memo
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(m) = memo.iter().find(|m| &*m.action == action)
-                && m.facts == *facts
-                && (Arc::ptr_eq(&m.version, &set.version) || m.version == set.version)
-            {
-                return m.decision.clone();
-            }
-        }
-        let decision = set.decide(&self.entities, action, facts);
+    /// The decision last made for `action` on these entities, if it was made with these
+    /// very inputs: the same request facts (the time in whole seconds, the legacy-login
+    /// deadline) and the same policy set (`version` is a hash of its content). A decision is a
+    /// pure function of those, so a session's requests within one second reuse it; any change
+    /// of input (the next second, a reload, a reloaded session) is decided afresh. Only the gate
+    /// asks ([`crate::gate`]), and only the gate decides.
+    pub fn remembered(
+        &self,
+        action: &str,
+        facts: &RequestFacts,
+        version: &Arc<str>,
+    ) -> Option<Decision> {
+        let memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.iter()
+            .find(|m| &*m.action == action)
+            .filter(|m| {
+                m.facts == *facts && (Arc::ptr_eq(&m.version, version) || m.version == *version)
+            })
+            .map(|m| m.decision.clone())
+    }
+
+    /// Keep `decision`, made for `action` with `facts`, for [`Prepared::remembered`] (at most
+    /// [`MEMO_ACTIONS`] actions; the oldest slot is reused).
+    pub fn remember(&self, action: &str, facts: &RequestFacts, decision: &Decision) {
         let mut memo = self
             .memo
             .lock()
@@ -184,15 +189,22 @@ impl Prepared {
         let entry = Memo {
             action: action.into(),
             facts: *facts,
-            version: set.version.clone(),
+            version: decision.version.clone(),
             decision: decision.clone(),
         };
-        match memo.iter_mut().position(|m| &*m.action == action) {
-            Some(i) => memo[i] = entry,
+        match memo.iter().position(|m| &*m.action == action) {
+            Some(i) => {
+                if let Some(slot) = memo.get_mut(i) {
+                    *slot = entry;
+                }
+            }
             None if memo.len() < MEMO_ACTIONS => memo.push(entry),
-            None => memo[0] = entry,
+            None => {
+                if let Some(slot) = memo.first_mut() {
+                    *slot = entry;
+                }
+            }
         }
-        decision
     }
 }
 
@@ -477,7 +489,9 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::decide_session;
     use taxgate_policy::cases::{BindingFacts, SessionFacts, Time, session_slice};
+    use taxgate_policy::PolicyEngine;
     use taxgate_policy::testing::copy_policies;
     use taxgate_store::model::Role;
 
@@ -502,16 +516,19 @@ mod tests {
         let engine = PolicyEngine::load(dir.path()).unwrap();
         let prepared = prepare(&handler_until(UNTIL)).unwrap();
         let before = RequestFacts::at(UNTIL - 1);
-        let first = prepared.decide(&engine, "declare", &before);
+        let first = decide_session(&engine, &prepared, "declare", &before);
         assert!(first.allowed);
-        assert_eq!(prepared.decide(&engine, "declare", &before), first);
+        assert_eq!(
+            decide_session(&engine, &prepared, "declare", &before),
+            first
+        );
         // The binding ends at UNTIL: the next second is decided again and refused.
-        let at_end = prepared.decide(&engine, "declare", &RequestFacts::at(UNTIL));
+        let at_end = decide_session(&engine, &prepared, "declare", &RequestFacts::at(UNTIL));
         assert!(!at_end.allowed);
         assert_eq!(at_end.reason.as_deref(), Some("binding_expired"));
         // Another action is its own entry.
-        assert!(prepared.decide(&engine, "declare", &before).allowed);
-        assert!(!prepared.decide(&engine, "personal_tax", &before).allowed);
+        assert!(decide_session(&engine, &prepared, "declare", &before).allowed);
+        assert!(!decide_session(&engine, &prepared, "personal_tax", &before).allowed);
         // A reload that forbids declaring is seen at once, for the very same inputs.
         std::fs::write(
             dir.path().join("zz_no_declare.cedar"),
@@ -520,7 +537,7 @@ mod tests {
         )
         .unwrap();
         engine.reload().unwrap();
-        let after = prepared.decide(&engine, "declare", &before);
+        let after = decide_session(&engine, &prepared, "declare", &before);
         assert!(!after.allowed);
         assert_ne!(after.version, first.version);
         assert_eq!(after, engine.decide(&prepared.entities, "declare", &before));
