@@ -1,9 +1,9 @@
 //! Signed identity assertions for upstreams (`x-taxgate-assertion`).
 //!
-//! The identity headers are only as trustworthy as the network between taxgate and a backend:
-//! anyone who reaches the backend directly can send `x-taxgate-person`. Every forwarded request
+//! The identity headers are only as trustworthy as the network between taxgate and a upstream:
+//! anyone who reaches the upstream directly can send `x-taxgate-person`. Every forwarded request
 //! therefore also carries a short-lived JWT (compact JWS, EdDSA or ES256) holding the same identity,
-//! which the backend verifies against the JWKS published at `/.well-known/jwks.json`.
+//! which the upstream verifies against the JWKS published at `/.well-known/jwks.json`.
 //!
 //! Keys are parsed once at start; signing a request costs one signature plus two small base64
 //! encodings (see `benches/benches/assertion.rs`).

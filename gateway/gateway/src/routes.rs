@@ -100,7 +100,7 @@ impl RouteTable {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
 
-    /// The route of a path as a backend with another reading of paths would choose it
+    /// The route of a path as a upstream with another reading of paths would choose it
     /// (prefixes read the same way).
     fn lookup_read(&self, read: taxgate_proxy::path::Reading, path: &str) -> Option<usize> {
         self.routes
@@ -236,7 +236,7 @@ mod tests {
 
     // ---- the invariant behind issue 15's path confusion ------------------------------------
 
-    /// Percent-decode every `%XX` (what most backends do once).
+    /// Percent-decode every `%XX` (what most upstreams do once).
     fn decode(p: &str) -> String {
         let b = p.as_bytes();
         let mut out = Vec::new();
@@ -319,7 +319,7 @@ mod tests {
             .join("/")
     }
 
-    /// How different backends read a path the gateway forwards (each read against the route
+    /// How different upstreams read a path the gateway forwards (each read against the route
     /// prefixes read the same way: `case` says whether it folds case).
     fn readings(forwarded: &str) -> Vec<(&'static str, String, bool)> {
         let once = decode(forwarded);
@@ -390,7 +390,7 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
 
-        /// Any path the gateway forwards selects, under every backend's reading, the route the
+        /// Any path the gateway forwards selects, under every upstream's reading, the route the
         /// gateway decided on; and what it forwards is canonical (checking it again changes
         /// nothing).
         #[test]
@@ -417,7 +417,7 @@ mod tests {
                 Selected::Ambiguous => return Ok(()),
                 Selected::NoRoute => None,
             };
-            for (backend, read, folds) in readings(&forwarded) {
+            for (upstream, read, folds) in readings(&forwarded) {
                 let chosen = if folds {
                     t.lookup_read(|p| Some(p.to_ascii_lowercase()), &read)
                 } else {
@@ -427,7 +427,7 @@ mod tests {
                     chosen,
                     decided,
                     "{} reads {:?} (sent {:?}, forwarded {:?}) as {:?}",
-                    backend, read, path, forwarded, read
+                    upstream, read, path, forwarded, read
                 );
             }
         }

@@ -490,8 +490,8 @@ impl Sessions {
 mod tests {
     use super::*;
     use crate::gate::decide_session;
-    use taxgate_policy::cases::{BindingFacts, SessionFacts, Time, session_slice};
     use taxgate_policy::PolicyEngine;
+    use taxgate_policy::cases::{BindingFacts, SessionFacts, Time, session_slice};
     use taxgate_policy::testing::copy_policies;
     use taxgate_store::model::Role;
 

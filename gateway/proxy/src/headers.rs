@@ -34,7 +34,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether `name` equals `target` (lower-case, with `-`) when read as the loosest backends
+/// Whether `name` equals `target` (lower-case, with `-`) when read as the loosest upstreams
 /// read header names: case-insensitively and with every byte that is not a letter or digit
 /// taken for `-` (CGI and WSGI turn `_` into `_` like `-`; lighttpd, old Apache and PHP also
 /// turn `.`, `~`, `+`, `!`… into `_`, so `x.taxgate.role` is `HTTP_X_TAXGATE_ROLE` there).
@@ -50,7 +50,7 @@ fn name_starts(name: &[u8], prefix: &[u8]) -> bool {
         })
 }
 
-/// Whether the name holds a byte some backend reads as `-` although it is not one.
+/// Whether the name holds a byte some upstream reads as `-` although it is not one.
 fn loose(name: &[u8]) -> bool {
     name.iter()
         .any(|b| !b.is_ascii_alphanumeric() && *b != b'-')
@@ -64,7 +64,7 @@ pub fn is_gateway_header(name: &HeaderName) -> bool {
 
 /// Headers some frameworks and proxies take as a new method, URL or host for the request, or
 /// as an authenticated user: a client could otherwise reach an action other than the one
-/// decided, or be someone else to the backend.
+/// decided, or be someone else to the upstream.
 const OVERRIDES: [&str; 12] = [
     "x-http-method-override",
     "x-http-method",
@@ -81,7 +81,7 @@ const OVERRIDES: [&str; 12] = [
 ];
 
 /// The forwarding headers the gateway sets itself (the first three) or that name the client,
-/// its scheme, port or path prefix to some backend. A client's values pass only from a trusted
+/// its scheme, port or path prefix to some upstream. A client's values pass only from a trusted
 /// proxy, and never in a loose spelling.
 const FORWARDING: [&str; 16] = [
     "x-forwarded-for",
@@ -268,7 +268,7 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
     }
 }
 
-/// Whether a cookie name is the session cookie's as some backend reads it: case-insensitively
+/// Whether a cookie name is the session cookie's as some upstream reads it: case-insensitively
 /// (ASP.NET), percent-decoded and with punctuation for `_` (PHP). Used to strip, never to
 /// recognise a session.
 fn cookie_name_matches(name: &[u8], cookie_name: &str) -> bool {

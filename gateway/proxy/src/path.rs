@@ -1,8 +1,8 @@
 //! Request paths, checked and put in canonical form before anything looks at them.
 //!
-//! A backend may read a path differently from the gateway: nginx resolves `..` and merges
+//! A upstream may read a path differently from the gateway: nginx resolves `..` and merges
 //! slashes, most servers percent-decode, Tomcat strips `;parameters` from segments, IIS takes
-//! `\` for `/`. If the gateway routes and decides on one reading and the backend serves another,
+//! `\` for `/`. If the gateway routes and decides on one reading and the upstream serves another,
 //! one permitted action opens every other (`/api/query/../declare`). So a path is refused when
 //! any reasonable reading could differ from ours, and what is forwarded is the one canonical
 //! form the decision saw:
@@ -11,9 +11,9 @@
 //!   `;parameter` such as `..;x`), an empty segment (`//`, which nginx merges), an encoded slash
 //!   or backslash, a raw backslash, an encoded NUL or other control character, invalid
 //!   percent-encoding, bytes that do not decode to UTF-8, and a percent-encoding left after
-//!   one decoding (`%2561`: double encoding, for backends that decode twice);
+//!   one decoding (`%2561`: double encoding, for upstreams that decode twice);
 //! - canonical: RFC 3986 section 6.2.2 normalisation: percent-encoded unreserved characters
-//!   decoded (`%61` is `a`), every other percent-encoding in upper case. Two paths a backend
+//!   decoded (`%61` is `a`), every other percent-encoding in upper case. Two paths a upstream
 //!   decodes alike have the same canonical form, so a route matched on the canonical form is
 //!   the route of every reading.
 
@@ -81,7 +81,7 @@ pub fn canonical(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
         return Err(PathError::NotAbsolute);
     }
     // Raw non-ASCII bytes are percent-encoded in the canonical form, like `%XX` of the same
-    // bytes: both spellings decode alike for every backend.
+    // bytes: both spellings decode alike for every upstream.
     let encoded = bytes.contains(&b'%') || !path.is_ascii();
     // One pass over the raw bytes: the canonical form, and the decoded bytes of the segment
     // being read (to look for dot segments and double encodings).
@@ -193,7 +193,7 @@ fn check_segment(decoded: &[u8], last: bool) -> Result<(), PathError> {
     if name == "." || name == ".." {
         return Err(PathError::DotSegment);
     }
-    // What is left after one decoding must not be another percent-encoding: a backend that
+    // What is left after one decoding must not be another percent-encoding: a upstream that
     // decodes twice would read another path (`%2564eclare` is `declare` there).
     let double = decoded
         .windows(3)
@@ -204,7 +204,7 @@ fn check_segment(decoded: &[u8], last: bool) -> Result<(), PathError> {
     Ok(())
 }
 
-/// Ways some backends read a path that RFC 3986 does not: each a function of the canonical
+/// Ways some upstreams read a path that RFC 3986 does not: each a function of the canonical
 /// path that returns `None` when it reads the path as it is (the common case, no allocation).
 pub type Reading = fn(&str) -> Option<String>;
 

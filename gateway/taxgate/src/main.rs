@@ -220,7 +220,7 @@ async fn demo(port: u16) -> ExitCode {
     let backend = match demo::start_backend().await {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!("error: cannot start the sample backend: {e}");
+            eprintln!("error: cannot start the sample upstream: {e}");
             return ExitCode::from(1);
         }
     };

@@ -27,7 +27,7 @@ pub(super) fn validate<E>(
                 format!("`{}` must start with `/`", route.prefix),
             ));
         }
-        // Letters, digits, `-._~` and `/` only: every backend reads those alike, so a
+        // Letters, digits, `-._~` and `/` only: every upstream reads those alike, so a
         // prefix cannot be spelt two ways (`%3A` and `:`, raw and encoded UTF-8).
         let plain = route
             .prefix

@@ -1,4 +1,4 @@
-//! `[[upstreams]]`: the backends routes forward to, and TLS towards them.
+//! `[[upstreams]]`: the upstreams routes forward to, and TLS towards them.
 //!
 //! Nothing here refers to the rest of the config (errors are made by the caller's `err`), so
 //! these types can move to the proxy as they are.
