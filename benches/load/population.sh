@@ -23,6 +23,9 @@
 # Results: a Markdown table on stdout and in $OUT (default target/population-results.md); the
 # raw JSON lines of every run in $OUT.jsonl.
 #
+# GW_EXTRA: TOML appended to the gateway's config (e.g. $'[session]\nentity_cache_capacity = 0'),
+# to measure a setting against the default.
+#
 # PostgreSQL: TAXGATE_TEST_PG_URL (e.g. from /tmp/taxgate-pg.env) names a database of a cluster
 # where this script may create and drop databases `taxgate_pop_*`.
 set -euo pipefail
@@ -154,6 +157,7 @@ upstream = "up"
 prefix = "/api/personal_tax"
 action = "personal_tax"
 upstream = "up"
+${GW_EXTRA:-}
 EOF
 }
 

@@ -60,6 +60,11 @@ pub struct ResolvedSession {
     touched: AtomicI64,
     /// Every invalidation up to this epoch is known not to concern this entry.
     checked_epoch: AtomicU64,
+    /// The audit form of this session's entity slice, made once per resolution: a rebuild of
+    /// the entities after the hot entity cache let them go does not serialise and hash them
+    /// again (the slice is the same: a resolution never changes). `Some(None)`: it could not
+    /// be serialised.
+    replay: std::sync::OnceLock<Option<AuditSlice>>,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -76,6 +81,7 @@ impl ResolvedSession {
             last_seen: AtomicI64::new(last_seen),
             touched: AtomicI64::new(last_seen),
             checked_epoch: AtomicU64::new(epoch),
+            replay: std::sync::OnceLock::new(),
         }
     }
 
@@ -211,16 +217,19 @@ impl Prepared {
 /// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
 pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
     let entities = EntitySlice::for_session(&s.session, &s.facts)?;
-    let replay = match entities.replay_json() {
-        Ok((hash, json)) => Some(AuditSlice {
-            hash: hash.into(),
-            json: json.into(),
-        }),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
-            None
-        }
-    };
+    let replay = s
+        .replay
+        .get_or_init(|| match entities.replay_json() {
+            Ok((hash, json)) => Some(AuditSlice {
+                hash: hash.into(),
+                json: json.into(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
+                None
+            }
+        })
+        .clone();
     Ok(Prepared {
         entities,
         replay,

@@ -72,7 +72,10 @@ mod defaults {
         28800
     }
     pub fn cache_ttl_secs() -> u64 {
-        30
+        // A backstop only: every change is pushed (PostgreSQL NOTIFY, the SQLite invalidation
+        // log), and a lost listener drops every cache. Shorter than a live population's
+        // rotation, it would reload every session from the store (issue 17).
+        300
     }
     pub fn cache_capacity() -> u64 {
         200_000
