@@ -83,13 +83,13 @@ fn binding_json(
         "updated_by": b.updated_by,
     });
     if let Some(n) = enterprise_name {
-        v["enterprise_name"] = n.into();
+        api::set_field(&mut v, "enterprise_name", n);
     }
     if let Some(n) = person_name {
-        v["name"] = n.into();
+        api::set_field(&mut v, "name", n);
     }
     if let Some(d) = expires_in_days(b.valid_until, now) {
-        v["expires_in_days"] = d.into();
+        api::set_field(&mut v, "expires_in_days", d);
     }
     v
 }
@@ -198,7 +198,7 @@ impl Account {
                     "current": sess.binding_id.as_deref() == Some(b.id.as_str()),
                 });
                 if let Some(d) = expires_in_days(b.valid_until, now) {
-                    v["expires_in_days"] = d.into();
+                    api::set_field(&mut v, "expires_in_days", d);
                 }
                 out.push(v);
             }
@@ -227,7 +227,7 @@ impl Account {
             "scope": a.scope.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         });
         if let Some(d) = expires_in_days(a.valid_until, now) {
-            v["expires_in_days"] = d.into();
+            api::set_field(&mut v, "expires_in_days", d);
         }
         v
     }

@@ -488,4 +488,5 @@ impl Assertions {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests;

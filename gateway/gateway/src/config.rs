@@ -231,6 +231,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -434,6 +434,7 @@ impl ApiError {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;

@@ -149,6 +149,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use proptest::strategy::Strategy;

@@ -31,7 +31,7 @@ use taxgate_store::{AuditEvent, Challenge, IdNumber, Phone, StoreError, Taxpayer
 use tokio::sync::Semaphore;
 
 use super::sms::SmsSender;
-use crate::api::json as json_response;
+use crate::api::{self, json as json_response};
 use crate::error::{ApiError, Code, Hints};
 use crate::gate::{Admitted, Asker, Question, actions};
 use crate::pipeline::unix_now;
@@ -155,7 +155,7 @@ impl Auth {
 fn challenge_answer(challenge: &str, factors: &[&str], phone: Option<&Phone>) -> Response<Body> {
     let mut answer = json!({ "challenge": challenge, "factors": factors });
     if let Some(phone) = phone {
-        answer["phone_masked"] = Value::String(phone.masked());
+        api::set_field(&mut answer, "phone_masked", Value::String(phone.masked()));
     }
     json_response(StatusCode::OK, &answer)
 }

@@ -215,6 +215,7 @@ impl SmsSender for Webhook {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -235,6 +235,7 @@ fn disagreement_event(id: String, job: &Job, shadow: &Decision, kind: &str) -> A
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use taxgate_store::model::Role;
     use taxgate_store::{AnyStore, Store};
