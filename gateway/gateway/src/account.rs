@@ -94,6 +94,8 @@ fn binding_json(
     v
 }
 
+/// The `/account/*` handlers. Each one is a policy decision first, and every change it makes is
+/// audited.
 pub struct Account {
     core: Arc<Core>,
 }
@@ -102,12 +104,18 @@ pub struct Account {
 /// role's defaults) and the end of validity (`None`: no end).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingRequest {
+    /// The role granted; never `agent` (agency agreements grant that) nor the legacy enterprise
+    /// login.
     pub role: Role,
+    /// The permission groups, without duplicates and never `personal_tax`; `None`: the role's
+    /// defaults.
     pub permissions: Option<Vec<PermissionGroup>>,
+    /// When the binding ends (unix seconds, in the future when parsed); `None`: no end.
     pub valid_until: Option<Timestamp>,
 }
 
 impl Account {
+    /// The account centre over the running gateway's store, gate and audit.
     pub fn new(core: Arc<Core>) -> Self {
         Account { core }
     }

@@ -114,6 +114,7 @@ pub(crate) fn set_field(v: &mut Value, key: &str, value: impl Into<Value>) {
     }
 }
 
+/// A JSON answer with `status`, never cached (`no-store`).
 pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(value.to_string())));
     *r.status_mut() = status;
@@ -126,6 +127,7 @@ pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     r
 }
 
+/// An empty `204 No Content`, never cached.
 pub fn no_content() -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::NO_CONTENT;

@@ -12,7 +12,8 @@
     clippy::indexing_slicing,
     clippy::panic,
     clippy::unreachable,
-    clippy::allow_attributes_without_reason
+    clippy::allow_attributes_without_reason,
+    missing_docs
 )]
 
 pub mod account;

@@ -48,6 +48,8 @@ fn store_err(e: StoreError) -> ApiError {
     crate::rescue::store(e)
 }
 
+/// The `/auth/*` handlers: the login factors, phone recovery and binding, password changes. Each
+/// login is decided by the `login` policies and audited.
 pub struct Auth {
     core: Arc<Core>,
     sms: Arc<dyn SmsSender>,
@@ -57,6 +59,8 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Handlers sending codes through `sms`. At most half the cores (at least one) hash passwords
+    /// at once.
     pub fn new(core: Arc<Core>, sms: Arc<dyn SmsSender>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Auth {
