@@ -83,17 +83,19 @@ fn binding_json(
         "updated_by": b.updated_by,
     });
     if let Some(n) = enterprise_name {
-        v["enterprise_name"] = n.into();
+        api::set_field(&mut v, "enterprise_name", n);
     }
     if let Some(n) = person_name {
-        v["name"] = n.into();
+        api::set_field(&mut v, "name", n);
     }
     if let Some(d) = expires_in_days(b.valid_until, now) {
-        v["expires_in_days"] = d.into();
+        api::set_field(&mut v, "expires_in_days", d);
     }
     v
 }
 
+/// The `/account/*` handlers. Each one is a policy decision first, and every change it makes is
+/// audited.
 pub struct Account {
     core: Arc<Core>,
 }
@@ -102,12 +104,18 @@ pub struct Account {
 /// role's defaults) and the end of validity (`None`: no end).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingRequest {
+    /// The role granted; never `agent` (agency agreements grant that) nor the legacy enterprise
+    /// login.
     pub role: Role,
+    /// The permission groups, without duplicates and never `personal_tax`; `None`: the role's
+    /// defaults.
     pub permissions: Option<Vec<PermissionGroup>>,
+    /// When the binding ends (unix seconds, in the future when parsed); `None`: no end.
     pub valid_until: Option<Timestamp>,
 }
 
 impl Account {
+    /// The account centre over the running gateway's store, gate and audit.
     pub fn new(core: Arc<Core>) -> Self {
         Account { core }
     }
@@ -198,7 +206,7 @@ impl Account {
                     "current": sess.binding_id.as_deref() == Some(b.id.as_str()),
                 });
                 if let Some(d) = expires_in_days(b.valid_until, now) {
-                    v["expires_in_days"] = d.into();
+                    api::set_field(&mut v, "expires_in_days", d);
                 }
                 out.push(v);
             }
@@ -227,7 +235,7 @@ impl Account {
             "scope": a.scope.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         });
         if let Some(d) = expires_in_days(a.valid_until, now) {
-            v["expires_in_days"] = d.into();
+            api::set_field(&mut v, "expires_in_days", d);
         }
         v
     }

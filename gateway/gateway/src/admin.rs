@@ -17,8 +17,13 @@ use taxgate_proxy::{ConnInfo, Outcome, Pipeline, ProxyError, Step};
 pub trait AdminState: Send + Sync + 'static {
     /// `Ok` when the store answers and a policy set is loaded; `Err` says what is missing.
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// The Prometheus text exposition served at `/metrics`.
     fn metrics_text(&self) -> String;
+    /// The `/admin/policies` answer: version and load time of the active set, why the last reload
+    /// failed (if it did), the reload gate's last word and the shadow set's, when configured.
     fn policies_status(&self) -> serde_json::Value;
+    /// Reload the policy files now (`POST /admin/policies/reload`) and answer the status
+    /// afterwards; a refused set leaves the active one in place.
     fn reload_policies(&self) -> impl Future<Output = serde_json::Value> + Send;
     /// The assertion keys, when `[upstream_identity]` is configured.
     fn assertions(&self) -> Option<&Assertions> {
@@ -26,6 +31,7 @@ pub trait AdminState: Send + Sync + 'static {
     }
 }
 
+/// The admin listener's [`Pipeline`]: answers every request itself and forwards nothing.
 pub struct Admin<S>(pub std::sync::Arc<S>);
 
 impl<S: AdminState> Pipeline for Admin<S> {
@@ -103,6 +109,7 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     r
 }
 
+/// A JSON answer of the admin listener (no `Cache-Control`, unlike the public API's).
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(value.to_string())));
     *r.status_mut() = status;

@@ -105,6 +105,16 @@ impl Json {
     }
 }
 
+/// Add `key: value` to an answer built as an object with `json!({ ... })`, replacing a field of
+/// that name. `v[key] = value` would do the same but panics on a value that is neither an object
+/// nor null; here a value that is not an object is left as it is (the answers are all objects).
+pub(crate) fn set_field(v: &mut Value, key: &str, value: impl Into<Value>) {
+    if let Some(fields) = v.as_object_mut() {
+        fields.insert(key.to_owned(), value.into());
+    }
+}
+
+/// A JSON answer with `status`, never cached (`no-store`).
 pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(value.to_string())));
     *r.status_mut() = status;
@@ -117,6 +127,7 @@ pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     r
 }
 
+/// An empty `204 No Content`, never cached.
 pub fn no_content() -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::NO_CONTENT;

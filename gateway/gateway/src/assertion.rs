@@ -51,6 +51,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The JWS `alg` name (`EdDSA`, `ES256`), as in the config and the JWKS.
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::EdDSA => "EdDSA",
@@ -58,6 +59,7 @@ impl Algorithm {
         }
     }
 
+    /// The same algorithm as jsonwebtoken names it.
     pub fn jwt(self) -> jsonwebtoken::Algorithm {
         match self {
             Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
@@ -83,29 +85,61 @@ impl FromStr for Algorithm {
     }
 }
 
+/// Why a signing key could not be loaded, generated or written. Each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The key file could not be read.
     #[error("cannot read `{path}`: {reason}")]
-    Read { path: String, reason: String },
+    Read {
+        /// The file, as given.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The file is not a PEM PKCS#8 private key (a PKCS#1 or SEC1 PEM included).
     #[error(
         "`{path}` holds no PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`): {reason}; \
          convert one with `openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW`"
     )]
-    NotPkcs8 { path: String, reason: String },
-    #[error("`{path}` is not a valid {algorithm} private key: {reason}")]
-    Rejected {
+    NotPkcs8 {
+        /// The file, as given.
         path: String,
-        algorithm: Algorithm,
+        /// What the PEM holds instead, or why it does not parse.
         reason: String,
     },
+    /// The key is not a valid key for the algorithm the config names.
+    #[error("`{path}` is not a valid {algorithm} private key: {reason}")]
+    Rejected {
+        /// The file, as given (or `(generated key)`).
+        path: String,
+        /// The algorithm asked for.
+        algorithm: Algorithm,
+        /// ring's reason for rejecting the key.
+        reason: String,
+    },
+    /// No algorithm was named and the key is neither Ed25519 nor P-256.
     #[error(
         "`{path}` is neither an Ed25519 nor a P-256 private key (RSA and other curves are not supported)"
     )]
-    Unsupported { path: String },
+    Unsupported {
+        /// The file, as given.
+        path: String,
+    },
+    /// The target file exists and replacing it was not asked for (`--force`).
     #[error("`{path}` already exists; pass --force to replace it")]
-    Exists { path: String },
+    Exists {
+        /// The file, as given.
+        path: String,
+    },
+    /// The new key, or its directory, could not be written.
     #[error("cannot write `{path}`: {reason}")]
-    Write { path: String, reason: String },
+    Write {
+        /// The file, as given.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The crypto layer failed: provider install, key id, or the random generator.
     #[error("{0}")]
     Crypto(String),
 }
@@ -213,6 +247,7 @@ impl Key {
         Ok((key, Secret(pem("PRIVATE KEY", der))))
     }
 
+    /// The algorithm this key signs with.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
@@ -232,6 +267,7 @@ impl Key {
 pub struct Secret(String);
 
 impl Secret {
+    /// The PEM text, for writing to the key file only.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -336,25 +372,40 @@ pub fn write_new_key(path: &Path, algorithm: Algorithm, force: bool) -> Result<K
 /// `x-taxgate-*` header is.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims<'a> {
+    /// Issuer: `[upstream_identity] issuer`.
     pub iss: &'a str,
+    /// Audience: the name of the upstream the request goes to.
     pub aud: &'a str,
+    /// Issued at, unix seconds.
     pub iat: i64,
+    /// Expiry, unix seconds: `iat` plus `[upstream_identity] ttl_secs`.
     pub exp: i64,
+    /// Unique per assertion: a random per-process prefix and a counter.
     pub jti: &'a str,
+    /// `x-taxgate-person`: the person's ID number.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub person: Option<&'a str>,
+    /// `x-taxgate-enterprise`: the taxpayer id acted for.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub enterprise: Option<&'a str>,
+    /// `x-taxgate-role`: the role in that enterprise.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub role: Option<&'a str>,
+    /// `x-taxgate-entry`: the login entry of the session.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub entry: Option<&'a str>,
+    /// `x-taxgate-agency`: the tax-service agency acting, for an agent.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub agency: Option<&'a str>,
+    /// `x-taxgate-decision`: the id of the audit record of the decision that let the request
+    /// through.
     pub decision: &'a str,
+    /// Version of the policy set that decided.
     pub policy_version: &'a str,
 }
 
+/// The JWKS could not be built, the random generator failed, or a token could not be signed; the
+/// gateway then refuses the request (fail closed).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot sign the identity assertion: {0}")]
 pub struct SignError(String);
@@ -383,6 +434,8 @@ impl fmt::Debug for Assertions {
 }
 
 impl Assertions {
+    /// A signer for `issuer` whose assertions live `ttl_secs`. `previous` is published in the JWKS
+    /// beside `key` (unless it is the same key) but never signs.
     pub fn new(
         key: Key,
         previous: Option<Key>,
@@ -426,10 +479,12 @@ impl Assertions {
             .map_err(|e| ("upstream_identity".to_string(), e.to_string()))
     }
 
+    /// The key that signs.
     pub fn key(&self) -> &Key {
         &self.key
     }
 
+    /// The previous key, still published during a rotation.
     pub fn previous(&self) -> Option<&Key> {
         self.previous.as_ref()
     }
@@ -488,4 +543,5 @@ impl Assertions {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests;

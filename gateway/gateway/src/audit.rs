@@ -33,14 +33,17 @@ const BATCH: usize = 512;
 /// they only wait for room in the queue.
 const LINGER: Duration = Duration::from_millis(10);
 
+/// Events the writer has committed to the store.
 pub static AUDIT_WRITTEN: Counter = Counter::new(
     "taxgate_audit_events_written_total",
     "Audit events written to the store.",
 );
+/// Requests refused with [`QueueFull`] because the queue stayed full.
 pub static AUDIT_REFUSED: Counter = Counter::new(
     "taxgate_audit_queue_full_total",
     "Requests refused because the audit queue stayed full (nothing was forwarded for them).",
 );
+/// Batch writes that failed; the writer retries each until it succeeds.
 pub static AUDIT_WRITE_FAILURES: Counter = Counter::new(
     "taxgate_audit_write_failures_total",
     "Failed audit batch writes (retried until they succeed).",
@@ -54,6 +57,9 @@ pub struct QueueFull;
 /// An event on its way to the store, with the journal segment that holds it.
 type Queued = (AuditEvent, Option<u64>);
 
+/// The sending side of the audit log: records events (journaled first, when a journal is
+/// configured) and hands them to the writer task. Clones share the queue, the journal and the id
+/// sequence.
 #[derive(Clone)]
 pub struct Audit {
     tx: mpsc::Sender<Queued>,
@@ -136,6 +142,7 @@ impl Audit {
         Ok(())
     }
 
+    /// Events waiting in the queue for the writer.
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }

@@ -47,33 +47,50 @@ pub use upstreams::{UpstreamConfig, UpstreamTlsConfig};
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {key}: {message}")]
 pub struct ConfigError {
+    /// The config file as given.
     pub file: String,
+    /// The key at fault (`routes[2].prefix`), or `(file)` / `(syntax)`.
     pub key: String,
+    /// What is wrong and what to write instead.
     pub message: String,
 }
 
+/// The whole config file, validated: one field per section (CONTRACT section 2). Built only by
+/// [`Config::load`] or [`Config::from_toml`], with relative paths resolved.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[server]`: the public listener.
     pub server: ServerConfig,
+    /// `[admin]`: the admin listener.
     pub admin: AdminConfig,
+    /// `[store]`: the database.
     pub store: StoreConfig,
+    /// `[policies]`: the policy set, its reloads, shadow and gate.
     #[serde(default)]
     pub policies: PoliciesConfig,
+    /// `[audit]`: retention and the journal.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[sms]`: how codes are sent.
     #[serde(default)]
     pub sms: SmsConfig,
+    /// `[face]`: the app backend's face-check callbacks.
     #[serde(default)]
     pub face: FaceConfig,
+    /// `[session]`: the cookie, timeouts and caches.
     #[serde(default)]
     pub session: SessionConfig,
+    /// `[login]`: lockouts, code budgets and rate limits.
     #[serde(default)]
     pub login: LoginConfig,
+    /// `[[upstreams]]`: the backends, in order.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// `[[routes]]`: which paths go to which upstream, in order.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// `[dev]`: development switches, never for production.
     #[serde(default)]
     pub dev: DevConfig,
     /// Signed identity assertions for upstreams. Absent, the gateway refuses to start (secure
@@ -231,6 +248,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -20,6 +20,8 @@ use crate::server::Core;
 use taxgate_proxy::ConnInfo;
 use taxgate_proxy::body::Body;
 
+/// The gateway's own [`Endpoints`]: routes `/auth/*`, `/account/*` and the pages to their handlers
+/// after the rate limit and the cross-site check.
 pub struct Own {
     core: Arc<Core>,
     auth: Auth,
@@ -30,6 +32,8 @@ pub struct Own {
 }
 
 impl Own {
+    /// Endpoints with fresh per-address budgets from `[login] auth_requests_per_minute` and `[face]
+    /// callbacks_per_minute`.
     pub fn new(core: Arc<Core>, auth: Auth) -> Self {
         let limiter = RateLimiter::new(core.config.login.auth_requests_per_minute);
         let callbacks = RateLimiter::new(core.config.face.callbacks_per_minute);

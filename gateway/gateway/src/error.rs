@@ -12,46 +12,84 @@ use taxgate_proxy::body::{Body, full};
 /// `@reason` and its message from `policies/reasons.toml` instead ([`ApiError::Denied`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
+    /// 400: the body or a field of it is not valid.
     InvalidInput,
+    /// 401: wrong account or password.
     InvalidCredentials,
+    /// 423: too many wrong passwords; the account is locked for a while.
     AccountLocked,
+    /// 404: no route serves the path (nothing is proxied).
     RouteNotFound,
+    /// 404: no such resource among the gateway's own.
     NotFound,
+    /// 405: the route or endpoint does not take this method.
     MethodNotAllowed,
+    /// 401: the request carries no session.
     LoginRequired,
+    /// 401: the session has ended; log in again.
     SessionExpired,
+    /// 403: the identity lacks the permission.
     NotPermitted,
+    /// 403: a POST from another site.
     CrossSite,
+    /// 429: too many requests from this address.
     RateLimited,
+    /// 413: the body is larger than the endpoint reads.
     PayloadTooLarge,
+    /// 502: the tax backend could not be reached.
     UpstreamUnavailable,
+    /// 504: the tax backend did not answer in time.
     UpstreamTimeout,
+    /// 503: the store cannot be reached (or the audit log cannot record); nothing was forwarded.
     StoreUnavailable,
+    /// 503: no policy set is loaded; nothing was forwarded.
     PolicyUnavailable,
+    /// 500: a failure of the gateway itself; the details are in the log.
     Internal,
+    /// 401: the login step has expired or was used up.
     ChallengeExpired,
+    /// 401: the SMS code is wrong or has expired.
     InvalidCode,
+    /// 429: a code went to this number moments ago.
     SmsTooFrequent,
+    /// 429: this number has had the most codes allowed today.
     SmsDailyLimit,
+    /// 503: the SMS provider could not send.
     SmsUnavailable,
+    /// 409: the account has no phone number (its new holder may have taken it).
     PhoneMissing,
+    /// 409: the face scan in the app has not finished.
     FacePending,
+    /// 401: the face scan failed.
     FaceFailed,
+    /// 401: a callback's signature is bad or stale.
     BadSignature,
+    /// 404: a face-scan code that is unknown or used.
     UnknownNonce,
+    /// 422: the person scanned is not the person logging in.
     IdentityMismatch,
+    /// 400: the new password breaks a password rule.
     WeakPassword,
+    /// 404: the person has no natural-person account yet.
     PersonNotRegistered,
+    /// 409: the person already holds this role in the enterprise.
     AlreadyLinked,
+    /// 409: the binding or authorization is already confirmed.
     AlreadyConfirmed,
+    /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 400: a path the proxy refuses (dot segments, encoded separators, controls) or one that
+    /// another reading would route elsewhere.
     InvalidPath,
+    /// 400: the request carries two different session tokens.
     AmbiguousSession,
     // phone recovery and face (issue 15 points 2, 7)
+    /// 403: the face scan must pass first (phone recovery).
     FaceRequired,
 }
 
 impl Code {
+    /// The snake_case `code` of the error body.
     pub fn as_str(self) -> &'static str {
         match self {
             Code::InvalidInput => "invalid_input",
@@ -93,6 +131,7 @@ impl Code {
         }
     }
 
+    /// The HTTP status the code is answered with.
     pub fn status(self) -> StatusCode {
         match self {
             Code::InvalidInput
@@ -248,18 +287,32 @@ impl Code {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     /// One of the gateway's own codes, optionally naming the input field at fault.
-    Gateway { code: Code, field: Option<String> },
+    Gateway {
+        /// The code, which gives the status and the messages.
+        code: Code,
+        /// The input field at fault, if one is.
+        field: Option<String>,
+    },
     /// A code whose status and messages come from elsewhere: a policy denial (403 with the
     /// `@reason` code and its reasons.toml messages) or a flow-specific error (e.g. 429
     /// `sms_too_frequent`).
     Custom {
+        /// The HTTP status.
         status: StatusCode,
+        /// The `code` of the body.
         code: String,
+        /// The message in Chinese.
         message: String,
+        /// The message in English.
         message_en: String,
     },
     /// One of the gateway's own codes with the hints of CONTRACT section 13.
-    Hinted { code: Code, hints: Hints },
+    Hinted {
+        /// The code, which gives the status and the messages.
+        code: Code,
+        /// What the client may do next.
+        hints: Hints,
+    },
 }
 
 /// What a client may do next (CONTRACT section 13): `attempts_left` on a 401
@@ -267,8 +320,12 @@ pub enum ApiError {
 /// the `Retry-After` header) on a 429. Every 429 carries a retry hint: 60 s when none is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Hints {
+    /// Wrong tries left: passwords before the account locks, SMS codes before the challenge
+    /// ends.
     pub attempts_left: Option<u32>,
+    /// Seconds until a locked account opens again.
     pub locked_for_secs: Option<u64>,
+    /// Seconds to wait before trying again; also sent as `Retry-After`.
     pub retry_after_secs: Option<u64>,
 }
 
@@ -282,6 +339,7 @@ impl From<Code> for ApiError {
 }
 
 impl ApiError {
+    /// `code`, naming the input field at fault (`field` in the body).
     pub fn field(code: Code, field: impl Into<String>) -> Self {
         ApiError::Gateway {
             code,
@@ -289,6 +347,7 @@ impl ApiError {
         }
     }
 
+    /// `code` with what the client may do next.
     pub fn hinted(code: Code, hints: Hints) -> Self {
         ApiError::Hinted { code, hints }
     }
@@ -332,6 +391,7 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Gateway { code, .. } | ApiError::Hinted { code, .. } => code.status(),
@@ -339,6 +399,7 @@ impl ApiError {
         }
     }
 
+    /// The `code` of the error body.
     pub fn code(&self) -> &str {
         match self {
             ApiError::Gateway { code, .. } | ApiError::Hinted { code, .. } => code.as_str(),
@@ -346,6 +407,8 @@ impl ApiError {
         }
     }
 
+    /// The answer: the contract's error body, never cached; a 429 carries `Retry-After` (60 s when
+    /// no hint names one).
     pub fn into_response(self) -> Response<Body> {
         #[derive(Serialize)]
         struct Inner<'a> {
@@ -434,6 +497,7 @@ impl ApiError {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;

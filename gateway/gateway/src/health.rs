@@ -15,14 +15,18 @@ use taxgate_store::{AnyStore, Store};
 const PING_EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The store's reachability as this instance last saw it. Clones share it.
 #[derive(Clone)]
 pub struct StoreHealth(Arc<AtomicBool>);
 
 impl StoreHealth {
+    /// Up, until a store call or a ping fails.
     pub fn new() -> Self {
         StoreHealth(Arc::new(AtomicBool::new(true)))
     }
 
+    /// Whether the store answered the last call or ping; routed requests are refused while it is
+    /// false.
     pub fn is_up(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }

@@ -34,6 +34,8 @@ impl StatusCounts {
     }
 }
 
+/// A latency histogram with fixed buckets from 0.5 ms to 10 s (longer observations count only in
+/// `+Inf`, the count and the sum).
 pub struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -51,6 +53,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Count one observation of `seconds`. The sum keeps whole microseconds.
     pub fn observe(&self, seconds: f64) {
         for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
             if seconds <= *bound {
@@ -79,12 +82,15 @@ impl Histogram {
 
 /// A named counter that other modules register at start and bump without locks.
 pub struct Counter {
+    /// The series name, e.g. `taxgate_audit_events_written_total`.
     pub name: &'static str,
+    /// The `# HELP` text.
     pub help: &'static str,
     value: AtomicU64,
 }
 
 impl Counter {
+    /// A counter at zero, for a `static`.
     pub const fn new(name: &'static str, help: &'static str) -> Self {
         Counter {
             name,
@@ -92,12 +98,15 @@ impl Counter {
             value: AtomicU64::new(0),
         }
     }
+    /// Add one.
     pub fn inc(&self) {
         self.value.fetch_add(1, Ordering::Relaxed);
     }
+    /// Add `n`.
     pub fn add(&self, n: u64) {
         self.value.fetch_add(n, Ordering::Relaxed);
     }
+    /// The current value.
     pub fn get(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
     }
@@ -119,12 +128,14 @@ impl SmsRefused {
         SmsLimit::ALL.iter().position(|l| *l == limit).unwrap_or(0)
     }
 
+    /// Count one code refused by `limit`.
     pub fn inc(&self, limit: SmsLimit) {
         if let Some(c) = self.counts.get(Self::slot(limit)) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Codes refused by `limit` so far.
     pub fn get(&self, limit: SmsLimit) -> u64 {
         self.counts
             .get(Self::slot(limit))
@@ -147,6 +158,8 @@ impl SmsRefused {
     }
 }
 
+/// Every series of `/metrics`: requests by route and status, upstream latency, connections and the
+/// registered counters. Routes and upstreams are fixed at start and named by their index.
 pub struct Metrics {
     route_names: Vec<String>,
     /// One slot per route, plus a last one for requests no route matched or the gateway served.
@@ -160,6 +173,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// All series at zero for these route and upstream names, in config order.
     pub fn new(routes: Vec<String>, upstreams: Vec<String>) -> Self {
         let requests = (0..=routes.len()).map(|_| StatusCounts::new()).collect();
         let upstream_latency = upstreams.iter().map(|_| Histogram::default()).collect();
@@ -173,6 +187,7 @@ impl Metrics {
         }
     }
 
+    /// Export `counter`, at start (rendered in the order registered).
     pub fn register(&mut self, counter: &'static Counter) {
         self.counters.push(counter);
     }
@@ -185,6 +200,7 @@ impl Metrics {
         }
     }
 
+    /// Observe one answer of the upstream at index `upstream` (an unknown index is ignored).
     pub fn upstream_latency(&self, upstream: usize, seconds: f64) {
         if let Some(h) = self.upstream_latency.get(upstream) {
             h.observe(seconds);

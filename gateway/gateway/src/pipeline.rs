@@ -21,15 +21,21 @@ use taxgate_proxy::{ConnInfo, Forward, Outcome, Pipeline, ProxyError, Step, head
 
 /// Everything the pipeline needs, assembled by `server`.
 pub struct Gateway {
+    /// The configured routes, matched on the canonical path.
     pub routes: RouteTable,
+    /// The session cookie (`[session] cookie_name`), stripped with the bearer token from every
+    /// forwarded request.
     pub cookie_name: String,
     /// The same name, shared with every forward: an upstream may not set this cookie.
     pub reserved_cookie: Arc<str>,
+    /// `[dev] allow_all`: forward every routed request without session, decision, audit or
+    /// identity. Development only.
     pub allow_all: bool,
     /// Every decision, and the session walk before it.
     pub gate: Arc<Gate>,
     /// Every failure's answer.
     pub rescue: Rescue,
+    /// Answers the gateway's own paths.
     pub endpoints: Arc<dyn Endpoints>,
     /// Signs `x-taxgate-assertion` for every forwarded request; `None`: no assertion.
     pub assertions: Option<Arc<Assertions>>,
@@ -43,6 +49,7 @@ pub struct Gateway {
 /// [`crate::config::is_reserved_path`] keeps free of routes. Behind a trait so the pipeline does
 /// not depend on the login flows; only requests for those paths pay for the boxed future.
 pub trait Endpoints: Send + Sync + 'static {
+    /// Answer one request for a reserved path; every failure is already an answer here.
     fn handle<'a>(
         &'a self,
         req: Request<Incoming>,
@@ -63,6 +70,7 @@ impl Endpoints for NoEndpoints {
     }
 }
 
+/// The system clock in unix seconds (0 if it reads before 1970).
 pub fn unix_now() -> Timestamp {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -9,22 +9,29 @@ use http::Method;
 use crate::config::RouteConfig;
 use taxgate_proxy::Upstream;
 
+/// One `[[routes]]` entry, resolved: its methods parsed and its upstream found.
 pub struct Route {
+    /// Position in the config, which also names the route in metrics and outcomes.
     pub index: usize,
+    /// The path prefix, matched on segment boundaries.
     pub prefix: String,
+    /// The methods it accepts; `None`: every method.
     pub methods: Option<Vec<Method>>,
     /// The downstream action of the policy schema this route's requests are decided as.
     pub action: String,
+    /// Where its allowed requests go.
     pub upstream: Arc<Upstream>,
 }
 
 /// What the route table says of a request.
 pub enum Selected<'a> {
+    /// The route of the path, and it lists the method.
     Route(&'a Route),
     /// The path's route does not list the method: 405 with `Allow`, never a shorter route.
     MethodNotAllowed(&'a Route),
     /// Another reading of the path selects another route: 400 `invalid_path`.
     Ambiguous,
+    /// No route's prefix matches: 404 `route_not_found`, never proxied.
     NoRoute,
 }
 
@@ -53,6 +60,7 @@ impl Route {
     }
 }
 
+/// Every route, longest prefix first (config order between equal lengths).
 pub struct RouteTable {
     /// Sorted by prefix length, longest first.
     routes: Vec<Route>,
@@ -149,6 +157,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use proptest::strategy::Strategy;

@@ -29,14 +29,26 @@ use taxgate_proxy::{self, ServeOptions, Upstream};
 /// Room in the audit queue before requests wait for the writer.
 const AUDIT_QUEUE: usize = 65_536;
 
+/// Why the gateway did not start. The message begins with the config key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A configured thing the gateway could not set up: the store, TLS, policies, the audit
+    /// journal, routes, upstreams, the assertion keys.
     #[error("{key}: {message}")]
-    Config { key: String, message: String },
+    Config {
+        /// The config key at fault, e.g. `store.url`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A listener could not be bound.
     #[error("{key}: cannot listen on {addr}: {source}")]
     Bind {
+        /// `server.listen` or `admin.listen`.
         key: &'static str,
+        /// The address configured there.
         addr: SocketAddr,
+        /// The I/O error.
         source: std::io::Error,
     },
 }
@@ -51,14 +63,21 @@ fn cfg_err(key: &str, message: impl Into<String>) -> StartError {
 /// The parts of a gateway that outlive one listener: shared by the pipeline, the admin
 /// endpoints and the login flows.
 pub struct Core {
+    /// The validated config the gateway started with.
     pub config: Config,
     /// Signs the identity assertions; `None` without `[upstream_identity]`.
     pub assertions: Option<Arc<Assertions>>,
+    /// Whether the store answers; routed requests are refused while it does not.
     pub health: StoreHealth,
+    /// The store: accounts, sessions, bindings, audit.
     pub store: AnyStore,
+    /// The enforced policy set, swapped on reload.
     pub engine: Arc<PolicyEngine>,
+    /// The session cache in front of the store.
     pub sessions: Arc<Sessions>,
+    /// Records every decision and change before anything goes on.
     pub audit: Audit,
+    /// The series of `/metrics`.
     pub metrics: Arc<Metrics>,
     /// `[policies] shadow_dir`: the candidate set evaluated beside the enforced one.
     pub shadow: Option<Arc<Shadow>>,
@@ -98,12 +117,15 @@ pub struct Server {
 pub struct Shutdown(watch::Sender<bool>);
 
 impl Shutdown {
+    /// Not tripped yet.
     pub fn new() -> Self {
         Shutdown(watch::channel(false).0)
     }
+    /// Trip it: every listener stops accepting and drains.
     pub fn trigger(&self) {
         let _ = self.0.send(true);
     }
+    /// Resolves once tripped, whether before or after this call (and when every clone is gone).
     pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.0.subscribe();
         async move {
@@ -385,14 +407,17 @@ impl Server {
         })
     }
 
+    /// The address the public listener is bound to (the port chosen, for port 0).
     pub fn public_addr(&self) -> SocketAddr {
         self.public.local_addr().unwrap_or(([0, 0, 0, 0], 0).into())
     }
 
+    /// The address the admin listener is bound to (the port chosen, for port 0).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(([0, 0, 0, 0], 0).into())
     }
 
+    /// The shared parts, for tests and the commands that need the store or the engine.
     pub fn core(&self) -> &Arc<Core> {
         &self.core
     }

@@ -36,11 +36,18 @@ const TOUCH_INTERVAL_SECS: i64 = 60;
 /// oldest one kept is reloaded.
 const INVALIDATION_LOG_LEN: usize = 4096;
 
+/// Forwarded identity: the person's ID number (absent in the legacy enterprise login).
 pub static HEADER_PERSON: HeaderName = HeaderName::from_static("x-taxgate-person");
+/// Forwarded identity: the taxpayer id of the enterprise acted for, if any.
 pub static HEADER_ENTERPRISE: HeaderName = HeaderName::from_static("x-taxgate-enterprise");
+/// Forwarded identity: the role in that enterprise, if any.
 pub static HEADER_ROLE: HeaderName = HeaderName::from_static("x-taxgate-role");
+/// Forwarded identity: the login entry of the session; always present.
 pub static HEADER_ENTRY: HeaderName = HeaderName::from_static("x-taxgate-entry");
+/// Forwarded identity: the tax-service agency an agent acts through, if any.
 pub static HEADER_AGENCY: HeaderName = HeaderName::from_static("x-taxgate-agency");
+/// Forwarded with the identity: the id of the audit record of the decision that let the request
+/// through.
 pub static HEADER_DECISION: HeaderName = HeaderName::from_static("x-taxgate-decision");
 
 /// A live session as the cache keeps it: the session record and the few facts its entity slice
@@ -85,6 +92,7 @@ impl ResolvedSession {
         }
     }
 
+    /// The session's public id (the Cedar entity id, in audit records); not a credential.
     pub fn id(&self) -> &str {
         &self.session.id
     }
@@ -142,6 +150,7 @@ impl ResolvedSession {
 /// same as JSON with a hash for the audit log (decision replay). Built on demand and kept for
 /// the most recently used sessions only.
 pub struct Prepared {
+    /// The Cedar entities decisions on this session are made over.
     pub entities: EntitySlice,
     /// `None` when the slice could not be serialized: its decisions are recorded as not
     /// replayable.
@@ -239,6 +248,7 @@ pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
 
 /// The outcome of presenting a token.
 pub enum Lookup {
+    /// A live session; this presentation counts as its activity.
     Live(Arc<ResolvedSession>),
     /// Unknown, malformed or revoked (logged out): `login_required`.
     Missing,
@@ -289,6 +299,8 @@ impl InvalidationLog {
 /// The cache key: SHA-256 of the token (its hex form is what the store looks up).
 type Key = [u8; 32];
 
+/// The session cache in front of the store: resolves tokens, keeps the Cedar entities of the
+/// most recently used sessions, and never serves an entry that a later invalidation concerns.
 pub struct Sessions {
     store: AnyStore,
     cache: moka::future::Cache<Key, Arc<ResolvedSession>>,
@@ -485,6 +497,7 @@ impl Sessions {
             }));
     }
 
+    /// Sessions in the cache (moka's count, which may lag recent inserts and evictions).
     pub fn cached(&self) -> u64 {
         self.cache.entry_count()
     }

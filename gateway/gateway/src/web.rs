@@ -69,8 +69,9 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
     ASSETS
         .iter()
         .map(|a| {
-            let digest = Sha256::digest(a.bytes);
-            format!("\"{}\"", hex::encode(&digest[..12]))
+            // The first 12 of SHA-256's 32 bytes.
+            let head: Vec<u8> = Sha256::digest(a.bytes).into_iter().take(12).collect();
+            format!("\"{}\"", hex::encode(head))
         })
         .collect()
 });
@@ -82,7 +83,8 @@ static LOGIN_LEGACY: LazyLock<Bytes> =
 /// What a page path resolves to.
 enum Target {
     Html(Bytes),
-    Asset(usize),
+    /// The asset and its position in [`ASSETS`] (and so in [`ETAGS`]).
+    Asset(usize, &'static Asset),
     Missing,
 }
 
@@ -97,8 +99,9 @@ fn resolve(path: &str, legacy_allowed: bool) -> Option<Target> {
             Some(
                 ASSETS
                     .iter()
-                    .position(|a| a.name == name)
-                    .map_or(Target::Missing, Target::Asset),
+                    .enumerate()
+                    .find(|(_, a)| a.name == name)
+                    .map_or(Target::Missing, |(i, asset)| Target::Asset(i, asset)),
             )
         }
     }
@@ -130,8 +133,7 @@ pub fn serve(
     let resp = match target {
         Target::Missing => ApiError::from(Code::NotFound).into_response(),
         Target::Html(bytes) => ok(method, bytes, HTML, "no-store", None),
-        Target::Asset(i) => {
-            let asset = &ASSETS[i];
+        Target::Asset(i, asset) => {
             let etag = ETAGS.get(i).map(String::as_str);
             if etag.is_some_and(|tag| etag_matches(request_headers, tag)) {
                 let mut resp = Response::new(empty());
@@ -211,6 +213,7 @@ fn secured(mut resp: Response<Body>) -> Response<Body> {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
@@ -409,10 +412,12 @@ mod tests {
                         if url == "data:," {
                             continue; // the empty favicon: no request at all
                         }
-                        let asset = url
-                            .strip_prefix("/assets/")
-                            .unwrap_or_else(|| panic!("{name}: {url} is not under /assets/"));
-                        assert!(ASSETS.iter().any(|a| a.name == asset), "{name}: {url}");
+                        let asset = url.strip_prefix("/assets/");
+                        assert!(asset.is_some(), "{name}: {url} is not under /assets/");
+                        assert!(
+                            ASSETS.iter().any(|a| Some(a.name) == asset),
+                            "{name}: {url}"
+                        );
                     }
                 }
             }

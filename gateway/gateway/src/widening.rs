@@ -37,6 +37,8 @@ pub struct WideningGate {
 }
 
 impl WideningGate {
+    /// A gate that replays the `limit` most recent downstream decisions of the last
+    /// `window_hours`, read from `store` through `runtime` (the gateway's runtime).
     pub fn new(
         store: AnyStore,
         runtime: tokio::runtime::Handle,

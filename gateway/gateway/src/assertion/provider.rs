@@ -27,7 +27,9 @@ use super::Algorithm;
 
 /// A private key parsed once, ready to sign.
 pub enum RingKey {
+    /// An EdDSA key.
     Ed25519(Ed25519KeyPair),
+    /// An ES256 key, with the random generator its signatures need.
     P256(EcdsaKeyPair, SystemRandom),
 }
 
@@ -47,6 +49,7 @@ impl RingKey {
         }
     }
 
+    /// The algorithm this key signs with.
     pub fn algorithm(&self) -> Algorithm {
         match self {
             RingKey::Ed25519(_) => Algorithm::EdDSA,

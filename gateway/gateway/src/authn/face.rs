@@ -14,18 +14,25 @@ type HmacSha256 = Hmac<Sha256>;
 /// backend is not throttled like a browser; any other counts against the per-address `/auth/*`
 /// budget, so an unsigned flood is.
 pub struct CallbackBudget<'a> {
+    /// The per-address `/auth/*` budget, for callbacks whose signature did not verify.
     pub unsigned: &'a RateLimiter,
+    /// The `[face] callbacks_per_minute` budget, for callbacks whose signature verified.
     pub signed: &'a RateLimiter,
 }
 
 /// How far a callback's timestamp may be from our clock.
 pub const MAX_SKEW_SECS: i64 = 300;
 
+/// Why [`verify`] refused a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureError {
+    /// The timestamp or the signature header is absent.
     Missing,
+    /// The timestamp is not an integer, or the signature is not `sha256=<hex>`.
     Malformed,
+    /// The timestamp is more than [`MAX_SKEW_SECS`] from our clock.
     Stale,
+    /// The signature is not the HMAC of this timestamp and body.
     Mismatch,
 }
 

@@ -31,7 +31,7 @@ use taxgate_store::{AuditEvent, Challenge, IdNumber, Phone, StoreError, Taxpayer
 use tokio::sync::Semaphore;
 
 use super::sms::SmsSender;
-use crate::api::json as json_response;
+use crate::api::{self, json as json_response};
 use crate::error::{ApiError, Code, Hints};
 use crate::gate::{Admitted, Asker, Question, actions};
 use crate::pipeline::unix_now;
@@ -48,6 +48,8 @@ fn store_err(e: StoreError) -> ApiError {
     crate::rescue::store(e)
 }
 
+/// The `/auth/*` handlers: the login factors, phone recovery and binding, password changes. Each
+/// login is decided by the `login` policies and audited.
 pub struct Auth {
     core: Arc<Core>,
     sms: Arc<dyn SmsSender>,
@@ -57,6 +59,8 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Handlers sending codes through `sms`. At most half the cores (at least one) hash passwords
+    /// at once.
     pub fn new(core: Arc<Core>, sms: Arc<dyn SmsSender>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Auth {
@@ -155,7 +159,7 @@ impl Auth {
 fn challenge_answer(challenge: &str, factors: &[&str], phone: Option<&Phone>) -> Response<Body> {
     let mut answer = json!({ "challenge": challenge, "factors": factors });
     if let Some(phone) = phone {
-        answer["phone_masked"] = Value::String(phone.masked());
+        api::set_field(&mut answer, "phone_masked", Value::String(phone.masked()));
     }
     json_response(StatusCode::OK, &answer)
 }

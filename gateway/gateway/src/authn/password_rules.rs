@@ -9,8 +9,13 @@
 /// What the gateway knows of the person choosing the password.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Personal<'a> {
+    /// The ID number: the password must contain neither it, nor its last six characters, nor the
+    /// birth date in it (case-insensitive).
     pub id_number: Option<&'a str>,
+    /// The phone number, which the password must not contain.
     pub phone: Option<&'a str>,
+    /// The username, which the password must not contain (case-insensitive; only checked from three
+    /// characters).
     pub username: Option<&'a str>,
 }
 
@@ -20,17 +25,27 @@ pub const MIN_SCORE: u8 = 3;
 /// The first rule a new password breaks, so the person knows what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Weakness {
+    /// Fewer than 8 or more than 20 characters.
     Length,
+    /// Fewer than three of upper case, lower case, digits and symbols.
     Composition,
+    /// A control character.
     ControlCharacter,
+    /// The same as the current password.
     SameAsOld,
+    /// Contains the ID number or its last six characters.
     IdNumber,
+    /// Contains the birth date (`YYYYMMDD`) from the ID number.
     BirthDate,
+    /// Contains the phone number.
     Phone,
+    /// Contains the username.
     Username,
     /// A zxcvbn score below [`MIN_SCORE`], with zxcvbn's own warning when it has one (English).
     Guessable {
+        /// zxcvbn's score, 0 to 4.
         score: u8,
+        /// zxcvbn's warning, if it gave one.
         hint: Option<String>,
     },
 }

@@ -13,12 +13,16 @@ use crate::error::{ApiError, Code, Hints};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+/// A per-address budget of requests per minute: this instance's count in memory, the shared one in
+/// the store.
 pub struct RateLimiter {
     per_minute: u32,
     windows: moka::sync::Cache<(IpAddr, i64), Arc<AtomicU32>>,
 }
 
 impl RateLimiter {
+    /// A budget of `per_minute` requests per address and minute. The in-memory count keeps at most
+    /// 100,000 address windows, each for two minutes.
     pub fn new(per_minute: u32) -> Self {
         RateLimiter {
             per_minute,

@@ -18,17 +18,22 @@ use serde::Serialize;
 use crate::config::{SecretString, SmsConfig, SmsProvider};
 use taxgate_proxy::body::{Body, full};
 
+/// What a message is for; `purpose` in the outbox and the webhook's JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
+    /// The code of a login's second factor.
     Login,
+    /// The code proving a new number before it is bound to the account.
     BindPhone,
+    /// The code to the new number when an account is recovered through its phone.
     RecoverPhone,
     /// A notice without a code: the number of an account changed (CONTRACT section 5).
     PhoneChanged,
 }
 
 impl Purpose {
+    /// The snake_case name, as serialised.
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Login => "login",
@@ -42,28 +47,44 @@ impl Purpose {
 /// One message, as written to the outbox or posted to the webhook.
 #[derive(Serialize)]
 pub struct SmsMessage<'a> {
+    /// The phone number it goes to.
     pub to: &'a str,
     /// `None` for a notice.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'a str>,
+    /// What it is for.
     pub purpose: Purpose,
+    /// When it was sent, RFC 3339 in UTC.
     pub at: String,
 }
 
+/// A message could not be delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum SmsError {
+    /// The `file` provider could not append to its outbox.
     #[error("cannot append to the sms outbox `{path}`: {source}")]
     Outbox {
+        /// The outbox file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// Every attempt of the `webhook` provider failed.
     #[error("sms webhook failed after {attempts} attempts: {last}")]
-    Webhook { attempts: u32, last: String },
+    Webhook {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's failure.
+        last: String,
+    },
 }
 
+/// What [`SmsSender::send`] returns: a boxed future, so the trait stays object-safe.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>>;
 
+/// An SMS provider (`[sms] provider`).
 pub trait SmsSender: Send + Sync {
+    /// Deliver one message; `Ok` once the provider has taken it.
     fn send<'a>(&'a self, message: &'a SmsMessage<'a>) -> SendFuture<'a>;
 }
 
@@ -89,6 +110,8 @@ pub struct FileOutbox {
 }
 
 impl FileOutbox {
+    /// An outbox at `path` (its directory is made on the first send). `echo` also prints each
+    /// message to stdout, for `taxgate demo` only.
     pub fn new(path: PathBuf, echo: bool) -> Self {
         FileOutbox {
             path,
@@ -142,6 +165,9 @@ impl SmsSender for FileOutbox {
     }
 }
 
+/// POSTs each message as JSON to `[sms] url`, signed with `x-taxgate-signature` and
+/// `x-taxgate-timestamp` like the face callbacks; three attempts of five seconds each, with a pause
+/// between.
 pub struct Webhook {
     url: http::Uri,
     secret: SecretString,
@@ -154,6 +180,8 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// A webhook to `url` (http or https, webpki roots) signing with `secret`. `Err` names what is
+    /// wrong with the URL or the TLS setup.
     pub fn new(url: String, secret: SecretString) -> Result<Self, String> {
         let url: http::Uri = url.parse().map_err(|e| format!("sms.url: {e}"))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -215,6 +243,7 @@ impl SmsSender for Webhook {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

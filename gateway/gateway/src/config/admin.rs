@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+/// `[admin]`: the listener for health, metrics and administration, never the public one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Where `/healthz`, `/readyz`, `/metrics`, `/admin/*` and the JWKS are served; must not be
+    /// `[server] listen`.
     pub listen: SocketAddr,
 }
 

@@ -4,11 +4,14 @@ use serde::Deserialize;
 
 use super::SecretString;
 
+/// `[face]`: the callbacks from the mobile-app backend that confirm a face check.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaceConfig {
+    /// The HMAC key the app backend signs its callbacks with (`x-taxgate-signature`).
     #[serde(default)]
     pub callback_secret: SecretString,
+    /// How long a face-scan code stays valid, in seconds (default 120).
     #[serde(default = "defaults::face_ttl_secs")]
     pub ttl_secs: u64,
     /// Signed callbacks accepted per minute from one address (the app backend). They have this

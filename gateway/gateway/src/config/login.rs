@@ -4,23 +4,34 @@ use serde::Deserialize;
 
 use super::parse_rfc3339;
 
+/// `[login]`: lockouts, SMS code budgets and rate limits of the login flows.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginConfig {
+    /// Wrong passwords in a row before the account locks (default 5).
     #[serde(default = "defaults::max_password_failures")]
     pub max_password_failures: u32,
+    /// How long a locked account stays locked, in seconds (default 1800).
     #[serde(default = "defaults::lockout_secs")]
     pub lockout_secs: u64,
+    /// Seconds before another code may go to the same number (default 60).
     #[serde(default = "defaults::sms_resend_secs")]
     pub sms_resend_secs: u64,
+    /// How long a login step (the challenge after the first factor) lives, in seconds (default
+    /// 300).
     #[serde(default = "defaults::challenge_ttl_secs")]
     pub challenge_ttl_secs: u64,
+    /// Codes per number per day (429 `sms_daily_limit`; default 10).
     #[serde(default = "defaults::sms_daily_limit")]
     pub sms_daily_limit: u32,
+    /// How long a code stays valid, in seconds (default 300).
     #[serde(default = "defaults::sms_code_ttl_secs")]
     pub sms_code_ttl_secs: u64,
+    /// Wrong codes before the challenge ends (default 5).
     #[serde(default = "defaults::sms_max_attempts")]
     pub sms_max_attempts: u32,
+    /// Requests to `/auth/*` per client address per minute, across instances (429 `rate_limited`;
+    /// default 300).
     #[serde(default = "defaults::auth_requests_per_minute")]
     pub auth_requests_per_minute: u32,
     /// Codes per person per local day, whatever the number (429 `sms_daily_limit`).

@@ -4,11 +4,17 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// `[policies]`: where the enforced Cedar set is read, its reloads, its shadow candidate and
+/// the widening gate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoliciesConfig {
+    /// The directory of the enforced set (`*.cedar`, the schema, `reasons.toml`); relative to the
+    /// config file (default `policies`).
     #[serde(default = "defaults::policies_dir")]
     pub dir: PathBuf,
+    /// Reload the set when its files change (default on). A set that fails validation is refused
+    /// and the last good one stays.
     #[serde(default = "super::yes")]
     pub watch: bool,
     /// A candidate set evaluated beside the enforced one on live traffic, off the response
@@ -18,6 +24,7 @@ pub struct PoliciesConfig {
     /// deny→allow flip (the last good set stays active).
     #[serde(default)]
     pub gate_on_widening: bool,
+    /// How far back the widening gate replays decisions, in hours (1 to 8784; default 24).
     #[serde(default = "defaults::gate_window_hours")]
     pub gate_window_hours: u32,
     /// The gate replays at most this many of the most recent decisions, so reloads stay fast.

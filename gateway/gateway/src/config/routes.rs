@@ -4,12 +4,18 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
+/// One `[[routes]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// The path prefix, matched on segment boundaries: plain characters only, outside the gateway's
+    /// own paths.
     pub prefix: String,
+    /// The methods it accepts, in capitals; absent: every method.
     pub methods: Option<Vec<String>>,
+    /// The downstream action of the policy schema its requests are decided as.
     pub action: String,
+    /// The `name` of the `[[upstreams]]` entry it forwards to.
     pub upstream: String,
 }
 

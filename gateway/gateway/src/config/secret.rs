@@ -10,9 +10,11 @@ use serde::Deserialize;
 pub struct SecretString(String);
 
 impl SecretString {
+    /// Wrap `s`.
     pub fn new(s: impl Into<String>) -> Self {
         SecretString(s.into())
     }
+    /// The secret itself: pass it where it is used, never to a log.
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -5,11 +5,16 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// `[server]`: the public listener and what it accepts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
+    /// Where the public listener binds.
     pub listen: SocketAddr,
+    /// The origin browsers see (`https://etax.example.cn`): a POST whose `Origin` differs is
+    /// refused as cross-site, and its host is the `x-forwarded-host` sent upstream.
     pub public_origin: Option<String>,
+    /// `[server.tls]`: serve HTTPS; absent: cleartext.
     pub tls: Option<TlsConfig>,
     /// Largest request head (request line + headers) accepted, in bytes; larger gets 431.
     #[serde(default = "defaults::max_header_bytes")]
@@ -87,10 +92,13 @@ impl ServerConfig {
     }
 }
 
+/// `[server.tls]`: the certificate the public listener serves HTTPS with.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain; relative to the config file.
     pub cert: PathBuf,
+    /// PEM private key of `cert`; relative to the config file.
     pub key: PathBuf,
     /// `Strict-Transport-Security: max-age=N` on every response; 0: not sent.
     #[serde(default = "defaults::hsts_max_age_secs")]

@@ -2,20 +2,27 @@
 
 use serde::Deserialize;
 
+/// `[session]`: the session cookie, its timeouts and this instance's caches.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionConfig {
+    /// The session cookie's name: letters, digits, `_`, `-` (default `taxgate_session`).
     #[serde(default = "defaults::cookie_name")]
     pub cookie_name: String,
+    /// Mark the cookie `Secure` (default on; off with TLS is warned about at start).
     #[serde(default = "super::yes")]
     pub cookie_secure: bool,
+    /// A session ends after this many seconds without a request (default 1800; at most
+    /// `absolute_timeout_secs`).
     #[serde(default = "defaults::idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// A session ends this many seconds after login, active or not (default 28800).
     #[serde(default = "defaults::absolute_timeout_secs")]
     pub absolute_timeout_secs: u64,
     /// Backstop TTL of the per-instance session/entity cache; invalidation is immediate anyway.
     #[serde(default = "defaults::cache_ttl_secs")]
     pub cache_ttl_secs: u64,
+    /// Sessions this instance keeps cached (default 200000).
     #[serde(default = "defaults::cache_capacity")]
     pub cache_capacity: u64,
     /// Sessions whose Cedar entities stay built (about 10 KiB each); the others' are built

@@ -6,21 +6,29 @@ use serde::Deserialize;
 
 use super::SecretString;
 
+/// Where codes go.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SmsProvider {
+    /// Appended to a JSON-lines outbox (`path`): development and tests.
     File,
+    /// POSTed to `url`, signed with `secret`.
     Webhook,
 }
 
+/// `[sms]`: how one-time codes and notices are sent.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsConfig {
+    /// `file` (default) or `webhook`.
     #[serde(default = "defaults::sms_provider")]
     pub provider: SmsProvider,
+    /// The `file` provider's outbox; relative to the config file (default `data/sms-outbox.jsonl`).
     #[serde(default = "defaults::sms_path")]
     pub path: PathBuf,
+    /// The `webhook` provider's http(s) URL; required for it.
     pub url: Option<String>,
+    /// The key the `webhook` provider signs with; required for it.
     pub secret: Option<SecretString>,
     /// Also print codes to the terminal (the demo sets this; never in production).
     #[serde(default)]

@@ -4,10 +4,15 @@ use serde::Deserialize;
 
 use super::SecretString;
 
+/// `[store]`: the database of persons, bindings, sessions and the audit trail.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `sqlite://PATH` (relative to the config file) or `postgres://USER:PASS@HOST/DB`; secret
+    /// because it may hold a password.
     pub url: SecretString,
+    /// Store connections reserved from the descriptor limit when `[server] max_connections` is 0
+    /// (default 16). The backends size their pools themselves.
     #[serde(default = "defaults::store_max_connections")]
     pub max_connections: u32,
 }

@@ -20,6 +20,7 @@ pub struct UpstreamIdentityConfig {
     pub algorithm: Option<crate::assertion::Algorithm>,
     /// The key being retired: still published in the JWKS, never used to sign.
     pub previous_key: Option<PathBuf>,
+    /// The `iss` claim (default `taxgate`).
     #[serde(default = "defaults::assertion_issuer")]
     pub issuer: String,
     /// Lifetime of one assertion (`exp - iat`).

@@ -9,11 +9,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// One `[[upstreams]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
+    /// The name routes refer to; unique.
     pub name: String,
+    /// `http://` or `https://` base URL with a host; its path is prefixed to every forwarded
+    /// path.
     pub url: String,
+    /// Connect timeout, and the longest wait for the answer's head or between body chunks, in
+    /// seconds (default 30).
     #[serde(default = "defaults::upstream_timeout_secs")]
     pub timeout_secs: u64,
     /// Idle pooled connections kept per upstream host.
@@ -38,6 +44,7 @@ pub struct UpstreamTlsConfig {
 }
 
 impl UpstreamConfig {
+    /// `timeout_secs` as a duration.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
     }

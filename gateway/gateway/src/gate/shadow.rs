@@ -45,12 +45,17 @@ struct Counts {
 /// Counters of the shadow evaluation, for `/metrics` and `/admin/policies`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ShadowCounts {
+    /// Requests the shadow set has decided.
     pub decisions: u64,
+    /// Of those, enforced allows the shadow set denied.
     pub allow_to_deny: u64,
+    /// Of those, enforced denials the shadow set allowed.
     pub deny_to_allow: u64,
+    /// Requests not shadowed because the queue was full.
     pub dropped: u64,
 }
 
+/// The shadow evaluation: the candidate engine and the queue to its worker task.
 pub struct Shadow {
     engine: Arc<PolicyEngine>,
     tx: mpsc::Sender<Job>,
@@ -63,6 +68,7 @@ impl Shadow {
         Self::start_with_capacity(engine, audit, QUEUE)
     }
 
+    /// [`Shadow::start`] with a queue of `capacity` jobs (at least one) instead of [`QUEUE`].
     pub fn start_with_capacity(
         engine: Arc<PolicyEngine>,
         audit: Audit,
@@ -74,6 +80,7 @@ impl Shadow {
         Arc::new(Shadow { engine, tx, counts })
     }
 
+    /// The engine holding the candidate set.
     pub fn engine(&self) -> &Arc<PolicyEngine> {
         &self.engine
     }
@@ -101,6 +108,7 @@ impl Shadow {
         }
     }
 
+    /// The counters so far.
     pub fn counts(&self) -> ShadowCounts {
         let c = &self.counts;
         ShadowCounts {
@@ -235,6 +243,7 @@ fn disagreement_event(id: String, job: &Job, shadow: &Decision, kind: &str) -> A
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests fail loudly")]
 mod tests {
     use taxgate_store::model::Role;
     use taxgate_store::{AnyStore, Store};

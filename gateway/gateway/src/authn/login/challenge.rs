@@ -15,7 +15,7 @@ use crate::error::{ApiError, Code};
 use taxgate_proxy::ConnInfo;
 
 impl Auth {
-    #[allow(
+    #[expect(
         clippy::too_many_arguments,
         reason = "each flow sets a different few of the challenge's fields"
     )]
