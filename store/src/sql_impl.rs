@@ -70,6 +70,21 @@ pub(crate) trait SqlStore: Clone + Send + Sync + 'static {
             self.bus().send(i);
         }
     }
+
+    /// Commit `tx` with `inv`: the other instances are told in the same commit, this
+    /// instance's subscribers once it has succeeded.
+    fn commit_notifying(
+        &self,
+        mut tx: Tx<Self::Db>,
+        inv: Vec<Invalidation>,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        async move {
+            self.notify(&mut tx, &inv).await?;
+            tx.commit().await?;
+            self.publish(inv);
+            Ok(())
+        }
+    }
 }
 
 /// Split `items` into chunks of a few fixed sizes (256, 64, 16, 4, 1, largest first), so a
@@ -191,7 +206,10 @@ impl<S: SqlStore> Store for S {
         now: Timestamp,
         audit: &PhoneAudit,
     ) -> StoreResult<Option<IdNumber>> {
-        accounts::transfer_phone(self, id, phone, now, audit).await
+        // A concurrent transfer of the same number can make the final UPDATE hit the unique index
+        // (PostgreSQL, read committed); running again then clears the winner, so the last
+        // transfer wins and there is always exactly one holder.
+        accounts::retry_conflicts(|| accounts::transfer_phone(self, id, phone, now, audit)).await
     }
 
     async fn enterprise(&self, id: &TaxpayerId) -> StoreResult<Option<Enterprise>> {
@@ -235,7 +253,7 @@ impl<S: SqlStore> Store for S {
     // ---- bindings and agency agreements ------------------------------------------------------
 
     async fn binding(&self, id: &str) -> StoreResult<Option<Binding>> {
-        grants::binding(self, id).await
+        grants::binding(self.db(), id).await
     }
 
     async fn bindings_of_person(&self, person: &IdNumber) -> StoreResult<Vec<Binding>> {
@@ -312,7 +330,7 @@ impl<S: SqlStore> Store for S {
     }
 
     async fn challenge(&self, id_hash: &str) -> StoreResult<Option<Challenge>> {
-        challenges::by_id(self, id_hash).await
+        challenges::by(self, "WHERE c.id_hash = $1", id_hash).await
     }
 
     async fn record_code_attempt(&self, id_hash: &str) -> StoreResult<i32> {
@@ -334,7 +352,8 @@ impl<S: SqlStore> Store for S {
         code_hash: &Secret,
         code_expires_at: Timestamp,
     ) -> StoreResult<()> {
-        challenges::set_code(self, id_hash, code_hash, code_expires_at).await
+        let code = challenges::Pending::Code(code_hash);
+        challenges::set_pending(self, id_hash, code, code_expires_at).await
     }
 
     async fn set_face_nonce(
@@ -343,11 +362,12 @@ impl<S: SqlStore> Store for S {
         nonce: &str,
         expires_at: Timestamp,
     ) -> StoreResult<()> {
-        challenges::set_face_nonce(self, id_hash, nonce, expires_at).await
+        let nonce = challenges::Pending::FaceNonce(nonce);
+        challenges::set_pending(self, id_hash, nonce, expires_at).await
     }
 
     async fn challenge_by_nonce(&self, nonce: &str) -> StoreResult<Option<Challenge>> {
-        challenges::by_nonce(self, nonce).await
+        challenges::by(self, "WHERE c.face_nonce = $1", nonce).await
     }
 
     async fn set_face_result(&self, nonce: &str, passed: bool) -> StoreResult<bool> {

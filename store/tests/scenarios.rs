@@ -429,25 +429,7 @@ async fn bindings<S: Store>(s: S) {
 
 async fn challenges<S: Store>(s: S) {
     seeded(&s).await;
-    let c = Challenge {
-        id_hash: "c1".into(),
-        purpose: ChallengePurpose::Login,
-        entry: Some(Entry::Person),
-        person: Some(id(ALICE)),
-        enterprise: None,
-        agency: None,
-        target_phone: Some(phone("13800138000")),
-        code_hash: None,
-        code_expires_at: None,
-        code_attempts: 0,
-        face_nonce: None,
-        face_status: None,
-        face_expires_at: None,
-        client_addr: Some("127.0.0.1".into()),
-        created_at: NOW,
-        expires_at: NOW + 300,
-        consumed_at: None,
-    };
+    let c = challenge_for("c1", ALICE);
     s.create_challenge(&c).await.unwrap();
     assert_eq!(s.challenge("c1").await.unwrap().unwrap(), c);
     assert_eq!(s.record_code_attempt("c1").await.unwrap(), 1);
@@ -993,23 +975,9 @@ async fn pg_store() -> Option<PgStore> {
 async fn face_failure_is_final<S: Store>(s: S) {
     seeded(&s).await;
     let c = Challenge {
-        id_hash: "cf".into(),
         purpose: ChallengePurpose::RecoverPhone,
-        entry: Some(Entry::Person),
-        person: Some(id(ALICE)),
-        enterprise: None,
-        agency: None,
         target_phone: Some(phone("13700000009")),
-        code_hash: None,
-        code_expires_at: None,
-        code_attempts: 0,
-        face_nonce: None,
-        face_status: None,
-        face_expires_at: None,
-        client_addr: Some("127.0.0.1".into()),
-        created_at: NOW,
-        expires_at: NOW + 300,
-        consumed_at: None,
+        ..challenge_for("cf", ALICE)
     };
     s.create_challenge(&c).await.unwrap();
     s.set_face_nonce("cf", "f1", NOW + 120).await.unwrap();

@@ -6,14 +6,12 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use serde_json::json;
 use taxgate_e2e::*;
-use taxgate_store::{IdNumber, Phone, Store};
+use taxgate_store::Phone;
 
 #[tokio::test]
 async fn two_way_binding_then_unbind() {
     let mut env = Env::start("").await;
-    let (boss, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (boss, _) = env.login_wang().await;
 
     let add = env
         .post(
@@ -23,12 +21,7 @@ async fn two_way_binding_then_unbind() {
             Some(&boss),
         )
         .await;
-    assert_eq!(
-        add.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&add.body)
-    );
+    assert_status(&add, StatusCode::CREATED);
     assert_eq!(add.json()["status"], "pending");
     let binding = add.json()["binding"].as_str().unwrap().to_string();
     let again = env
@@ -163,12 +156,7 @@ async fn a_person_applies_and_the_enterprise_confirms() {
             Some(&me),
         )
         .await;
-    assert_eq!(
-        apply.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&apply.body)
-    );
+    assert_status(&apply, StatusCode::CREATED);
     let binding = apply.json()["binding"].as_str().unwrap().to_string();
     assert_eq!(
         env.login("enterprise", Some(ENT_A), ZHOU, ZHOU_PW)
@@ -178,9 +166,7 @@ async fn a_person_applies_and_the_enterprise_confirms() {
     );
 
     // Only personnel managers may confirm: a tax handler may not.
-    let (boss, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (boss, _) = env.login_wang().await;
     let ok = env
         .post(
             &format!("/account/personnel/{binding}/confirm"),
@@ -248,12 +234,7 @@ async fn only_personnel_managers_manage_personnel() {
         .await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT);
     let a = env.get("/account/personnel", Some(&zhao)).await;
-    assert_eq!(
-        a.status,
-        StatusCode::FORBIDDEN,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert_status(&a, StatusCode::FORBIDDEN);
     let add = env
         .post(
             "/account/personnel",
@@ -300,12 +281,7 @@ async fn switching_identities_across_enterprises() {
             Some(&token),
         )
         .await;
-    assert_eq!(
-        sw.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&sw.body)
-    );
+    assert_status(&sw, StatusCode::OK);
     assert_eq!(sw.json()["enterprise"], ENT_B);
     assert_eq!(sw.json()["role"], "tax_handler");
     assert!(
@@ -377,12 +353,7 @@ async fn an_agent_picks_a_client_and_keeps_to_the_agreement() {
             Some(&agent),
         )
         .await;
-    assert_eq!(
-        sw.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&sw.body)
-    );
+    assert_status(&sw, StatusCode::OK);
     assert_eq!(sw.json()["enterprise"], ENT_A);
     assert_eq!(sw.json()["agency"], AGENCY);
     assert_eq!(
@@ -440,12 +411,7 @@ async fn a_verified_phone_is_taken_from_its_holder() {
             Some(&me),
         )
         .await;
-    assert_eq!(
-        start.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&start.body)
-    );
+    assert_status(&start, StatusCode::OK);
     let challenge = start.json()["challenge"].as_str().unwrap().to_string();
     let m = env.sms().last().cloned().unwrap();
     assert_eq!(m["to"], "13800138000");
@@ -458,18 +424,9 @@ async fn a_verified_phone_is_taken_from_its_holder() {
         )
         .await;
     assert_eq!(v.status, StatusCode::NO_CONTENT);
-    let store = &env.gw.core.store;
-    let zhou = store
-        .person(&IdNumber::parse(ZHOU).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let zhou = env.gw.person(ZHOU).await;
     assert_eq!(zhou.phone, Some(Phone::parse("13800138000").unwrap()));
-    let wang = store
-        .person(&IdNumber::parse(WANG).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let wang = env.gw.person(WANG).await;
     assert_eq!(wang.phone, None);
     let a = env.login("enterprise", Some(ENT_A), WANG, WANG_PW).await;
     assert_eq!(a.json()["factors"], json!(["face"]));
@@ -490,9 +447,7 @@ async fn identities_warn_before_a_binding_ends() {
         .unwrap();
     seed["bindings"][0]["valid_until"] = soon.into();
     let env = Env::start_with("", &seed).await;
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = env.login_wang().await;
     let ids = env.get("/account/identities", Some(&token)).await.json();
     assert_eq!(ids[0]["expires_in_days"], 10);
 }
@@ -504,21 +459,9 @@ async fn unbind_on_one_instance_is_enforced_on_the_other() {
     let Some(url) = test_postgres_url() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let up = Upstream::start().await;
-    let text = config_text(dir.path(), &up.url(), "").replace(
-        &format!("sqlite://{}", dir.path().join("taxgate.db").display()),
-        &url,
-    );
-    let a = Gateway::start(&text, dir.path()).await;
-    let b = Gateway::start(&text, dir.path()).await;
-    taxgate_store::import_seed(&a.core.store, &seed_json().to_string(), unix_now())
-        .await
-        .unwrap();
-    let env = Env { dir, gw: a, up };
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (env, text) = Env::start_on(&url).await;
+    let b = Gateway::start(&text, env.dir.path()).await;
+    let (token, _) = env.login_wang().await;
     let on_b = |path: &'static str| {
         let token = token.clone();
         let addr = b.public;

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use taxgate_e2e::*;
 use taxgate_store::Store;
@@ -181,13 +180,7 @@ fn raw_request(method: &str, target: &str, token: &str, extra: &str) -> Vec<u8> 
 /// An HTTP/2 request with prior knowledge (h2c) on a fresh connection.
 async fn send_h2c(addr: SocketAddr, req: Request<TestBody>) -> Answer {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let resp = sender.send_request(req).await.unwrap();
-    read(resp).await
+    send_h2_over(tcp, req).await
 }
 
 #[tokio::test]
@@ -489,12 +482,7 @@ async fn behind_a_trusted_proxy_the_client_is_the_right_most_untrusted_hop() {
         "1.1.1.1, 203.0.113.7",
     )
     .await;
-    assert_eq!(
-        same.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&same.body)
-    );
+    assert_status(&same, StatusCode::OK);
     let code = outbox_code(&dir.path().join("sms-outbox.jsonl"), CLERK_PHONE);
     let v = post(
         "/auth/sms/verify",
@@ -770,9 +758,7 @@ async fn kill_9_under_load_loses_no_forwarded_decision() {
 #[tokio::test]
 async fn a_narrowing_import_reaches_a_running_gateway_on_sqlite() {
     let mut env = Env::start("").await;
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = env.login_wang().await;
     let declare = |env: &Env| {
         let token = token.clone();
         let public = env.gw.public;

@@ -105,12 +105,7 @@ async fn every_endpoint_leaves_an_audit_record() {
         )
         .await
     );
-    assert_eq!(
-        added.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&added.body)
-    );
+    assert_status(&added, StatusCode::CREATED);
     let binding = added.json()["binding"].as_str().unwrap().to_string();
     audited!(
         env,
@@ -207,9 +202,7 @@ async fn every_endpoint_leaves_an_audit_record() {
 #[tokio::test]
 async fn every_kind_of_decision_is_audited_with_the_same_fields() {
     let env = Env::start("").await;
-    let (boss, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (boss, _) = env.login_wang().await;
     assert_eq!(
         env.get("/auth/session", Some(&boss)).await.status,
         StatusCode::OK

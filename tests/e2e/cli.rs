@@ -186,21 +186,7 @@ async fn large_bodies_stream_in_bounded_memory() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(up.next_seen().await.body_len, SIZE as u64);
 
-    let stream = tokio::net::TcpStream::connect(public).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get(format!("/api/declare/stream/{SIZE}"))
-                .header("host", "gw.test")
-                .body(empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = get_unread(public, &format!("/api/declare/stream/{SIZE}")).await;
     let mut body = resp.into_body();
     let mut got = 0usize;
     while let Some(frame) = body.frame().await {

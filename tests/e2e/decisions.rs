@@ -9,9 +9,7 @@ use taxgate_store::Store;
 #[tokio::test]
 async fn allowed_requests_reach_the_upstream_with_identity_headers() {
     let mut env = Env::start("").await;
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = env.login_wang().await;
     let req = Request::post("/api/declare/vat")
         .header("host", "gw.test")
         .header("cookie", format!("lang=zh; taxgate_session={token}"))
@@ -78,29 +76,7 @@ async fn role_defaults_and_entry_rules_decide_downstream() {
     // 孙丽 is a tax handler: declare, query, tax affairs; no invoices by default.
     let a = env.login("enterprise", Some(ENT_A), SUN, SUN_PW).await;
     let c = a.json()["challenge"].as_str().unwrap().to_string();
-    let nonce = env
-        .post(
-            "/auth/face/start",
-            serde_json::json!({"challenge": c}),
-            None,
-        )
-        .await
-        .json()["nonce"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let body = serde_json::json!({"nonce": nonce, "id_number": SUN, "result": "pass"}).to_string();
-    let (ts, sig) = sign_face("test-face-secret", unix_now(), &body);
-    let cb = send(
-        env.gw.public,
-        Request::post("/auth/face/callback")
-            .header("content-type", "application/json")
-            .header("x-taxgate-timestamp", ts)
-            .header("x-taxgate-signature", sig)
-            .body(full(body))
-            .unwrap(),
-    )
-    .await;
+    let cb = env.face_scan(&c, SUN, "pass").await;
     assert_eq!(cb.status, StatusCode::NO_CONTENT);
     let done = env
         .post(
@@ -149,9 +125,7 @@ async fn role_defaults_and_entry_rules_decide_downstream() {
 #[tokio::test]
 async fn a_revoked_binding_is_refused_on_the_next_request() {
     let env = Env::start("").await;
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = env.login_wang().await;
     assert_eq!(
         env.get("/api/declare/x", Some(&token)).await.status,
         StatusCode::OK

@@ -141,12 +141,7 @@ async fn a_query_only_finance_manager_cannot_grant_itself_more() {
         json!({"id_number": ZHOU, "role": "invoice_clerk", "permissions": ["query"]}),
     )
     .await;
-    assert_eq!(
-        ok.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&ok.body)
-    );
+    assert_status(&ok, StatusCode::CREATED);
     let zhou = bindings_in_a(&env, ZHOU).await;
     assert_eq!(zhou.len(), 1);
     assert_eq!(zhou[0].role, Role::InvoiceClerk);
@@ -172,12 +167,7 @@ async fn managers_are_made_only_by_the_legal_representative() {
         .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, WANG_PHONE)
         .await;
     let admin = add(&env, &lr, json!({"id_number": ZHOU, "role": "admin"})).await;
-    assert_eq!(
-        admin.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&admin.body)
-    );
+    assert_status(&admin, StatusCode::CREATED);
     let lr_again = add(
         &env,
         &lr,
@@ -299,12 +289,7 @@ async fn only_the_legal_representative_ends_managers_and_nobody_ends_it() {
     assert_eq!(apply.status, StatusCode::CREATED);
     let app = apply.json()["binding"].as_str().unwrap().to_string();
     let a = revoke(admin.clone(), app.clone()).await;
-    assert_eq!(
-        a.status,
-        StatusCode::NO_CONTENT,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert_status(&a, StatusCode::NO_CONTENT);
     assert!(
         env.gw
             .core

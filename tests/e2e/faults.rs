@@ -21,17 +21,8 @@ async fn postgres_cut_mid_run_fails_closed_and_recovers() {
         return;
     };
     let relay = Relay::start(pg_addr(&url)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let up = Upstream::start().await;
-    let text = config_text_with_store(dir.path(), &up.url(), "", &pg_url_via(&url, relay.addr));
-    let gw = Gateway::start(&text, dir.path()).await;
-    taxgate_store::import_seed(&gw.core.store, &seed_json().to_string(), unix_now())
-        .await
-        .unwrap();
-    let mut env = Env { dir, gw, up };
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (mut env, _) = Env::start_on(&pg_url_via(&url, relay.addr)).await;
+    let (token, _) = env.login_wang().await;
     let a = env.get("/api/declare/before", Some(&token)).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(
@@ -102,9 +93,7 @@ async fn deleted_policy_directory_keeps_the_last_good_set() {
         .await
         .unwrap();
     let mut env = Env { dir, gw, up };
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = env.login_wang().await;
     let status = || async { get(env.gw.admin, "/admin/policies").await.json() };
     let v1 = status().await["version"].as_str().unwrap().to_string();
 
@@ -212,21 +201,7 @@ async fn upstream_hanging_mid_body_is_never_complete() {
         "\n[dev]\nallow_all = true\n",
     );
     let gw = Gateway::start(&text, dir.path()).await;
-    let stream = tokio::net::TcpStream::connect(gw.public).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("/api/declare/hang")
-                .header("host", "gw.test")
-                .body(empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = get_unread(gw.public, "/api/declare/hang").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let _held = hold_rx.recv().await;
     // The upstream's timeout (2 s) also bounds its silence mid-body: within twice that, the
@@ -393,18 +368,9 @@ async fn sigterm_one_of_two_instances_under_load_loses_nothing() {
     let Some(url) = test_postgres_url() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let up = Upstream::start().await;
-    let text = config_text_with_store(dir.path(), &up.url(), "", &url);
-    let gw = Gateway::start(&text, dir.path()).await;
-    taxgate_store::import_seed(&gw.core.store, &seed_json().to_string(), unix_now())
-        .await
-        .unwrap();
-    let doomed = ServeChild::start(dir.path(), "doomed", &text).await;
-    let env = Env { dir, gw, up };
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (env, text) = Env::start_on(&url).await;
+    let doomed = ServeChild::start(env.dir.path(), "doomed", &text).await;
+    let (token, _) = env.login_wang().await;
     let addrs = [env.gw.public, doomed.public];
     let names = ["survivor", "doomed"];
     let started = Instant::now();

@@ -46,9 +46,7 @@ fn assert_identity_only(seen: &Seen, case: &str) {
 #[tokio::test]
 async fn identity_headers_cannot_be_spoofed_in_any_form() {
     let mut env = Env::start("").await;
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = env.login_wang().await;
     let cookie = format!("Cookie: taxgate_session={token}\r\n");
     let get = |extra: &str| {
         format!("GET /api/declare/spoof HTTP/1.1\r\nHost: gw.test\r\n{cookie}{extra}Connection: close\r\n\r\n")
@@ -403,18 +401,10 @@ async fn face_nonces_cannot_be_guessed_or_replayed() {
         .post("/auth/face/start", json!({"challenge": challenge}), None)
         .await;
     let nonce = started.json()["nonce"].as_str().unwrap().to_string();
-    let callback = |nonce: String| {
-        let body = json!({"nonce": nonce, "id_number": WANG, "result": "pass"}).to_string();
-        let (ts, sig) = sign_face("test-face-secret", unix_now(), &body);
-        send(
-            env.gw.public,
-            Request::post("/auth/face/callback")
-                .header("content-type", "application/json")
-                .header("x-taxgate-timestamp", ts)
-                .header("x-taxgate-signature", sig)
-                .body(full(body))
-                .unwrap(),
-        )
+    let addr = env.gw.public;
+    let callback = |nonce: String| async move {
+        let body = json!({"nonce": nonce, "id_number": WANG, "result": "pass"});
+        face_callback_signed(addr, FACE_SECRET, unix_now(), &body).await
     };
     let mut guesses = vec![
         "x".repeat(43),
@@ -519,9 +509,7 @@ async fn session_fixation_is_impossible() {
     );
     let _ = env.up.next_seen().await;
     // Logging in again while holding a live session also gives a new token.
-    let (again, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (again, _) = env.login_wang().await;
     assert_ne!(again, issued);
 }
 
@@ -530,9 +518,7 @@ async fn session_fixation_is_impossible() {
 #[tokio::test]
 async fn cookie_and_bearer_edge_cases() {
     let mut env = Env::start("").await;
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = env.login_wang().await;
     let t = token.as_str();
     let refused: Vec<(&str, String)> = vec![
         (

@@ -4,7 +4,7 @@
 use http::{Request, StatusCode};
 use serde_json::json;
 use taxgate_e2e::*;
-use taxgate_store::{IdNumber, Phone, Store};
+use taxgate_store::{Phone, Store};
 
 fn code(a: &Answer) -> String {
     a.error_code()
@@ -188,14 +188,7 @@ async fn five_failures_lock_the_account_even_for_the_right_password() {
     let right = env.login("person", None, WANG, WANG_PW).await;
     assert_eq!(right.status, StatusCode::LOCKED);
     assert_eq!(code(&right), "account_locked");
-    let p = env
-        .gw
-        .core
-        .store
-        .person(&IdNumber::parse(WANG).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let p = env.gw.person(WANG).await;
     assert!(p.locked_until.unwrap() > unix_now() + 1700);
 }
 
@@ -487,12 +480,7 @@ async fn migrated_user_must_change_the_password_first() {
     let view = env.get("/auth/session", Some(&token)).await.json();
     assert_eq!(view["must_change_password"], false);
     let allowed = env.get("/api/declare/vat", Some(&token)).await;
-    assert_eq!(
-        allowed.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&allowed.body)
-    );
+    assert_status(&allowed, StatusCode::OK);
     // The old initial password no longer works.
     assert_eq!(
         code(&env.login("person", None, ZHAO, initial).await),
@@ -567,12 +555,7 @@ async fn idle_and_absolute_timeouts_expire_sessions() {
 async fn legacy_login_until_the_sunset() {
     let env = Env::start("\n[login]\nlegacy_login_until = \"2099-12-31T23:59:59+08:00\"\n").await;
     let a = env.post("/auth/login", json!({"entry": "enterprise_legacy", "taxpayer_id": ENT_A, "password": ENT_A_LEGACY_PW}), None).await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert_status(&a, StatusCode::OK);
     assert_eq!(a.json()["factors"], json!(["sms"]));
     assert_eq!(a.json()["phone_masked"], "139****9000");
     let c = a.json()["challenge"].as_str().unwrap().to_string();
@@ -628,18 +611,9 @@ async fn phone_recovery_takes_the_number() {
         )
         .await;
     assert_eq!(v.status, StatusCode::NO_CONTENT);
-    let store = &env.gw.core.store;
-    let sun = store
-        .person(&IdNumber::parse(SUN).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let sun = env.gw.person(SUN).await;
     assert_eq!(sun.phone, Some(Phone::parse("13800138000").unwrap()));
-    let wang = store
-        .person(&IdNumber::parse(WANG).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let wang = env.gw.person(WANG).await;
     assert_eq!(
         wang.phone, None,
         "一号一人: the previous holder lost the number"

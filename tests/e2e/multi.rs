@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use taxgate_e2e::*;
-use taxgate_store::{IdNumber, Store};
 
 /// Two in-process gateways, A and B, on one fresh PostgreSQL database, sharing the SMS outbox;
 /// B reads `policies_b` when given (A reads `policies_a`, or the repository's `policies/`).
@@ -212,15 +211,7 @@ async fn password_failures_add_up_across_instances() {
             "the right password on {addr} while locked"
         );
     }
-    let stored = pair
-        .env
-        .gw
-        .core
-        .store
-        .person(&IdNumber::parse(WANG).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = pair.env.gw.person(WANG).await;
     assert_eq!(stored.failed_logins, 5);
     assert!(
         stored.locked_until.is_some_and(|t| t > unix_now() + 1700),
@@ -238,10 +229,7 @@ async fn logout_on_one_instance_is_enforced_on_the_other_within_a_second() {
         return;
     };
     let b = pair.b.public;
-    let (token, _) = pair
-        .env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = pair.env.login_wang().await;
     for _ in 0..3 {
         assert_eq!(
             get_as(b, "/api/declare/cached", &token).await.status,
@@ -322,10 +310,7 @@ async fn each_instance_reloads_its_own_policies() {
         .unwrap()
         .to_string();
     assert_eq!(status(admin_b).await["version"], v1.as_str());
-    let (token, _) = pair
-        .env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (token, _) = pair.env.login_wang().await;
     let declare = |addr: SocketAddr| {
         let token = token.clone();
         async move { get_as(addr, "/api/declare/x", &token).await }

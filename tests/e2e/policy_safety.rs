@@ -58,9 +58,7 @@ struct Sessions {
 }
 
 async fn log_in(env: &Env) -> Sessions {
-    let (wang, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (wang, _) = env.login_wang().await;
     let (zhou, _) = env
         .login_sms("person", None, ZHOU, ZHOU_PW, "13900000006")
         .await;

@@ -216,21 +216,7 @@ async fn upstream_down_is_502_and_slow_is_504() {
 async fn a_response_cut_mid_body_is_not_reported_complete() {
     let up = Upstream::start().await;
     let (gw, _dir) = open_gateway(&up.url()).await;
-    let stream = tokio::net::TcpStream::connect(gw.public).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("/api/declare/cut/x")
-                .header("host", "gw.test")
-                .body(empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = get_unread(gw.public, "/api/declare/cut/x").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
         resp.into_body().collect().await.is_err(),

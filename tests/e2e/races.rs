@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use taxgate_e2e::*;
 use taxgate_gateway::authn::token;
-use taxgate_store::{IdNumber, Store};
+use taxgate_store::Store;
 
 /// Two in-process gateways on one fresh PostgreSQL database, sharing the SMS outbox.
 struct Pair {
@@ -56,16 +56,6 @@ fn login_req(addr: SocketAddr, account: &str, password: &str) -> BurstRequest {
     }
 }
 
-async fn person(env: &Env, id: &str) -> taxgate_store::Person {
-    env.gw
-        .core
-        .store
-        .person(&IdNumber::parse(id).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 /// `n` wrong passwords for one account at once, spread over `addrs`: four answer 401 with the
 /// attempts left, every other 423 with the time the lock lasts, and the store counted exactly
 /// five checks (on the old code, every request was checked and counted). The right password
@@ -88,7 +78,7 @@ async fn wrong_passwords_at_once(env: &Env, addrs: &[SocketAddr], n: usize) {
             .as_u64()
             .is_some_and(|s| s > 1700 && s <= 1800)
     }));
-    let p = person(env, WANG).await;
+    let p = env.gw.person(WANG).await;
     assert_eq!(p.failed_logins, 5, "exactly the limit was checked");
     assert!(p.locked_until.unwrap() > unix_now() + 1700);
     for addr in addrs {
@@ -132,7 +122,7 @@ async fn wrong_passwords_on_phone_recovery_are_checked_only_up_to_the_limit() {
     let answers = burst(reqs).await;
     assert_eq!(count_answers(&answers, 401, "invalid_credentials"), 4);
     assert_eq!(count_answers(&answers, 423, "account_locked"), 96);
-    assert_eq!(person(&env, WANG).await.failed_logins, 5);
+    assert_eq!(env.gw.person(WANG).await.failed_logins, 5);
     assert!(env.sms().is_empty());
 }
 
@@ -200,7 +190,7 @@ async fn wrong_old_passwords_released_together_are_checked_only_up_to_the_limit(
         "{answers:?}"
     );
     assert_eq!(count_answers(&answers, 423, "account_locked"), 56);
-    assert_eq!(person(&env, WANG).await.failed_logins, 5);
+    assert_eq!(env.gw.person(WANG).await.failed_logins, 5);
 }
 
 /// Right passwords released together are not refused: they are checked in turns.
@@ -212,7 +202,7 @@ async fn right_passwords_released_together_all_succeed() {
         .collect();
     let answers = burst(reqs).await;
     assert_eq!(count_answers(&answers, 200, ""), 30, "{answers:?}");
-    assert_eq!(person(&env, WANG).await.failed_logins, 0);
+    assert_eq!(env.gw.person(WANG).await.failed_logins, 0);
 }
 
 /// An unknown account answers exactly like a known one: 401 with the same attempts left four
@@ -260,12 +250,7 @@ async fn an_unknown_account_locks_like_a_known_one() {
     // Usernames are case-insensitive for the right password too.
     let env = Env::start("").await;
     let a = env.login("person", None, "WANGFANG", WANG_PW).await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert_status(&a, StatusCode::OK);
 }
 
 /// Failed logins from one address across many accounts: the hourly budget holds under a burst,
@@ -482,7 +467,7 @@ async fn a_challenge_dies_with_a_password_change_or_a_lock() {
     for _ in 0..5 {
         env.login("person", None, WANG, "Wrong-Pass-1").await;
     }
-    assert!(person(&env, WANG).await.locked_until.is_some());
+    assert!(env.gw.person(WANG).await.locked_until.is_some());
     let late = env
         .post(
             "/auth/sms/verify",

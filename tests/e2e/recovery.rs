@@ -5,23 +5,12 @@
 use http::StatusCode;
 use serde_json::json;
 use taxgate_e2e::*;
-use taxgate_store::{IdNumber, Phone, Store};
+use taxgate_store::{Phone, Store};
 
 const ATTACKER_PHONE: &str = "13700000009";
 
-fn id(s: &str) -> IdNumber {
-    IdNumber::parse(s).unwrap()
-}
-
 async fn phone_of(env: &Env, person: &str) -> Option<Phone> {
-    env.gw
-        .core
-        .store
-        .person(&id(person))
-        .await
-        .unwrap()
-        .unwrap()
-        .phone
+    env.gw.person(person).await.phone
 }
 
 /// Whether the session behind `token` is revoked in the store (not only refused by a cache).
@@ -236,12 +225,7 @@ async fn recovery_after_the_face_moves_the_number_notifies_and_revokes_sessions(
             None,
         )
         .await;
-    assert_eq!(
-        ok.status,
-        StatusCode::NO_CONTENT,
-        "{}",
-        String::from_utf8_lossy(&ok.body)
-    );
+    assert_status(&ok, StatusCode::NO_CONTENT);
     // 一号一人: the number is 王芳's and no longer 周杰's.
     assert_eq!(
         phone_of(&env, WANG).await,
@@ -750,18 +734,9 @@ async fn a_recovery_on_one_instance_ends_the_sessions_on_the_other() {
     let Some(url) = test_postgres_url() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let up = Upstream::start().await;
-    let text = config_text_with_store(dir.path(), &up.url(), "", &url);
-    let a = Gateway::start(&text, dir.path()).await;
-    let b = Gateway::start(&text, dir.path()).await;
-    taxgate_store::import_seed(&a.core.store, &seed_json().to_string(), unix_now())
-        .await
-        .unwrap();
-    let env = Env { dir, gw: a, up };
-    let (token, _) = env
-        .login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await;
+    let (env, text) = Env::start_on(&url).await;
+    let b = Gateway::start(&text, env.dir.path()).await;
+    let (token, _) = env.login_wang().await;
     let on_b = |path: &'static str| {
         let token = token.clone();
         let b = b.public;

@@ -55,12 +55,7 @@ fn verify(
 
 async fn jwks(addr: std::net::SocketAddr) -> serde_json::Value {
     let a = get(addr, "/.well-known/jwks.json").await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert_status(&a, StatusCode::OK);
     a.json()
 }
 
@@ -74,20 +69,24 @@ fn identity_config(key: &Path, previous: Option<&Path>, extra: &str) -> String {
 }
 
 async fn wang(env: &Env) -> String {
-    env.login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
-        .await
-        .0
+    env.login_wang().await.0
+}
+
+/// An allowed request through `env` whose upstream refuses the TLS handshake: 502
+/// `upstream_unavailable`.
+async fn assert_upstream_unavailable(env: &Env) {
+    let token = wang(env).await;
+    let a = env.get("/api/declare/x", Some(&token)).await;
+    assert_eq!(
+        (a.status, a.error_code()),
+        (StatusCode::BAD_GATEWAY, "upstream_unavailable".to_string())
+    );
 }
 
 /// One allowed request; returns what the upstream saw.
 async fn forwarded(env: &mut Env, token: &str, path: &str) -> Seen {
     let a = env.get(path, Some(token)).await;
-    assert_eq!(
-        a.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&a.body)
-    );
+    assert_status(&a, StatusCode::OK);
     env.up.next_seen().await
 }
 
@@ -300,12 +299,7 @@ async fn mutual_tls_to_upstreams() {
         &format!("{{ ca = {} }}", toml_path(&server_ca.pem)),
     )
     .await;
-    let token = wang(&env).await;
-    let a = env.get("/api/declare/x", Some(&token)).await;
-    assert_eq!(
-        (a.status, a.error_code()),
-        (StatusCode::BAD_GATEWAY, "upstream_unavailable".to_string())
-    );
+    assert_upstream_unavailable(&env).await;
     let why = handshake_error(&mut refused).await;
     assert!(why.to_lowercase().contains("certificate"), "{why}");
     env.gw.stop().await;
@@ -324,12 +318,7 @@ async fn mutual_tls_to_upstreams() {
         &format!("{{ ca = {} }}", toml_path(&server_ca.pem)),
     )
     .await;
-    let token = wang(&env).await;
-    let a = env.get("/api/declare/x", Some(&token)).await;
-    assert_eq!(
-        (a.status, a.error_code()),
-        (StatusCode::BAD_GATEWAY, "upstream_unavailable".to_string())
-    );
+    assert_upstream_unavailable(&env).await;
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(200), env.up.seen.recv())
             .await

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,14 +48,17 @@ impl Answer {
     }
 }
 
+/// A fresh HTTP/1.1 connection to `addr`, driven in the background.
+async fn connect_http1(addr: SocketAddr) -> http1::SendRequest<TestBody> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// One HTTP/1.1 request on a fresh connection.
 pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Answer {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = connect_http1(addr).await.send_request(req).await.unwrap();
     read(resp).await
 }
 
@@ -76,14 +80,17 @@ async fn read_to_end(resp: Response<Incoming>) -> Result<Answer, hyper::Error> {
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Answer {
-    send(
-        addr,
-        Request::get(path)
-            .header("host", "gw.test")
-            .body(empty())
-            .unwrap(),
-    )
-    .await
+    read(get_unread(addr, path).await).await
+}
+
+/// A `GET` for `gw.test` on a fresh connection, its body left to the caller (for tests of how
+/// the body arrives).
+pub async fn get_unread(addr: SocketAddr, path: &str) -> Response<Incoming> {
+    let req = Request::get(path)
+        .header("host", "gw.test")
+        .body(empty())
+        .unwrap();
+    connect_http1(addr).await.send_request(req).await.unwrap()
 }
 
 /// `req` with the session cookie, when there is a session.
@@ -122,13 +129,19 @@ pub(crate) fn assert_ok(a: &Answer, what: &str) {
     );
 }
 
+/// Panics, showing the body, unless `a` answered `status`.
+#[track_caller]
+pub fn assert_status(a: &Answer, status: StatusCode) {
+    assert_eq!(a.status, status, "{}", String::from_utf8_lossy(&a.body));
+}
+
 /// One HTTP/1.1 request on a fresh connection, with every failure returned instead of panicking:
 /// `Err(Refused)` when the connection could not be made, `Err(Failed)` for anything after.
 pub async fn try_send(addr: SocketAddr, req: Request<TestBody>) -> Result<Answer, SendError> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| SendError::Refused(e.to_string()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| SendError::Failed(e.to_string()))?;
     tokio::spawn(conn);

@@ -8,10 +8,11 @@ use http::Request;
 use taxgate_store::import_seed;
 
 use crate::client::{Answer, empty, post_json, send, with_session};
-use crate::config::{config_text, sms_outbox};
+use crate::config::{config_text, config_text_with_store, sms_outbox};
 use crate::gateway::Gateway;
 use crate::login::{
-    login_body, login_sms_view_at, outbox_code, outbox_messages, seed_json, unix_now,
+    ENT_A, WANG, WANG_PW, login_body, login_sms_view_at, outbox_code, outbox_messages, seed_json,
+    unix_now,
 };
 use crate::upstream::Upstream;
 
@@ -31,7 +32,25 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let up = Upstream::start().await;
         let text = config_text(dir.path(), &up.url(), extra_config);
-        let gw = Gateway::start(&text, dir.path()).await;
+        Self::start_in(dir, up, &text, seed).await
+    }
+
+    /// [`Env::start`] on the store at `store_url` (PostgreSQL, or a relay in front of it); also
+    /// returns the config text, for more instances on the same store.
+    pub async fn start_on(store_url: &str) -> (Env, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Upstream::start().await;
+        let text = config_text_with_store(dir.path(), &up.url(), "", store_url);
+        (Self::start_in(dir, up, &text, &seed_json()).await, text)
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        up: Upstream,
+        text: &str,
+        seed: &serde_json::Value,
+    ) -> Env {
+        let gw = Gateway::start(text, dir.path()).await;
         import_seed(&gw.core.store, &seed.to_string(), unix_now())
             .await
             .unwrap_or_else(|e| panic!("test seed refused: {e:?}"));
@@ -84,5 +103,12 @@ impl Env {
     ) -> (String, serde_json::Value) {
         let body = login_body(entry, taxpayer_id, account, password);
         login_sms_view_at(self.gw.public, &self.outbox(), body, phone).await
+    }
+
+    /// 王芳's SMS login into enterprise A, as its legal representative: the usual session of a
+    /// test that needs one.
+    pub async fn login_wang(&self) -> (String, serde_json::Value) {
+        self.login_sms("enterprise", Some(ENT_A), WANG, WANG_PW, "13800138000")
+            .await
     }
 }

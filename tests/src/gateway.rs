@@ -11,6 +11,7 @@ use http::{Request, StatusCode};
 use taxgate_gateway::config::Config;
 use taxgate_gateway::run;
 use taxgate_gateway::server::{Core, Shutdown};
+use taxgate_store::{IdNumber, Person, Store as _};
 
 use crate::client::{empty, try_send};
 
@@ -42,6 +43,12 @@ impl Gateway {
             shutdown,
             done,
         }
+    }
+
+    /// The stored person `id_number` (who must exist), as the store has it now.
+    pub async fn person(&self, id_number: &str) -> Person {
+        let id = IdNumber::parse(id_number).unwrap();
+        self.core.store.person(&id).await.unwrap().unwrap()
     }
 
     pub async fn stop(self) {

@@ -19,7 +19,10 @@ mod tls;
 mod upstream;
 
 pub use burst::{BurstAnswer, BurstRequest, burst, count_answers};
-pub use client::{Answer, BoxError, SendError, TestBody, empty, full, get, read, send, try_send};
+pub use client::{
+    Answer, BoxError, SendError, TestBody, assert_status, empty, full, get, get_unread, read, send,
+    try_send,
+};
 pub use config::{
     config_text, config_text_with_store, config_with_watched_policies, copy_dir, policies_dir,
     test_identity_section,
@@ -35,5 +38,5 @@ pub use login::{
     session_token, unix_now,
 };
 pub use recovery::{FACE_SECRET, face_callback_signed, sign_face};
-pub use tls::{TestCa, TestPki, send_h2_tls, test_pki, tls_server_config};
+pub use tls::{TestCa, TestPki, send_h2_over, send_h2_tls, test_pki, tls_server_config};
 pub use upstream::{Seen, TlsErrors, Upstream, drain_seen};

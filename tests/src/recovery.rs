@@ -48,14 +48,7 @@ impl Env {
     /// `/auth/face/start` on `challenge` (must answer 200), then the app's signed callback saying
     /// `result` for `id_number`; returns the callback's answer.
     pub async fn face_scan(&self, challenge: &str, id_number: &str, result: &str) -> Answer {
-        let start = self
-            .post(
-                "/auth/face/start",
-                serde_json::json!({"challenge": challenge}),
-                None,
-            )
-            .await;
-        assert_ok(&start, "face start");
+        let start = self.post_ok("/auth/face/start", challenge).await;
         let nonce = start.json()["nonce"].as_str().unwrap().to_string();
         face_callback_signed(
             self.gw.public,
@@ -86,15 +79,17 @@ impl Env {
         let challenge = a.json()["challenge"].as_str().unwrap().to_string();
         let cb = self.face_scan(&challenge, id_number, "pass").await;
         assert_eq!(cb.status, StatusCode::NO_CONTENT);
-        let done = self
-            .post(
-                "/auth/face/complete",
-                serde_json::json!({"challenge": challenge}),
-                None,
-            )
-            .await;
-        assert_ok(&done, "face complete");
+        self.post_ok("/auth/face/complete", &challenge).await;
         challenge
+    }
+
+    /// `POST path` with `{"challenge": challenge}` and no session, which must answer 200.
+    async fn post_ok(&self, path: &str, challenge: &str) -> Answer {
+        let a = self
+            .post(path, serde_json::json!({"challenge": challenge}), None)
+            .await;
+        assert_ok(&a, path);
+        a
     }
 
     /// Every `phone_changed` notice in the outbox, by recipient.

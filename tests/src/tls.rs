@@ -78,8 +78,16 @@ pub async fn send_h2_tls(
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    send_h2_over(tls, req).await
+}
+
+/// An HTTP/2 request over `io`, a connection already made (TCP for h2c, TLS for h2).
+pub async fn send_h2_over<IO>(io: IO, req: Request<TestBody>) -> Answer
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
             .await
             .unwrap();
     tokio::spawn(conn);

@@ -7,8 +7,8 @@ use sqlx::AssertSqlSafe;
 
 use super::SqlStore;
 use super::audit::insert_events;
-use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, Tx, on};
-use super::rows::{ENTERPRISE_SELECT, PERSON_SELECT, enterprise_at, one, person_at, q, select};
+use super::dialect::{BindArg as _, Cols as _, Dialect, Tx, found_in, on};
+use super::rows::{ENTERPRISE_SELECT, PERSON_SELECT, enterprise_at, find, person_at, q, select};
 use crate::decode;
 use crate::error::StoreError;
 use crate::ids::{IdNumber, Phone, TaxpayerId};
@@ -54,30 +54,21 @@ pub(crate) async fn person_by_account<S: SqlStore>(
             None
         });
     };
-    let row = sqlx::query(select(&PERSON_SELECT, &format!("WHERE p.{column} = $1")))
-        .arg(key)
-        .fetch_optional(st.db())
-        .await?;
-    one(row, |r| person_at(r, "p_"))
+    let sql = select(&PERSON_SELECT, &format!("WHERE p.{column} = $1"));
+    find(st.db(), sql, &key, |r| person_at(r, "p_")).await
 }
 
 pub(crate) async fn person<S: SqlStore>(st: &S, id: &IdNumber) -> StoreResult<Option<Person>> {
-    let row = sqlx::query(select(&PERSON_SELECT, "WHERE p.id_number = $1"))
-        .arg(id.as_str())
-        .fetch_optional(st.db())
-        .await?;
-    one(row, |r| person_at(r, "p_"))
+    let sql = select(&PERSON_SELECT, "WHERE p.id_number = $1");
+    find(st.db(), sql, id.as_str(), |r| person_at(r, "p_")).await
 }
 
 pub(crate) async fn enterprise<S: SqlStore>(
     st: &S,
     id: &TaxpayerId,
 ) -> StoreResult<Option<Enterprise>> {
-    let row = sqlx::query(q(&ENTERPRISE_SELECT))
-        .arg(id.as_str())
-        .fetch_optional(st.db())
-        .await?;
-    one(row, |r| enterprise_at(r, "e_"))
+    let sql = q(&ENTERPRISE_SELECT);
+    find(st.db(), sql, id.as_str(), |r| enterprise_at(r, "e_")).await
 }
 
 /// Count a failed login on `key` (outside the reservation protocol).
@@ -109,51 +100,38 @@ pub(crate) async fn set_password<S: SqlStore>(
     now: Timestamp,
 ) -> StoreResult<()> {
     let mut tx = st.begin_write().await?;
-    let n = sqlx::query(
+    let update = sqlx::query(
         "UPDATE persons SET password_hash = $2, must_change_password = $3, \
          updated_at = $4 WHERE id_number = $1",
     )
     .arg(id.as_str())
     .arg(phc.expose())
     .arg(must_change)
-    .arg(now)
-    .execute(on(&mut tx))
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
+    .arg(now);
+    found_in(on(&mut tx), update).await?;
     void_challenges_of(&mut tx, &GuardKey::Person(id.clone()), now).await?;
     let inv = vec![Invalidation::Person {
         id_number: id.clone(),
     }];
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(())
 }
 
-pub(crate) async fn transfer_phone<S: SqlStore>(
-    st: &S,
-    id: &IdNumber,
-    phone: &Phone,
-    now: Timestamp,
-    audit: &PhoneAudit,
-) -> StoreResult<Option<IdNumber>> {
-    // A concurrent transfer of the same number can make our final UPDATE hit the unique index
-    // (PostgreSQL, read committed); running again then clears the winner, so the last transfer
-    // wins and there is always exactly one holder.
-    let mut attempt = 0;
+/// `attempt` again while it conflicts, at most five times in all.
+pub(crate) async fn retry_conflicts<T, F: Future<Output = StoreResult<T>>>(
+    mut attempt: impl FnMut() -> F,
+) -> StoreResult<T> {
+    let mut tries = 0;
     loop {
-        attempt += 1;
-        match transfer_phone_once(st, id, phone, now, audit).await {
-            Err(StoreError::Conflict { .. }) if attempt < 5 => continue,
+        tries += 1;
+        match attempt().await {
+            Err(StoreError::Conflict { .. }) if tries < 5 => continue,
             other => return other,
         }
     }
 }
 
-async fn transfer_phone_once<S: SqlStore>(
+pub(crate) async fn transfer_phone<S: SqlStore>(
     st: &S,
     id: &IdNumber,
     phone: &Phone,
@@ -174,16 +152,11 @@ async fn transfer_phone_once<S: SqlStore>(
     .arg(now)
     .fetch_all(on(&mut tx))
     .await?;
-    let n = sqlx::query("UPDATE persons SET phone = $1, updated_at = $3 WHERE id_number = $2")
+    let update = sqlx::query("UPDATE persons SET phone = $1, updated_at = $3 WHERE id_number = $2")
         .arg(phone.as_str())
         .arg(id.as_str())
-        .arg(now)
-        .execute(on(&mut tx))
-        .await?
-        .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
+        .arg(now);
+    found_in(on(&mut tx), update).await?;
     let previous = match previous.first() {
         Some(p) => Some(decode::id_number("id_number", &p.only::<String>()?)?),
         None => None,
@@ -204,9 +177,7 @@ async fn transfer_phone_once<S: SqlStore>(
             id_number: p.clone(),
         });
     }
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(previous)
 }
 

@@ -4,8 +4,8 @@
 use sqlx::Executor;
 
 use super::SqlStore;
-use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, on};
-use super::rows::{CHALLENGE_SELECT, challenge_at, select};
+use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, found_in, on, touched};
+use super::rows::{CHALLENGE_SELECT, challenge_at, find, select};
 use crate::error::StoreError;
 use crate::ids::{IdNumber, Phone, TaxpayerId};
 use crate::model::{Secret, Timestamp};
@@ -42,20 +42,14 @@ pub(crate) async fn create<S: SqlStore>(st: &S, c: &Challenge) -> StoreResult<()
     Ok(())
 }
 
-pub(crate) async fn by_id<S: SqlStore>(st: &S, id_hash: &str) -> StoreResult<Option<Challenge>> {
-    let row = sqlx::query(select(&CHALLENGE_SELECT, "WHERE c.id_hash = $1"))
-        .arg(id_hash)
-        .fetch_optional(st.db())
-        .await?;
-    row.as_ref().map(challenge_at).transpose()
-}
-
-pub(crate) async fn by_nonce<S: SqlStore>(st: &S, nonce: &str) -> StoreResult<Option<Challenge>> {
-    let row = sqlx::query(select(&CHALLENGE_SELECT, "WHERE c.face_nonce = $1"))
-        .arg(nonce)
-        .fetch_optional(st.db())
-        .await?;
-    row.as_ref().map(challenge_at).transpose()
+/// The challenge `filter` (`WHERE c.… = $1`) finds for `key`.
+pub(crate) async fn by<S: SqlStore>(
+    st: &S,
+    filter: &str,
+    key: &str,
+) -> StoreResult<Option<Challenge>> {
+    let sql = select(&CHALLENGE_SELECT, filter);
+    find(st.db(), sql, key, |r| challenge_at(r).map(Some)).await
 }
 
 pub(crate) async fn record_code_attempt<S: SqlStore>(st: &S, id_hash: &str) -> StoreResult<i32> {
@@ -89,48 +83,33 @@ pub(crate) async fn reserve_code_attempt<S: SqlStore>(
     Ok(row.map(|r| r.only()).transpose()?)
 }
 
-pub(crate) async fn set_code<S: SqlStore>(
-    st: &S,
-    id_hash: &str,
-    code_hash: &Secret,
-    code_expires_at: Timestamp,
-) -> StoreResult<()> {
-    let n = sqlx::query(
-        "UPDATE challenges SET code_hash = $2, code_expires_at = $3 WHERE id_hash = $1",
-    )
-    .arg(id_hash)
-    .arg(code_hash.expose())
-    .arg(code_expires_at)
-    .execute(st.db())
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+/// What [`set_pending`] gives a challenge, each with its own expiry: a new SMS code, or a new
+/// face nonce (refused once a face check has failed).
+pub(crate) enum Pending<'a> {
+    Code(&'a Secret),
+    FaceNonce(&'a str),
 }
 
-pub(crate) async fn set_face_nonce<S: SqlStore>(
+pub(crate) async fn set_pending<S: SqlStore>(
     st: &S,
     id_hash: &str,
-    nonce: &str,
+    pending: Pending<'_>,
     expires_at: Timestamp,
 ) -> StoreResult<()> {
-    let n = sqlx::query(
-        "UPDATE challenges SET face_nonce = $2, face_status = 'pending', \
-         face_expires_at = $3 WHERE id_hash = $1 \
-         AND (face_status IS NULL OR face_status <> 'failed')",
-    )
-    .arg(id_hash)
-    .arg(nonce)
-    .arg(expires_at)
-    .execute(st.db())
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+    let (sql, value) = match pending {
+        Pending::Code(code_hash) => (
+            "UPDATE challenges SET code_hash = $2, code_expires_at = $3 WHERE id_hash = $1",
+            code_hash.expose(),
+        ),
+        Pending::FaceNonce(nonce) => (
+            "UPDATE challenges SET face_nonce = $2, face_status = 'pending', \
+             face_expires_at = $3 WHERE id_hash = $1 \
+             AND (face_status IS NULL OR face_status <> 'failed')",
+            nonce,
+        ),
+    };
+    let update = sqlx::query(sql).arg(id_hash).arg(value).arg(expires_at);
+    found_in(st.db(), update).await
 }
 
 pub(crate) async fn set_face_result<S: SqlStore>(
@@ -139,16 +118,13 @@ pub(crate) async fn set_face_result<S: SqlStore>(
     passed: bool,
 ) -> StoreResult<bool> {
     let status = if passed { "passed" } else { "failed" };
-    Ok(sqlx::query(
+    let update = sqlx::query(
         "UPDATE challenges SET face_status = $2 WHERE face_nonce = $1 \
          AND face_status = 'pending' AND consumed_at IS NULL",
     )
     .arg(nonce)
-    .arg(status)
-    .execute(st.db())
-    .await?
-    .rows_affected()
-        == 1)
+    .arg(status);
+    Ok(touched(st.db(), update).await? == 1)
 }
 
 pub(crate) async fn consume<S: SqlStore>(
@@ -156,16 +132,13 @@ pub(crate) async fn consume<S: SqlStore>(
     id_hash: &str,
     now: Timestamp,
 ) -> StoreResult<bool> {
-    Ok(sqlx::query(
+    let update = sqlx::query(
         "UPDATE challenges SET consumed_at = $2 WHERE id_hash = $1 \
          AND consumed_at IS NULL AND expires_at > $2",
     )
     .arg(id_hash)
-    .arg(now)
-    .execute(st.db())
-    .await?
-    .rows_affected()
-        == 1)
+    .arg(now);
+    Ok(touched(st.db(), update).await? == 1)
 }
 
 pub(crate) async fn delete_expired<S: SqlStore>(st: &S, before: Timestamp) -> StoreResult<u64> {

@@ -162,6 +162,25 @@ pub(crate) trait Cols: sqlx::Row<Database: Dialect> {
 
 impl<R: sqlx::Row<Database: Dialect>> Cols for R {}
 
+/// Run `query`; the number of rows it touched.
+pub(crate) async fn touched<'e, D: Dialect>(
+    exec: impl Executor<'e, Database = D>,
+    query: Query<'e, D, D::Arguments>,
+) -> StoreResult<u64> {
+    Ok(query.execute(exec).await?.rows_affected())
+}
+
+/// Run `query`, a statement that must touch a row: `NotFound` when it touched none.
+pub(crate) async fn found_in<'e, D: Dialect>(
+    exec: impl Executor<'e, Database = D>,
+    query: Query<'e, D, D::Arguments>,
+) -> StoreResult<()> {
+    if touched(exec, query).await? == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 /// `rows_affected`, which each backend's result has but sqlx's trait does not.
 pub(crate) trait Affected {
     fn rows_affected(&self) -> u64;

@@ -4,8 +4,8 @@
 use sqlx::Executor;
 
 use super::SqlStore;
-use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, Tx, on};
-use super::rows::{BINDING_SELECT, agreement_at, all, binding_at, one, select};
+use super::dialect::{BindArg as _, Cols as _, Dialect, Tx, found_in, on, touched};
+use super::rows::{BINDING_SELECT, agreement_at, all, binding_at, find, one, select};
 use crate::decode;
 use crate::error::StoreError;
 use crate::ids::{IdNumber, TaxpayerId};
@@ -13,20 +13,18 @@ use crate::model::{AgencyAgreement, Binding, Timestamp};
 use crate::records::{ConfirmOutcome, Invalidation, NewBinding, Side};
 use crate::store_api::StoreResult;
 
-pub(crate) async fn binding<S: SqlStore>(st: &S, id: &str) -> StoreResult<Option<Binding>> {
-    let row = sqlx::query(select(&BINDING_SELECT, "WHERE b.id = $1"))
-        .arg(id)
-        .fetch_optional(st.db())
-        .await?;
-    one(row, binding_at)
-}
-
-async fn binding_in<D: Dialect>(tx: &mut Tx<D>, id: &str) -> StoreResult<Option<Binding>> {
-    let row = sqlx::query(select(&BINDING_SELECT, "WHERE b.id = $1"))
-        .arg(id)
-        .fetch_optional(on(tx))
-        .await?;
-    one(row, binding_at)
+/// Binding `id`, on any connection (`st.db()`) or inside a transaction (`on(&mut tx)`).
+pub(crate) async fn binding<'e, D: Dialect>(
+    exec: impl Executor<'e, Database = D>,
+    id: &str,
+) -> StoreResult<Option<Binding>> {
+    find(
+        exec,
+        select(&BINDING_SELECT, "WHERE b.id = $1"),
+        id,
+        binding_at,
+    )
+    .await
 }
 
 /// The bindings matching `filter` (on `b`), newest first; `keys` are its `$1`, `$2`…
@@ -129,15 +127,9 @@ pub(crate) async fn confirm_binding<S: SqlStore>(
         }
     };
     let mut tx = st.begin_write().await?;
-    let changed = sqlx::query(sql)
-        .arg(id)
-        .arg(now)
-        .arg(by)
-        .execute(on(&mut tx))
-        .await?
-        .rows_affected()
-        == 1;
-    let binding = binding_in(&mut tx, id).await?;
+    let update = sqlx::query(sql).arg(id).arg(now).arg(by);
+    let changed = touched(on(&mut tx), update).await? == 1;
+    let binding = binding(on(&mut tx), id).await?;
     let Some(binding) = binding.filter(|b| b.revoked_at.is_none()) else {
         return Err(StoreError::NotFound);
     };
@@ -159,18 +151,14 @@ pub(crate) async fn confirm_binding<S: SqlStore>(
             .into_iter()
             .map(|id| Invalidation::Binding { id })
             .collect();
-        st.notify(&mut tx, &inv).await?;
-        tx.commit().await?;
-        st.publish(inv);
+        st.commit_notifying(tx, inv).await?;
         return Err(StoreError::NotFound);
     }
     if !changed {
         return Ok(ConfirmOutcome::AlreadyConfirmed(binding));
     }
     let inv = vec![Invalidation::Binding { id: id.to_string() }];
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(ConfirmOutcome::Confirmed(binding))
 }
 
@@ -181,20 +169,17 @@ pub(crate) async fn revoke_binding<S: SqlStore>(
     now: Timestamp,
 ) -> StoreResult<Binding> {
     let mut tx = st.begin_write().await?;
-    let n = sqlx::query(
+    let update = sqlx::query(
         "UPDATE bindings SET revoked_at = $2, updated_at = $2, updated_by = $3 \
          WHERE id = $1 AND revoked_at IS NULL",
     )
     .arg(id)
     .arg(now)
-    .arg(by)
-    .execute(on(&mut tx))
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
-    let binding = binding_in(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+    .arg(by);
+    found_in(on(&mut tx), update).await?;
+    let binding = binding(on(&mut tx), id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let mut inv = vec![Invalidation::Binding { id: id.to_string() }];
     inv.extend(
         revoke_pending_grants_of(&mut tx, id, now)
@@ -202,9 +187,7 @@ pub(crate) async fn revoke_binding<S: SqlStore>(
             .into_iter()
             .map(|id| Invalidation::Binding { id }),
     );
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(binding)
 }
 
@@ -237,11 +220,8 @@ pub(crate) async fn agreement<S: SqlStore>(
     st: &S,
     id: &str,
 ) -> StoreResult<Option<AgencyAgreement>> {
-    let row = sqlx::query(agreement_select::<S::Db>("WHERE g.id = $1"))
-        .arg(id)
-        .fetch_optional(st.db())
-        .await?;
-    one(row, agreement_at)
+    let sql = agreement_select::<S::Db>("WHERE g.id = $1");
+    find(st.db(), sql, id, agreement_at).await
 }
 
 pub(crate) async fn agreements_of_staff<S: SqlStore>(
@@ -303,21 +283,14 @@ pub(crate) async fn revoke_agreement<S: SqlStore>(
     now: Timestamp,
 ) -> StoreResult<()> {
     let mut tx = st.begin_write().await?;
-    let n = sqlx::query(
+    let update = sqlx::query(
         "UPDATE agency_agreements SET revoked_at = $2, updated_at = $2 \
          WHERE id = $1 AND revoked_at IS NULL",
     )
     .arg(id)
-    .arg(now)
-    .execute(on(&mut tx))
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
+    .arg(now);
+    found_in(on(&mut tx), update).await?;
     let inv = vec![Invalidation::Agreement { id: id.to_string() }];
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(())
 }

@@ -33,9 +33,7 @@ pub(crate) async fn apply_seed<S: SqlStore>(
         upsert_agreement(&mut tx, g, now, &mut sum).await?;
     }
     let inv = vec![Invalidation::All];
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(sum)
 }
 
@@ -47,27 +45,26 @@ async fn upsert_person<D: Dialect>(
 ) -> StoreResult<()> {
     // Free the number / username from another seeded person first (validation made sure any
     // current holder is in the seed and gets its own value below).
-    if let Some(phone) = &p.phone {
-        sqlx::query(
+    let unique = [
+        (
             "UPDATE persons SET phone = NULL, updated_at = $3 \
              WHERE phone = $1 AND id_number <> $2",
-        )
-        .arg(phone.as_str())
-        .arg(p.id_number.as_str())
-        .arg(now)
-        .execute(on(tx))
-        .await?;
-    }
-    if let Some(username) = &p.username {
-        sqlx::query(
+            p.phone.as_ref().map(Phone::as_str),
+        ),
+        (
             "UPDATE persons SET username = NULL, updated_at = $3 \
              WHERE username = $1 AND id_number <> $2",
-        )
-        .arg(username.as_str())
-        .arg(p.id_number.as_str())
-        .arg(now)
-        .execute(on(tx))
-        .await?;
+            p.username.as_deref(),
+        ),
+    ];
+    for (free, value) in unique {
+        if let Some(value) = value {
+            let q = sqlx::query(free)
+                .arg(value)
+                .arg(p.id_number.as_str())
+                .arg(now);
+            q.execute(on(tx)).await?;
+        }
     }
     let exists = sqlx::query("SELECT 1 FROM persons WHERE id_number = $1")
         .arg(p.id_number.as_str())

@@ -4,9 +4,9 @@
 
 use std::sync::LazyLock;
 
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Executor, SqlSafeStr};
 
-use super::dialect::{Cols, Statements};
+use super::dialect::{BindArg as _, Cols, Dialect, Statements};
 use crate::decode::{self, cols};
 use crate::error::StoreError;
 use crate::model::{AgencyAgreement, Binding, Enterprise, Person, Secret, Session};
@@ -218,6 +218,17 @@ pub(crate) fn recorded_decision_at(row: &impl Cols) -> StoreResult<RecordedDecis
         slice_hash: row.col("", "slice_hash")?,
         legacy_login_until,
     })
+}
+
+/// The record `at` reads from the row `sql` finds for `key` (its `$1`), if any.
+pub(crate) async fn find<'e, D: Dialect, T>(
+    exec: impl Executor<'e, Database = D>,
+    sql: impl SqlSafeStr,
+    key: &str,
+    at: impl Fn(&D::Row) -> StoreResult<Option<T>>,
+) -> StoreResult<Option<T>> {
+    let row = sqlx::query(sql).arg(key).fetch_optional(exec).await?;
+    one(row, at)
 }
 
 /// The record of `row`, if there is a row and it holds one.

@@ -1,9 +1,8 @@
 //! Sessions: create, look up as a slice, touch, revoke, re-identify, expire.
 
 use super::SqlStore;
-use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, on};
+use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, found_in, on, touched};
 use super::rows::{agreement_at, binding_at, enterprise_at, person_at, q, session_at};
-use crate::error::StoreError;
 use crate::ids::{IdNumber, TaxpayerId};
 use crate::model::{Session, SessionSlice, Timestamp};
 use crate::records::Invalidation;
@@ -67,21 +66,16 @@ pub(crate) async fn touch<S: SqlStore>(st: &S, id: &str, now: Timestamp) -> Stor
 
 pub(crate) async fn revoke<S: SqlStore>(st: &S, id: &str, now: Timestamp) -> StoreResult<bool> {
     let mut tx = st.begin_write().await?;
-    let done =
+    let update =
         sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .arg(id)
-            .arg(now)
-            .execute(on(&mut tx))
-            .await?
-            .rows_affected()
-            == 1;
-    let inv = vec![Invalidation::Session { id: id.to_string() }];
+            .arg(now);
+    let done = touched(on(&mut tx), update).await? == 1;
     if done {
-        st.notify(&mut tx, &inv).await?;
-    }
-    tx.commit().await?;
-    if done {
-        st.publish(inv);
+        let inv = vec![Invalidation::Session { id: id.to_string() }];
+        st.commit_notifying(tx, inv).await?;
+    } else {
+        tx.commit().await?;
     }
     Ok(done)
 }
@@ -111,9 +105,7 @@ pub(crate) async fn revoke_of_person<S: SqlStore>(
     inv.push(Invalidation::Person {
         id_number: person.clone(),
     });
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(n)
 }
 
@@ -123,7 +115,7 @@ pub(crate) async fn set_identity<S: SqlStore>(
     ident: &SessionIdentity,
 ) -> StoreResult<()> {
     let mut tx = st.begin_write().await?;
-    let n = sqlx::query(
+    let update = sqlx::query(
         "UPDATE sessions SET enterprise = $2, agency = $3, role = $4, \
          binding_id = $5, agreement_id = $6 WHERE id = $1 AND revoked_at IS NULL",
     )
@@ -132,17 +124,10 @@ pub(crate) async fn set_identity<S: SqlStore>(
     .arg(ident.agency.as_ref().map(TaxpayerId::as_str))
     .arg(ident.role.map(|r| r.as_str()))
     .arg(ident.binding_id.as_deref())
-    .arg(ident.agreement_id.as_deref())
-    .execute(on(&mut tx))
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
+    .arg(ident.agreement_id.as_deref());
+    found_in(on(&mut tx), update).await?;
     let inv = vec![Invalidation::Session { id: id.to_string() }];
-    st.notify(&mut tx, &inv).await?;
-    tx.commit().await?;
-    st.publish(inv);
+    st.commit_notifying(tx, inv).await?;
     Ok(())
 }
 
