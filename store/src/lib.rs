@@ -5,14 +5,6 @@
 //!   and [`AnyStore`] (chosen by URL: `sqlite://path`, `sqlite::memory:`, `postgres://…`).
 //! - [`password`]: argon2id hashing. [`seed`]: the `taxgate import` seed file.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::allow_attributes_without_reason,
-    missing_docs
-)]
-
 mod any;
 pub mod bus;
 mod decode;

@@ -4,7 +4,14 @@
 //! unless `TAXGATE_REQUIRE_PG=1`, which turns the skip into a failure (CI).
 
 // Test code: a failed step should stop the test loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable,
+    reason = "a scenario suite: a failed step fails the test loudly"
+)]
 
 use std::time::Duration;
 

@@ -8,14 +8,6 @@
 //! back once ([`Pipeline::logging`]). The workspace's compiler keeps it that way: this crate
 //! depends on no other crate of the workspace.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::allow_attributes_without_reason,
-    missing_docs
-)]
-
 pub mod body;
 pub mod headers;
 pub mod idle;

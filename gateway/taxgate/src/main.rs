@@ -1,13 +1,6 @@
 //! The `taxgate` command line (CONTRACT section 1). Exit status: 0 success, 1 user error (bad
 //! config, bad input, failed validation), 2 usage error.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::allow_attributes_without_reason
-)]
-
 /// mimalloc instead of glibc malloc: each proxied request allocates and frees a few dozen small
 /// objects across two worker threads and the audit writer, and glibc spent about 8% of the
 /// gateway's CPU on them (malloc, free, consolidation; benches/README.md).

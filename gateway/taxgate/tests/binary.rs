@@ -2,6 +2,8 @@
 //! integration test of this package, it also makes `cargo test --workspace` build the binary
 //! before any test runs, which the end-to-end tests (another package) then start.
 
+#![expect(clippy::panic, reason = "a test fails loudly")]
+
 use std::process::Command;
 
 fn taxgate(args: &[&str]) -> std::process::Output {

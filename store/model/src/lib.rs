@@ -3,14 +3,6 @@
 //! the records the store reads and writes. Plain data with serde; no I/O, no async runtime, so
 //! the policy crate can build entity slices from it without pulling in the store's drivers.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::allow_attributes_without_reason,
-    missing_docs
-)]
-
 pub mod ids;
 pub mod model;
 pub mod records;
