@@ -13,7 +13,7 @@
 # hashes stored) and writes the tokens; the gateway then runs in its default secure
 # configuration (signed identity assertions with a key from `taxgate keys generate`, the
 # default caches) in front of `bench-upstream`. For each skew (SKEWS: 0 uniform, s > 0 Zipf
-# exponent), after WARMUP seconds of load on the gateway:
+# exponent), after WARMUP seconds (at least SIZE / WARMUP_RATE) of load on the gateway:
 #   closed loop  popload -cCONNS for DUR s against pass-through, nginx and gateway, alternated
 #                ROUNDS times (median kept): the same requests, rotating over the same tokens
 #   open loop    popload --mode open at 50% of the pass-through's median for DUR s against
@@ -38,6 +38,9 @@ DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-5}
+# The warm-up lasts at least SIZE / WARMUP_RATE seconds, so that (uniformly) every session has
+# been seen once, as a real session is right after its login: the steady state, not N cold starts.
+WARMUP_RATE=${WARMUP_RATE:-2000}
 FILL_TIMEOUT=${FILL_TIMEOUT:-3600}
 OUT=${OUT:-target/population-results.md}
 BASE=${BASE_PORT:-19100}
@@ -211,7 +214,8 @@ for size in $SIZES; do
       }
       for skew in $SKEWS; do
         k="$key:$skew"
-        run_load gateway "$tokens" "$skew" --duration "$WARMUP" >/dev/null
+        warm=$(( size / WARMUP_RATE > WARMUP ? size / WARMUP_RATE : WARMUP ))
+        run_load gateway "$tokens" "$skew" --duration "$warm" >/dev/null
         declare -A RPS=([direct]="" [passthrough]="" [nginx]="" [gateway]="")
         gw_closed=""
         for round in $(seq 1 "$ROUNDS"); do
