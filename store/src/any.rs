@@ -92,6 +92,7 @@ impl Store for AnyStore {
         fn create_session(&self, session: &Session) -> ();
         fn session_slice(&self, token_hash: &str) -> Option<SessionSlice>;
         fn touch_session(&self, id: &str, now: Timestamp) -> ();
+        fn touch_sessions(&self, touches: &[(String, Timestamp)]) -> ();
         fn revoke_session(&self, id: &str, now: Timestamp) -> bool;
         fn revoke_person_sessions(&self, person: &IdNumber, except: Option<&str>, now: Timestamp) -> u64;
         fn set_session_identity(&self, id: &str, identity: &SessionIdentity) -> ();

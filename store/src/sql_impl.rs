@@ -143,6 +143,10 @@ impl<S: SqlStore> Store for S {
         sessions::touch(self, id, now).await
     }
 
+    async fn touch_sessions(&self, touches: &[(String, Timestamp)]) -> StoreResult<()> {
+        sessions::touch_many(self, touches).await
+    }
+
     async fn revoke_session(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         sessions::revoke(self, id, now).await
     }

@@ -76,6 +76,13 @@ pub trait Store: Send + Sync + Clone + 'static {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Record the activity of many sessions in one write transaction: `(session id, time)`
+    /// each, as [`Store::touch_session`] would one by one.
+    fn touch_sessions(
+        &self,
+        touches: &[(String, Timestamp)],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Revoke one session (logout). Returns false if it was unknown or already revoked.
     /// Publishes `Session{id}`.
     fn revoke_session(

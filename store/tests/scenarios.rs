@@ -182,7 +182,25 @@ async fn sessions<S: Store>(s: S) {
     assert_eq!(slice.agreement.as_ref().unwrap().staff, vec![id(CAROL)]);
     assert!(slice.agency.as_ref().unwrap().is_agency);
 
+    // Many sessions' activity in one write: each gets its own time; an unknown id is no error.
+    s.touch_sessions(&[
+        ("s1".to_string(), NOW + 70),
+        ("s2".to_string(), NOW + 80),
+        ("nope".to_string(), NOW + 90),
+    ])
+    .await
+    .unwrap();
+    s.touch_sessions(&[]).await.unwrap();
+    let seen = |h: &'static str| {
+        let s = &s;
+        async move { s.session_slice(h).await.unwrap().unwrap().session.last_seen_at }
+    };
+    assert_eq!((seen("h1").await, seen("h2").await), (NOW + 70, NOW + 80));
+
     assert!(s.revoke_session("s1", NOW + 100).await.unwrap());
+    s.touch_sessions(&[("s1".to_string(), NOW + 200)]).await.unwrap();
+    let revoked = s.session_slice("h1").await.unwrap().unwrap().session;
+    assert_eq!(revoked.last_seen_at, NOW + 70, "a revoked session's activity is not recorded");
     assert!(!s.revoke_session("s1", NOW + 200).await.unwrap());
     let slice = s.session_slice("h1").await.unwrap().unwrap();
     assert_eq!(slice.session.revoked_at, Some(NOW + 100));

@@ -260,6 +260,7 @@ impl Server {
         );
         sessions.follow_invalidations();
         let mut background = Vec::new();
+        background.push(sessions.start_activity_writer());
         let health = StoreHealth::new();
         background.push(health.watch(store.clone()));
         background.push(crate::janitor::start(
@@ -458,6 +459,8 @@ impl Server {
         for task in self.background {
             task.abort();
         }
+        // The activity of the last second is not lost with its writer.
+        self.core.sessions.write_activity().await;
         let pending = self.core.audit.queued();
         if !self.audit_writer.finish(Duration::from_secs(10)).await {
             tracing::error!(pending, "audit queue not fully written at shutdown");

@@ -312,7 +312,13 @@ pub struct Sessions {
     /// The invalidations behind `epoch`; bumped and appended under this one lock.
     log: Mutex<InvalidationLog>,
     idle_timeout: i64,
+    /// Activity not yet written: session id -> latest time. Written in one transaction a
+    /// second ([`Sessions::write_activity`]) instead of one spawned `UPDATE` per session.
+    activity: Mutex<std::collections::HashMap<String, Timestamp>>,
 }
+
+/// How often the pending session activity is written to the store.
+pub const ACTIVITY_FLUSH: Duration = Duration::from_secs(1);
 
 impl Sessions {
     /// `capacity` sessions cached, the entities of `entity_capacity` of them (0: none).
@@ -341,7 +347,51 @@ impl Sessions {
             epoch: AtomicU64::new(0),
             log: Mutex::new(InvalidationLog::default()),
             idle_timeout: i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX),
+            activity: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Write the pending session activity every [`ACTIVITY_FLUSH`], for as long as the task
+    /// runs (the server keeps it, and writes what is left at shutdown).
+    pub fn start_activity_writer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ACTIVITY_FLUSH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(sessions) = weak.upgrade() else {
+                    return;
+                };
+                sessions.write_activity().await;
+            }
+        })
+    }
+
+    /// Write the activity recorded since the last write, in one store transaction. A failed
+    /// write is logged and its entries kept for the next one (unless newer ones replaced them).
+    pub async fn write_activity(&self) {
+        let pending: Vec<(String, Timestamp)> = {
+            let mut map = self
+                .activity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.drain().collect()
+        };
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.touch_sessions(&pending).await {
+            tracing::warn!(error = %e, sessions = pending.len(), "cannot record session activity");
+            let mut map = self
+                .activity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (id, at) in pending {
+                let slot = map.entry(id).or_insert(at);
+                *slot = (*slot).max(at);
+            }
+        }
     }
 
     /// Resolve a client-presented token at time `now`.
@@ -445,13 +495,12 @@ impl Sessions {
                 .compare_exchange(touched, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let store = self.store.clone();
-            let id = s.id().to_string();
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_session(&id, now).await {
-                    tracing::warn!(error = %e, "cannot record session activity");
-                }
-            });
+            let mut map = self
+                .activity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = map.entry(s.id().to_string()).or_insert(now);
+            *slot = (*slot).max(now);
         }
     }
 

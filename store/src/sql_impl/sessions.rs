@@ -64,6 +64,25 @@ pub(crate) async fn touch<S: SqlStore>(st: &S, id: &str, now: Timestamp) -> Stor
     Ok(())
 }
 
+pub(crate) async fn touch_many<S: SqlStore>(
+    st: &S,
+    touches: &[(String, Timestamp)],
+) -> StoreResult<()> {
+    if touches.is_empty() {
+        return Ok(());
+    }
+    let mut tx = st.begin_write().await?;
+    for (id, at) in touches {
+        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .arg(id.as_str())
+            .arg(*at)
+            .execute(on(&mut tx))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(crate) async fn revoke<S: SqlStore>(st: &S, id: &str, now: Timestamp) -> StoreResult<bool> {
     let mut tx = st.begin_write().await?;
     let update =
