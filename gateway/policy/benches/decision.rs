@@ -1,7 +1,7 @@
 //! Decision cost: the raw Cedar loop vs taxgate's `decide()` on a cached slice, and `decide()`
 //! as the policy count grows (indexed, with the unindexed whole-set answer for comparison).
 //!
-//! Run: `cargo bench -p taxgate-benches --bench decision -j2`
+//! Run: `cargo bench -p taxgate-policy --bench decision -j2`
 //!
 //! Last run (2026-11-27, release, quiet 2-core VM; criterion median): raw 48.1 µs, decide
 //! 32.4 µs (148% of the raw loop's throughput); indexed 32 / 96 / 996 / 9,996 policies: 30.5 /
@@ -31,7 +31,7 @@ use taxgate_policy::{EntitySlice, PolicyEngine, RequestFacts};
 const NOW: i64 = 1_748_743_200;
 
 fn repo_policies() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies")
 }
 
 fn slice() -> Arc<EntitySlice> {
