@@ -193,14 +193,27 @@ async fn sessions<S: Store>(s: S) {
     s.touch_sessions(&[]).await.unwrap();
     let seen = |h: &'static str| {
         let s = &s;
-        async move { s.session_slice(h).await.unwrap().unwrap().session.last_seen_at }
+        async move {
+            s.session_slice(h)
+                .await
+                .unwrap()
+                .unwrap()
+                .session
+                .last_seen_at
+        }
     };
     assert_eq!((seen("h1").await, seen("h2").await), (NOW + 70, NOW + 80));
 
     assert!(s.revoke_session("s1", NOW + 100).await.unwrap());
-    s.touch_sessions(&[("s1".to_string(), NOW + 200)]).await.unwrap();
+    s.touch_sessions(&[("s1".to_string(), NOW + 200)])
+        .await
+        .unwrap();
     let revoked = s.session_slice("h1").await.unwrap().unwrap().session;
-    assert_eq!(revoked.last_seen_at, NOW + 70, "a revoked session's activity is not recorded");
+    assert_eq!(
+        revoked.last_seen_at,
+        NOW + 70,
+        "a revoked session's activity is not recorded"
+    );
     assert!(!s.revoke_session("s1", NOW + 200).await.unwrap());
     let slice = s.session_slice("h1").await.unwrap().unwrap();
     assert_eq!(slice.session.revoked_at, Some(NOW + 100));
