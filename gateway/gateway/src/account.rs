@@ -302,8 +302,7 @@ impl Account {
                 let agreement = store
                     .agreement_between(agency, &target)
                     .await
-                    .map_err(|e| self.core.rescue.store(e))?
-                    .filter(|a| a.staff.contains(person_id));
+                    .map_err(|e| self.core.rescue.store(e))?;
                 let agency_org = store
                     .enterprise(agency)
                     .await

@@ -78,15 +78,6 @@ pub fn unix_now() -> Timestamp {
         .unwrap_or(0)
 }
 
-/// The session token a request presents (the cookie or a bearer token); two different ones in
-/// one request are refused with 400 `ambiguous_session`.
-pub fn presented_token<'a>(
-    headers: &'a http::HeaderMap,
-    cookie_name: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    headers::session_token(headers, cookie_name).map_err(|_| Code::AmbiguousSession.into())
-}
-
 fn respond(response: Response<Body>, route: Option<usize>) -> Step {
     Step::Respond { response, route }
 }

@@ -44,10 +44,6 @@ use taxgate_proxy::body::Body;
 
 type ApiResult = crate::rescue::Handled;
 
-fn store_err(e: StoreError) -> ApiError {
-    crate::rescue::store(e)
-}
-
 /// The `/auth/*` handlers: the login factors, phone recovery and binding, password changes. Each
 /// login is decided by the `login` policies and audited.
 pub struct Auth {
@@ -59,6 +55,12 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// A store failure as the client sees it, through the rescue (which marks a store that
+    /// is down as such, as the pipeline does).
+    fn store_err(&self, e: StoreError) -> ApiError {
+        self.core.rescue.store(e)
+    }
+
     /// Handlers sending codes through `sms`. At most half the cores (at least one) hash passwords
     /// at once.
     pub fn new(core: Arc<Core>, sms: Arc<dyn SmsSender>) -> Self {

@@ -8,7 +8,7 @@ use taxgate_store::{
     Challenge, ChallengePurpose, Entry, FaceStatus, IdNumber, Phone, Store, TaxpayerId, Timestamp,
 };
 
-use super::{Auth, store_err};
+use super::Auth;
 use crate::api::Json;
 use crate::authn::token;
 use crate::error::{ApiError, Code};
@@ -54,7 +54,7 @@ impl Auth {
             .store
             .create_challenge(&challenge)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         Ok(challenge_token)
     }
 
@@ -75,7 +75,7 @@ impl Auth {
             .store
             .challenge(&token::hash(presented))
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
             .ok_or(ApiError::from(Code::ChallengeExpired))?;
         let same_client = c.client_addr.as_deref() == Some(conn.remote.ip().to_string().as_str());
         if c.consumed_at.is_some()

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{ChallengePurpose, FaceStatus, Factor, IdNumber, Store, StoreError};
 
-use super::{ApiResult, Auth, store_err};
+use super::{ApiResult, Auth};
 use crate::api::{self, Json, json as json_response, no_content};
 use crate::authn::{face, token};
 use crate::error::{ApiError, Code};
@@ -39,7 +39,7 @@ impl Auth {
         {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(Code::FaceFailed.into()),
-            Err(e) => return Err(store_err(e).into()),
+            Err(e) => return Err(self.store_err(e).into()),
         }
         self.challenge_event(&c, now, "face_started", true, None)
             .await?;
@@ -99,7 +99,7 @@ impl Auth {
         let c = store
             .challenge_by_nonce(nonce)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
             .ok_or(ApiError::from(Code::UnknownNonce))?;
         let live = c.consumed_at.is_none()
             && c.expires_at > now
@@ -112,7 +112,7 @@ impl Auth {
             let _ = store
                 .set_face_result(nonce, false)
                 .await
-                .map_err(store_err)?;
+                .map_err(|e| self.store_err(e))?;
             let mut ev = self.event(now, "face_callback", false, conn.remote.ip());
             ev.person = c.person.clone();
             ev.reason = Some("identity_mismatch".into());
@@ -122,7 +122,7 @@ impl Auth {
         if !store
             .set_face_result(nonce, passed)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
         {
             return Err(Code::UnknownNonce.into());
         }

@@ -5,7 +5,7 @@
 use taxgate_store::{ChallengePurpose, Entry, GuardKey, Store, TaxpayerId};
 
 use super::password::PasswordAttempt;
-use super::{ApiResult, Auth, challenge_answer, store_err};
+use super::{ApiResult, Auth, challenge_answer};
 use crate::api::Json;
 use crate::error::{ApiError, Code};
 use crate::pipeline::unix_now;
@@ -21,7 +21,10 @@ impl Auth {
         let now = unix_now();
         let client = conn.remote.ip();
         let store = &self.core.store;
-        let enterprise = store.enterprise(&taxpayer_id).await.map_err(store_err)?;
+        let enterprise = store
+            .enterprise(&taxpayer_id)
+            .await
+            .map_err(|e| self.store_err(e))?;
         let hash = enterprise
             .as_ref()
             .and_then(|e| e.legacy_password_hash.clone());

@@ -13,7 +13,7 @@ use taxgate_store::{
     Phone, Secret, Store, TaxpayerId, Timestamp, account_key, password,
 };
 
-use super::{ApiResult, Auth, retry_after, session_person, store_err};
+use super::{ApiResult, Auth, retry_after, session_person};
 use crate::api::{self, no_content};
 use crate::authn::password_rules;
 use crate::authn::ratelimit::address_key;
@@ -101,7 +101,7 @@ impl Auth {
             .store
             .person_by_account(account)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         let attempt = PasswordAttempt {
             key: match &person {
                 Some(p) => GuardKey::Person(p.id_number.clone()),
@@ -162,7 +162,7 @@ impl Auth {
                 Ok(CheckReservation::Refused { locked_until }) => {
                     return Err(refuse("account_locked", self.locked(locked_until, now)).await);
                 }
-                Err(e) => return Err(store_err(e)),
+                Err(e) => return Err(self.store_err(e)),
             }
         }
         // Failed checks per client address, across accounts: a unit is taken before the check
@@ -179,7 +179,7 @@ impl Auth {
         if !matches!(budget, Ok(Some(_))) {
             self.abandon_check(key, now, &rule).await;
             let answer = match budget {
-                Err(e) => return Err(store_err(e)),
+                Err(e) => return Err(self.store_err(e)),
                 _ => retry_after(Code::RateLimited, hour + 3_600 - now),
             };
             return Err(refuse("rate_limited", answer).await);
@@ -204,7 +204,7 @@ impl Auth {
         let state = store
             .settle_password_check(key, outcome, now, &rule)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         if ok && let Err(e) = store.give_back_budget(&bucket, hour).await {
             log_store_error(&e);
         }
@@ -272,7 +272,7 @@ impl Auth {
             .store
             .person(person_id)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
             .ok_or(ApiError::from(Code::LoginRequired))?;
         // Checked like a login's password: reserved before argon2 (issue 21 point 1).
         let attempt = PasswordAttempt {
@@ -303,14 +303,14 @@ impl Auth {
             .store
             .set_password(&current.id_number, &phc, false, now)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         // Whoever else was logged in as this person (perhaps with the old password) is out.
         let others = self
             .core
             .store
             .revoke_person_sessions(&current.id_number, Some(s.id()), now)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         let mut ev = self.event(now, "password_changed", true, conn.remote.ip());
         ev.detail = Some(json!({ "other_sessions_revoked": others }).to_string());
         ev.session_id = Some(s.id().to_string());

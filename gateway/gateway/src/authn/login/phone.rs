@@ -8,7 +8,7 @@ use taxgate_store::{
     Challenge, ChallengePurpose, Entry, FaceStatus, Phone, PhoneAudit, Store, Timestamp,
 };
 
-use super::{ApiResult, Auth, challenge_answer, session_person, store_err};
+use super::{ApiResult, Auth, challenge_answer, session_person};
 use crate::api::{self, Json, json as json_response, no_content};
 use crate::authn::sms::{Purpose, SmsMessage};
 use crate::authn::token;
@@ -92,7 +92,7 @@ impl Auth {
             .store
             .consume_challenge(&c.id_hash, now)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
         {
             return Err(Code::ChallengeExpired.into());
         }
@@ -106,14 +106,14 @@ impl Auth {
             store
                 .revoke_person_sessions(person, None, now)
                 .await
-                .map_err(store_err)?
+                .map_err(|e| self.store_err(e))?
         } else {
             0
         };
         let before = store
             .person(person)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
             .and_then(|p| p.phone);
         let mut bound = self.event(now, "phone_bound", true, conn.remote.ip());
         bound.person = Some(person.clone());
@@ -131,7 +131,7 @@ impl Auth {
         let previous_holder = store
             .transfer_phone(person, phone, now, &audit)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         // The person's old number hears that it no longer receives this account's codes, and
         // the number's old holder that the number left their account.
         if let Some(old) = before.as_ref().filter(|old| *old != phone) {
@@ -190,7 +190,7 @@ impl Auth {
             .store
             .challenge(&token::hash(&challenge_token))
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
             .ok_or(ApiError::from(Code::Internal))?;
         self.send_code(&c, now).await?;
         Ok(json_response(

@@ -9,7 +9,7 @@ use taxgate_store::{
     Store, TaxpayerId, Timestamp,
 };
 
-use super::{ApiResult, Auth, store_err};
+use super::{ApiResult, Auth};
 use crate::api::{self, json as json_response, no_content};
 use crate::authn::token;
 use crate::error::{ApiError, Code};
@@ -32,7 +32,7 @@ impl Auth {
         if !store
             .consume_challenge(&c.id_hash, now)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
         {
             return Err(Code::ChallengeExpired.into());
         }
@@ -42,14 +42,14 @@ impl Auth {
                 store
                     .person(id)
                     .await
-                    .map_err(store_err)?
+                    .map_err(|e| self.store_err(e))?
                     .ok_or(ApiError::from(Code::ChallengeExpired))?,
             ),
             None => None,
         };
         let org_id = c.enterprise.as_ref().or(c.agency.as_ref());
         let org = match org_id {
-            Some(t) => store.enterprise(t).await.map_err(store_err)?,
+            Some(t) => store.enterprise(t).await.map_err(|e| self.store_err(e))?,
             None => None,
         };
         let attempt = LoginAttempt {
@@ -65,7 +65,7 @@ impl Auth {
                 let bindings = store
                     .bindings_between(&p.id_number, t)
                     .await
-                    .map_err(store_err)?;
+                    .map_err(|e| self.store_err(e))?;
                 let all: Vec<_> = bindings.iter().map(LoginCandidate::Binding).collect();
                 let chosen = self
                     .login_decision(&attempt, &all, Some(t), now, client)
@@ -77,7 +77,7 @@ impl Auth {
                     Some(a) => store
                         .agreements_of_staff(a, &p.id_number)
                         .await
-                        .map_err(store_err)?,
+                        .map_err(|e| self.store_err(e))?,
                     None => Vec::new(),
                 };
                 let all: Vec<_> = agreements.iter().map(LoginCandidate::Agreement).collect();
@@ -114,7 +114,10 @@ impl Auth {
             expires_at: now + self.core.config.session.absolute_timeout_secs as i64,
             revoked_at: None,
         };
-        store.create_session(&session).await.map_err(store_err)?;
+        store
+            .create_session(&session)
+            .await
+            .map_err(|e| self.store_err(e))?;
         let mut ev = self.event(now, "session_created", true, conn.remote.ip());
         ev.session_id = Some(session.id.clone());
         ev.person = session.person.clone();
@@ -158,11 +161,11 @@ impl Auth {
         let store = &self.core.store;
         let sess = &s.session;
         let person = match &sess.person {
-            Some(id) => store.person(id).await.map_err(store_err)?,
+            Some(id) => store.person(id).await.map_err(|e| self.store_err(e))?,
             None => None,
         };
         let enterprise = match &sess.enterprise {
-            Some(id) => store.enterprise(id).await.map_err(store_err)?,
+            Some(id) => store.enterprise(id).await.map_err(|e| self.store_err(e))?,
             None => None,
         };
         Ok(json_response(
@@ -180,7 +183,7 @@ impl Auth {
             .store
             .revoke_session(s.id(), now)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         let mut ev = self.event(now, "logout", true, conn.remote.ip());
         ev.session_id = Some(s.id().to_string());
         ev.person = s.session.person.clone();

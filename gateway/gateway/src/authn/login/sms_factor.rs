@@ -12,7 +12,7 @@ use taxgate_store::{
     SmsReservation, Store, Timestamp,
 };
 
-use super::{ApiResult, Auth, retry_after, store_err};
+use super::{ApiResult, Auth, retry_after};
 use crate::api::{self, Json, json as json_response};
 use crate::authn::ratelimit::address_key;
 use crate::authn::sms::{Purpose, SmsMessage};
@@ -77,7 +77,7 @@ impl Auth {
             .store
             .reserve_sms(&request)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
         {
             SmsReservation::Granted => {}
             SmsReservation::Refused {
@@ -105,7 +105,7 @@ impl Auth {
                 now + login.sms_code_ttl_secs as i64,
             )
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.store_err(e))?;
         let purpose = match c.purpose {
             ChallengePurpose::Login => Purpose::Login,
             ChallengePurpose::BindPhone => Purpose::BindPhone,
@@ -142,7 +142,7 @@ impl Auth {
             .store
             .reserve_code_attempt(&c.id_hash, now, max)
             .await
-            .map_err(store_err)?
+            .map_err(|e| self.store_err(e))?
         else {
             return Err(Code::ChallengeExpired.into());
         };

@@ -4,7 +4,7 @@
 
 use taxgate_store::{ChallengePurpose, Entry, Store, TaxpayerId};
 
-use super::{ApiResult, Auth, challenge_answer, store_err};
+use super::{ApiResult, Auth, challenge_answer};
 use crate::api::Json;
 use crate::pipeline::unix_now;
 use taxgate_policy::{LoginAttempt, LoginCandidate};
@@ -32,7 +32,7 @@ impl Auth {
 
         // Facts for the policy: the enterprise (or agency) and the candidate identities.
         let enterprise = match &taxpayer_id {
-            Some(t) => store.enterprise(t).await.map_err(store_err)?,
+            Some(t) => store.enterprise(t).await.map_err(|e| self.store_err(e))?,
             None => None,
         };
         let (bindings, agreements) = match (&entry, &taxpayer_id) {
@@ -40,7 +40,7 @@ impl Auth {
                 store
                     .bindings_between(&person.id_number, t)
                     .await
-                    .map_err(store_err)?,
+                    .map_err(|e| self.store_err(e))?,
                 Vec::new(),
             ),
             (Entry::Agent, Some(t)) => (
@@ -48,7 +48,7 @@ impl Auth {
                 store
                     .agreements_of_staff(t, &person.id_number)
                     .await
-                    .map_err(store_err)?,
+                    .map_err(|e| self.store_err(e))?,
             ),
             _ => (Vec::new(), Vec::new()),
         };
