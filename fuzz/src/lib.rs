@@ -120,7 +120,7 @@ pub fn session_headers(data: &[u8]) {
         assert!(!token.is_empty());
         assert_eq!(token, token.trim());
     }
-    let _ = taxgate_gateway::pipeline::presented_token(&h, name);
+    let _ = taxgate_proxy::headers::session_token(&h, name);
     strip_cookie(&mut h, name);
     assert!(
         cookie(&h, name).is_none(),
