@@ -23,6 +23,8 @@
 # Results: a Markdown table on stdout and in $OUT (default target/population-results.md); the
 # raw JSON lines of every run in $OUT.jsonl.
 #
+# PERF=N: after the warm-up, record a CPU profile of the gateway for N s under the closed loop
+# (perf, DWARF call graphs) to $OUT.<store:audit:size:skew>.perf.
 # GW_EXTRA: TOML appended to the gateway's config (e.g. $'[session]\nentity_cache_capacity = 0'),
 # to measure a setting against the default.
 #
@@ -216,6 +218,14 @@ for size in $SIZES; do
         k="$key:$skew"
         warm=$(( size / WARMUP_RATE > WARMUP ? size / WARMUP_RATE : WARMUP ))
         run_load gateway "$tokens" "$skew" --duration "$warm" >/dev/null
+        if [ -n "${PERF:-}" ]; then
+          # A CPU profile of the gateway under this load (PERF seconds), kept beside $OUT.
+          perf record -q -F 299 --call-graph dwarf,8192 -p "$GWPID" -o "$OUT.$k.perf" -- sleep "$PERF" 2>/dev/null &
+          perfpid=$!
+          run_load gateway "$tokens" "$skew" --duration "$PERF" >/dev/null
+          wait "$perfpid" || true
+          echo "$k profile: $OUT.$k.perf (perf report -i …)" >&2
+        fi
         declare -A RPS=([direct]="" [passthrough]="" [nginx]="" [gateway]="")
         gw_closed=""
         for round in $(seq 1 "$ROUNDS"); do

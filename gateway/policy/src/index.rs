@@ -95,7 +95,7 @@ impl Generic {
         let set = Arc::new(set_of(
             self.guarded
                 .iter()
-                .filter(|g| !g.guard.excludes(&facts))
+                .filter(|g| !g.guard.excludes(&facts, &self.attrs))
                 .map(|g| &g.policy),
         ));
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
@@ -377,6 +377,17 @@ impl PolicyIndex {
         let mut ids: Vec<String> = bucket.policies().map(|p| p.id().to_string()).collect();
         ids.sort();
         Some(ids)
+    }
+
+    /// How many buckets the generic sets of `action` have made and kept.
+    #[cfg(test)]
+    pub fn buckets_made(&self, action: &str) -> usize {
+        self.actions.get(action).map_or(0, |a| {
+            a.by_types
+                .iter()
+                .map(|(_, _, g)| g.buckets.read().map_or(0, |b| b.len()))
+                .sum()
+        })
     }
 
     /// The guards of the generic policies of `action` for these types: (id, (reads the

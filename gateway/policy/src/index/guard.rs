@@ -52,10 +52,13 @@ pub(crate) struct Guard {
     tests: Vec<Test>,
 }
 
-/// The attribute names and `in` entities the guards of one action read, numbered.
+/// The attribute names and `in` entities the guards of one action read, numbered, with the
+/// literals each attribute is compared with.
 #[derive(Debug, Default)]
 pub(crate) struct Attrs {
     names: Vec<String>,
+    /// Per attribute, the literals a guard compares it with.
+    literals: Vec<Vec<Literal>>,
     ins: Vec<EntityUid>,
 }
 
@@ -65,8 +68,17 @@ impl Attrs {
             Some(i) => i,
             None => {
                 self.names.push(name.to_string());
+                self.literals.push(Vec::new());
                 self.names.len() - 1
             }
+        }
+    }
+
+    fn compared(&mut self, attr: usize, lit: &Literal) {
+        if let Some(list) = self.literals.get_mut(attr)
+            && !list.contains(lit)
+        {
+            list.push(lit.clone());
         }
     }
 
@@ -88,17 +100,27 @@ impl Attrs {
     /// What the request's principal shows of the attributes and entities the guards read.
     pub fn facts(&self, principal: &EntityUid, entities: &Entities) -> Facts {
         let entity = entities.get(principal);
+        // Only what the guards can tell apart goes into the key (a session's own binding id
+        // must not make a bucket of its own): which compared literal a value equals, if any.
         let attrs = self
             .names
             .iter()
-            .map(|name| match entity.and_then(|e| e.attr(name)) {
-                None => Seen::Absent,
-                Some(Ok(EvalResult::Bool(b))) => Seen::Is(Literal::Bool(b)),
-                Some(Ok(EvalResult::Long(n))) => Seen::Is(Literal::Long(n)),
-                Some(Ok(EvalResult::String(s))) => Seen::Is(Literal::String(s)),
-                Some(Ok(EvalResult::EntityUid(u))) => Seen::Is(Literal::Entity(u)),
-                // A set, a record, an extension value or an unknown: present, not compared.
-                Some(_) => Seen::Other,
+            .zip(&self.literals)
+            .map(|(name, literals)| {
+                let value = match entity.and_then(|e| e.attr(name)) {
+                    None => return Seen::Absent,
+                    Some(Ok(EvalResult::Bool(b))) => Literal::Bool(b),
+                    Some(Ok(EvalResult::Long(n))) => Literal::Long(n),
+                    Some(Ok(EvalResult::String(s))) => Literal::String(s),
+                    Some(Ok(EvalResult::EntityUid(u))) => Literal::Entity(u),
+                    // A set, a record, an extension value or an unknown: present, not compared.
+                    Some(_) => return Seen::Other,
+                };
+                match (&value, literals.iter().position(|l| *l == value)) {
+                    (_, Some(i)) => Seen::Equals(i),
+                    (Literal::Bool(b), None) => Seen::Bool(*b),
+                    (_, None) => Seen::Unlike,
+                }
             })
             .collect();
         let ins = if self.ins.is_empty() {
@@ -162,7 +184,9 @@ impl Attrs {
                 (None, Some(a)) => (a, literal(l)?),
                 _ => return None,
             };
-            return Some(Test::Eq(self.attr(attr), lit));
+            let i = self.attr(attr);
+            self.compared(i, &lit);
+            return Some(Test::Eq(i, lit));
         }
         principal_attr(e).map(|a| Test::True(self.attr(a)))
     }
@@ -210,13 +234,17 @@ fn literal(e: &Value) -> Option<Literal> {
     }
 }
 
-/// One attribute as the principal shows it.
+/// One attribute as the principal shows it, as far as the guards can tell.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Seen {
     /// The principal has no such attribute (or is not in the entities).
     Absent,
-    /// A value the guards can compare.
-    Is(Literal),
+    /// A value equal to the attribute's compared literal of this number.
+    Equals(usize),
+    /// A boolean equal to no compared literal.
+    Bool(bool),
+    /// A comparable value (boolean excepted) equal to no compared literal.
+    Unlike,
     /// Present, but not a value the guards compare.
     Other,
 }
@@ -231,7 +259,7 @@ pub(crate) struct Facts {
 impl Guard {
     /// Whether the policy certainly evaluates to `false`, without an error, for a principal
     /// showing `facts`: then the request need not evaluate it.
-    pub fn excludes(&self, facts: &Facts) -> bool {
+    pub fn excludes(&self, facts: &Facts, attrs: &Attrs) -> bool {
         if let Some(i) = self.principal_in
             && facts.ins.get(i) == Some(&false)
         {
@@ -239,21 +267,30 @@ impl Guard {
         }
         for t in &self.tests {
             let seen = |i: &usize| facts.attrs.get(*i).unwrap_or(&Seen::Other);
+            // The value behind `seen`, where the key kept it.
+            let value = |i: &usize| match seen(i) {
+                Seen::Equals(n) => attrs.literals.get(*i).and_then(|l| l.get(*n)).cloned(),
+                Seen::Bool(b) => Some(Literal::Bool(*b)),
+                Seen::Absent | Seen::Unlike | Seen::Other => None,
+            };
             match t {
                 Test::Has(i) => match seen(i) {
                     Seen::Absent => return true,
-                    Seen::Is(_) | Seen::Other => {}
+                    Seen::Equals(_) | Seen::Bool(_) | Seen::Unlike | Seen::Other => {}
                 },
                 Test::Eq(i, lit) => match seen(i) {
-                    Seen::Is(v) if v == lit => {}
-                    // Values of any types: `==` is false, never an error.
-                    Seen::Is(_) => return true,
                     // Missing: the conjunct fails to evaluate, which Cedar must report.
                     Seen::Absent | Seen::Other => return false,
+                    // A value of any type: `==` is true or false, never an error.
+                    Seen::Equals(_) | Seen::Bool(_) | Seen::Unlike => {
+                        if value(i).as_ref() != Some(lit) {
+                            return true;
+                        }
+                    }
                 },
-                Test::True(i) => match seen(i) {
-                    Seen::Is(Literal::Bool(true)) => {}
-                    Seen::Is(Literal::Bool(false)) => return true,
+                Test::True(i) => match value(i) {
+                    Some(Literal::Bool(true)) => {}
+                    Some(Literal::Bool(false)) => return true,
                     // Missing or not a boolean: an evaluation error, Cedar's to report.
                     _ => return false,
                 },

@@ -389,6 +389,23 @@ fn a_tax_handler_declares_against_its_own_policies_only() {
             "role_defaults.tax_handler",
         ]
     );
+    // Sessions that differ only in their ids (session, binding, person) share the bucket: the
+    // key holds what the guards can tell apart, not the ids.
+    for n in 0..20 {
+        let mut stored = session_slice(&enterprise_session(Role::TaxHandler, None)).unwrap();
+        stored.session.id = format!("s{n}");
+        if let Some(b) = stored.binding.as_mut() {
+            b.id = format!("b{n}");
+        }
+        let other = EntitySlice::build(&stored).unwrap();
+        assert_eq!(
+            set.index
+                .bucket_ids("declare", other.principal(), &enterprise, other.entities())
+                .unwrap(),
+            ids
+        );
+    }
+    assert_eq!(set.index.buckets_made("declare"), 1);
     let all = set
         .index
         .generic_len(
