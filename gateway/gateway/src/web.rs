@@ -80,6 +80,35 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 static LOGIN_LEGACY: LazyLock<Bytes> =
     LazyLock::new(|| Bytes::from(LOGIN_HTML.replacen(LEGACY_OFF, LEGACY_ON, 1)));
 
+/// The marker in `login.html` that tells the page where a login lands without `next`.
+const HOME_DEFAULT: &str = r#"<meta name="taxgate-home" content="/account">"#;
+
+/// A path a login may return to (`next`, `[pages] home_url`; CONTRACT section 13): on the
+/// gateway's own origin, so it starts with exactly one `/` and never `//` or `/\`. Stricter than
+/// the contract on purpose: no backslash, whitespace or control character anywhere, no encoded
+/// slash, backslash or percent (`%2f`, `%5c`, `%25`, which a second decoding could turn into
+/// `//`), no `..` segment, and only the characters of a plain path and query — so the value can
+/// also stand in an HTML attribute unescaped. The login page applies the same rule.
+pub fn safe_return_path(p: &str) -> bool {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/?=&%+,:@".contains(c);
+    let lower = p.to_ascii_lowercase();
+    p.len() <= 512
+        && p.starts_with('/')
+        && !p.starts_with("//")
+        && p.chars().all(plain)
+        && !["%2f", "%5c", "%25", "%00"]
+            .iter()
+            .any(|e| lower.contains(e))
+        && !p
+            .split(['/', '?'])
+            .any(|seg| seg == ".." || seg == "." || seg == "%2e%2e" || seg == "%2e")
+        && !lower.contains("%2e")
+}
+
+/// The marker in `login.html` that turns 模拟扫码 on (`taxgate demo` only).
+const DEMO_OFF: &str = r#"<meta name="taxgate-demo" content="0">"#;
+const DEMO_ON: &str = r#"<meta name="taxgate-demo" content="1">"#;
+
 /// What a page path resolves to.
 enum Target {
     Html(Bytes),
@@ -112,18 +141,53 @@ fn resolve(path: &str, legacy_allowed: bool) -> Option<Target> {
 /// `legacy_allowed` is whether the legacy enterprise-password login is still open (before
 /// `login.legacy_login_until`): the login page then shows its tab.
 pub fn page(path: &str, legacy_allowed: bool) -> Option<Response<Body>> {
-    serve(&Method::GET, path, &HeaderMap::new(), legacy_allowed)
+    let options = PageOptions {
+        legacy_allowed,
+        home_url: "/account",
+        demo: false,
+    };
+    serve(&Method::GET, path, &HeaderMap::new(), &options)
+}
+
+/// What the login page is told about this gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct PageOptions<'a> {
+    /// The legacy (enterprise password) login is still open: the page shows its tab.
+    pub legacy_allowed: bool,
+    /// `[pages] home_url`: where a login lands without `next`.
+    pub home_url: &'a str,
+    /// `taxgate demo`: the face step offers 模拟扫码.
+    pub demo: bool,
 }
 
 /// Like [`page`] for any method: `HEAD` answers the same headers without a body, an asset whose
-/// ETag matches `If-None-Match` answers 304, other methods 405.
+/// ETag matches `If-None-Match` answers 304, other methods 405. `options` says what the login
+/// page is told: where a login lands, and whether this is `taxgate demo`.
 pub fn serve(
     method: &Method,
     path: &str,
     request_headers: &HeaderMap,
-    legacy_allowed: bool,
+    options: &PageOptions<'_>,
 ) -> Option<Response<Body>> {
-    let target = resolve(path, legacy_allowed)?;
+    let mut target = resolve(path, options.legacy_allowed)?;
+    let custom_home = options.home_url != "/account" && safe_return_path(options.home_url);
+    if let Target::Html(bytes) = &target
+        && path == "/login"
+        && (custom_home || options.demo)
+    {
+        let mut html = String::from_utf8_lossy(bytes).into_owned();
+        if custom_home {
+            let home = format!(
+                r#"<meta name="taxgate-home" content="{}">"#,
+                options.home_url
+            );
+            html = html.replacen(HOME_DEFAULT, &home, 1);
+        }
+        if options.demo {
+            html = html.replacen(DEMO_OFF, DEMO_ON, 1);
+        }
+        target = Target::Html(Bytes::from(html));
+    }
     if method != Method::GET && method != Method::HEAD {
         let mut resp = ApiError::from(Code::MethodNotAllowed).into_response();
         resp.headers_mut()

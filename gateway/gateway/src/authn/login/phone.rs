@@ -151,7 +151,7 @@ impl Auth {
 
     /// Send a notice (no code). The change it reports has happened: a failed delivery is
     /// logged, not turned into an error for the request that made the change.
-    async fn notice(&self, to: &Phone, purpose: Purpose, now: Timestamp) {
+    pub(crate) async fn notice(&self, to: &Phone, purpose: Purpose, now: Timestamp) {
         let message = SmsMessage {
             to: to.as_str(),
             code: None,
