@@ -75,11 +75,22 @@ impl Account {
             Some(t) => self.enterprise_name(t).await,
             None => None,
         };
+        // The number a code would go to, masked, for the phone card (issue 22 point 6).
+        let phone_masked = match &sess.person {
+            Some(p) => store
+                .person(p)
+                .await
+                .map_err(|e| self.core.rescue.store(e))?
+                .and_then(|p| p.phone)
+                .map(|phone| phone.masked()),
+            None => None,
+        };
         let mut out = json!({
             "actions": allowed,
             "groups": groups,
             "enterprise_name": enterprise_name,
             "agency_name": agency_name,
+            "phone_masked": phone_masked,
         });
         // The binding or agreement in use: what it grants as stored (the policies' answer is
         // `groups` above).
