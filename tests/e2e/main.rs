@@ -8,6 +8,7 @@ mod audit_walk;
 mod browser;
 mod cli;
 mod decisions;
+mod docs;
 mod escalation;
 mod faults;
 mod hostile;

@@ -282,6 +282,73 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    const PLAIN: PageOptions<'static> = PageOptions {
+        legacy_allowed: false,
+        home_url: "/account",
+        demo: false,
+    };
+
+    #[test]
+    fn return_paths_stay_on_this_origin() {
+        for ok in [
+            "/account",
+            "/",
+            "/api/declare/vat?year=2026&q=a%20b",
+            "/etax/home",
+        ] {
+            assert!(safe_return_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "account",
+            "//evil.example",
+            "/\\evil.example",
+            "/\\/evil",
+            "https://evil.example/",
+            "/%2f%2fevil.example",
+            "/%2F/evil",
+            "/%5cevil",
+            "/%252f%252fevil",
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/./x",
+            "/a b",
+            "/a\tb",
+            "/a\"b",
+            "/a<b",
+            "/javascript:alert(1)//",
+        ] {
+            assert!(!safe_return_path(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_login_page_carries_home_url_and_the_demo_marker() {
+        let custom = PageOptions {
+            home_url: "/etax/home",
+            demo: true,
+            ..PLAIN
+        };
+        let page = serve(&Method::GET, "/login", &HeaderMap::new(), &custom).unwrap();
+        let body = body_of(page).await;
+        assert!(body.contains(r#"<meta name="taxgate-home" content="/etax/home">"#));
+        assert!(body.contains(r#"<meta name="taxgate-demo" content="1">"#));
+        let plain = body_of(page_of("/login")).await;
+        assert!(plain.contains(r#"<meta name="taxgate-home" content="/account">"#));
+        assert!(plain.contains(r#"<meta name="taxgate-demo" content="0">"#));
+        // A home_url that is not a safe path never reaches the page.
+        let hostile = PageOptions {
+            home_url: "/\"><script>",
+            ..PLAIN
+        };
+        let page = serve(&Method::GET, "/login", &HeaderMap::new(), &hostile).unwrap();
+        assert!(!body_of(page).await.contains("<script>"));
+    }
+
+    fn page_of(path: &str) -> Response<Body> {
+        page(path, false).unwrap()
+    }
+
     async fn body_of(resp: Response<Body>) -> String {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
@@ -367,7 +434,7 @@ mod tests {
     #[tokio::test]
     async fn head_has_headers_without_body() {
         let get = page("/assets/login.js", false).unwrap();
-        let head = serve(&Method::HEAD, "/assets/login.js", &HeaderMap::new(), false).unwrap();
+        let head = serve(&Method::HEAD, "/assets/login.js", &HeaderMap::new(), &PLAIN).unwrap();
         assert_eq!(head.status(), 200);
         assert_secured(&head);
         assert_eq!(
@@ -375,7 +442,7 @@ mod tests {
             get.headers()[header::CONTENT_LENGTH]
         );
         assert!(body_of(head).await.is_empty());
-        let head = serve(&Method::HEAD, "/login", &HeaderMap::new(), false).unwrap();
+        let head = serve(&Method::HEAD, "/login", &HeaderMap::new(), &PLAIN).unwrap();
         assert_eq!(head.headers()[header::CONTENT_TYPE], HTML);
         assert!(body_of(head).await.is_empty());
     }
@@ -385,19 +452,19 @@ mod tests {
         let etag = page("/assets/app.css", false).unwrap().headers()[header::ETAG].clone();
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_NONE_MATCH, etag.clone());
-        let resp = serve(&Method::GET, "/assets/app.css", &headers, false).unwrap();
+        let resp = serve(&Method::GET, "/assets/app.css", &headers, &PLAIN).unwrap();
         assert_eq!(resp.status(), 304);
         assert_eq!(resp.headers()[header::ETAG], etag);
         assert!(body_of(resp).await.is_empty());
 
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"stale\""));
-        let resp = serve(&Method::GET, "/assets/app.css", &headers, false).unwrap();
+        let resp = serve(&Method::GET, "/assets/app.css", &headers, &PLAIN).unwrap();
         assert_eq!(resp.status(), 200);
     }
 
     #[tokio::test]
     async fn other_methods_are_405() {
-        let resp = serve(&Method::POST, "/login", &HeaderMap::new(), false).unwrap();
+        let resp = serve(&Method::POST, "/login", &HeaderMap::new(), &PLAIN).unwrap();
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
         assert_secured(&resp);
