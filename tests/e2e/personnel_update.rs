@@ -312,6 +312,25 @@ async fn the_overview_says_what_the_identity_may_do() {
     assert_eq!(o["actions"]["manage_personnel"], false);
     assert_eq!(o["actions"]["list_authorizations"], true);
     assert_eq!(o["groups"], json!(["personal_tax"]));
+    // Linked and active, yet a person session does not switch: the refusal says how, and never
+    // claims there is no link (issue 22 point 1).
+    let switch = env
+        .post(
+            "/account/switch",
+            json!({"enterprise": ENT_A, "role": "tax_handler"}),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(
+        (switch.status, switch.error_code()),
+        (StatusCode::FORBIDDEN, "enterprise_login_required".into())
+    );
+    assert!(
+        switch.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("企业业务")
+    );
 
     // An agent: the agency's name; the agreement's scope once acting for a client; leaving
     // the client goes back to the agency.
