@@ -431,3 +431,39 @@ async fn serve_never_offers_the_simulated_scan_and_writes_home_url_into_the_logi
         (StatusCode::NOT_FOUND, "not_found".into())
     );
 }
+
+/// A browser whose session ended is sent to the login with the way back (issue 22 point 4):
+/// `next` when the page's path is a safe one, `reason=expired` when a session existed.
+#[tokio::test]
+async fn an_ended_session_is_sent_to_the_login_with_the_way_back() {
+    let env = Env::start("[session]\ncookie_secure = false\nidle_timeout_secs = 1\n").await;
+    let (token, _) = env.login_wang().await;
+    let page = |path: &'static str, token: Option<String>| {
+        let addr = env.gw.public;
+        async move {
+            let mut req = http::Request::get(path)
+                .header("host", "gw.test")
+                .header("accept", "text/html,application/xhtml+xml");
+            if let Some(t) = token {
+                req = req.header("cookie", format!("taxgate_session={t}"));
+            }
+            send(addr, req.body(empty()).unwrap()).await
+        }
+    };
+    let none = page("/api/declare/vat?year=2026&q=a", None).await;
+    assert_eq!(none.status, StatusCode::FOUND);
+    assert_eq!(
+        none.headers["location"],
+        "/login?next=/api/declare/vat%3Fyear%3D2026%26q%3Da"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let ended = page("/api/declare/vat", Some(token)).await;
+    assert_eq!(ended.status, StatusCode::FOUND);
+    assert_eq!(
+        ended.headers["location"],
+        "/login?next=/api/declare/vat&reason=expired"
+    );
+    // A path the login would not return to is dropped, not passed on.
+    let odd = page("/api/declare/x(1)", None).await;
+    assert_eq!(odd.headers["location"], "/login");
+}
