@@ -457,6 +457,15 @@ function journey(name, body) {
   });
 }
 
+// Wait until the element with `id` has the focus (a step may still be loading).
+async function waitFocus(page, id) {
+  try {
+    await page.waitForFunction(function (want) { return document.activeElement && document.activeElement.id === want; }, id, { timeout: WAIT_MS });
+  } catch (_) {
+    assert.fail('focus should be on #' + id + ' but is on #' + (await focused(page)));
+  }
+}
+
 async function focused(page) {
   return page.evaluate(function () { return document.activeElement ? document.activeElement.id : null; });
 }
@@ -501,7 +510,7 @@ journey('a person session offers 以企业身份登录, never 切换, and it ope
   await page.locator('#login-submit').waitFor();
   assert.equal(await page.getAttribute('#tab-enterprise', 'aria-selected'), 'true');
   assert.equal(await page.inputValue('#login-taxpayer-id'), ENT_A);
-  assert.equal(await focused(page), 'login-account');
+  await waitFocus(page, 'login-account');
   await page.fill('#login-account', WANG.account);
   await page.fill('#login-password', WANG.password);
   const answer = page.waitForResponse(isResponse('/auth/login'));
@@ -600,7 +609,7 @@ journey('忘记密码 by SMS: the new password works, every session ended, one m
   const started = page.waitForResponse(isResponse('/auth/password/reset'));
   await page.click('#reset-start');
   assert.equal((await started).status(), 200);
-  assert.equal(await focused(page), 'reset-send');
+  await waitFocus(page, 'reset-send');
   const sent = page.waitForResponse(isResponse('/auth/sms/send'));
   await page.click('#reset-send');
   assert.equal((await sent).status(), 200);
@@ -677,7 +686,7 @@ journey('personnel: an expired 办税员 is extended (修改), a widening waits 
   assert.equal(answer.status(), 200, await answer.text());
   await exactly(page, '#account-info', '已保存,立即生效。');
   await page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '张伟' }).locator('.badge-active').waitFor();
-  assert.equal(await focused(page), await page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '张伟' }).locator('[data-testid^="edit-"]').getAttribute('id'));
+  await waitFocus(page, await page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '张伟' }).locator('[data-testid^="edit-"]').getAttribute('id'));
 
   const sun = page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '孙丽' });
   await sun.locator('[data-testid^="edit-"]').click();
@@ -784,5 +793,5 @@ journey('keyboard and names: the focus ring shows on the blue bar, a pending aut
   assert.equal((await left).status(), 200);
   await exactly(page, '#account-info', '已返回代理机构,请选择委托企业。');
   await exactly(page, '#cur-enterprise', '—');
-  assert.equal(await focused(page), 'identities-heading');
+  await waitFocus(page, 'identities-heading');
 });
