@@ -467,3 +467,28 @@ async fn an_ended_session_is_sent_to_the_login_with_the_way_back() {
     let odd = page("/api/declare/x(1)", None).await;
     assert_eq!(odd.headers["location"], "/login");
 }
+
+/// The per-address SMS budget holds for resets of unknown accounts too: a flood of them meets
+/// the same 429 as one of known accounts, so the budget tells nothing either.
+#[tokio::test]
+async fn unsent_codes_count_against_the_address_budget_like_sent_ones() {
+    for account in ["wangfang", "nobody-at-all"] {
+        let env = Env::start("\n[login]\nsms_resend_secs = 0\nsms_per_address_hourly = 2\n").await;
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let challenge = challenge_of(
+                &env.post("/auth/password/reset", json!({"account": account}), None)
+                    .await,
+            );
+            let sent = env
+                .post("/auth/sms/send", json!({"challenge": challenge}), None)
+                .await;
+            answers.push(sent.status.as_u16());
+            if sent.status == StatusCode::TOO_MANY_REQUESTS {
+                assert_eq!(sent.error_code(), "sms_too_frequent", "{account}");
+                assert!(sent.headers.contains_key("retry-after"), "{account}");
+            }
+        }
+        assert_eq!(answers, [200, 200, 429], "{account}");
+    }
+}

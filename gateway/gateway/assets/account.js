@@ -117,6 +117,12 @@ document.addEventListener('DOMContentLoaded', function () {
       TG.setMsg(note, null);
     }
     $('leave-client').hidden = !(s.entry === 'agent' && s.enterprise);
+    // The way to the tax services ([pages] home_url), when it is not this page and the identity
+    // may use something there.
+    const home = TG.safeReturnPath(o.home_url);
+    const link = $('home-link');
+    link.hidden = !(home && home !== window.location.pathname && Array.isArray(o.groups) && o.groups.length);
+    if (!link.hidden) link.href = home;
     $('cur-mfa').textContent = s.mfa === 'face'
       ? t({ zh: '扫码验证', en: 'QR code (face)' })
       : s.mfa === 'sms' ? t({ zh: '短信验证', en: 'SMS code' }) : '—';

@@ -62,6 +62,7 @@
     'face.simulate': 'Simulate the scan (demo)',
     'current.groups': 'May use',
     'current.leave': 'Back to the agency (leave this client)',
+    'current.home': 'Go to the tax services',
     'footer.note': 'This page is served by the taxgate gateway. Never tell anyone your password or SMS code.',
     'account.title': 'e-Tax Bureau · Account centre',
     'account.heading': 'Account centre',

@@ -80,10 +80,6 @@ fn parse_groups(list: &[&str]) -> Result<Vec<PermissionGroup>, ApiError> {
     Ok(groups)
 }
 
-fn permissions_json(p: &Option<Vec<PermissionGroup>>) -> Value {
-    permissions(p)
-}
-
 fn binding_json(
     b: &Binding,
     enterprise_name: Option<&str>,
@@ -728,7 +724,7 @@ impl Account {
             s,
             "update_personnel",
             conn.remote.ip(),
-            json!({"binding": after.id, "permissions": permissions_json(&after.permissions),
+            json!({"binding": after.id, "permissions": self::permissions(&after.permissions),
                    "valid_until": until(after.valid_until),
                    "reconfirm": !after.person_confirmed}),
         )

@@ -188,7 +188,7 @@ pub const ACCOUNTS: &[(&str, &str, &str, &str, &str)] = &[
         "91140100MA0K123488",
         "140105199207080036",
         "Zhang-Wei-99",
-        "refused: binding_expired",
+        "refused: binding_expired (王芳 extends it: 人员权限管理 → 修改)",
     ),
     (
         "企业业务 enterprise",

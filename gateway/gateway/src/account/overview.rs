@@ -91,6 +91,7 @@ impl Account {
             "enterprise_name": enterprise_name,
             "agency_name": agency_name,
             "phone_masked": phone_masked,
+            "home_url": self.core.config.pages.home_url,
         });
         // The binding or agreement in use: what it grants as stored (the policies' answer is
         // `groups` above).
@@ -105,7 +106,7 @@ impl Account {
                 json!({
                     "binding": b.id,
                     "role": b.role.as_str(),
-                    "permissions": super::permissions_json(&b.permissions),
+                    "permissions": super::permissions(&b.permissions),
                     "uses_role_defaults": b.permissions.is_none(),
                     "valid_until": super::until(b.valid_until),
                 }),

@@ -72,6 +72,7 @@ impl Auth {
                     return Err(retry_after(Code::SmsTooFrequent, next - now).into());
                 }
             }
+            self.silent_send_budget(c, now).await?;
             let unknowable = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
             self.core
                 .store
@@ -85,6 +86,49 @@ impl Auth {
             StatusCode::OK,
             &json!({ "resend_after_secs": login.sms_resend_secs }),
         ))
+    }
+
+    /// The per-address and global SMS budgets a code that is not sent still counts against, so
+    /// that a flood of resets of unknown accounts meets the same 429s as one of known accounts
+    /// (its own buckets: the SMS log counts only codes sent).
+    async fn silent_send_budget(&self, c: &Challenge, now: Timestamp) -> Result<(), ApiError> {
+        let login = &self.core.config.login;
+        let hour = now.div_euclid(3_600) * 3_600;
+        let minute = now.div_euclid(60) * 60;
+        let address = c
+            .client_addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .map(crate::authn::ratelimit::address_key)
+            .unwrap_or_default();
+        let budgets = [
+            (
+                format!("sms_unsent_addr:{address}"),
+                hour,
+                i64::from(login.sms_per_address_hourly),
+                hour + 3_600,
+            ),
+            (
+                "sms_unsent_global".to_string(),
+                minute,
+                i64::from(login.sms_global_per_minute),
+                minute + 60,
+            ),
+        ];
+        for (bucket, window, limit, ends) in budgets {
+            let taken = self
+                .core
+                .store
+                .take_budget(&bucket, window, limit)
+                .await
+                .map_err(|e| self.store_err(e))?;
+            if taken.is_none() {
+                self.challenge_event(c, now, "sms_code_refused", false, Some("sms_too_frequent"))
+                    .await?;
+                return Err(retry_after(Code::SmsTooFrequent, ends - now));
+            }
+        }
+        Ok(())
     }
 
     /// `/auth/sms/verify` on a reset challenge: a right code marks the challenge as proven; it
