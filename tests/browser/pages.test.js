@@ -724,6 +724,10 @@ journey('a 办税员 by face (模拟扫码 in the demo, the app link on a phone)
   await exactly(page, '#cur-groups-note', '权限为该身份类型的默认权限。');
   assert.equal(await page.isHidden('#personnel-section'), true, 'no card holding only a refusal');
   assert.deepEqual(await visibleMessages(page), []);
+  // In English too.
+  await page.click('#lang-toggle');
+  await exactly(page, '#cur-groups', 'Declare and pay, Tax queries, Tax affairs');
+  await exactly(page, '#cur-groups-note', 'These are the default permissions of the role.');
 });
 
 journey('phone change: the current number, a warning before taking one, and the truth about it', async function ({ demo, page }) {

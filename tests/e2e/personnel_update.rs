@@ -128,6 +128,8 @@ async fn extend_narrow_widen(env: Env) {
     );
     let sun_b = binding_of(&env, &boss, SUN).await;
     assert_eq!(sun_b["uses_role_defaults"], true);
+    // The list says what the defaults are, as the policies read them.
+    assert_eq!(sun_b["groups"], json!(["declare", "query", "tax_affairs"]));
     let sun_id = sun_b["binding"].as_str().unwrap().to_string();
 
     // Narrowing applies at once, to the live session too.

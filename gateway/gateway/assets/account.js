@@ -269,7 +269,7 @@ document.addEventListener('DOMContentLoaded', function () {
           badge(b.status),
           el('span', { text: t({ zh: '有效期至 ', en: 'valid until ' }) + validity(b.valid_until) }),
         ]),
-        permissionsText(b.permissions) ? el('p', { className: 'muted', text: permissionsText(b.permissions) }) : null,
+        permissionsText(b.permissions || b.groups) ? el('p', { className: 'muted', text: permissionsText(b.permissions || b.groups) + (b.permissions ? '' : t({ zh: '(默认权限)', en: ' (role defaults)' })) }) : null,
       ]);
       if (id && b.status !== 'revoked' && b.role !== 'legal_representative') {
         const who = b.name || TG.maskId(person);
@@ -317,7 +317,8 @@ document.addEventListener('DOMContentLoaded', function () {
     if (existing) { existing.remove(); opener.setAttribute('aria-expanded', 'false'); return; }
     const id = bindingId(b);
     const who = b.name || TG.maskId(b.person || '');
-    const current = Array.isArray(b.permissions) ? b.permissions : (ROLE_DEFAULTS[b.role] || []);
+    const current = Array.isArray(b.permissions) ? b.permissions
+      : Array.isArray(b.groups) ? b.groups : (ROLE_DEFAULTS[b.role] || []);
     const form = el('form', { className: 'edit-form', 'data-testid': 'edit-form-' + id, novalidate: 'novalidate' });
     form.appendChild(el('h4', { text: t({ zh: '修改 ' + who, en: 'Change ' + who }) }));
     const checks = el('div', { className: 'checks' });

@@ -564,7 +564,21 @@ impl Account {
             .map_err(|e| self.core.rescue.store(e))?
         {
             let name = store.person(&b.person).await.ok().flatten().map(|p| p.name);
-            out.push(binding_json(&b, None, name.as_deref(), now));
+            let mut item = binding_json(&b, None, name.as_deref(), now);
+            // What the binding gives once active, as the policies read it (role defaults
+            // included): the page shows and edits this, holding no defaults of its own.
+            let change = PersonnelChange {
+                enterprise: &b.enterprise,
+                role: b.role,
+                permissions: b.permissions.as_deref(),
+                conflict_of_roles: false,
+                enterprise_confirmed: None,
+            };
+            if let Ok(groups) = self.core.gate.binding_groups(&change, now) {
+                let names: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+                api::set_field(&mut item, "groups", json!(names));
+            }
+            out.push(item);
         }
         Ok(json_response(StatusCode::OK, &Value::Array(out)))
     }
