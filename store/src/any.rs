@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::postgres::PgStore;
 use crate::records::{
-    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
+    AuditEvent, AuditPurge, AuditSlice, BindingUpdate, Challenge, ChallengePurpose, CheckOutcome,
     CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
@@ -113,6 +113,7 @@ impl Store for AnyStore {
         fn create_binding(&self, new: NewBinding) -> Binding;
         fn confirm_binding(&self, id: &str, side: Side, by: &str, now: Timestamp) -> ConfirmOutcome;
         fn revoke_binding(&self, id: &str, by: &str, now: Timestamp) -> Binding;
+        fn update_binding(&self, update: &BindingUpdate) -> Binding;
         fn agreement(&self, id: &str) -> Option<AgencyAgreement>;
         fn agreements_of_staff(&self, agency: &TaxpayerId, person: &IdNumber) -> Vec<AgencyAgreement>;
         fn agreement_between(&self, agency: &TaxpayerId, client: &TaxpayerId) -> Option<AgencyAgreement>;
@@ -132,6 +133,8 @@ impl Store for AnyStore {
         fn challenge_by_nonce(&self, nonce: &str) -> Option<Challenge>;
         fn set_face_result(&self, nonce: &str, passed: bool) -> bool;
         fn consume_challenge(&self, id_hash: &str, now: Timestamp) -> bool;
+        fn mark_challenge_verified(&self, id_hash: &str, now: Timestamp) -> bool;
+        fn challenge_verified_at(&self, id_hash: &str) -> Option<Timestamp>;
         fn delete_expired_challenges(&self, before: Timestamp) -> u64;
         fn prune_sms_log(&self, before: Timestamp) -> u64;
         fn record_sms_sent(&self, phone: &Phone, purpose: ChallengePurpose, now: Timestamp) -> ();

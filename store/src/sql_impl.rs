@@ -24,7 +24,7 @@ use crate::model::{
     AgencyAgreement, Binding, Enterprise, Person, Secret, Session, SessionSlice, Timestamp,
 };
 use crate::records::{
-    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
+    AuditEvent, AuditPurge, AuditSlice, BindingUpdate, Challenge, ChallengePurpose, CheckOutcome,
     CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
@@ -304,6 +304,10 @@ impl<S: SqlStore> Store for S {
         grants::revoke_binding(self, id, by, now).await
     }
 
+    async fn update_binding(&self, update: &BindingUpdate) -> StoreResult<Binding> {
+        grants::update_binding(self, update).await
+    }
+
     async fn agreement(&self, id: &str) -> StoreResult<Option<AgencyAgreement>> {
         grants::agreement(self, id).await
     }
@@ -385,6 +389,14 @@ impl<S: SqlStore> Store for S {
 
     async fn set_face_result(&self, nonce: &str, passed: bool) -> StoreResult<bool> {
         challenges::set_face_result(self, nonce, passed).await
+    }
+
+    async fn mark_challenge_verified(&self, id_hash: &str, now: Timestamp) -> StoreResult<bool> {
+        challenges::mark_verified(self, id_hash, now).await
+    }
+
+    async fn challenge_verified_at(&self, id_hash: &str) -> StoreResult<Option<Timestamp>> {
+        challenges::verified_at(self, id_hash).await
     }
 
     async fn consume_challenge(&self, id_hash: &str, now: Timestamp) -> StoreResult<bool> {

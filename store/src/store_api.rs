@@ -14,7 +14,7 @@ use crate::model::{
     AgencyAgreement, Binding, Enterprise, Person, Role, Secret, Session, SessionSlice, Timestamp,
 };
 use crate::records::{
-    AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
+    AuditEvent, AuditPurge, AuditSlice, BindingUpdate, Challenge, ChallengePurpose, CheckOutcome,
     CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
@@ -240,6 +240,15 @@ pub trait Store: Send + Sync + Clone + 'static {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Binding>> + Send;
 
+    /// Apply a personnel change (permissions, validity) to a live binding in one transaction,
+    /// only while the binding is as `update.expected` says (else `Conflict`, and nothing
+    /// changes); a widening clears the person's confirmation. `NotFound` for an unknown or
+    /// revoked binding. Returns the binding as it is now. Publishes `Binding{id}`.
+    fn update_binding(
+        &self,
+        update: &BindingUpdate,
+    ) -> impl Future<Output = StoreResult<Binding>> + Send;
+
     // ---- agency agreements ----------------------------------------------------------------
 
     /// The agency agreement with this id, revoked or not, if any.
@@ -336,6 +345,21 @@ pub trait Store: Send + Sync + Clone + 'static {
         nonce: &str,
         passed: bool,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Record that the challenge's SMS code was right without using the challenge up (a
+    /// password reset's factor, CONTRACT section 13); false for a used or expired one.
+    fn mark_challenge_verified(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// When [`Store::mark_challenge_verified`] recorded the challenge's code as right; `None`:
+    /// never (or no such challenge).
+    fn challenge_verified_at(
+        &self,
+        id_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<Timestamp>>> + Send;
 
     /// Single use: true for exactly one caller, while the challenge is unexpired and unconsumed
     /// (a conditional UPDATE, so instances racing cannot both succeed).

@@ -1838,3 +1838,131 @@ async fn postgres_audit_is_partitioned_by_day() {
     assert!(exists(name(day)).await);
     assert!(exists(name(day + 3)).await);
 }
+
+/// Personnel updates (issue 22): applied only to the binding they were decided on, a widening
+/// clears the person's confirmation, revoked bindings are not found, and a change is published.
+async fn binding_updates<S: Store>(s: S) {
+    seeded(&s).await;
+    let b = s
+        .create_binding(NewBinding {
+            person: id(BOB),
+            enterprise: tid(ACME),
+            role: Role::TaxHandler,
+            permissions: None,
+            valid_from: NOW,
+            valid_until: Some(NOW + 86_400),
+            enterprise_confirmed: true,
+            person_confirmed: true,
+            by: ALICE.into(),
+            granted_by: None,
+            now: NOW,
+        })
+        .await
+        .unwrap();
+    let mut rx = s.subscribe_invalidations();
+    let narrowed = s
+        .update_binding(&BindingUpdate {
+            expected: b.clone(),
+            permissions: Some(vec![PermissionGroup::Declare]),
+            valid_until: Some(NOW + 2 * 86_400),
+            reconfirm: false,
+            by: ALICE.into(),
+            now: NOW + 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(narrowed.permissions, Some(vec![PermissionGroup::Declare]));
+    assert_eq!(narrowed.valid_until, Some(NOW + 2 * 86_400));
+    assert!(narrowed.person_confirmed);
+    assert_eq!(
+        (narrowed.updated_at, narrowed.updated_by.as_str()),
+        (NOW + 1, ALICE)
+    );
+    assert!(recv_within(&mut rx, &Invalidation::Binding { id: b.id.clone() }).await);
+
+    // Decided on the binding before the narrowing: refused, nothing changes.
+    let stale = s
+        .update_binding(&BindingUpdate {
+            expected: b.clone(),
+            permissions: None,
+            valid_until: None,
+            reconfirm: false,
+            by: ALICE.into(),
+            now: NOW + 2,
+        })
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(s.binding(&b.id).await.unwrap().unwrap(), narrowed);
+
+    let widened = s
+        .update_binding(&BindingUpdate {
+            expected: narrowed.clone(),
+            permissions: Some(vec![PermissionGroup::Declare, PermissionGroup::Invoice]),
+            valid_until: narrowed.valid_until,
+            reconfirm: true,
+            by: ALICE.into(),
+            now: NOW + 3,
+        })
+        .await
+        .unwrap();
+    assert!(!widened.person_confirmed, "a widening waits for the person");
+    assert!(widened.enterprise_confirmed);
+
+    let revoked = s.revoke_binding(&b.id, ALICE, NOW + 4).await.unwrap();
+    let gone = s
+        .update_binding(&BindingUpdate {
+            expected: revoked,
+            permissions: None,
+            valid_until: None,
+            reconfirm: false,
+            by: ALICE.into(),
+            now: NOW + 5,
+        })
+        .await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+}
+
+/// A reset challenge's passed code (issue 22): recorded without using the challenge up, and
+/// never on a used or expired one.
+async fn verified_challenges<S: Store>(s: S) {
+    seeded(&s).await;
+    let mut c = challenge_for("reset1", ALICE);
+    c.purpose = ChallengePurpose::ResetPassword;
+    s.create_challenge(&c).await.unwrap();
+    assert_eq!(
+        s.challenge("reset1").await.unwrap().unwrap().purpose,
+        ChallengePurpose::ResetPassword
+    );
+    assert_eq!(s.challenge_verified_at("reset1").await.unwrap(), None);
+    assert!(s.mark_challenge_verified("reset1", NOW + 1).await.unwrap());
+    assert_eq!(
+        s.challenge_verified_at("reset1").await.unwrap(),
+        Some(NOW + 1)
+    );
+    assert!(
+        s.challenge("reset1")
+            .await
+            .unwrap()
+            .unwrap()
+            .consumed_at
+            .is_none()
+    );
+    assert!(s.consume_challenge("reset1", NOW + 2).await.unwrap());
+    assert!(!s.mark_challenge_verified("reset1", NOW + 3).await.unwrap());
+    assert!(!s.mark_challenge_verified("unknown", NOW).await.unwrap());
+    let mut late = challenge_for("reset2", ALICE);
+    late.purpose = ChallengePurpose::ResetPassword;
+    s.create_challenge(&late).await.unwrap();
+    assert!(
+        !s.mark_challenge_verified("reset2", NOW + 300)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.challenge_verified_at("unknown").await.unwrap(), None);
+}
+
+scenario!(binding_updates);
+scenario!(verified_challenges);

@@ -19,6 +19,7 @@ const CHEN = { id: '140102197511110051', password: 'Chen-Jing-01', phone: '13900
 const ZHAO = { id: '110101198001010045', password: '010045', phone: '13900000003' };
 const LI = { id: '140105198503150022', password: 'Li-Lei-2026!', phone: '13900000001' };
 const ZHANG = { id: '140105199207080036', password: 'Zhang-Wei-99' };
+const SUN = { id: '140105199502200061', password: 'Sun-Li-2026!' };
 
 const WAIT_MS = 20000;
 const TEST_OPTS = { timeout: 90000 };
@@ -231,7 +232,7 @@ browserTest('代理业务 with SMS: 陈静 of the agency enters client 91140100M
   await waitText(page, '#cur-name', '陈静');
   assert.equal(await text(page, '#cur-entry'), '代理业务');
   assert.equal(await text(page, '#cur-role'), '涉税服务人员');
-  assert.equal(await text(page, '#cur-agency'), AGENCY);
+  assert.equal(await text(page, '#cur-agency'), '山西诚信税务师事务所 ' + AGENCY);
   assert.equal(await text(page, '#cur-enterprise'), '—');
 
   const enter = page.locator('[data-testid="switch-' + ENT_A + '-agent"]');
@@ -336,7 +337,7 @@ browserTest('pending authorization: 李雷 confirms it in 自然人业务, then 
 
   // Log out, then the enterprise entry lets him in (face: his phone just had a code).
   await page.click('#logout');
-  await page.waitForURL(/\/login$/);
+  await page.waitForURL(/\/login\?reason=logout$/);
   await page.locator('#login-submit').waitFor();
   const login = await submitCredentials(page, 'enterprise', { taxpayerId: ENT_A, account: LI.id, password: LI.password });
   assert.equal(login.status(), 200, 'enterprise login after the confirmation: ' + (await login.text()));
@@ -439,4 +440,362 @@ test('enterprise entry: no person-only sections (企业授权管理, 手机号�
     await context.close();
     await demo.stop();
   }
+});
+
+// ---- issue 22: every journey at both viewports -----------------------------------------------
+
+const VIEWPORTS = [
+  { label: '1280x900', viewport: { width: 1280, height: 900 } },
+  { label: '390x844', viewport: { width: 390, height: 844, isMobile: true } },
+];
+
+function journey(name, body) {
+  VIEWPORTS.forEach(function (v) {
+    browserTest(name + ' [' + v.label + ']', function (ctx) {
+      return body(Object.assign({ mobile: !!v.viewport.isMobile, label: v.label }, ctx));
+    }, v.viewport);
+  });
+}
+
+// Wait until the element with `id` has the focus (a step may still be loading).
+async function waitFocus(page, id) {
+  try {
+    await page.waitForFunction(function (want) { return document.activeElement && document.activeElement.id === want; }, id, { timeout: WAIT_MS });
+  } catch (_) {
+    assert.fail('focus should be on #' + id + ' but is on #' + (await focused(page)));
+  }
+}
+
+async function focused(page) {
+  return page.evaluate(function () { return document.activeElement ? document.activeElement.id : null; });
+}
+
+// The element shows exactly `want` (the whole message, nothing repeated or left over).
+async function exactly(page, selector, want) {
+  await waitText(page, selector, want);
+  assert.equal((await text(page, selector)).trim(), want, selector);
+}
+
+// Every message box of the page that is visible, with its text: a journey step asserts that only
+// the expected ones are.
+async function visibleMessages(page) {
+  return page.evaluate(function () {
+    return Array.from(document.querySelectorAll('.alert, [role="status"], .field-error'))
+      .filter(function (el) { return !el.hidden && !el.closest('[hidden]') && el.textContent.trim() !== '' && el.id; })
+      .map(function (el) { return el.id; });
+  });
+}
+
+async function startSmsStep(page, entry, creds) {
+  const login = await submitCredentials(page, entry, creds);
+  assert.equal(login.status(), 200, 'POST /auth/login: ' + (await login.text()));
+  await page.locator('#step-factor').waitFor();
+  const sent = page.waitForResponse(isResponse('/auth/sms/send'));
+  await page.click('#sms-send');
+  assert.equal((await sent).status(), 200);
+}
+
+journey('a person session offers 以企业身份登录, never 切换, and it opens the pre-filled enterprise login', async function ({ demo, page }) {
+  await openLogin(page, demo);
+  await page.click('#tab-person');
+  await loginWithSms(page, demo, 'person', { account: WANG.account, password: WANG.password }, WANG.phone);
+  const item = page.locator('[data-testid="identity-' + ENT_A + '-legal_representative"]');
+  await item.waitFor();
+  assert.equal(await page.locator('#identities-list [data-testid^="switch-"]').count(), 0, 'no 切换 in a person session');
+  const link = page.locator('[data-testid="enterprise-login-' + ENT_A + '-legal_representative"]');
+  assert.equal((await link.textContent()).trim(), '以企业身份登录');
+  assert.equal(await link.getAttribute('aria-label'), '以企业身份登录 ' + ENT_A_NAME);
+  await link.click();
+  await page.waitForURL(/\/login\?entry=enterprise&taxpayer_id=/);
+  await page.locator('#login-submit').waitFor();
+  assert.equal(await page.getAttribute('#tab-enterprise', 'aria-selected'), 'true');
+  assert.equal(await page.inputValue('#login-taxpayer-id'), ENT_A);
+  await waitFocus(page, 'login-account');
+  await page.fill('#login-account', WANG.account);
+  await page.fill('#login-password', WANG.password);
+  const answer = page.waitForResponse(isResponse('/auth/login'));
+  await page.click('#login-submit');
+  assert.equal((await answer).status(), 200, 'the enterprise login is not refused with not_linked');
+});
+
+journey('wrong passwords: one message with the tries left, cleared while retyping, then the lock with its length', async function ({ demo, page }) {
+  await openLogin(page, demo);
+  for (let left = 4; left >= 1; left -= 1) {
+    const r = await submitCredentials(page, 'enterprise', { taxpayerId: ENT_A, account: WANG.account, password: 'Wrong-Pass-' + left });
+    assert.equal(r.status(), 401);
+    await exactly(page, '#login-password-error', '账号或密码错误,请重新输入。还可尝试 ' + left + ' 次。');
+    assert.deepEqual(await visibleMessages(page), ['login-password-error'], 'one message, not a banner as well');
+    assert.equal(await focused(page), 'login-password');
+  }
+  await page.type('#login-password', 'x');
+  assert.equal(await page.isHidden('#login-password-error'), true, 'retyping clears the stale message');
+  // The fifth wrong password locks: the lock and how long it lasts, in the banner.
+  const fifth = await submitCredentials(page, 'enterprise', { taxpayerId: ENT_A, account: WANG.account, password: 'Wrong-Pass-0' });
+  assert.equal(fifth.status(), 423);
+  await exactly(page, '#login-alert', '密码错误次数过多,账号已锁定,请稍后再试。请 30 分钟后再试,或使用"忘记密码"重置密码。');
+  assert.equal(await page.isHidden('#login-password-error'), true);
+  assert.deepEqual(await visibleMessages(page), ['login-alert']);
+});
+
+journey('wrong SMS codes: the tries left each time, and after the fifth the right reason with the form gone', async function ({ demo, page }) {
+  await openLogin(page, demo);
+  await startSmsStep(page, 'enterprise', { taxpayerId: ENT_A, account: WANG.account, password: WANG.password });
+  await waitText(page, '#login-info', '验证码已发送');
+  const right = await smsCode(demo, WANG.phone);
+  const wrong = right === '000000' ? '111111' : '000000';
+  for (let left = 4; left >= 1; left -= 1) {
+    await page.fill('#sms-code', wrong);
+    const v = page.waitForResponse(isResponse('/auth/sms/verify'));
+    await page.click('#sms-verify');
+    assert.equal((await v).status(), 401);
+    await exactly(page, '#sms-code-error', '短信验证码错误或已过期。还可尝试 ' + left + ' 次。');
+    assert.deepEqual(await visibleMessages(page), ['sms-code-error'], '验证码已发送 is gone once a code was wrong');
+    assert.equal(await focused(page), 'sms-code');
+  }
+  await page.fill('#sms-code', wrong);
+  const v = page.waitForResponse(isResponse('/auth/sms/verify'));
+  await page.click('#sms-verify');
+  assert.equal((await v).status(), 401);
+  await exactly(page, '#login-alert', '验证码错误次数过多,本次登录已失效。请返回重新登录。');
+  assert.deepEqual(await visibleMessages(page), ['login-alert']);
+  assert.equal(await page.isHidden('#sms-form'), true, 'no code form for a dead challenge');
+  assert.equal(await page.isDisabled('#sms-send'), true, 'no countdown or resend');
+  assert.equal(await focused(page), 'factor-back');
+  await page.click('#factor-back');
+  assert.deepEqual(await visibleMessages(page), [], 'nothing stale on the first step');
+});
+
+journey('an ended session goes to the login with 登录已失效 and comes back; next is honoured only when safe', async function ({ demo, page }) {
+  await page.goto(demo.url + '/account');
+  await page.waitForURL(/\/login\?next=%2Faccount&reason=expired$/);
+  await exactly(page, '#login-info', '登录已失效,请重新登录;登录后将返回您刚才所在的页面。');
+  await loginWithSms(page, demo, 'enterprise', { taxpayerId: ENT_A, account: WANG.account, password: WANG.password }, WANG.phone);
+  await page.click('#logout');
+  await page.waitForURL(/\/login\?reason=logout$/);
+  await exactly(page, '#login-info', '您已安全退出。');
+
+  // An open redirect is not a way back: these land at home_url.
+  for (const bad of ['//evil.example/x', '/\\evil.example', '/%2F%2Fevil.example', 'https://evil.example/', '/%5Cevil']) {
+    await page.goto(demo.url + '/login?next=' + encodeURIComponent(bad));
+    await page.locator('#login-submit').waitFor();
+    const ok = await page.evaluate(function (b) { return window.TG.safeReturnPath(new URLSearchParams(location.search).get('next')); }, bad);
+    assert.equal(ok, null, bad);
+  }
+  // A safe next: back there after the login (周杰: 王芳's number just had a code).
+  await page.goto(demo.url + '/login?next=' + encodeURIComponent('/api/personal/income?year=2026'));
+  await page.locator('#login-submit').waitFor();
+  await startSmsStep(page, 'person', { account: ZHOU.id, password: ZHOU.password });
+  await page.fill('#sms-code', await smsCode(demo, ZHOU.phone));
+  await page.click('#sms-verify');
+  await page.waitForURL(/\/api\/personal\/income\?year=2026$/);
+});
+
+journey('忘记密码 by SMS: the new password works, every session ended, one message per step', async function ({ demo, page, context }) {
+  // A session elsewhere, to be ended by the reset.
+  // (By face: the demo's 60 s resend interval keeps the phone for the reset's code.)
+  const other = await context.newPage();
+  await openLogin(other, demo);
+  const first = await submitCredentials(other, 'enterprise', { taxpayerId: ENT_A, account: WANG.account, password: WANG.password });
+  assert.equal(first.status(), 200);
+  await loginWithFace(other, demo, WANG.id, true);
+  await other.close();
+
+  await openLogin(page, demo);
+  await page.fill('#login-account', WANG.account);
+  await page.click('#forgot-link');
+  await page.locator('#step-reset').waitFor();
+  assert.equal(await focused(page), 'reset-heading');
+  assert.equal(await page.inputValue('#reset-account'), WANG.account);
+  const started = page.waitForResponse(isResponse('/auth/password/reset'));
+  await page.click('#reset-start');
+  assert.equal((await started).status(), 200);
+  await waitFocus(page, 'reset-send');
+  const sent = page.waitForResponse(isResponse('/auth/sms/send'));
+  await page.click('#reset-send');
+  assert.equal((await sent).status(), 200);
+  await exactly(page, '#login-info', '如该账号已登记手机号码,验证码已发送至该号码,5 分钟内有效。');
+  assert.equal(await focused(page), 'reset-code');
+  await page.fill('#reset-code', await smsCode(demo, WANG.phone));
+  await page.click('#reset-verify-code');
+  await page.locator('#reset-password-form').waitFor();
+  await exactly(page, '#login-info', '身份已验证,请设置新密码。');
+  assert.equal(await focused(page), 'reset-new');
+  // The server's zxcvbn rules: a guessable password is refused beside its field.
+  await page.fill('#reset-new', 'Password1!');
+  await page.fill('#reset-repeat', 'Password1!');
+  const weak = page.waitForResponse(isResponse('/auth/password/reset/complete'));
+  await page.click('#reset-submit');
+  assert.equal((await weak).status(), 400);
+  await page.locator('#reset-new-error').waitFor();
+  assert.deepEqual(await visibleMessages(page), ['reset-new-error']);
+  const fresh = 'Brand-New-Pass-2026';
+  await page.fill('#reset-new', fresh);
+  await page.fill('#reset-repeat', fresh);
+  const done = page.waitForResponse(isResponse('/auth/password/reset/complete'));
+  await page.click('#reset-submit');
+  assert.equal((await done).status(), 204);
+  await exactly(page, '#login-info', '密码已重置,您的所有登录会话已注销。请使用新密码登录。');
+  assert.deepEqual(await visibleMessages(page), ['login-info']);
+  assert.equal(await focused(page), 'login-password');
+  const notice = fs.readFileSync(demo.outbox, 'utf8').trim().split('\n').map(JSON.parse).pop();
+  assert.equal(notice.purpose, 'password_changed');
+  const again = await submitCredentials(page, 'enterprise', { taxpayerId: ENT_A, account: WANG.account, password: fresh });
+  assert.equal(again.status(), 200, 'the new password works');
+  await loginWithFace(page, demo, WANG.id, true);
+  await waitText(page, '#cur-name', '王芳');
+});
+
+journey('migrated user: the old password is the last 6 of the ID, a wrong one says 原密码错误, and 退出登录 is a way out', async function ({ demo, page }) {
+  await openLogin(page, demo);
+  await loginWithSms(page, demo, 'enterprise', { taxpayerId: ENT_A, account: ZHAO.id, password: ZHAO.password }, ZHAO.phone, true);
+  assert.equal(await focused(page), 'password-heading');
+  await waitText(page, '#pw-initial', '居民身份证号码的后 6 位');
+  await page.fill('#pw-old', '999999');
+  await page.fill('#pw-new', 'Zhao-Min-2026!');
+  await page.fill('#pw-repeat', 'Zhao-Min-2026!');
+  const changed = page.waitForResponse(isResponse('/auth/password'));
+  await page.click('#pw-submit');
+  assert.equal((await changed).status(), 401);
+  await exactly(page, '#pw-old-error', '原密码错误。还可尝试 4 次。');
+  assert.deepEqual(await visibleMessages(page), ['pw-old-error']);
+  assert.equal(await focused(page), 'pw-old');
+  await page.click('#pw-logout');
+  await page.waitForURL(/\/login\?reason=logout$/);
+  await exactly(page, '#login-info', '您已安全退出。');
+});
+
+journey('personnel: an expired 办税员 is extended (修改), a widening waits for the person, buttons name their person', async function ({ demo, page, mobile }) {
+  await openLogin(page, demo);
+  await loginWithSms(page, demo, 'enterprise', { taxpayerId: ENT_A, account: WANG.account, password: WANG.password }, WANG.phone);
+  await page.locator('#personnel-form').waitFor();
+  const zhang = page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '张伟' });
+  await zhang.locator('.badge-expired').waitFor();
+  const edit = zhang.locator('[data-testid^="edit-"]');
+  assert.equal(await edit.getAttribute('aria-label'), '修改 张伟 的权限或有效期');
+  assert.equal(await zhang.locator('[data-testid^="revoke-"]').getAttribute('aria-label'), '解除 张伟');
+  const li = page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '李雷' });
+  assert.equal(await li.locator('[data-testid^="revoke-"]').getAttribute('aria-label'), '撤回对 李雷 的授权');
+  await edit.click();
+  const form = zhang.locator('.edit-form');
+  await form.waitFor();
+  assert.match(await focused(page), /^edit-.*-declare$/);
+  await form.locator('input[type="date"]').fill('2099-12-31');
+  const saved = page.waitForResponse(function (r) { return /\/account\/personnel\/[^/]+\/update$/.test(new URL(r.url()).pathname); });
+  await form.locator('button[type="submit"]').click();
+  const answer = await saved;
+  assert.equal(answer.status(), 200, await answer.text());
+  await exactly(page, '#account-info', '已保存,立即生效。');
+  await page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '张伟' }).locator('.badge-active').waitFor();
+  await waitFocus(page, await page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '张伟' }).locator('[data-testid^="edit-"]').getAttribute('id'));
+
+  const sun = page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '孙丽' });
+  await sun.locator('[data-testid^="edit-"]').click();
+  await sun.locator('.edit-form input[value="invoice"]').check();
+  const widened = page.waitForResponse(function (r) { return /\/account\/personnel\/[^/]+\/update$/.test(new URL(r.url()).pathname); });
+  await sun.locator('.edit-form button[type="submit"]').click();
+  assert.equal((await widened).status(), 200);
+  await exactly(page, '#account-info', '已保存。新增的权限须 孙丽 在企业授权管理中重新确认。');
+  await page.locator('#personnel-list [data-testid^="personnel-"]', { hasText: '孙丽' }).locator('.badge-pending').waitFor();
+  if (!mobile) await page.locator('#personnel-section').screenshot({ path: path.join(shotDir(demo), 'personnel.png') });
+
+  // 张伟 can log in again.
+  await page.click('#logout');
+  await page.waitForURL(/\/login\?reason=logout$/);
+  const again = await submitCredentials(page, 'enterprise', { taxpayerId: ENT_A, account: ZHANG.id, password: ZHANG.password });
+  assert.equal(again.status(), 200, 'the extended binding admits 张伟');
+});
+
+journey('a 办税员 by face (模拟扫码 in the demo, the app link on a phone) sees his permission groups and no personnel card', async function ({ demo, page, mobile }) {
+  await openLogin(page, demo);
+  const login = await submitCredentials(page, 'enterprise', { taxpayerId: ENT_A, account: SUN.id, password: SUN.password });
+  assert.equal(login.status(), 200);
+  const started = await page.waitForResponse(isResponse('/auth/face/start'));
+  const qr = (await started.json()).qr;
+  await page.locator('#face-simulate').waitFor();
+  assert.equal(await page.getAttribute('#face-app', 'href'), qr);
+  assert.equal(await page.isVisible('#face-app'), mobile, 'the app link is for small screens');
+  const demoSign = page.waitForResponse(isResponse('/auth/face/demo-sign'));
+  await page.click('#face-simulate');
+  assert.equal((await demoSign).status(), 200);
+  await accountLoaded(page);
+  await waitText(page, '#cur-mfa', '扫码验证');
+  assert.equal(await text(page, '#cur-role'), '办税员');
+  await exactly(page, '#cur-groups', '申报缴税、涉税查询、涉税办理');
+  await exactly(page, '#cur-groups-note', '权限为该身份类型的默认权限。');
+  assert.equal(await page.isHidden('#personnel-section'), true, 'no card holding only a refusal');
+  assert.deepEqual(await visibleMessages(page), []);
+  // In English too.
+  await page.click('#lang-toggle');
+  await exactly(page, '#cur-groups', 'Declare and pay, Tax queries, Tax affairs');
+  await exactly(page, '#cur-groups-note', 'These are the default permissions of the role.');
+});
+
+journey('phone change: the current number, a warning before taking one, and the truth about it', async function ({ demo, page }) {
+  await openLogin(page, demo);
+  await page.click('#tab-person');
+  await loginWithSms(page, demo, 'person', { account: ZHOU.id, password: ZHOU.password }, ZHOU.phone);
+  await page.locator('#phone-section').waitFor();
+  await exactly(page, '#phone-current', '当前手机号码:139****0006');
+  const change = async function (number, taken) {
+    await page.fill('#phone-new', number);
+    await page.click('#phone-send');
+    await page.locator('#confirm-dialog[open]').waitFor();
+    assert.match(await text(page, '#confirm-dialog-text'), /若该号码目前属于他人的账户,将从其账户中解除/);
+    const sent = page.waitForResponse(isResponse('/account/phone'));
+    await page.click('#confirm-dialog-ok');
+    assert.equal((await sent).status(), 200);
+    await exactly(page, '#account-info', '验证码已发送至新手机号码。');
+    assert.equal(await focused(page), 'phone-code');
+    await page.fill('#phone-code', await smsCode(demo, number));
+    const verified = page.waitForResponse(isResponse('/account/phone/verify'));
+    await page.click('#phone-verify');
+    assert.equal((await verified).status(), 204);
+    await exactly(page, '#account-info', taken
+      ? '手机号码已修改。按"一号一人"规则,该号码已从原持有人的账户中解除,原持有人已收到通知。'
+      : '手机号码已修改。');
+  };
+  // A number nobody held: no claim that it was taken.
+  await change('13700137000', false);
+  await exactly(page, '#phone-current', '当前手机号码:137****7000');
+  // 王芳's number: taken from her, and the page says so. (A reload ends the resend countdown.)
+  await page.reload();
+  await accountLoaded(page);
+  await change(WANG.phone, true);
+  await exactly(page, '#phone-current', '当前手机号码:138****8000');
+});
+
+journey('keyboard and names: the focus ring shows on the blue bar, a pending authorisation is 拒绝, an agent leaves a client', async function ({ demo, page }) {
+  await openLogin(page, demo);
+  await page.focus('#lang-toggle');
+  await page.keyboard.press('Shift+Tab');
+  await page.keyboard.press('Tab');
+  const ring = await page.evaluate(function () {
+    const s = getComputedStyle(document.getElementById('lang-toggle'));
+    return { style: s.outlineStyle, color: s.outlineColor, width: s.outlineWidth };
+  });
+  assert.deepEqual(ring, { style: 'solid', color: 'rgb(255, 255, 255)', width: '3px' });
+
+  await page.click('#tab-person');
+  await loginWithSms(page, demo, 'person', { account: LI.id, password: LI.password }, LI.phone);
+  const item = page.locator('#authorizations-list [data-testid^="authorization-"]', { hasText: ENT_A });
+  await item.waitFor();
+  const decline = item.locator('[data-testid^="unbind-"]');
+  assert.equal((await decline.textContent()).trim(), '拒绝');
+  assert.equal(await decline.getAttribute('aria-label'), '拒绝 ' + ENT_A_NAME + ' 的授权');
+  assert.equal(await item.locator('[data-testid^="confirm-"]').getAttribute('aria-label'), '确认 ' + ENT_A_NAME + ' 的授权');
+  await page.click('#logout');
+  await page.waitForURL(/\/login\?reason=logout$/);
+
+  await loginWithSms(page, demo, 'agent', { taxpayerId: AGENCY, account: CHEN.id, password: CHEN.password }, CHEN.phone);
+  const enter = page.locator('[data-testid="switch-' + ENT_A + '-agent"]');
+  assert.equal(await enter.getAttribute('aria-label'), '进入 ' + ENT_A_NAME);
+  await enter.click();
+  await waitText(page, '#cur-enterprise', ENT_A);
+  await waitText(page, '#cur-groups-note', '代理协议范围:申报缴税、涉税查询');
+  const left = page.waitForResponse(isResponse('/account/switch/leave'));
+  await page.click('#leave-client');
+  assert.equal((await left).status(), 200);
+  await exactly(page, '#account-info', '已返回代理机构,请选择委托企业。');
+  await exactly(page, '#cur-enterprise', '—');
+  await waitFocus(page, 'identities-heading');
 });

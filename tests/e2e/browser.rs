@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use taxgate_e2e::taxgate_bin;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// The whole run takes about 30 s here; past this something hangs.
-const LIMIT: Duration = Duration::from_secs(240);
+/// The whole run takes about two minutes here (issue 22 walks each journey at two sizes); past
+/// this something hangs.
+const LIMIT: Duration = Duration::from_secs(600);
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")

@@ -67,7 +67,8 @@ async fn no_session_is_401_and_browsers_go_to_login() {
     )
     .await;
     assert_eq!(browser.status, StatusCode::FOUND);
-    assert_eq!(browser.headers["location"], "/login");
+    // Back to the page after the login (issue 22 point 4).
+    assert_eq!(browser.headers["location"], "/login?next=/api/declare/x");
 }
 
 #[tokio::test]

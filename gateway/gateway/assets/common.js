@@ -27,28 +27,61 @@
     shown.forEach(function (pair, el) { el.textContent = t(pair); });
   });
 
-  // What the user must do next, for codes whose server message names the problem but not the step.
-  const HINTS = {
-    binding_pending: { zh: '请先在 自然人业务 → 账户中心 → 企业授权管理 中确认授权。', en: 'First confirm the authorization in Individual → Account centre → Enterprise authorizations.' },
-    binding_expired: { zh: '请联系企业的法定代表人、财务负责人或管理员在 人员权限管理 中延长有效期。', en: 'Ask the enterprise\'s legal representative, finance manager or administrator to extend the validity in Personnel and permissions.' },
-    not_linked: { zh: '请联系企业在 账户中心 → 人员权限管理 中添加您为办税人员,并在 自然人业务 中确认。', en: 'Ask the enterprise to add you in Account centre → Personnel and permissions, then confirm it under Individual.' },
-    no_agency_relation: { zh: '请确认代理机构已登记包含您的代理协议,且委托企业已确认。', en: 'Check that the agency recorded an agreement naming you and that the client confirmed it.' },
-    person_not_registered: { zh: '该人员须先注册自然人账户(自然人业务)后才能添加。', en: 'The person must first register a natural-person account (Individual entry).' },
-    phone_missing: { zh: '请通过"找回手机号码"绑定手机号码,或使用扫码验证。', en: 'Bind a phone number with "Recover phone number", or scan the QR code instead.' },
-    challenge_expired: { zh: '请返回重新登录。', en: 'Go back and log in again.' },
-    legacy_login_retired: { zh: '请使用 企业业务 入口,以办税人员本人的账号登录。', en: 'Use the Enterprise entry with your own personal account.' },
-    password_change_required: { zh: '请先修改初始密码。', en: 'Change your initial password first.' },
-    session_expired: { zh: '请重新登录。', en: 'Please log in again.' },
-  };
+  // One message per error: the server's own words (they name the step to take), plus what the
+  // error body says about trying again (attempts_left, locked_for_secs, retry_after_secs).
+  // `override` replaces the server's words where the page knows better what happened (a wrong
+  // *old* password is 原密码错误, not 账号或密码错误).
+  function duration(secs) {
+    const s = Math.max(1, Math.round(secs));
+    if (s < 120) return { zh: s + ' 秒', en: s + ' s' };
+    const m = Math.ceil(s / 60);
+    return { zh: m + ' 分钟', en: m + ' min' };
+  }
 
-  function errorPair(error) {
-    const base = {
+  function errorPair(error, override) {
+    const base = override || {
       zh: error.message || '操作失败,请稍后再试',
       en: error.message_en || error.message || 'the request failed',
     };
-    const hint = HINTS[error.code];
-    if (!hint) return base;
-    return { zh: base.zh + ' ' + hint.zh, en: base.en + '. ' + hint.en };
+    const extra = [];
+    if (typeof error.attempts_left === 'number') {
+      extra.push(error.attempts_left > 0
+        ? { zh: '还可尝试 ' + error.attempts_left + ' 次。', en: error.attempts_left + ' attempt(s) left.' }
+        : { zh: '已无剩余尝试次数。', en: 'No attempts left.' });
+    }
+    if (typeof error.locked_for_secs === 'number') {
+      const d = duration(error.locked_for_secs);
+      extra.push({ zh: '请 ' + d.zh + '后再试,或使用"忘记密码"重置密码。', en: 'Try again in ' + d.en + ', or reset your password with "Forgot password".' });
+    }
+    if (typeof error.retry_after_secs === 'number') {
+      const d = duration(error.retry_after_secs);
+      extra.push({ zh: '请 ' + d.zh + '后再试。', en: 'Try again in ' + d.en + '.' });
+    }
+    if (!extra.length) return base;
+    const sepZh = /[。!?]$/.test(base.zh) ? '' : '。';
+    const sepEn = /[.!?]$/.test(base.en) ? ' ' : '. ';
+    return {
+      zh: base.zh + sepZh + extra.map(function (p) { return p.zh; }).join(''),
+      en: base.en + sepEn + extra.map(function (p) { return p.en; }).join(' '),
+    };
+  }
+
+  // A path a login may return to: on this origin, one leading "/", never "//" or "/\", no
+  // backslash, encoded slash, backslash or percent, no dot segment (the server's
+  // web::safe_return_path applies the same rule to [pages] home_url).
+  function safeReturnPath(p) {
+    if (typeof p !== 'string' || p.length === 0 || p.length > 512) return null;
+    if (p[0] !== '/' || p[1] === '/' || p[1] === '\\') return null;
+    if (!/^[A-Za-z0-9\-._~\/?=&%+,:@]+$/.test(p)) return null;
+    const lower = p.toLowerCase();
+    if (['%2f', '%5c', '%25', '%00', '%2e'].some(function (e) { return lower.indexOf(e) >= 0; })) return null;
+    if (p.split(/[/?]/).some(function (seg) { return seg === '.' || seg === '..'; })) return null;
+    try {
+      if (new URL(p, window.location.origin).origin !== window.location.origin) return null;
+    } catch (_) {
+      return null;
+    }
+    return p;
   }
 
   // ---- API --------------------------------------------------------------------------------
@@ -69,7 +102,7 @@
     if (res.status !== 204) {
       try { data = await res.json(); } catch (_) { data = null; }
     }
-    if (res.ok) return { ok: true, status: res.status, data: data };
+    if (res.ok) return { ok: true, status: res.status, data: data, headers: res.headers };
     const error = data && data.error && data.error.code ? data.error : {
       code: 'http_' + res.status,
       message: '请求失败(' + res.status + '),请稍后再试',
@@ -92,13 +125,15 @@
   }
 
   // Show an API error next to the field the server named (fields maps API field names to
-  // inputs), else in the banner. Focus goes to the field at fault.
-  // byCode names the field for codes the server may answer without one (e.g. invalid_code).
-  function showError(error, fields, banner, byCode) {
-    const pair = errorPair(error);
+  // inputs), else in the banner: in one place only, never both. Focus goes to the field at fault.
+  // byCode names the field for codes the server may answer without one (e.g. invalid_code);
+  // overrides replaces the server's words for some codes (see errorPair).
+  function showError(error, fields, banner, byCode, overrides) {
+    const pair = errorPair(error, overrides ? overrides[error.code] : null);
     const name = error.field || (byCode ? byCode[error.code] : null);
     const input = name && fields ? fields[name] : null;
     if (input && !input.closest('[hidden]')) {
+      setMsg(banner, null);
       fieldError(input, pair);
       input.focus();
     } else {
@@ -106,6 +141,18 @@
       if (banner) banner.scrollIntoView({ block: 'nearest' });
     }
   }
+
+  // A field's error (and the page's banner) go as soon as the user edits the field: an error
+  // stays only while it is still true.
+  document.addEventListener('input', function (ev) {
+    const input = ev.target;
+    if (!input || !input.id) return;
+    const own = document.getElementById(input.id + '-error');
+    if (own && !own.hidden) fieldError(input, null);
+    document.querySelectorAll('.alert[role="alert"]').forEach(function (banner) {
+      if (!banner.hidden) setMsg(banner, null);
+    });
+  });
 
   // Disable a button while its request runs, so a double click sends once.
   async function busy(button, work) {
@@ -280,6 +327,7 @@
     clearErrors: clearErrors,
     showError: showError,
     errorPair: errorPair,
+    safeReturnPath: safeReturnPath,
     busy: busy,
     creditCodeValid: creditCodeValid,
     idNumberValid: idNumberValid,

@@ -1,5 +1,6 @@
 // /login: entry tabs and credentials -> second factor (SMS or face) -> forced password change for
-// migrated users -> /account. Phone recovery (找回手机号码) hangs off the factor step.
+// migrated users -> `next` (a safe path on this origin) or [pages] home_url. Phone recovery
+// (找回手机号码) hangs off the factor step, the forgotten password (忘记密码) off the credentials.
 'use strict';
 
 document.addEventListener('DOMContentLoaded', function () {
@@ -47,6 +48,14 @@ document.addEventListener('DOMContentLoaded', function () {
   const SEND = { zh: '获取验证码', en: 'Send code' };
   const POLL_MS = 2000;
 
+  // Where a completed login goes: `next` only when it is a path on this origin, else home_url.
+  const params = new URLSearchParams(window.location.search);
+  const homeMeta = document.querySelector('meta[name="taxgate-home"]');
+  const home = TG.safeReturnPath(homeMeta ? homeMeta.content : null) || '/account';
+  const next = TG.safeReturnPath(params.get('next'));
+  const demo = (document.querySelector('meta[name="taxgate-demo"]') || {}).content === '1';
+  function landing() { return next || home; }
+
   const state = {
     entry: 'enterprise',
     account: '',
@@ -61,11 +70,12 @@ document.addEventListener('DOMContentLoaded', function () {
   };
 
   // ---- steps ------------------------------------------------------------------------------
-  const STEPS = ['credentials', 'factor', 'recover', 'password'];
+  const STEPS = ['credentials', 'factor', 'recover', 'reset', 'password'];
 
   function showStep(name) {
     STEPS.forEach(function (s) { $('step-' + s).hidden = s !== name; });
     TG.setMsg(alertBox, null);
+    TG.setMsg(infoBox, null);
     if (name === 'credentials') {
       const first = [inputs.taxpayer_id, inputs.account, inputs.password].find(function (el) {
         return !el.closest('[hidden]') && !el.value;
@@ -190,6 +200,8 @@ document.addEventListener('DOMContentLoaded', function () {
       ? { zh: '验证码将发送至 ' + state.phoneMasked, en: 'The code will be sent to ' + state.phoneMasked }
       : null);
     $('sms-code').value = '';
+    $('sms-form').hidden = false;
+    state.attemptsLeft = null;
     TG.clearErrors($('step-factor'));
     stopSmsCountdown();
     showStep('factor');
@@ -258,8 +270,10 @@ document.addEventListener('DOMContentLoaded', function () {
     const res = await TG.api('POST', '/auth/sms/send', { challenge: state.challenge });
     button.disabled = false;
     if (!res.ok) {
+      if (res.error.code === 'challenge_expired') { challengeDead(false); return; }
       TG.showError(res.error, { code: $('sms-code') }, alertBox);
       if (res.error.code === 'phone_missing') $('sms-unavailable').hidden = false;
+      if (res.error.retry_after_secs) startSmsCountdown(res.error.retry_after_secs);
       return;
     }
     startSmsCountdown(res.data && res.data.resend_after_secs ? res.data.resend_after_secs : 60);
@@ -276,11 +290,33 @@ document.addEventListener('DOMContentLoaded', function () {
       return TG.api('POST', '/auth/sms/verify', { challenge: state.challenge, code: code.value.trim() });
     });
     if (!res.ok) {
+      info(null);
+      if (res.error.code === 'challenge_expired') {
+        challengeDead(state.attemptsLeft === 1);
+        return;
+      }
+      if (typeof res.error.attempts_left === 'number') state.attemptsLeft = res.error.attempts_left;
       TG.showError(res.error, { code: code }, alertBox, { invalid_code: 'code' });
       return;
     }
     onSession(res.data);
   });
+
+  // The challenge is over: after the last allowed wrong code that is the reason, not a
+  // time-out. The code form and the countdown go; the way back is focused.
+  const TOO_MANY_CODES = { zh: '验证码错误次数过多,本次登录已失效。请返回重新登录。', en: 'Too many wrong codes: this login attempt has ended. Go back and log in again.' };
+  function challengeDead(tooManyCodes) {
+    stopSmsCountdown();
+    stopFace();
+    $('sms-send').disabled = true;
+    $('sms-form').hidden = true;
+    $('face-qr').hidden = true;
+    TG.fieldError($('sms-code'), null);
+    TG.setMsg(alertBox, tooManyCodes ? TOO_MANY_CODES : {
+      zh: '验证已超时或已失效,请返回重新登录。', en: 'This login step has expired: go back and log in again.',
+    });
+    $('factor-back').focus();
+  }
 
   // Face: show the QR code, poll /auth/face/complete every 2 s while it answers face_pending.
   function stopFace() {
@@ -314,6 +350,7 @@ document.addEventListener('DOMContentLoaded', function () {
     }
     img.src = '/auth/face/qr?nonce=' + encodeURIComponent(res.data.nonce);
     img.hidden = false;
+    faceExtras('face', res.data, function () { return state.challenge; });
     state.faceExpiresAt = Date.now() + (res.data.expires_in || 120) * 1000;
     showFaceWaiting();
     state.faceTimer = setTimeout(pollFace, POLL_MS);
@@ -363,6 +400,49 @@ document.addEventListener('DOMContentLoaded', function () {
     }
   });
 
+  // On a phone the QR code is on the very screen that would scan it: the app link opens the
+  // tax app on this device instead (shown on small screens by the style sheet). In `taxgate
+  // demo` only, 模拟扫码 asks the gateway to sign the app backend's callback with the demo secret
+  // and posts it, as the app backend would.
+  function faceExtras(prefix, started, challenge) {
+    const app = $(prefix + '-app');
+    if (app) {
+      if (typeof started.qr === 'string' && started.qr.indexOf('taxgate-face://') === 0) {
+        app.href = started.qr;
+        app.hidden = false;
+      } else {
+        app.hidden = true;
+      }
+    }
+    const sim = $(prefix + '-simulate');
+    if (!sim) return;
+    sim.hidden = !demo;
+    sim.onclick = async function () {
+      const status = $(prefix + '-status');
+      const res = await TG.busy(sim, async function () {
+        const signed = await TG.api('POST', '/auth/face/demo-sign', { challenge: challenge() });
+        if (!signed.ok) return signed;
+        try {
+          const r = await fetch('/auth/face/callback', {
+            method: 'POST',
+            credentials: 'omit',
+            headers: {
+              'Content-Type': 'application/json',
+              'x-taxgate-timestamp': signed.data.timestamp,
+              'x-taxgate-signature': signed.data.signature,
+            },
+            body: signed.data.body,
+          });
+          return r.status === 204 ? { ok: true } : { ok: false, error: (await r.json()).error };
+        } catch (_) {
+          return { ok: false, error: { code: 'network_error', message: '网络连接失败', message_en: 'network error' } };
+        }
+      });
+      if (!res.ok) { TG.showError(res.error, null, alertBox); return; }
+      TG.setMsg(status, { zh: '已模拟扫码,正在确认…', en: 'Scan simulated, confirming…' });
+    };
+  }
+
   // ---- after the second factor ------------------------------------------------------------
   function onSession(session) {
     stopFace();
@@ -372,7 +452,7 @@ document.addEventListener('DOMContentLoaded', function () {
     if (session && session.must_change_password) {
       showPasswordStep();
     } else {
-      window.location.assign('/account');
+      window.location.assign(landing());
     }
   }
 
@@ -412,11 +492,19 @@ document.addEventListener('DOMContentLoaded', function () {
       TG.showError(res.error, { old_password: oldPw, new_password: newPw }, alertBox, {
         weak_password: 'new_password',
         invalid_credentials: 'old_password',
+      }, {
+        invalid_credentials: { zh: '原密码错误', en: 'The current password is wrong' },
       });
       return;
     }
-    info({ zh: '密码已修改,正在进入账户中心…', en: 'Password changed; opening the account centre…' });
-    window.location.assign('/account');
+    info({ zh: '密码已修改,正在进入…', en: 'Password changed; opening…' });
+    window.location.assign(landing());
+  });
+
+  // A migrated user who cannot (or will not) change the password now has a way out.
+  $('pw-logout').addEventListener('click', async function () {
+    await TG.busy($('pw-logout'), function () { return TG.api('POST', '/auth/logout'); });
+    window.location.assign('/login?reason=logout');
   });
 
   // ---- phone recovery (找回手机号码) --------------------------------------------------------
@@ -494,6 +582,7 @@ document.addEventListener('DOMContentLoaded', function () {
     }
     img.src = '/auth/face/qr?nonce=' + encodeURIComponent(res.data.nonce);
     img.hidden = false;
+    faceExtras('recover-face', res.data, function () { return state.recoverChallenge; });
     recoverFaceUntil = Date.now() + (res.data.expires_in || 120) * 1000;
     recoverFaceStatus({ zh: '等待扫码验证…', en: 'Waiting for the scan…' });
     recoverFaceTimer = setTimeout(pollRecoverFace, POLL_MS);
@@ -543,9 +632,238 @@ document.addEventListener('DOMContentLoaded', function () {
     info({ zh: '手机号码已绑定,请重新登录。', en: 'The phone number is bound to your account: please log in again.' });
   });
 
+  // ---- forgotten password (忘记密码) ---------------------------------------------------------
+  const reset = { challenge: null, timer: null, faceTimer: null, faceUntil: 0, attemptsLeft: null };
+
+  function resetStatus(pair) { TG.setMsg($('reset-face-status'), pair); }
+
+  function stopReset() {
+    if (reset.timer) clearInterval(reset.timer);
+    if (reset.faceTimer) clearTimeout(reset.faceTimer);
+    reset.timer = null;
+    reset.faceTimer = null;
+    $('reset-send').disabled = false;
+    TG.setMsg($('reset-send'), SEND);
+  }
+
+  $('forgot-link').addEventListener('click', function () {
+    stopReset();
+    reset.challenge = null;
+    $('reset-account').value = inputs.account.value;
+    $('reset-form').hidden = false;
+    $('reset-verify').hidden = true;
+    $('reset-password-form').hidden = true;
+    ['reset-code', 'reset-new', 'reset-repeat'].forEach(function (id) { $(id).value = ''; });
+    TG.clearErrors($('step-reset'));
+    showStep('reset');
+  });
+
+  $('reset-back').addEventListener('click', function () {
+    stopReset();
+    reset.challenge = null;
+    showStep('credentials');
+  });
+
+  $('reset-form').addEventListener('submit', async function (ev) {
+    ev.preventDefault();
+    TG.setMsg(alertBox, null);
+    const account = $('reset-account');
+    if (!checkFields([{ input: account, check: TG.checkAccount }])) return;
+    const res = await TG.busy($('reset-start'), function () {
+      return TG.api('POST', '/auth/password/reset', { account: account.value.trim() });
+    });
+    if (!res.ok) { TG.showError(res.error, { account: account }, alertBox); return; }
+    reset.challenge = res.data.challenge;
+    reset.attemptsLeft = null;
+    $('reset-form').hidden = true;
+    $('reset-verify').hidden = false;
+    selectResetFactor('sms', false);
+    $('reset-send').focus();
+  });
+
+  function selectResetFactor(factor, focus) {
+    ['sms', 'face'].forEach(function (f) {
+      const tab = $('reset-tab-' + f);
+      const on = f === factor;
+      tab.setAttribute('aria-selected', on ? 'true' : 'false');
+      tab.tabIndex = on ? 0 : -1;
+      $('reset-' + f).hidden = !on;
+      if (on && focus) tab.focus();
+    });
+    if (factor === 'face') startResetFace();
+    else if (reset.faceTimer) { clearTimeout(reset.faceTimer); reset.faceTimer = null; }
+  }
+  tabKeys($('reset-tabs'), function (tab) { selectResetFactor(tab.dataset.factor, true); });
+  ['sms', 'face'].forEach(function (f) {
+    $('reset-tab-' + f).addEventListener('click', function () { selectResetFactor(f, false); });
+  });
+
+  function resetCountdown(secs) {
+    if (reset.timer) clearInterval(reset.timer);
+    let left = Math.max(1, Math.round(secs));
+    const b = $('reset-send');
+    b.disabled = true;
+    const render = function () { TG.setMsg(b, { zh: '重新发送(' + left + 's)', en: 'Resend (' + left + ' s)' }); };
+    render();
+    reset.timer = setInterval(function () {
+      left -= 1;
+      if (left > 0) { render(); return; }
+      clearInterval(reset.timer);
+      reset.timer = null;
+      b.disabled = false;
+      TG.setMsg(b, SEND);
+    }, 1000);
+  }
+
+  // The reset is over (too many codes, time-out, a failed scan): start again from the account.
+  function resetDead(pair) {
+    stopReset();
+    reset.challenge = null;
+    $('reset-verify').hidden = true;
+    $('reset-password-form').hidden = true;
+    $('reset-form').hidden = false;
+    TG.setMsg(alertBox, pair);
+    $('reset-start').focus();
+  }
+  const RESET_EXPIRED = { zh: '本次验证已失效,请重新提交账号。', en: 'This verification has ended: submit your account again.' };
+  const RESET_TOO_MANY = { zh: '验证码错误次数过多,本次验证已失效,请重新提交账号。', en: 'Too many wrong codes: this verification has ended. Submit your account again.' };
+
+  $('reset-send').addEventListener('click', async function () {
+    TG.setMsg(alertBox, null);
+    TG.fieldError($('reset-code'), null);
+    const b = $('reset-send');
+    b.disabled = true;
+    const res = await TG.api('POST', '/auth/sms/send', { challenge: reset.challenge });
+    b.disabled = false;
+    if (!res.ok) {
+      if (res.error.code === 'challenge_expired') { resetDead(RESET_EXPIRED); return; }
+      TG.showError(res.error, { code: $('reset-code') }, alertBox);
+      if (res.error.retry_after_secs) resetCountdown(res.error.retry_after_secs);
+      return;
+    }
+    resetCountdown(res.data && res.data.resend_after_secs ? res.data.resend_after_secs : 60);
+    // The server answers alike whether or not the account has a phone: so does the page.
+    info({ zh: '如该账号已登记手机号码,验证码已发送至该号码,5 分钟内有效。', en: 'If the account has a registered phone, the code was sent to it; it is valid for 5 minutes.' });
+    $('reset-code').focus();
+  });
+
+  function showResetPassword() {
+    stopReset();
+    $('reset-verify').hidden = true;
+    $('reset-password-form').hidden = false;
+    info({ zh: '身份已验证,请设置新密码。', en: 'Identity verified: choose a new password.' });
+    $('reset-new').focus();
+  }
+
+  $('reset-sms').addEventListener('submit', async function (ev) {
+    ev.preventDefault();
+    TG.setMsg(alertBox, null);
+    const code = $('reset-code');
+    if (!checkFields([{ input: code, check: TG.checkCode }])) return;
+    const res = await TG.busy($('reset-verify-code'), function () {
+      return TG.api('POST', '/auth/sms/verify', { challenge: reset.challenge, code: code.value.trim() });
+    });
+    if (!res.ok) {
+      info(null);
+      if (res.error.code === 'challenge_expired') { resetDead(reset.attemptsLeft === 1 ? RESET_TOO_MANY : RESET_EXPIRED); return; }
+      if (typeof res.error.attempts_left === 'number') reset.attemptsLeft = res.error.attempts_left;
+      TG.showError(res.error, { code: code }, alertBox, { invalid_code: 'code' });
+      return;
+    }
+    showResetPassword();
+  });
+
+  async function startResetFace() {
+    if (reset.faceTimer) clearTimeout(reset.faceTimer);
+    const img = $('reset-face-qr');
+    img.hidden = true;
+    resetStatus({ zh: '正在生成二维码…', en: 'Preparing the QR code…' });
+    const res = await TG.api('POST', '/auth/face/start', { challenge: reset.challenge });
+    if (!res.ok) {
+      resetStatus(null);
+      if (res.error.code === 'challenge_expired' || res.error.code === 'face_failed') { resetDead(TG.errorPair(res.error)); return; }
+      TG.showError(res.error, null, alertBox);
+      return;
+    }
+    img.src = '/auth/face/qr?nonce=' + encodeURIComponent(res.data.nonce);
+    img.hidden = false;
+    faceExtras('reset-face', res.data, function () { return reset.challenge; });
+    reset.faceUntil = Date.now() + (res.data.expires_in || 120) * 1000;
+    resetStatus({ zh: '等待扫码验证…', en: 'Waiting for the scan…' });
+    reset.faceTimer = setTimeout(pollResetFace, POLL_MS);
+  }
+
+  async function pollResetFace() {
+    reset.faceTimer = null;
+    if ($('step-reset').hidden || $('reset-face').hidden || !reset.challenge) return;
+    const res = await TG.api('POST', '/auth/face/complete', { challenge: reset.challenge });
+    if ($('step-reset').hidden || $('reset-face').hidden) return;
+    if (res.ok) { resetStatus(null); showResetPassword(); return; }
+    if (res.status === 409 && res.error.code === 'face_pending' && Date.now() < reset.faceUntil) {
+      reset.faceTimer = setTimeout(pollResetFace, POLL_MS);
+      return;
+    }
+    $('reset-face-qr').hidden = true;
+    resetStatus(null);
+    if (res.status === 409) {
+      resetStatus({ zh: '二维码已失效,请切换验证方式后重试。', en: 'The QR code has expired: switch the method and try again.' });
+      return;
+    }
+    resetDead(TG.errorPair(res.error));
+  }
+
+  $('reset-password-form').addEventListener('submit', async function (ev) {
+    ev.preventDefault();
+    TG.setMsg(alertBox, null);
+    info(null);
+    const newPw = $('reset-new');
+    const repeat = $('reset-repeat');
+    const ok = checkFields([
+      { input: newPw, check: function (v) { return TG.checkNewPassword(v, [$('reset-account').value.trim()]); } },
+      { input: repeat, check: function (v) { return v === newPw.value ? null : { zh: '两次输入的新密码不一致', en: 'the two new passwords differ' }; } },
+    ]);
+    if (!ok) return;
+    const res = await TG.busy($('reset-submit'), function () {
+      return TG.api('POST', '/auth/password/reset/complete', { challenge: reset.challenge, new_password: newPw.value });
+    });
+    if (!res.ok) {
+      if (res.error.code === 'challenge_expired') { resetDead(RESET_EXPIRED); return; }
+      TG.showError(res.error, { new_password: newPw }, alertBox, { weak_password: 'new_password' });
+      return;
+    }
+    reset.challenge = null;
+    inputs.account.value = $('reset-account').value.trim();
+    inputs.password.value = '';
+    showStep('credentials');
+    info({ zh: '密码已重置,您的所有登录会话已注销。请使用新密码登录。', en: 'Your password was reset and every session of yours was logged out. Log in with the new password.' });
+    inputs.password.focus();
+  });
+
   // ---- start ------------------------------------------------------------------------------
   selectEntry('enterprise', false);
   TG.setMsg($('sms-send'), SEND);
+  TG.setMsg($('reset-send'), SEND);
+
+  // 以企业身份登录 from the account centre: the enterprise entry with the firm filled in.
+  const wanted = params.get('entry');
+  if (wanted && ENTRIES[wanted] && wanted !== 'enterprise_legacy') {
+    selectEntry(wanted, false);
+    const tid = (params.get('taxpayer_id') || '').trim().toUpperCase();
+    if (tid && ENTRIES[wanted].showTaxpayer && !TG.checkTaxpayerId(tid)) {
+      inputs.taxpayer_id.value = tid;
+      inputs.account.focus();
+    }
+  }
+
+  // Why the person is here: logged out, or a session that ended (with the way back).
+  const reason = params.get('reason');
+  if (reason === 'logout') {
+    info({ zh: '您已安全退出。', en: 'You have logged out.' });
+  } else if (reason === 'expired') {
+    info(next
+      ? { zh: '登录已失效,请重新登录;登录后将返回您刚才所在的页面。', en: 'Your session has ended: log in again to return to the page you were on.' }
+      : { zh: '登录已失效,请重新登录。', en: 'Your session has ended: please log in again.' });
+  }
 
   // The account centre sends a session that still must change its password here.
   if (window.location.hash === '#password') {

@@ -4,6 +4,8 @@
 //! is decided by the same `login` rules as a fresh login, so a switch can never reach an identity
 //! a login could not.
 
+mod overview;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -11,8 +13,9 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{
-    AgencyAgreement, AuditEvent, Binding, ConfirmOutcome, Entry, IdNumber, NewBinding,
-    PermissionGroup, Role, SessionIdentity, Side, Store, TaxpayerId, Timestamp,
+    AgencyAgreement, AuditEvent, Binding, BindingUpdate, ConfirmOutcome, Entry, IdNumber,
+    NewBinding, PermissionGroup, Role, SessionIdentity, Side, Store, StoreError, TaxpayerId,
+    Timestamp,
 };
 
 use crate::api::{self, Json, json as json_response, no_content};
@@ -59,6 +62,22 @@ fn permissions(p: &Option<Vec<PermissionGroup>>) -> Value {
         Some(list) => json!(list.iter().map(|g| g.as_str()).collect::<Vec<_>>()),
         None => Value::Null,
     }
+}
+
+/// Enterprise permission groups named in a request, without duplicates; `personal_tax` (or an
+/// unknown name) is bad input.
+fn parse_groups(list: &[&str]) -> Result<Vec<PermissionGroup>, ApiError> {
+    let mut groups = Vec::new();
+    for g in list {
+        match PermissionGroup::parse(g) {
+            Some(PermissionGroup::PersonalTax) | None => {
+                return Err(ApiError::field(Code::InvalidInput, "permissions"));
+            }
+            Some(g) if !groups.contains(&g) => groups.push(g),
+            Some(_) => {}
+        }
+    }
+    Ok(groups)
 }
 
 fn binding_json(
@@ -439,19 +458,7 @@ impl Account {
         })?;
         let permissions = match body.opt_str_list("permissions")? {
             None => None,
-            Some(list) => {
-                let mut groups = Vec::new();
-                for g in list {
-                    match PermissionGroup::parse(g) {
-                        Some(PermissionGroup::PersonalTax) | None => {
-                            return Err(ApiError::field(Code::InvalidInput, "permissions"));
-                        }
-                        Some(g) if !groups.contains(&g) => groups.push(g),
-                        Some(_) => {}
-                    }
-                }
-                Some(groups)
-            }
+            Some(list) => Some(parse_groups(&list)?),
         };
         let valid_until = match body.opt_str("valid_until", 40)? {
             None => None,
@@ -557,7 +564,21 @@ impl Account {
             .map_err(|e| self.core.rescue.store(e))?
         {
             let name = store.person(&b.person).await.ok().flatten().map(|p| p.name);
-            out.push(binding_json(&b, None, name.as_deref(), now));
+            let mut item = binding_json(&b, None, name.as_deref(), now);
+            // What the binding gives once active, as the policies read it (role defaults
+            // included): the page shows and edits this, holding no defaults of its own.
+            let change = PersonnelChange {
+                enterprise: &b.enterprise,
+                role: b.role,
+                permissions: b.permissions.as_deref(),
+                conflict_of_roles: false,
+                enterprise_confirmed: None,
+            };
+            if let Ok(groups) = self.core.gate.binding_groups(&change, now) {
+                let names: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+                api::set_field(&mut item, "groups", json!(names));
+            }
+            out.push(item);
         }
         Ok(json_response(StatusCode::OK, &Value::Array(out)))
     }
@@ -623,6 +644,120 @@ impl Account {
         )
         .await?;
         Ok(no_content())
+    }
+
+    /// `POST /account/personnel/{binding}/update {permissions?, valid_until?}` (修改权限,
+    /// 延长有效期): `null` or absent leaves a field as it is. The change is decided as a grant of
+    /// the binding as it would be (`grant_binding`: the no-escalation rules apply); a change
+    /// that widens what the binding gives (by the policies' own reading of both) needs the
+    /// person's confirmation again, anything else applies at once. The person is told by SMS.
+    pub async fn update_personnel(
+        &self,
+        s: &Arc<ResolvedSession>,
+        id: &str,
+        body: Json,
+        conn: ConnInfo,
+        auth: &Auth,
+    ) -> ApiResult {
+        let permissions = match body.opt_str_list("permissions")? {
+            None => None,
+            Some(list) => Some(parse_groups(&list)?),
+        };
+        let valid_until = match body.opt_str("valid_until", 40)? {
+            None => None,
+            Some(v) => {
+                let t = crate::config::parse_rfc3339(v)
+                    .map_err(|_| ApiError::field(Code::InvalidInput, "valid_until"))?;
+                // Extending into the past is a mistake, never a change.
+                if t <= unix_now() {
+                    return Err(ApiError::field(Code::InvalidInput, "valid_until").into());
+                }
+                Some(t)
+            }
+        };
+        if permissions.is_none() && valid_until.is_none() {
+            return Err(ApiError::field(Code::InvalidInput, "permissions").into());
+        }
+        // Decided on the binding as read; if it changes before the write, decide again once.
+        let mut tries = 0;
+        let after = loop {
+            tries += 1;
+            let b = self.own_binding(s, id).await?;
+            let new_permissions = permissions.clone().or_else(|| b.permissions.clone());
+            let new_until = valid_until.or(b.valid_until);
+            let now = unix_now();
+            let change = PersonnelChange {
+                enterprise: &b.enterprise,
+                role: b.role,
+                permissions: new_permissions.as_deref(),
+                conflict_of_roles: self.conflict_of_roles(&b.person, &b.enterprise).await?,
+                enterprise_confirmed: None,
+            };
+            self.decide_change(
+                s,
+                actions::GRANT_BINDING,
+                &change,
+                conn,
+                json!({"binding": b.id, "update": true, "role": b.role.as_str(),
+                       "permissions": self::permissions(&new_permissions),
+                       "valid_until": until(new_until)}),
+            )
+            .await?;
+            let before = PersonnelChange {
+                permissions: b.permissions.as_deref(),
+                ..change
+            };
+            let gate = &self.core.gate;
+            let groups = |c: &PersonnelChange<'_>| {
+                gate.binding_groups(c, now).map_err(|e| {
+                    tracing::error!(error = %e, "cannot read the groups of a binding");
+                    ApiError::from(Code::PolicyUnavailable)
+                })
+            };
+            let (had, gets) = (groups(&before)?, groups(&change)?);
+            let widens = gets.iter().any(|g| !had.contains(g));
+            let by = Self::person_of(s)
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|_| "legacy".into());
+            let update = BindingUpdate {
+                expected: b.clone(),
+                permissions: new_permissions.clone(),
+                valid_until: new_until,
+                reconfirm: widens,
+                by,
+                now,
+            };
+            match self.core.store.update_binding(&update).await {
+                Ok(after) => break after,
+                Err(StoreError::Conflict { .. }) if tries < 2 => continue,
+                Err(e) => return Err(self.core.rescue.store(e).into()),
+            }
+        };
+        let now = unix_now();
+        self.audit(
+            s,
+            "update_personnel",
+            conn.remote.ip(),
+            json!({"binding": after.id, "permissions": self::permissions(&after.permissions),
+                   "valid_until": until(after.valid_until),
+                   "reconfirm": !after.person_confirmed}),
+        )
+        .await?;
+        let person = self
+            .core
+            .store
+            .person(&after.person)
+            .await
+            .map_err(|e| self.core.rescue.store(e))?;
+        if let Some(phone) = person.as_ref().and_then(|p| p.phone.as_ref()) {
+            auth.notice(phone, crate::authn::sms::Purpose::BindingChanged, now)
+                .await;
+        }
+        let name = person.map(|p| p.name);
+        Ok(json_response(
+            StatusCode::OK,
+            &binding_json(&after, None, name.as_deref(), now),
+        ))
     }
 
     /// The facts of confirming an existing binding (by either side): its role and groups, and
@@ -831,6 +966,16 @@ pub async fn dispatch(
                 .await?;
             account.identities(&s).await
         }
+        (M::GET, ["account", "overview"]) => {
+            let s = auth.session_for(&req, actions::VIEW_SESSION, conn).await?;
+            account.overview(&s, conn).await
+        }
+        (M::POST, ["account", "switch", "leave"]) => {
+            let s = auth
+                .session_for(&req, actions::SWITCH_IDENTITY, conn)
+                .await?;
+            account.leave_client(&s, conn).await
+        }
         (M::POST, ["account", "switch"]) => {
             let s = auth
                 .session_for(&req, actions::SWITCH_IDENTITY, conn)
@@ -854,6 +999,14 @@ pub async fn dispatch(
                 .session_for(&req, actions::MANAGE_PERSONNEL, conn)
                 .await?;
             account.revoke_personnel(&s, id, conn).await
+        }
+        (M::POST, ["account", "personnel", id, "update"]) => {
+            let s = auth
+                .session_for(&req, actions::MANAGE_PERSONNEL, conn)
+                .await?;
+            account
+                .update_personnel(&s, id, body(req).await?, conn, auth)
+                .await
         }
         (M::POST, ["account", "personnel", id, "confirm"]) => {
             let s = auth

@@ -13,6 +13,7 @@ mod audit;
 mod dev;
 mod face;
 mod login;
+mod pages;
 mod policies;
 mod routes;
 mod secret;
@@ -33,6 +34,7 @@ pub use audit::AuditConfig;
 pub use dev::DevConfig;
 pub use face::FaceConfig;
 pub use login::LoginConfig;
+pub use pages::PagesConfig;
 pub use policies::PoliciesConfig;
 pub use routes::{RouteConfig, is_reserved_path};
 pub use secret::SecretString;
@@ -84,6 +86,9 @@ pub struct Config {
     /// `[login]`: lockouts, code budgets and rate limits.
     #[serde(default)]
     pub login: LoginConfig,
+    /// `[pages]`: where a login lands.
+    #[serde(default)]
+    pub pages: PagesConfig,
     /// `[[upstreams]]`: the backends, in order.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
@@ -99,6 +104,10 @@ pub struct Config {
     /// The file this config came from, for error messages.
     #[serde(skip)]
     pub source: String,
+    /// Set by `taxgate demo` only, never by a config file: the face step's page offers 模拟扫码
+    /// (`POST /auth/face/demo-sign` signs the callback with `[face] callback_secret`).
+    #[serde(skip)]
+    pub demo: bool,
 }
 
 /// The default of the switches that are on unless turned off (`h2c`, `watch`, `cookie_secure`).
@@ -215,6 +224,7 @@ impl Config {
         self.face.validate(&err)?;
         self.session.validate(&err)?;
         self.login.validate(&err)?;
+        self.pages.validate(&err)?;
         upstreams::validate(&self.upstreams, &err)?;
         if let Some(identity) = self.signing_identity() {
             identity.validate(&err)?;

@@ -87,7 +87,12 @@ impl Own {
             .login
             .legacy_until_unix()
             .is_some_and(|until| unix_now() < until);
-        if let Some(page) = crate::web::serve(req.method(), &path, req.headers(), legacy_allowed) {
+        let options = crate::web::PageOptions {
+            legacy_allowed,
+            home_url: &self.core.config.pages.home_url,
+            demo: self.core.config.demo,
+        };
+        if let Some(page) = crate::web::serve(req.method(), &path, req.headers(), &options) {
             return Ok(page);
         }
         let auth = &self.auth;
@@ -107,12 +112,21 @@ impl Own {
                 auth.face_complete(body(req).await?, conn).await
             }
             (Method::GET, "/auth/face/qr") => Ok(face_qr(&req)?),
+            (Method::POST, "/auth/face/demo-sign") if self.core.config.demo => {
+                auth.face_demo_sign(body(req).await?, conn).await
+            }
             (Method::POST, "/auth/phone/recover") => {
                 auth.phone_recover(body(req).await?, conn).await
             }
             (Method::POST, "/auth/phone/recover/verify") => {
                 auth.phone_verify(body(req).await?, conn, ChallengePurpose::RecoverPhone)
                     .await
+            }
+            (Method::POST, "/auth/password/reset") => {
+                auth.password_reset(body(req).await?, conn).await
+            }
+            (Method::POST, "/auth/password/reset/complete") => {
+                auth.password_reset_complete(body(req).await?, conn).await
             }
             (Method::GET, "/auth/session") => auth.session(req, conn).await,
             (Method::POST, "/auth/password") => auth.change_password(req, conn).await,
@@ -138,6 +152,8 @@ fn known_path(p: &str) -> bool {
             | "/auth/face/qr"
             | "/auth/phone/recover"
             | "/auth/phone/recover/verify"
+            | "/auth/password/reset"
+            | "/auth/password/reset/complete"
             | "/auth/session"
             | "/auth/password"
             | "/auth/logout"

@@ -552,6 +552,40 @@ mod tests {
         }
     }
 
+    /// docs/api.md lists every code with its status, and every reason of `reasons.toml`: a
+    /// code added here without its line there fails.
+    #[test]
+    fn the_api_reference_names_every_code_with_its_status() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let doc = std::fs::read_to_string(root.join("docs/api.md")).unwrap();
+        let table = doc
+            .split("## Error codes")
+            .nth(1)
+            .expect("an Error codes section");
+        for (code, status) in CONTRACT_CODES {
+            let name = format!("`{}`", code.as_str());
+            let row = table
+                .lines()
+                .find(|l| l.starts_with('|') && l.contains(&name));
+            assert!(row.is_some(), "docs/api.md: no row for {name}");
+            let row = row.unwrap_or_default();
+            assert!(
+                row.contains(&format!("| {status} |")),
+                "docs/api.md: {name} should be listed with {status}: {row}"
+            );
+        }
+        let reasons: toml::Table = std::fs::read_to_string(root.join("policies/reasons.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        for reason in reasons.keys() {
+            assert!(
+                table.contains(&format!("`{reason}`")),
+                "docs/api.md lacks `{reason}`"
+            );
+        }
+    }
+
     /// One message catalogue per code: the policies' `reasons.toml` holds only the reasons of
     /// forbid policies, never one of the gateway's own codes (whose text is here).
     #[test]

@@ -333,6 +333,19 @@ impl Gate {
         })
     }
 
+    /// The permission groups a binding of `change` would give once active, as the active
+    /// policies say (role defaults included): a fact for personnel updates (does a change widen
+    /// what a binding gives?), never a decision — nothing is allowed or denied by it.
+    pub fn binding_groups(
+        &self,
+        change: &PersonnelChange<'_>,
+        now: Timestamp,
+    ) -> Result<Vec<taxgate_store::PermissionGroup>, String> {
+        self.engine
+            .current()
+            .binding_groups(change, &self.facts(now))
+    }
+
     /// The store failed in a way that means it is down: requests are refused until the health
     /// check sees it again.
     pub fn store_failed(&self, e: &StoreError) {

@@ -140,8 +140,11 @@ impl Gateway {
         match self.decide_request(&req, conn, route, now).await {
             Ok(identity) => self.forward(req, route, identity),
             Err(failure) => {
-                let page = crate::rescue::wants_page(req.method(), req.headers());
-                respond(self.rescue.respond(failure, page), Some(route.index))
+                let page = crate::rescue::page_return(&req);
+                respond(
+                    self.rescue.respond_to(failure, page.as_deref()),
+                    Some(route.index),
+                )
             }
         }
     }

@@ -138,11 +138,31 @@ impl Rescue {
     /// The answer to a failure. `wants_page`: the request is a browser's `GET` of a page, which
     /// is sent to `/login` rather than answered 401.
     pub fn respond(&self, failure: Failure, wants_page: bool) -> Response<Body> {
-        if wants_page && matches!(failure, Failure::LoginRequired(_)) {
+        self.respond_to(failure, wants_page.then_some(""))
+    }
+
+    /// [`Rescue::respond`] for a browser's `GET` of the page at `page` (path and query; `None`:
+    /// not a page request): without a live session it is sent to `/login?next=<page>` (when the
+    /// page is a safe return path, [`crate::web::safe_return_path`]) with `reason=expired` when
+    /// the session ended, so the login says so and brings the person back (issue 22 point 4).
+    pub fn respond_to(&self, failure: Failure, page: Option<&str>) -> Response<Body> {
+        if let (Some(page), Failure::LoginRequired(code)) = (page, &failure) {
+            let mut location = String::from("/login");
+            let mut sep = '?';
+            if crate::web::safe_return_path(page) && page != "/login" {
+                let next = percent_encoding::utf8_percent_encode(page, QUERY_VALUE);
+                location.push_str(&format!("?next={next}"));
+                sep = '&';
+            }
+            if *code == Code::SessionExpired {
+                location.push(sep);
+                location.push_str("reason=expired");
+            }
             let mut r = Response::new(empty());
             *r.status_mut() = StatusCode::FOUND;
-            r.headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_static("/login"));
+            let value = HeaderValue::from_str(&location)
+                .unwrap_or_else(|_| HeaderValue::from_static("/login"));
+            r.headers_mut().insert(header::LOCATION, value);
             return r;
         }
         self.error(failure).into_response()
@@ -161,6 +181,25 @@ impl Rescue {
         }
         denied
     }
+}
+
+/// What a query value must encode: everything but unreserved characters and `/`.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The path and query of a browser's `GET` of a page ([`wants_page`]), for the login to return
+/// to; `None` for any other request.
+pub fn page_return(req: &http::Request<hyper::body::Incoming>) -> Option<String> {
+    wants_page(req.method(), req.headers()).then(|| {
+        req.uri().path_and_query().map_or_else(
+            || req.uri().path().to_string(),
+            |pq| pq.as_str().to_string(),
+        )
+    })
 }
 
 /// Whether a request is a browser's `GET` of a page (it accepts `text/html`).

@@ -80,6 +80,35 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 static LOGIN_LEGACY: LazyLock<Bytes> =
     LazyLock::new(|| Bytes::from(LOGIN_HTML.replacen(LEGACY_OFF, LEGACY_ON, 1)));
 
+/// The marker in `login.html` that tells the page where a login lands without `next`.
+const HOME_DEFAULT: &str = r#"<meta name="taxgate-home" content="/account">"#;
+
+/// A path a login may return to (`next`, `[pages] home_url`; CONTRACT section 13): on the
+/// gateway's own origin, so it starts with exactly one `/` and never `//` or `/\`. Stricter than
+/// the contract on purpose: no backslash, whitespace or control character anywhere, no encoded
+/// slash, backslash or percent (`%2f`, `%5c`, `%25`, which a second decoding could turn into
+/// `//`), no `..` segment, and only the characters of a plain path and query — so the value can
+/// also stand in an HTML attribute unescaped. The login page applies the same rule.
+pub fn safe_return_path(p: &str) -> bool {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/?=&%+,:@".contains(c);
+    let lower = p.to_ascii_lowercase();
+    p.len() <= 512
+        && p.starts_with('/')
+        && !p.starts_with("//")
+        && p.chars().all(plain)
+        && !["%2f", "%5c", "%25", "%00"]
+            .iter()
+            .any(|e| lower.contains(e))
+        && !p
+            .split(['/', '?'])
+            .any(|seg| seg == ".." || seg == "." || seg == "%2e%2e" || seg == "%2e")
+        && !lower.contains("%2e")
+}
+
+/// The marker in `login.html` that turns 模拟扫码 on (`taxgate demo` only).
+const DEMO_OFF: &str = r#"<meta name="taxgate-demo" content="0">"#;
+const DEMO_ON: &str = r#"<meta name="taxgate-demo" content="1">"#;
+
 /// What a page path resolves to.
 enum Target {
     Html(Bytes),
@@ -112,18 +141,53 @@ fn resolve(path: &str, legacy_allowed: bool) -> Option<Target> {
 /// `legacy_allowed` is whether the legacy enterprise-password login is still open (before
 /// `login.legacy_login_until`): the login page then shows its tab.
 pub fn page(path: &str, legacy_allowed: bool) -> Option<Response<Body>> {
-    serve(&Method::GET, path, &HeaderMap::new(), legacy_allowed)
+    let options = PageOptions {
+        legacy_allowed,
+        home_url: "/account",
+        demo: false,
+    };
+    serve(&Method::GET, path, &HeaderMap::new(), &options)
+}
+
+/// What the login page is told about this gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct PageOptions<'a> {
+    /// The legacy (enterprise password) login is still open: the page shows its tab.
+    pub legacy_allowed: bool,
+    /// `[pages] home_url`: where a login lands without `next`.
+    pub home_url: &'a str,
+    /// `taxgate demo`: the face step offers 模拟扫码.
+    pub demo: bool,
 }
 
 /// Like [`page`] for any method: `HEAD` answers the same headers without a body, an asset whose
-/// ETag matches `If-None-Match` answers 304, other methods 405.
+/// ETag matches `If-None-Match` answers 304, other methods 405. `options` says what the login
+/// page is told: where a login lands, and whether this is `taxgate demo`.
 pub fn serve(
     method: &Method,
     path: &str,
     request_headers: &HeaderMap,
-    legacy_allowed: bool,
+    options: &PageOptions<'_>,
 ) -> Option<Response<Body>> {
-    let target = resolve(path, legacy_allowed)?;
+    let mut target = resolve(path, options.legacy_allowed)?;
+    let custom_home = options.home_url != "/account" && safe_return_path(options.home_url);
+    if let Target::Html(bytes) = &target
+        && path == "/login"
+        && (custom_home || options.demo)
+    {
+        let mut html = String::from_utf8_lossy(bytes).into_owned();
+        if custom_home {
+            let home = format!(
+                r#"<meta name="taxgate-home" content="{}">"#,
+                options.home_url
+            );
+            html = html.replacen(HOME_DEFAULT, &home, 1);
+        }
+        if options.demo {
+            html = html.replacen(DEMO_OFF, DEMO_ON, 1);
+        }
+        target = Target::Html(Bytes::from(html));
+    }
     if method != Method::GET && method != Method::HEAD {
         let mut resp = ApiError::from(Code::MethodNotAllowed).into_response();
         resp.headers_mut()
@@ -218,6 +282,73 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    const PLAIN: PageOptions<'static> = PageOptions {
+        legacy_allowed: false,
+        home_url: "/account",
+        demo: false,
+    };
+
+    #[test]
+    fn return_paths_stay_on_this_origin() {
+        for ok in [
+            "/account",
+            "/",
+            "/api/declare/vat?year=2026&q=a%20b",
+            "/etax/home",
+        ] {
+            assert!(safe_return_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "account",
+            "//evil.example",
+            "/\\evil.example",
+            "/\\/evil",
+            "https://evil.example/",
+            "/%2f%2fevil.example",
+            "/%2F/evil",
+            "/%5cevil",
+            "/%252f%252fevil",
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/./x",
+            "/a b",
+            "/a\tb",
+            "/a\"b",
+            "/a<b",
+            "/javascript:alert(1)//",
+        ] {
+            assert!(!safe_return_path(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_login_page_carries_home_url_and_the_demo_marker() {
+        let custom = PageOptions {
+            home_url: "/etax/home",
+            demo: true,
+            ..PLAIN
+        };
+        let page = serve(&Method::GET, "/login", &HeaderMap::new(), &custom).unwrap();
+        let body = body_of(page).await;
+        assert!(body.contains(r#"<meta name="taxgate-home" content="/etax/home">"#));
+        assert!(body.contains(r#"<meta name="taxgate-demo" content="1">"#));
+        let plain = body_of(page_of("/login")).await;
+        assert!(plain.contains(r#"<meta name="taxgate-home" content="/account">"#));
+        assert!(plain.contains(r#"<meta name="taxgate-demo" content="0">"#));
+        // A home_url that is not a safe path never reaches the page.
+        let hostile = PageOptions {
+            home_url: "/\"><script>",
+            ..PLAIN
+        };
+        let page = serve(&Method::GET, "/login", &HeaderMap::new(), &hostile).unwrap();
+        assert!(!body_of(page).await.contains("<script>"));
+    }
+
+    fn page_of(path: &str) -> Response<Body> {
+        page(path, false).unwrap()
+    }
+
     async fn body_of(resp: Response<Body>) -> String {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
@@ -303,7 +434,7 @@ mod tests {
     #[tokio::test]
     async fn head_has_headers_without_body() {
         let get = page("/assets/login.js", false).unwrap();
-        let head = serve(&Method::HEAD, "/assets/login.js", &HeaderMap::new(), false).unwrap();
+        let head = serve(&Method::HEAD, "/assets/login.js", &HeaderMap::new(), &PLAIN).unwrap();
         assert_eq!(head.status(), 200);
         assert_secured(&head);
         assert_eq!(
@@ -311,7 +442,7 @@ mod tests {
             get.headers()[header::CONTENT_LENGTH]
         );
         assert!(body_of(head).await.is_empty());
-        let head = serve(&Method::HEAD, "/login", &HeaderMap::new(), false).unwrap();
+        let head = serve(&Method::HEAD, "/login", &HeaderMap::new(), &PLAIN).unwrap();
         assert_eq!(head.headers()[header::CONTENT_TYPE], HTML);
         assert!(body_of(head).await.is_empty());
     }
@@ -321,19 +452,19 @@ mod tests {
         let etag = page("/assets/app.css", false).unwrap().headers()[header::ETAG].clone();
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_NONE_MATCH, etag.clone());
-        let resp = serve(&Method::GET, "/assets/app.css", &headers, false).unwrap();
+        let resp = serve(&Method::GET, "/assets/app.css", &headers, &PLAIN).unwrap();
         assert_eq!(resp.status(), 304);
         assert_eq!(resp.headers()[header::ETAG], etag);
         assert!(body_of(resp).await.is_empty());
 
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"stale\""));
-        let resp = serve(&Method::GET, "/assets/app.css", &headers, false).unwrap();
+        let resp = serve(&Method::GET, "/assets/app.css", &headers, &PLAIN).unwrap();
         assert_eq!(resp.status(), 200);
     }
 
     #[tokio::test]
     async fn other_methods_are_405() {
-        let resp = serve(&Method::POST, "/login", &HeaderMap::new(), false).unwrap();
+        let resp = serve(&Method::POST, "/login", &HeaderMap::new(), &PLAIN).unwrap();
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
         assert_secured(&resp);

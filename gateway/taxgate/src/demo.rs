@@ -188,7 +188,7 @@ pub const ACCOUNTS: &[(&str, &str, &str, &str, &str)] = &[
         "91140100MA0K123488",
         "140105199207080036",
         "Zhang-Wei-99",
-        "refused: binding_expired",
+        "refused: binding_expired (王芳 extends it: 人员权限管理 → 修改)",
     ),
     (
         "企业业务 enterprise",
@@ -262,7 +262,7 @@ pub fn seed() -> serde_json::Value {
 pub fn banner(port: u16, admin_port: u16) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "\ntaxgate demo\n  login page:     http://127.0.0.1:{port}/login\n  account centre: http://127.0.0.1:{port}/account\n  admin:          http://127.0.0.1:{admin_port}/metrics  /admin/policies\n  SMS codes are printed below as they are sent (and appended to demo-data/sms-outbox.jsonl).\n  Face scans: sign a callback with secret `demo-face-secret` (see README), or use SMS.\n\n"
+        "\ntaxgate demo\n  login page:     http://127.0.0.1:{port}/login\n  account centre: http://127.0.0.1:{port}/account\n  admin:          http://127.0.0.1:{admin_port}/metrics  /admin/policies\n  SMS codes are printed below as they are sent (and appended to demo-data/sms-outbox.jsonl).\n  Face scans: press 模拟扫码 on the face step (it signs the app's callback with `demo-face-secret`; docs/operations.md shows how), or use SMS.\n\n"
     ));
     out.push_str("  entry                 taxpayer id          account              password        what happens\n");
     for (entry, tid, account, pw, what) in ACCOUNTS {
@@ -298,7 +298,10 @@ pub fn prepare(port: u16, data: &Path, backend: SocketAddr) -> Result<Config, St
         &legacy_until,
         &signing_key,
     );
-    Config::from_toml(&text, "taxgate demo", &data).map_err(|e| e.to_string())
+    let mut config = Config::from_toml(&text, "taxgate demo", &data).map_err(|e| e.to_string())?;
+    // 模拟扫码 on the face step: the demo only (a config file cannot set this).
+    config.demo = true;
+    Ok(config)
 }
 
 /// The key that signs the demo's identity assertions: `data/assertion.pem`, generated on the

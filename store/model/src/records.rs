@@ -45,6 +45,24 @@ pub struct NewBinding {
     pub now: Timestamp,
 }
 
+/// A change to a stored binding through personnel management (修改权限, 延长有效期), decided
+/// on `expected`: the store applies it only while the binding is still exactly that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingUpdate {
+    /// The binding as read when the change was decided.
+    pub expected: crate::model::Binding,
+    /// The permission groups after the change (`None`: the role's defaults).
+    pub permissions: Option<Vec<PermissionGroup>>,
+    /// The end of validity after the change (`None`: no end).
+    pub valid_until: Option<Timestamp>,
+    /// The change widens what the binding gives: the person confirms again (pending until then).
+    pub reconfirm: bool,
+    /// Who asked (an ID number, or `legacy`).
+    pub by: String,
+    /// The time of the request.
+    pub now: Timestamp,
+}
+
 /// Result of `Store::confirm_binding` (taxgate-store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmOutcome {
@@ -82,6 +100,9 @@ pub enum ChallengePurpose {
     BindPhone,
     /// Recovering an account through its phone.
     RecoverPhone,
+    /// A forgotten password (忘记密码, CONTRACT section 13): the factor passes, then the new
+    /// password is set.
+    ResetPassword,
 }
 
 impl ChallengePurpose {
@@ -91,6 +112,7 @@ impl ChallengePurpose {
             ChallengePurpose::Login => "login",
             ChallengePurpose::BindPhone => "bind_phone",
             ChallengePurpose::RecoverPhone => "recover_phone",
+            ChallengePurpose::ResetPassword => "reset_password",
         }
     }
 
@@ -100,6 +122,7 @@ impl ChallengePurpose {
             "login" => ChallengePurpose::Login,
             "bind_phone" => ChallengePurpose::BindPhone,
             "recover_phone" => ChallengePurpose::RecoverPhone,
+            "reset_password" => ChallengePurpose::ResetPassword,
             _ => return None,
         })
     }

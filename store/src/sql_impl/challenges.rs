@@ -141,6 +141,34 @@ pub(crate) async fn consume<S: SqlStore>(
     Ok(touched(st.db(), update).await? == 1)
 }
 
+pub(crate) async fn mark_verified<S: SqlStore>(
+    st: &S,
+    id_hash: &str,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let update = sqlx::query(
+        "UPDATE challenges SET verified_at = $2 WHERE id_hash = $1 \
+         AND consumed_at IS NULL AND expires_at > $2",
+    )
+    .arg(id_hash)
+    .arg(now);
+    Ok(touched(st.db(), update).await? == 1)
+}
+
+pub(crate) async fn verified_at<S: SqlStore>(
+    st: &S,
+    id_hash: &str,
+) -> StoreResult<Option<Timestamp>> {
+    let row = sqlx::query("SELECT verified_at FROM challenges WHERE id_hash = $1")
+        .arg(id_hash)
+        .fetch_optional(st.db())
+        .await?;
+    match row {
+        Some(r) => r.col("", "verified_at"),
+        None => Ok(None),
+    }
+}
+
 pub(crate) async fn delete_expired<S: SqlStore>(st: &S, before: Timestamp) -> StoreResult<u64> {
     Ok(sqlx::query("DELETE FROM challenges WHERE expires_at < $1")
         .arg(before)

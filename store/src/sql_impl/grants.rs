@@ -10,7 +10,7 @@ use crate::decode;
 use crate::error::StoreError;
 use crate::ids::{IdNumber, TaxpayerId};
 use crate::model::{AgencyAgreement, Binding, Timestamp};
-use crate::records::{ConfirmOutcome, Invalidation, NewBinding, Side};
+use crate::records::{BindingUpdate, ConfirmOutcome, Invalidation, NewBinding, Side};
 use crate::store_api::StoreResult;
 
 /// Binding `id`, on any connection (`st.db()`) or inside a transaction (`on(&mut tx)`).
@@ -189,6 +189,45 @@ pub(crate) async fn revoke_binding<S: SqlStore>(
     );
     st.commit_notifying(tx, inv).await?;
     Ok(binding)
+}
+
+pub(crate) async fn update_binding<S: SqlStore>(
+    st: &S,
+    update: &BindingUpdate,
+) -> StoreResult<Binding> {
+    let id = update.expected.id.as_str();
+    let mut tx = st.begin_write().await?;
+    st.lock_key(&mut tx, &format!("binding:{id}")).await?;
+    let current = binding(on(&mut tx), id)
+        .await?
+        .filter(|b| b.revoked_at.is_none())
+        .ok_or(StoreError::NotFound)?;
+    // Decided on what the caller read: a change made meanwhile (another update, a
+    // confirmation, a revoke) means that decision was about another binding.
+    if current != update.expected {
+        return Err(StoreError::conflict(
+            "the binding changed while the update was decided",
+        ));
+    }
+    let person_confirmed = current.person_confirmed && !update.reconfirm;
+    sqlx::query(
+        "UPDATE bindings SET permissions = $2, valid_until = $3, person_confirmed = $4, \
+         updated_at = $5, updated_by = $6 WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .arg(id)
+    .arg(update.permissions.as_deref().map(decode::groups_json))
+    .arg(update.valid_until)
+    .arg(person_confirmed)
+    .arg(update.now)
+    .arg(update.by.as_str())
+    .execute(on(&mut tx))
+    .await?;
+    let after = binding(on(&mut tx), id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    st.commit_notifying(tx, vec![Invalidation::Binding { id: id.to_string() }])
+        .await?;
+    Ok(after)
 }
 
 /// Revokes, in `tx`, the pending grants (not yet confirmed by their person) that the holder

@@ -15,6 +15,7 @@ mod face_factor;
 mod legacy;
 mod password;
 mod phone;
+mod reset;
 mod session;
 mod sms_factor;
 mod start;

@@ -30,6 +30,12 @@ pub enum Purpose {
     RecoverPhone,
     /// A notice without a code: the number of an account changed (CONTRACT section 5).
     PhoneChanged,
+    /// The code of a forgotten-password reset (CONTRACT section 13).
+    ResetPassword,
+    /// A notice without a code: the account's password was reset (CONTRACT section 13).
+    PasswordChanged,
+    /// A notice without a code: an enterprise changed the person's binding (CONTRACT section 3).
+    BindingChanged,
 }
 
 impl Purpose {
@@ -40,6 +46,9 @@ impl Purpose {
             Purpose::BindPhone => "bind_phone",
             Purpose::RecoverPhone => "recover_phone",
             Purpose::PhoneChanged => "phone_changed",
+            Purpose::ResetPassword => "reset_password",
+            Purpose::PasswordChanged => "password_changed",
+            Purpose::BindingChanged => "binding_changed",
         }
     }
 }

@@ -23,7 +23,10 @@ impl Auth {
             c.purpose,
             ChallengePurpose::Login | ChallengePurpose::RecoverPhone
         );
-        if !scannable || c.person.is_none() {
+        // A reset challenge of an unknown account scans like any other (nothing is revealed);
+        // its callback can only fail, naming a person the challenge does not have.
+        let reset = c.purpose == ChallengePurpose::ResetPassword;
+        if !reset && (!scannable || c.person.is_none()) {
             // The legacy login has no person to scan.
             return Err(ApiError::field(Code::InvalidInput, "challenge").into());
         }
@@ -140,6 +143,9 @@ impl Auth {
             Some(FaceStatus::Passed) if c.purpose == ChallengePurpose::RecoverPhone => {
                 self.recover_code(&c, &body, now).await
             }
+            Some(FaceStatus::Passed) if c.purpose == ChallengePurpose::ResetPassword => Ok(
+                json_response(StatusCode::OK, &json!({ "verified": "face" })),
+            ),
             Some(FaceStatus::Passed) => self.complete_login(c, Factor::Face, conn, now).await,
             Some(FaceStatus::Failed) => Err(Code::FaceFailed.into()),
             Some(FaceStatus::Pending) if c.face_expires_at.is_some_and(|t| t <= now) => {

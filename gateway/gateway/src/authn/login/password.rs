@@ -59,7 +59,7 @@ impl Auth {
         .unwrap_or(false)
     }
 
-    async fn hash(&self, new_password: &str) -> Result<Secret, ApiError> {
+    pub(super) async fn hash(&self, new_password: &str) -> Result<Secret, ApiError> {
         let pw = new_password.to_string();
         let _permit = self
             .hashing

@@ -17,6 +17,9 @@ use crate::pipeline::unix_now;
 use crate::session::ResolvedSession;
 use taxgate_proxy::ConnInfo;
 
+/// On a phone transfer's 204: whether the number was cleared from another person's account.
+pub const PHONE_TAKEN: http::HeaderName = http::HeaderName::from_static("taxgate-phone-taken");
+
 impl Auth {
     /// `POST /auth/phone/recover`: credentials, then a challenge whose only factor is the face
     /// scan. Nothing is sent yet: a password alone (or a migrated user's initial one) must not
@@ -146,12 +149,22 @@ impl Auth {
             ev.detail = Some(json!({ "sessions_revoked": revoked }).to_string());
             self.audit(ev).await?;
         }
-        Ok(no_content())
+        // The page says whether the number was taken from someone (一号一人) only when it was.
+        let mut answer = no_content();
+        answer.headers_mut().insert(
+            PHONE_TAKEN,
+            http::HeaderValue::from_static(if previous_holder.is_some() {
+                "true"
+            } else {
+                "false"
+            }),
+        );
+        Ok(answer)
     }
 
     /// Send a notice (no code). The change it reports has happened: a failed delivery is
     /// logged, not turned into an error for the request that made the change.
-    async fn notice(&self, to: &Phone, purpose: Purpose, now: Timestamp) {
+    pub(crate) async fn notice(&self, to: &Phone, purpose: Purpose, now: Timestamp) {
         let message = SmsMessage {
             to: to.as_str(),
             code: None,

@@ -34,6 +34,7 @@ impl Auth {
             (ChallengePurpose::Login, _)
             | (ChallengePurpose::RecoverPhone, Some(FaceStatus::Passed)) => {}
             (ChallengePurpose::RecoverPhone, _) => return Err(Code::FaceRequired.into()),
+            (ChallengePurpose::ResetPassword, _) => return self.reset_sms_send(&c, now).await,
             _ => return Err(Code::ChallengeExpired.into()),
         }
         self.send_code(&c, now).await?;
@@ -110,6 +111,7 @@ impl Auth {
             ChallengePurpose::Login => Purpose::Login,
             ChallengePurpose::BindPhone => Purpose::BindPhone,
             ChallengePurpose::RecoverPhone => Purpose::RecoverPhone,
+            ChallengePurpose::ResetPassword => Purpose::ResetPassword,
         };
         let message = SmsMessage {
             to: phone.as_str(),
@@ -180,6 +182,9 @@ impl Auth {
     pub async fn sms_verify(&self, body: Json, conn: ConnInfo) -> ApiResult {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
+        if c.purpose == ChallengePurpose::ResetPassword {
+            return self.reset_sms_verify(&c, &body, now).await;
+        }
         if c.purpose != ChallengePurpose::Login {
             return Err(Code::ChallengeExpired.into());
         }
