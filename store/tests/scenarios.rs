@@ -86,6 +86,8 @@ fn session(sid: &str, token_hash: &str, person: &str) -> Session {
         last_seen_at: NOW,
         expires_at: NOW + 28_800,
         revoked_at: None,
+        factor_at: NOW,
+        face_at: 0,
     }
 }
 

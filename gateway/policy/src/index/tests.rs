@@ -148,6 +148,7 @@ fn build_set(policies: &[GenPolicy]) -> ActiveSet {
                 forbid,
                 priority: g.priority.unwrap_or(DEFAULT_PRIORITY),
                 reason: forbid.then(|| format!("reason_{}", g.reason)),
+                step_up_max_age: None,
                 location: Location {
                     file: "generated.cedar".to_string(),
                     line: i + 1,
@@ -198,6 +199,8 @@ fn session_facts() -> impl Strategy<Value = SessionFacts> {
                 agency: None,
                 must_change_password,
                 factor: None,
+                factor_at: None,
+                face_at: None,
                 binding,
                 agreement,
             },
@@ -285,6 +288,8 @@ fn equivalence_check_detects_a_missing_policy() {
         agency: None,
         must_change_password: false,
         factor: None,
+        factor_at: None,
+        face_at: None,
         binding: None,
         agreement: None,
     })
