@@ -17,4 +17,6 @@ mod policy_safety;
 mod proxy;
 mod races;
 mod recovery;
+mod sessions;
+mod stepup;
 mod trust;

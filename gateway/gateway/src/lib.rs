@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod rescue;
 pub mod routes;
+pub mod security;
 pub mod run;
 pub mod server;
 pub mod session;

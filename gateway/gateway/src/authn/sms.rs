@@ -30,6 +30,10 @@ pub enum Purpose {
     RecoverPhone,
     /// A notice without a code: the number of an account changed (CONTRACT section 5).
     PhoneChanged,
+    /// The code of a step-up: a fresh second factor for a live session (CONTRACT section 10).
+    StepUp,
+    /// A notice without a code: a login from a device not seen for 90 days (section 11).
+    LoginNotice,
 }
 
 impl Purpose {
@@ -40,6 +44,8 @@ impl Purpose {
             Purpose::BindPhone => "bind_phone",
             Purpose::RecoverPhone => "recover_phone",
             Purpose::PhoneChanged => "phone_changed",
+            Purpose::StepUp => "step_up",
+            Purpose::LoginNotice => "login_notice",
         }
     }
 }

@@ -21,7 +21,7 @@ impl Auth {
         let c = self.live_challenge(&body, conn, now).await?;
         let scannable = matches!(
             c.purpose,
-            ChallengePurpose::Login | ChallengePurpose::RecoverPhone
+            ChallengePurpose::Login | ChallengePurpose::RecoverPhone | ChallengePurpose::StepUp
         );
         if !scannable || c.person.is_none() {
             // The legacy login has no person to scan.

@@ -31,7 +31,7 @@ impl Auth {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
         match (c.purpose, c.face_status) {
-            (ChallengePurpose::Login, _)
+            (ChallengePurpose::Login | ChallengePurpose::StepUp, _)
             | (ChallengePurpose::RecoverPhone, Some(FaceStatus::Passed)) => {}
             (ChallengePurpose::RecoverPhone, _) => return Err(Code::FaceRequired.into()),
             _ => return Err(Code::ChallengeExpired.into()),
@@ -110,6 +110,7 @@ impl Auth {
             ChallengePurpose::Login => Purpose::Login,
             ChallengePurpose::BindPhone => Purpose::BindPhone,
             ChallengePurpose::RecoverPhone => Purpose::RecoverPhone,
+            ChallengePurpose::StepUp => Purpose::StepUp,
         };
         let message = SmsMessage {
             to: phone.as_str(),
