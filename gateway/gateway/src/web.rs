@@ -62,6 +62,11 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../assets/account.js"),
     },
+    Asset {
+        name: "security.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/security.js"),
+    },
 ];
 
 /// Content-hash ETags of [`ASSETS`], in the same order, computed once.
