@@ -687,5 +687,22 @@ mod tests {
         assert_eq!(v["error"]["code"], "binding_expired");
         assert_eq!(v["error"]["message"], "已过期");
         assert!(v["error"].get("field").is_none());
+        assert!(v["error"].get("step_up").is_none());
+    }
+
+    #[tokio::test]
+    async fn step_up_denial_names_factors_and_max_age() {
+        let resp = ApiError::step_up("step_up_required", "请验证", "verify", &["sms", "face"], 600)
+            .into_response();
+        assert_eq!(resp.status(), 403);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "step_up_required");
+        assert_eq!(v["error"]["message"], "请验证");
+        assert_eq!(v["error"]["message_en"], "verify");
+        assert_eq!(
+            v["error"]["step_up"],
+            serde_json::json!({"factors": ["sms", "face"], "max_age_secs": 600})
+        );
     }
 }
