@@ -11,13 +11,13 @@ use crate::model::{
     AgencyAgreement, Binding, Enterprise, Person, Secret, Session, SessionSlice, Timestamp,
 };
 use crate::postgres::PgStore;
-use crate::records::{SessionDevice, SessionListing};
 use crate::records::{
     AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
     CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
 };
+use crate::records::{SessionDevice, SessionListing};
 use crate::seed::{ImportSummary, ValidSeed};
 use crate::sqlite::SqliteStore;
 use crate::store_api::{SessionIdentity, Store, StoreResult};

@@ -24,13 +24,13 @@ use crate::ids::{IdNumber, Phone, TaxpayerId};
 use crate::model::{
     AgencyAgreement, Binding, Enterprise, Person, Secret, Session, SessionSlice, Timestamp,
 };
-use crate::records::{SessionDevice, SessionListing};
 use crate::records::{
     AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
     CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
 };
+use crate::records::{SessionDevice, SessionListing};
 use crate::seed::{ImportSummary, ValidSeed};
 use crate::store_api::{SessionIdentity, Store, StoreResult};
 pub(crate) use dialect::{Dialect, Statements, Tx};
@@ -137,7 +137,11 @@ impl<S: SqlStore> Store for S {
         sessions::create(self, session, &SessionDevice::default()).await
     }
 
-    async fn create_session_on(&self, session: &Session, device: &SessionDevice) -> StoreResult<()> {
+    async fn create_session_on(
+        &self,
+        session: &Session,
+        device: &SessionDevice,
+    ) -> StoreResult<()> {
         sessions::create(self, session, device).await
     }
 

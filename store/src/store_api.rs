@@ -13,13 +13,13 @@ use crate::ids::{IdNumber, Phone, TaxpayerId};
 use crate::model::{
     AgencyAgreement, Binding, Enterprise, Person, Role, Secret, Session, SessionSlice, Timestamp,
 };
-use crate::records::{SessionDevice, SessionListing};
 use crate::records::{
     AuditEvent, AuditPurge, AuditSlice, Challenge, ChallengePurpose, CheckOutcome,
     CheckReservation, ConfirmOutcome, FailureState, GuardKey, Invalidation, LockoutRule,
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
 };
+use crate::records::{SessionDevice, SessionListing};
 use crate::seed::{ImportSummary, ValidSeed};
 
 /// Result of a store operation.

@@ -1768,10 +1768,16 @@ async fn step_up_and_session_lists<S: Store>(s: S) {
     assert!(recv_within(&mut rx, &Invalidation::Session { id: "sa".into() }).await);
     assert!(s.set_session_factor("sa", NOW + 200, true).await.unwrap());
     let slice = s.session_slice("ha").await.unwrap().unwrap();
-    assert_eq!((slice.session.factor_at, slice.session.face_at), (NOW + 200, NOW + 200));
+    assert_eq!(
+        (slice.session.factor_at, slice.session.face_at),
+        (NOW + 200, NOW + 200)
+    );
     assert!(s.set_session_factor("sa", NOW + 300, false).await.unwrap());
     let slice = s.session_slice("ha").await.unwrap().unwrap();
-    assert_eq!((slice.session.factor_at, slice.session.face_at), (NOW + 300, NOW + 200));
+    assert_eq!(
+        (slice.session.factor_at, slice.session.face_at),
+        (NOW + 300, NOW + 200)
+    );
     assert!(!s.set_session_factor("nope", NOW, false).await.unwrap());
 
     // Lists: the person's own, with devices and names; the enterprise's; nothing revoked.
@@ -1790,31 +1796,66 @@ async fn step_up_and_session_lists<S: Store>(s: S) {
     assert!(s.revoke_session("sb", NOW).await.unwrap());
     assert_eq!(s.person_sessions(&id(ALICE), NOW).await.unwrap().len(), 1);
     // Past its absolute expiry a session is not listed.
-    assert!(s
-        .person_sessions(&id(ALICE), NOW + 28_800)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        s.person_sessions(&id(ALICE), NOW + 28_800)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Devices: new, then known within the window, new again after it.
     let window = 90 * 86_400;
     let alice = id(ALICE);
-    assert!(!s.note_login_device(&alice, "Chrome/Linux", "203.0.113.*", NOW, window).await.unwrap());
-    assert!(s.note_login_device(&alice, "Chrome/Linux", "203.0.113.*", NOW + 10, window).await.unwrap());
-    assert!(!s.note_login_device(&alice, "Firefox/Linux", "203.0.113.*", NOW + 20, window).await.unwrap());
-    assert!(!s.note_login_device(&alice, "Chrome/Linux", "198.51.100.*", NOW + 30, window).await.unwrap());
-    assert!(!s
-        .note_login_device(&alice, "Chrome/Linux", "203.0.113.*", NOW + 10 + window + 1, window)
+    assert!(
+        !s.note_login_device(&alice, "Chrome/Linux", "203.0.113.*", NOW, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.note_login_device(&alice, "Chrome/Linux", "203.0.113.*", NOW + 10, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.note_login_device(&alice, "Firefox/Linux", "203.0.113.*", NOW + 20, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.note_login_device(&alice, "Chrome/Linux", "198.51.100.*", NOW + 30, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.note_login_device(
+            &alice,
+            "Chrome/Linux",
+            "203.0.113.*",
+            NOW + 10 + window + 1,
+            window
+        )
         .await
-        .unwrap());
+        .unwrap()
+    );
 
     // A step-up challenge names its session; another challenge names none.
     let mut c = challenge_for("step-up-hash", ALICE);
     c.purpose = ChallengePurpose::StepUp;
     s.create_step_up_challenge(&c, "sa").await.unwrap();
-    assert_eq!(s.challenge("step-up-hash").await.unwrap().unwrap().purpose, ChallengePurpose::StepUp);
-    assert_eq!(s.challenge_session("step-up-hash").await.unwrap().as_deref(), Some("sa"));
-    s.create_challenge(&challenge_for("login-hash", ALICE)).await.unwrap();
+    assert_eq!(
+        s.challenge("step-up-hash").await.unwrap().unwrap().purpose,
+        ChallengePurpose::StepUp
+    );
+    assert_eq!(
+        s.challenge_session("step-up-hash")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("sa")
+    );
+    s.create_challenge(&challenge_for("login-hash", ALICE))
+        .await
+        .unwrap();
     assert_eq!(s.challenge_session("login-hash").await.unwrap(), None);
     assert_eq!(s.challenge_session("unknown").await.unwrap(), None);
 }

@@ -46,7 +46,9 @@ async fn login_as(env: &Env, ua: &str, login: Value, phone: &str) -> String {
 fn wang(entry: &str) -> Value {
     match entry {
         "person" => json!({"entry": "person", "account": WANG, "password": WANG_PW}),
-        _ => json!({"entry": "enterprise", "taxpayer_id": ENT_A, "account": WANG, "password": WANG_PW}),
+        _ => {
+            json!({"entry": "enterprise", "taxpayer_id": ENT_A, "account": WANG, "password": WANG_PW})
+        }
     }
 }
 
@@ -81,15 +83,25 @@ async fn list_and_end(env: &Env) {
     assert_eq!(me["enterprise"], ENT_A);
     assert_eq!(me["role"], "legal_representative");
     assert_eq!(me["mfa"], "sms");
-    assert_eq!(me["client_addr"], "127.0.0.*", "the network, never the address");
+    assert_eq!(
+        me["client_addr"], "127.0.0.*",
+        "the network, never the address"
+    );
     assert_eq!(me["user_agent"], CHROME_WIN);
     for field in ["created_at", "last_seen_at"] {
         let t = me[field].as_str().unwrap();
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap();
     }
-    let other = mine.iter().find(|s| s["user_agent"] == FIREFOX_LINUX).unwrap();
+    let other = mine
+        .iter()
+        .find(|s| s["user_agent"] == FIREFOX_LINUX)
+        .unwrap();
     assert_eq!(
-        (other["entry"].clone(), other["enterprise"].clone(), other["current"].clone()),
+        (
+            other["entry"].clone(),
+            other["enterprise"].clone(),
+            other["current"].clone()
+        ),
         (json!("person"), Value::Null, json!(false))
     );
     for s in &mine {
@@ -239,12 +251,13 @@ async fn an_ended_session_is_dead_on_a_second_instance() {
 async fn personnel_sessions_are_for_personnel_managers() {
     let env = Env::start("").await;
     let (boss, _) = env.login_wang().await;
-    let sun = env
-        .login("enterprise", Some(ENT_A), SUN, SUN_PW)
-        .await;
+    let sun = env.login("enterprise", Some(ENT_A), SUN, SUN_PW).await;
     // 孙丽 has no phone: the face factor.
     let sc = sun.json()["challenge"].as_str().unwrap().to_string();
-    assert_status(&env.face_scan(&sc, SUN, "pass").await, StatusCode::NO_CONTENT);
+    assert_status(
+        &env.face_scan(&sc, SUN, "pass").await,
+        StatusCode::NO_CONTENT,
+    );
     let sun = env
         .post("/auth/face/complete", json!({"challenge": sc}), None)
         .await;
@@ -278,7 +291,10 @@ async fn personnel_sessions_are_for_personnel_managers() {
     assert_eq!(end_refused.error_code(), "not_permitted");
 
     // A session that does not act for the enterprise is not found, and stays alive.
-    let zhou_id = list(&env, &zhou).await[0]["id"].as_str().unwrap().to_string();
+    let zhou_id = list(&env, &zhou).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(all.iter().all(|s| s["id"] != zhou_id.as_str()));
     let foreign = env
         .post(
@@ -323,7 +339,13 @@ async fn a_login_notice_goes_out_for_a_new_device_only() {
     assert_eq!(notices(&env, to), 1, "the first device is new");
     login_as(&env, CHROME_WIN, zhou.clone(), to).await;
     // Another Chrome version on the same platform is the same family.
-    login_as(&env, &CHROME_WIN.replace("120.0.0.0", "121.0.0.0"), zhou.clone(), to).await;
+    login_as(
+        &env,
+        &CHROME_WIN.replace("120.0.0.0", "121.0.0.0"),
+        zhou.clone(),
+        to,
+    )
+    .await;
     assert_eq!(notices(&env, to), 1, "a known device sends nothing");
     login_as(&env, FIREFOX_LINUX, zhou, to).await;
     assert_eq!(notices(&env, to), 2, "a new browser is a new device");

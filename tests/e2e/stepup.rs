@@ -91,7 +91,11 @@ async fn stale_factor_then_step_up(env: &Env) {
     assert_eq!(answer["factors"], json!(["sms", "face"]));
     assert_eq!(answer["phone_masked"], "138****8000");
     let sent = env
-        .post("/auth/sms/send", json!({"challenge": challenge}), Some(&boss))
+        .post(
+            "/auth/sms/send",
+            json!({"challenge": challenge}),
+            Some(&boss),
+        )
         .await;
     assert_status(&sent, StatusCode::OK);
     let last = env.sms().last().cloned().unwrap();
@@ -137,10 +141,7 @@ async fn stale_factor_then_step_up(env: &Env) {
 
     let done = env.post(&revoke, json!({}), Some(&boss)).await;
     assert_status(&done, StatusCode::NO_CONTENT);
-    assert_status(
-        &env.get("/auth/session", Some(&boss)).await,
-        StatusCode::OK,
-    );
+    assert_status(&env.get("/auth/session", Some(&boss)).await, StatusCode::OK);
     // Used up: the same challenge does not step up twice.
     let again = env
         .post(
@@ -181,12 +182,20 @@ async fn a_face_step_up_sets_face_at_and_lets_the_phone_change() {
 
     let (challenge, _) = step_up(&env, &me).await;
     let start = env
-        .post("/auth/face/start", json!({"challenge": challenge}), Some(&me))
+        .post(
+            "/auth/face/start",
+            json!({"challenge": challenge}),
+            Some(&me),
+        )
         .await;
     assert_status(&start, StatusCode::OK);
     let nonce = start.json()["nonce"].as_str().unwrap().to_string();
     let pending = env
-        .post("/auth/face/complete", json!({"challenge": challenge}), Some(&me))
+        .post(
+            "/auth/face/complete",
+            json!({"challenge": challenge}),
+            Some(&me),
+        )
         .await;
     assert_eq!(pending.error_code(), "face_pending");
     let cb = face_callback_signed(
@@ -198,7 +207,11 @@ async fn a_face_step_up_sets_face_at_and_lets_the_phone_change() {
     .await;
     assert_status(&cb, StatusCode::NO_CONTENT);
     let done = env
-        .post("/auth/face/complete", json!({"challenge": challenge}), Some(&me))
+        .post(
+            "/auth/face/complete",
+            json!({"challenge": challenge}),
+            Some(&me),
+        )
         .await;
     assert_status(&done, StatusCode::OK);
     assert!(done.headers.get("set-cookie").is_none());
@@ -274,9 +287,7 @@ async fn a_step_up_needs_a_session() {
 async fn step_up_codes_have_the_limits_of_login_codes() {
     let env = Env::start("[login]\nsms_resend_secs = 60\nsms_max_attempts = 2\n").await;
     // Log in by face so that the resend interval starts with the step-up's code.
-    let login = env
-        .login("enterprise", Some(ENT_A), WANG, WANG_PW)
-        .await;
+    let login = env.login("enterprise", Some(ENT_A), WANG, WANG_PW).await;
     let lc = login.json()["challenge"].as_str().unwrap().to_string();
     let cb = env.face_scan(&lc, WANG, "pass").await;
     assert_status(&cb, StatusCode::NO_CONTENT);
@@ -295,7 +306,10 @@ async fn step_up_codes_have_the_limits_of_login_codes() {
     let again = env.post("/auth/sms/send", body, Some(&token)).await;
     assert_eq!(
         (again.status, again.error_code()),
-        (StatusCode::TOO_MANY_REQUESTS, "sms_too_frequent".to_string())
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "sms_too_frequent".to_string()
+        )
     );
     assert!(again.headers.get("retry-after").is_some());
     let code = env.last_code("13800138000");
@@ -321,4 +335,137 @@ async fn step_up_codes_have_the_limits_of_login_codes() {
         "challenge_expired",
         "the right code after the last wrong one is too late"
     );
+}
+
+/// A policy author's rule, with no code: invoices need a factor from the last 300 s (the example
+/// of policies/README.md). A downstream call with a stale factor is refused with the step-up
+/// hint and never reaches the backend; after a step-up it goes through.
+#[tokio::test]
+async fn a_downstream_step_up_rule_is_policy_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let (text, policies) = config_with_watched_policies(dir.path(), &up.url());
+    std::fs::write(
+        policies.join("zz_invoice_step_up.cedar"),
+        "@id(\"step_up.invoice\")\n@reason(\"step_up_required\")\n@step_up_max_age(\"300\")\n\
+         @priority(\"90\")\nforbid (principal is Session, action == Action::\"invoice\", resource)\n\
+         unless { principal has factor_at && principal.factor_at > 0 && \
+         principal.factor_at >= context.now - 300 };\n",
+    )
+    .unwrap();
+    let gw = Gateway::start(&text, dir.path()).await;
+    taxgate_store::import_seed(&gw.core.store, &seed_json().to_string(), unix_now())
+        .await
+        .unwrap();
+    let mut env = Env { dir, gw, up };
+    let (boss, _) = env.login_wang().await;
+    assert_status(
+        &env.get("/api/invoice/issue", Some(&boss)).await,
+        StatusCode::OK,
+    );
+    age_factor(&env, &boss).await;
+    drain_seen(&mut env.up);
+    let refused = env.get("/api/invoice/issue", Some(&boss)).await;
+    assert_eq!(refused.error_code(), "step_up_required");
+    assert_eq!(refused.json()["error"]["step_up"]["max_age_secs"], 300);
+    assert!(
+        drain_seen(&mut env.up).is_empty(),
+        "nothing reached the backend"
+    );
+    // Other business is not concerned.
+    assert_status(
+        &env.get("/api/declare/x", Some(&boss)).await,
+        StatusCode::OK,
+    );
+
+    let (challenge, _) = step_up(&env, &boss).await;
+    let body = json!({"challenge": challenge});
+    assert_status(
+        &env.post("/auth/sms/send", body, Some(&boss)).await,
+        StatusCode::OK,
+    );
+    let code = env.last_code("13800138000");
+    let ok = env
+        .post(
+            "/auth/sms/verify",
+            json!({"challenge": challenge, "code": code}),
+            Some(&boss),
+        )
+        .await;
+    assert_status(&ok, StatusCode::OK);
+    assert_status(
+        &env.get("/api/invoice/issue", Some(&boss)).await,
+        StatusCode::OK,
+    );
+}
+
+/// Two instances on one PostgreSQL: a factor aged or refreshed through one is what the other
+/// decides on within a second (the session's invalidation crosses over LISTEN/NOTIFY).
+#[tokio::test]
+async fn a_step_up_on_one_instance_counts_on_the_other() {
+    let Some(url) = test_postgres_url() else {
+        return;
+    };
+    let (env, text) = Env::start_on(&url).await;
+    let b = Gateway::start(&text, env.dir.path()).await;
+    let (me, _) = env
+        .login_sms("person", None, ZHOU, ZHOU_PW, "13900000006")
+        .await;
+    let on_b = |phone: &'static str| {
+        let token = me.clone();
+        let addr = b.public;
+        async move {
+            let req = http::Request::post("/account/phone")
+                .header("host", "gw.test")
+                .header("content-type", "application/json")
+                .header("cookie", format!("taxgate_session={token}"))
+                .body(full(json!({"phone": phone}).to_string()))
+                .unwrap();
+            send(addr, req).await
+        }
+    };
+    // Cached on B while fresh.
+    assert_status(&on_b("13700000091").await, StatusCode::OK);
+    age_factor(&env, &me).await;
+    let until = |want: &'static str, phone: &'static str| {
+        let on_b = &on_b;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let r = on_b(phone).await;
+                let code = if r.status == StatusCode::OK {
+                    "ok".to_string()
+                } else {
+                    r.error_code()
+                };
+                if code == want {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(1),
+                    "instance B still answers {code}, not {want}, after 1 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until("step_up_required", "13700000092").await;
+
+    let (challenge, _) = step_up(&env, &me).await;
+    assert_status(
+        &env.post("/auth/sms/send", json!({"challenge": challenge}), Some(&me))
+            .await,
+        StatusCode::OK,
+    );
+    let code = env.last_code("13900000006");
+    let ok = env
+        .post(
+            "/auth/sms/verify",
+            json!({"challenge": challenge, "code": code}),
+            Some(&me),
+        )
+        .await;
+    assert_status(&ok, StatusCode::OK);
+    until("ok", "13700000093").await;
+    b.stop().await;
 }

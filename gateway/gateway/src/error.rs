@@ -692,8 +692,14 @@ mod tests {
 
     #[tokio::test]
     async fn step_up_denial_names_factors_and_max_age() {
-        let resp = ApiError::step_up("step_up_required", "请验证", "verify", &["sms", "face"], 600)
-            .into_response();
+        let resp = ApiError::step_up(
+            "step_up_required",
+            "请验证",
+            "verify",
+            &["sms", "face"],
+            600,
+        )
+        .into_response();
         assert_eq!(resp.status(), 403);
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

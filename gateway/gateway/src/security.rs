@@ -175,8 +175,14 @@ impl Centre<'_> {
             .revoke_person_sessions(person, Some(s.id()), now)
             .await
             .map_err(|e| self.store_err(e))?;
-        self.audit(s, "sessions_ended_others", client, now, json!({ "ended": ended }))
-            .await?;
+        self.audit(
+            s,
+            "sessions_ended_others",
+            client,
+            now,
+            json!({ "ended": ended }),
+        )
+        .await?;
         Ok(no_content())
     }
 

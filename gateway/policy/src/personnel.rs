@@ -259,7 +259,8 @@ mod tests {
         person.entry = Entry::Person;
         person.role = None;
         person.binding = None;
-        let person = EntitySlice::build(&session_slice_at(&person, 1_750_000_000).unwrap()).unwrap();
+        let person =
+            EntitySlice::build(&session_slice_at(&person, 1_750_000_000).unwrap()).unwrap();
         let mut checked = 0;
         for asker_role in roles {
             for asker_groups in groups {

@@ -401,10 +401,13 @@ fn step_up_max_age_is_read_from_the_deciding_forbid() {
     let (_d, errors) = with_extra(
         "@id(\"p\")\n@step_up_max_age(\"60\")\npermit(principal, action, resource) when { false };\n",
     );
-    assert!(errors.iter().any(|e| e.contains("@step_up_max_age")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("@step_up_max_age")),
+        "{errors:?}"
+    );
 
     // The repository's rule: a stale factor is refused with its max age; another refusal has none.
-    let engine = PolicyEngine::load(&repo_policies()).unwrap();
+    let engine = PolicyEngine::load(repo_policies()).unwrap();
     let now = 1_750_000_000;
     let mut person = crate::cases::SessionFacts::confirmed_enterprise(
         taxgate_model::Role::TaxHandler,

@@ -83,7 +83,10 @@ mod tests {
             network("2001:db8:1:2:3:4:5:6".parse().unwrap()),
             "2001:db8:1:2::*"
         );
-        assert_eq!(network("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.*");
+        assert_eq!(
+            network("::ffff:198.51.100.9".parse().unwrap()),
+            "198.51.100.*"
+        );
         assert_eq!(network("::1".parse().unwrap()), "0:0:0:0::*");
     }
 

@@ -143,7 +143,9 @@ impl Auth {
                                 .await
                         }
                         Some(FaceStatus::Failed) => Err(Code::FaceFailed.into()),
-                        Some(FaceStatus::Pending) if c.face_expires_at.is_some_and(|t| t <= now) => {
+                        Some(FaceStatus::Pending)
+                            if c.face_expires_at.is_some_and(|t| t <= now) =>
+                        {
                             Err(Code::ChallengeExpired.into())
                         }
                         _ => Err(Code::FacePending.into()),
