@@ -284,3 +284,30 @@ fn personnel_json(l: &SessionListing, current: &str) -> Value {
         "last_seen_at": api::rfc3339(s.last_seen_at),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::serves;
+
+    #[test]
+    fn serves_only_its_own_paths() {
+        for p in [
+            "/account/sessions",
+            "/account/sessions/revoke-others",
+            "/account/sessions/abc/revoke",
+            "/account/personnel/sessions",
+            "/account/personnel/sessions/abc/revoke",
+        ] {
+            assert!(serves(p), "{p}");
+        }
+        for p in [
+            "/account/sessionsx",
+            "/account/session",
+            "/account/personnel",
+            "/account/personnel/sessionsx/1",
+            "/account/personnel/abc/revoke",
+        ] {
+            assert!(!serves(p), "{p}");
+        }
+    }
+}

@@ -260,6 +260,7 @@ mod tests {
             ("common.js", "text/javascript; charset=utf-8"),
             ("login.js", "text/javascript; charset=utf-8"),
             ("account.js", "text/javascript; charset=utf-8"),
+            ("security.js", "text/javascript; charset=utf-8"),
         ];
         assert_eq!(expected.len(), ASSETS.len());
         for (name, content_type) in expected {
