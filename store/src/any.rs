@@ -152,6 +152,7 @@ impl Store for AnyStore {
         fn audit_slices(&self, hashes: &[String]) -> Vec<(String, String)>;
         fn policy_use(&self, since: Timestamp) -> Vec<PolicyUse>;
         fn purge_audit(&self, before: Timestamp) -> AuditPurge;
+        fn audit_upkeep(&self, now: Timestamp) -> ();
         fn apply_seed(&self, seed: &ValidSeed, now: Timestamp) -> ImportSummary;
     }
 }

@@ -4,8 +4,11 @@
 //! forwards other instances' notifications to this instance's subscribers. After the listening
 //! connection was lost it publishes `All`, because notifications sent meanwhile are gone.
 
+mod audit_days;
+
 use crate::bus::InvalidationBus;
 use crate::error::StoreError;
+use crate::model::Timestamp;
 use crate::records::Invalidation;
 use crate::sql_impl::{Dialect, SqlStore, Statements, Tx};
 use crate::store_api::StoreResult;
@@ -167,6 +170,14 @@ impl Dialect for Postgres {
 
     async fn migrate(pool: &PgPool) -> StoreResult<()> {
         Ok(sqlx::migrate!("./migrations/postgres").run(pool).await?)
+    }
+
+    async fn prepare_audit_days(pool: &PgPool, now: Timestamp) -> StoreResult<()> {
+        audit_days::prepare(pool, now).await
+    }
+
+    async fn drop_audit_days(pool: &PgPool, before: Timestamp) -> StoreResult<u64> {
+        audit_days::drop_before(pool, before).await
     }
 }
 

@@ -103,9 +103,18 @@ pub(crate) fn fixed_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// The system clock, in epoch seconds (0 before 1970).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 impl<S: SqlStore> Store for S {
     async fn migrate(&self) -> StoreResult<()> {
         S::Db::migrate(self.pool()).await?;
+        S::Db::prepare_audit_days(self.pool(), unix_now()).await?;
         // Usernames that differ only in case log in by their exact spelling only.
         let clashes = accounts::username_clashes(self).await?;
         if clashes > 0 {
@@ -513,6 +522,10 @@ impl<S: SqlStore> Store for S {
 
     async fn purge_audit(&self, before: Timestamp) -> StoreResult<AuditPurge> {
         audit::purge(self, before).await
+    }
+
+    async fn audit_upkeep(&self, now: Timestamp) -> StoreResult<()> {
+        S::Db::prepare_audit_days(self.pool(), now).await
     }
 
     // ---- import ------------------------------------------------------------------------------

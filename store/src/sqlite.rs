@@ -45,12 +45,7 @@ struct PollerGuard {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use crate::sql_impl::unix_now;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -250,6 +245,15 @@ impl Dialect for Sqlite {
 
     async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
         Ok(sqlx::migrate!("./migrations/sqlite").run(pool).await?)
+    }
+
+    /// One table: retention deletes by the `at` index.
+    async fn prepare_audit_days(_: &SqlitePool, _: crate::model::Timestamp) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn drop_audit_days(_: &SqlitePool, _: crate::model::Timestamp) -> StoreResult<u64> {
+        Ok(0)
     }
 }
 

@@ -541,6 +541,11 @@ pub trait Store: Send + Sync + Clone + 'static {
         before: Timestamp,
     ) -> impl Future<Output = StoreResult<AuditPurge>> + Send;
 
+    /// Audit storage upkeep, run by each housekeeping pass (and at [`Store::migrate`]):
+    /// PostgreSQL makes the day partitions of the coming days (see the migration
+    /// `0010_audit_partitions.sql`); SQLite has nothing to do.
+    fn audit_upkeep(&self, now: Timestamp) -> impl Future<Output = StoreResult<()>> + Send;
+
     // ---- import ---------------------------------------------------------------------------
 
     /// Upsert a validated seed in one transaction (see [`crate::seed`]). Publishes `All`.

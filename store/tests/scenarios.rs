@@ -1861,3 +1861,100 @@ async fn step_up_and_session_lists<S: Store>(s: S) {
 }
 
 scenario!(step_up_and_session_lists);
+
+/// Issue 17: PostgreSQL keeps audit events in day partitions. They are made ahead at migrate
+/// and by each upkeep pass; an event whose day had no partition yet is kept (in the default
+/// partition) and moved into its day's partition once that is made; retention drops whole days
+/// and deletes the rest row by row; a journal replay stays idempotent on the (id, at) key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_audit_is_partitioned_by_day() {
+    let Some(url) = pg_url().await else { return };
+    let s = PgStore::connect(&url).await.unwrap();
+    s.migrate().await.unwrap();
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = now.div_euclid(86_400);
+    let name = |d: i64| {
+        let t = time::OffsetDateTime::from_unix_timestamp(d * 86_400).unwrap();
+        format!(
+            "audit_events_d{:04}{:02}{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day()
+        )
+    };
+    let exists = |n: String| {
+        let url = url.clone();
+        async move {
+            let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+                .bind(n)
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
+        }
+    };
+    for d in day - 1..=day + 3 {
+        assert!(exists(name(d)).await, "{} made at migrate", name(d));
+    }
+    assert!(!exists(name(day + 4)).await);
+
+    let ev = |id: &str, at: i64| AuditEvent {
+        slice: None,
+        ..decision(id, at, None, &["p.a"])
+    };
+    s.append_audit(&[
+        ev("today", now),
+        ev("ahead", (day + 10) * 86_400 + 5),
+        ev("old", (day - 5) * 86_400),
+    ])
+    .await
+    .unwrap();
+    let home = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, String>(
+                "SELECT tableoid::regclass::text FROM audit_events WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(home("today").await, name(day));
+    assert_eq!(home("ahead").await, "audit_events_default");
+    assert_eq!(home("old").await, "audit_events_default");
+
+    // Ten days on: the upkeep makes that day's partition and moves the stray event into it.
+    s.audit_upkeep((day + 10) * 86_400).await.unwrap();
+    assert_eq!(home("ahead").await, name(day + 10));
+    assert_eq!(s.count_audit().await.unwrap(), 3);
+
+    // A journal replay of events the store already has inserts nothing and fails nothing.
+    s.append_recovered_audit(&[ev("today", now), ev("ahead", (day + 10) * 86_400 + 5)])
+        .await
+        .unwrap();
+    assert_eq!(s.count_audit().await.unwrap(), 3);
+
+    // Retention up to tomorrow: yesterday's and today's partitions are dropped (today's held one
+    // event), the old event is deleted from the default partition.
+    let purged = s.purge_audit((day + 1) * 86_400).await.unwrap();
+    assert_eq!(purged.events, 2, "{purged:?}");
+    assert!(!exists(name(day)).await && !exists(name(day - 1)).await);
+    assert!(exists(name(day + 1)).await, "tomorrow's partition stays");
+    assert_eq!(s.count_audit().await.unwrap(), 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(left, ["ahead"]);
+    // The next upkeep makes its window's partitions again (empty ones, here).
+    s.audit_upkeep(now).await.unwrap();
+    assert!(exists(name(day)).await);
+    assert!(exists(name(day + 3)).await);
+}

@@ -27,6 +27,8 @@ pub async fn sweep(
         .delete_expired_challenges(now - CHALLENGE_GRACE_SECS)
         .await?;
     let sms = store.prune_sms_log(now - SMS_LOG_KEEP_SECS).await?;
+    // PostgreSQL: the audit partitions of the coming days (see the store's migration 0010).
+    store.audit_upkeep(now).await?;
     Ok((sessions, challenges, sms))
 }
 

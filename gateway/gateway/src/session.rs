@@ -614,6 +614,47 @@ mod tests {
         assert_eq!(after, engine.decide(&prepared.entities, "declare", &before));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
+
+        /// Issue 17: whatever the order of requests (actions, seconds crossing the binding's
+        /// end back and forth, the legacy deadline, a reload in between), the memo's answer is
+        /// the uncached decision's.
+        #[test]
+        fn the_memo_answers_as_the_uncached_decision(
+            steps in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["declare", "invoice", "query", "view_session", "personal_tax"]),
+                    -2i64..3,
+                    proptest::option::of(proptest::sample::select(vec![UNTIL - 5, UNTIL + 5])),
+                    proptest::bool::weighted(0.05),
+                ),
+                1..24,
+            ),
+        ) {
+            let dir = copy_policies();
+            let engine = PolicyEngine::load(dir.path()).unwrap();
+            let prepared = prepare(&handler_until(UNTIL)).unwrap();
+            let mut forbidding = false;
+            for (action, offset, legacy, reload) in steps {
+                if reload {
+                    forbidding = !forbidding;
+                    let path = dir.path().join("zz_no_declare.cedar");
+                    if forbidding {
+                        std::fs::write(&path, "@id(\"test.no_declare\")\n@reason(\"not_permitted\")\nforbid (principal, action == Action::\"declare\", resource);\n").unwrap();
+                    } else {
+                        std::fs::remove_file(&path).unwrap();
+                    }
+                    engine.reload().unwrap();
+                }
+                let facts = RequestFacts { now: UNTIL + offset, legacy_login_until: legacy };
+                let memo = decide_session(&engine, &prepared, action, &facts);
+                let fresh = engine.decide(&prepared.entities, action, &facts);
+                proptest::prop_assert_eq!(memo, fresh, "{} at {:?}", action, facts);
+            }
+        }
+    }
+
     fn session(id: &str) -> Invalidation {
         Invalidation::Session { id: id.into() }
     }

@@ -220,28 +220,25 @@ impl ActiveSet {
                 }
             },
         };
-        let mut pairs = vec![("now".to_string(), RestrictedExpression::new_long(facts.now))];
-        if let Some(until) = facts.legacy_login_until {
-            pairs.push((
-                "legacy_login_until".to_string(),
-                RestrictedExpression::new_long(until),
-            ));
-        }
-        pairs.extend(extra);
-        let request = Context::from_pairs(pairs)
+        let context = if extra.is_empty() {
+            request_context(facts)
+        } else {
+            let mut pairs = context_pairs(facts);
+            pairs.extend(extra);
+            Context::from_pairs(pairs).map_err(|e| e.to_string())
+        };
+        let request = context.and_then(|context| {
+            // No schema check here: the context always has the shape of `RequestContext`
+            // (tested), and the check costs more than the decision.
+            Request::new(
+                principal.clone(),
+                action_uid,
+                resource.clone(),
+                context,
+                None,
+            )
             .map_err(|e| e.to_string())
-            .and_then(|context| {
-                // No schema check here: the context always has the shape of `RequestContext`
-                // (tested), and the check costs more than the decision.
-                Request::new(
-                    principal.clone(),
-                    action_uid,
-                    resource.clone(),
-                    context,
-                    None,
-                )
-                .map_err(|e| e.to_string())
-            });
+        });
         let request = match request {
             Ok(r) => r,
             Err(e) => return Decision::deny(POLICY_ERROR, Some(e), self.version.clone()),
@@ -474,6 +471,40 @@ fn missing_message(missing: &[String]) -> String {
         "the schema does not declare the action(s) the gateway asks about: {}",
         missing.join(", ")
     )
+}
+
+/// The `RequestContext` pairs of `facts`.
+fn context_pairs(facts: &RequestFacts) -> Vec<(String, RestrictedExpression)> {
+    let mut pairs = vec![("now".to_string(), RestrictedExpression::new_long(facts.now))];
+    if let Some(until) = facts.legacy_login_until {
+        pairs.push((
+            "legacy_login_until".to_string(),
+            RestrictedExpression::new_long(until),
+        ));
+    }
+    pairs
+}
+
+/// The `RequestContext` of `facts`, made once per thread and second: every request of that
+/// second has the same one, and a Cedar `Context` is cheap to clone but not to make.
+fn request_context(facts: &RequestFacts) -> Result<Context, String> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(RequestFacts, Context)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        if let Ok(last) = last.try_borrow()
+            && let Some((f, c)) = last.as_ref()
+            && f == facts
+        {
+            return Ok(c.clone());
+        }
+        let context = Context::from_pairs(context_pairs(facts)).map_err(|e| e.to_string())?;
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some((*facts, context.clone()));
+        }
+        Ok(context)
+    })
 }
 
 impl PolicyEngine {

@@ -98,7 +98,9 @@ pub(crate) async fn insert_events<D: Dialect>(
                 .arg(context);
         });
         if ignore_existing {
-            qb.push(" ON CONFLICT (id) DO NOTHING");
+            // No conflict target: the key is `id` on SQLite and (`id`, `at`) on PostgreSQL,
+            // whose partitioned table cannot have a key without the partition column.
+            qb.push(" ON CONFLICT DO NOTHING");
         }
         qb.build().execute(on(tx)).await?;
     }
@@ -173,12 +175,16 @@ pub(crate) async fn policy_use<S: SqlStore>(
 }
 
 pub(crate) async fn purge<S: SqlStore>(st: &S, before: Timestamp) -> StoreResult<AuditPurge> {
+    // Whole days first, where the backend keeps them apart (PostgreSQL drops a day's
+    // partition); then what is left before `before`, row by row.
+    let dropped = S::Db::drop_audit_days(st.pool(), before).await?;
     let mut tx = st.begin_write().await?;
-    let events = sqlx::query("DELETE FROM audit_events WHERE at < $1")
-        .arg(before)
-        .execute(on(&mut tx))
-        .await?
-        .rows_affected();
+    let events = dropped
+        + sqlx::query("DELETE FROM audit_events WHERE at < $1")
+            .arg(before)
+            .execute(on(&mut tx))
+            .await?
+            .rows_affected();
     // A slice inserted by an instance still running the code before migration 0004 has no
     // last use (0): its first use stands in for it.
     let slices = sqlx::query("DELETE FROM audit_slices WHERE last_seen < $1 AND first_seen < $1")

@@ -64,6 +64,20 @@ pub(crate) trait Dialect:
 
     /// Apply this backend's embedded migrations.
     fn migrate(pool: &Pool<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Audit storage upkeep at `now`: PostgreSQL makes the day partitions around it (see
+    /// `postgres::audit_days`); SQLite has nothing to do.
+    fn prepare_audit_days(
+        pool: &Pool<Self>,
+        now: crate::model::Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Retention's first step: drop the whole days of audit events before `before` where the
+    /// backend keeps days apart (PostgreSQL); the number of events dropped.
+    fn drop_audit_days(
+        pool: &Pool<Self>,
+        before: crate::model::Timestamp,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// Run a statement inside `tx`.

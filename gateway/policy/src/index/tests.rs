@@ -83,6 +83,24 @@ fn condition() -> impl Strategy<Value = String> {
         Just("principal.binding.revoked".to_string()),
         Just("context.legacy_login_until > 5".to_string()),
         Just("principal in Role::\"admin\"".to_string()),
+        // Guards (see `guard`): leading conjuncts the index reads, some with a failing or
+        // erroring rest, some in forms it must not read.
+        Just("principal.entry == Entry::\"agent\" && principal.binding.revoked".to_string()),
+        Just("Entry::\"enterprise\" == principal.entry && resource.is_agency".to_string()),
+        Just("principal.entry == \"enterprise\"".to_string()),
+        Just("principal.entry == Entry::\"person\"".to_string()),
+        Just("principal has binding && principal.binding.revoked".to_string()),
+        Just("principal has binding && principal.entry == Entry::\"enterprise\" && context.now < 1000".to_string()),
+        Just("principal.must_change_password && principal.binding.revoked".to_string()),
+        Just("principal.factor == \"sms\" && principal has agreement".to_string()),
+        Just("principal.factor && true".to_string()),
+        Just("principal.binding.revoked && principal.entry == Entry::\"agent\"".to_string()),
+        Just("principal.agency == Enterprise::\"x\" && false".to_string()),
+        Just("principal.role == Role::\"admin\" || principal.entry == Entry::\"agent\"".to_string()),
+        Just("principal.expires_at == 500 && principal.binding.valid_from < 1".to_string()),
+        Just("principal has binding.permissions && principal.binding.revoked".to_string()),
+        Just("true } unless { principal.entry == Entry::\"agent\"".to_string()),
+        Just("principal.entry == Entry::\"agent\" } when { principal.binding.revoked".to_string()),
     ]
 }
 
@@ -303,5 +321,153 @@ fn equivalence_check_detects_a_missing_policy() {
     assert_eq!(
         set.index.generic_len("declare", &t.session, &t.enterprise),
         Some(0)
+    );
+}
+
+fn uid_of(ty: &str, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(
+        EntityTypeName::from_str(ty).unwrap(),
+        cedar_policy::EntityId::new(id),
+    )
+}
+
+fn enterprise_session(role: Role, permissions: Option<Vec<PermissionGroup>>) -> SessionFacts {
+    SessionFacts {
+        entry: Entry::Enterprise,
+        role: Some(role),
+        person: Some(DEFAULT_PERSON.to_string()),
+        enterprise: Some(DEFAULT_ENTERPRISE.to_string()),
+        agency: None,
+        must_change_password: false,
+        factor: None,
+        binding: Some(BindingFacts {
+            permissions,
+            enterprise_confirmed: true,
+            person_confirmed: true,
+            ..BindingFacts::default()
+        }),
+        agreement: None,
+    }
+}
+
+/// The repository's policies read as guards: the entry, the flags and the role scopes.
+#[test]
+fn repository_guards_read_entry_flags_and_role_scopes() {
+    let set = ActiveSet::compile(&repo_policies()).unwrap();
+    let t = crate::slice::types().unwrap();
+    let guards: HashMap<String, (bool, usize)> = set
+        .index
+        .guards("declare", &t.session, &t.enterprise)
+        .into_iter()
+        .collect();
+    // `principal.entry == Entry::"agent" && principal has agreement && principal.agreement…`
+    assert_eq!(guards["agent_scope.declare"], (false, 2));
+    assert_eq!(guards["enterprise.binding_valid"], (false, 2));
+    assert_eq!(guards["role_defaults.tax_handler"], (true, 0));
+    assert_eq!(guards["session.password_change_required"], (false, 1));
+    // `principal has binding && principal.binding has permissions && …`: one read.
+    assert_eq!(guards["binding_permissions.declare"], (false, 1));
+}
+
+/// A tax handler's `declare` evaluates the policies that can apply to an enterprise-entry
+/// session of that role, not the agent's, the legacy login's or the other roles' ones; and the
+/// answers are the whole set's.
+#[test]
+fn a_tax_handler_declares_against_its_own_policies_only() {
+    let set = ActiveSet::compile(&repo_policies()).unwrap();
+    let enterprise = uid_of("Enterprise", DEFAULT_ENTERPRISE);
+    let facts = RequestFacts::at(1_000);
+    let slice =
+        EntitySlice::build(&session_slice(&enterprise_session(Role::TaxHandler, None)).unwrap())
+            .unwrap();
+    let ids = set
+        .index
+        .bucket_ids("declare", slice.principal(), &enterprise, slice.entities())
+        .unwrap();
+    assert_eq!(
+        ids,
+        [
+            "binding_permissions.declare",
+            "enterprise.binding_confirmed",
+            "enterprise.binding_required",
+            "enterprise.binding_valid",
+            "role_defaults.tax_handler",
+        ]
+    );
+    let all = set
+        .index
+        .generic_len(
+            "declare",
+            slice.principal().type_name(),
+            enterprise.type_name(),
+        )
+        .unwrap();
+    assert!(all > ids.len() + 5, "{all} generic policies for declare");
+    for (role, permissions) in [
+        (Role::TaxHandler, None),
+        (Role::InvoiceClerk, None),
+        (Role::Admin, Some(vec![PermissionGroup::Query])),
+    ] {
+        let slice =
+            EntitySlice::build(&session_slice(&enterprise_session(role, permissions)).unwrap())
+                .unwrap();
+        for action in [
+            "declare",
+            "invoice",
+            "query",
+            "manage_personnel",
+            "view_session",
+            "logout",
+        ] {
+            assert_eq!(
+                set.decide(&slice, action, &facts),
+                set.decide_unindexed(&slice, action, &facts),
+                "{role:?} {action}"
+            );
+        }
+    }
+    // The same session with a password to change: the forbid is back in its bucket.
+    let mut must = enterprise_session(Role::TaxHandler, None);
+    must.must_change_password = true;
+    let slice = EntitySlice::build(&session_slice(&must).unwrap()).unwrap();
+    let ids = set
+        .index
+        .bucket_ids("declare", slice.principal(), &enterprise, slice.entities())
+        .unwrap();
+    assert!(
+        ids.contains(&"session.password_change_required".to_string()),
+        "{ids:?}"
+    );
+    assert_eq!(
+        set.decide(&slice, "declare", &facts).reason.as_deref(),
+        Some("password_change_required")
+    );
+    assert_eq!(
+        set.decide(&slice, "declare", &facts),
+        set.decide_unindexed(&slice, "declare", &facts)
+    );
+}
+
+/// The guards must not leave out a policy that errors: a principal without the attribute a
+/// guarded conjunct reads keeps the policy, and its error still denies.
+#[test]
+fn a_missing_attribute_keeps_the_policy_and_its_error() {
+    let one = vec![GenPolicy {
+        forbid: true,
+        principal: "principal".to_string(),
+        action: "action".to_string(),
+        resource: "resource".to_string(),
+        condition: "principal.agency == Enterprise::\"x\" && false".to_string(),
+        reason: 0,
+        priority: None,
+    }];
+    let set = build_set(&one);
+    let slice = EntitySlice::build(&session_slice(&enterprise_session(Role::Admin, None)).unwrap())
+        .unwrap();
+    let d = set.decide(&slice, "declare", &RequestFacts::at(0));
+    assert_eq!(d.reason.as_deref(), Some("policy_error"), "{d:?}");
+    assert_eq!(
+        d,
+        set.decide_unindexed(&slice, "declare", &RequestFacts::at(0))
     );
 }
