@@ -340,6 +340,8 @@ fn enterprise_session(role: Role, permissions: Option<Vec<PermissionGroup>>) -> 
         agency: None,
         must_change_password: false,
         factor: None,
+        factor_at: None,
+        face_at: None,
         binding: Some(BindingFacts {
             permissions,
             enterprise_confirmed: true,
