@@ -17,6 +17,7 @@ use crate::records::{
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
 };
+use crate::records::{SessionDevice, SessionListing};
 use crate::seed::{ImportSummary, ValidSeed};
 use crate::sqlite::SqliteStore;
 use crate::store_api::{SessionIdentity, Store, StoreResult};
@@ -97,6 +98,13 @@ impl Store for AnyStore {
         fn revoke_person_sessions(&self, person: &IdNumber, except: Option<&str>, now: Timestamp) -> u64;
         fn set_session_identity(&self, id: &str, identity: &SessionIdentity) -> ();
         fn delete_expired_sessions(&self, now: Timestamp) -> u64;
+        fn create_session_on(&self, session: &Session, device: &SessionDevice) -> ();
+        fn set_session_factor(&self, id: &str, at: Timestamp, face: bool) -> bool;
+        fn person_sessions(&self, person: &IdNumber, now: Timestamp) -> Vec<SessionListing>;
+        fn enterprise_sessions(&self, enterprise: &TaxpayerId, now: Timestamp) -> Vec<SessionListing>;
+        fn note_login_device(&self, person: &IdNumber, ua_family: &str, client_net: &str, now: Timestamp, window_secs: i64) -> bool;
+        fn create_step_up_challenge(&self, challenge: &Challenge, session_id: &str) -> ();
+        fn challenge_session(&self, id_hash: &str) -> Option<String>;
         fn person_by_account(&self, account: &str) -> Option<Person>;
         fn person(&self, id: &IdNumber) -> Option<Person>;
         fn record_person_failure(&self, id: &IdNumber, now: Timestamp, max_failures: i32, lockout_secs: i64) -> FailureState;

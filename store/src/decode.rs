@@ -103,6 +103,8 @@ pub(crate) const SESSION_COLS: &[&str] = &[
     "last_seen_at",
     "expires_at",
     "revoked_at",
+    "factor_at",
+    "face_at",
 ];
 pub(crate) const PERSON_COLS: &[&str] = &[
     "id_number",

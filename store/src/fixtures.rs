@@ -62,6 +62,8 @@ pub fn binding_session(
         last_seen_at: now,
         expires_at: now + 28_800,
         revoked_at: None,
+        factor_at: now,
+        face_at: 0,
     })
 }
 
@@ -167,6 +169,8 @@ pub fn population_session(
         last_seen_at: created,
         expires_at: created + 28_800,
         revoked_at: None,
+        factor_at: created,
+        face_at: 0,
     };
     match BLOCK_BINDINGS.get(slot as usize) {
         // Slots 0..=6: the block's bindings.

@@ -12,6 +12,7 @@ pub(crate) mod dialect;
 mod grants;
 mod import;
 mod rows;
+mod security;
 mod sessions;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ use crate::records::{
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
 };
+use crate::records::{SessionDevice, SessionListing};
 use crate::seed::{ImportSummary, ValidSeed};
 use crate::store_api::{SessionIdentity, Store, StoreResult};
 pub(crate) use dialect::{Dialect, Statements, Tx};
@@ -141,7 +143,58 @@ impl<S: SqlStore> Store for S {
     // ---- sessions ----------------------------------------------------------------------------
 
     async fn create_session(&self, session: &Session) -> StoreResult<()> {
-        sessions::create(self, session).await
+        sessions::create(self, session, &SessionDevice::default()).await
+    }
+
+    async fn create_session_on(
+        &self,
+        session: &Session,
+        device: &SessionDevice,
+    ) -> StoreResult<()> {
+        sessions::create(self, session, device).await
+    }
+
+    async fn set_session_factor(&self, id: &str, at: Timestamp, face: bool) -> StoreResult<bool> {
+        security::set_factor(self, id, at, face).await
+    }
+
+    async fn person_sessions(
+        &self,
+        person: &IdNumber,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionListing>> {
+        security::of_person(self, person, now).await
+    }
+
+    async fn enterprise_sessions(
+        &self,
+        enterprise: &TaxpayerId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionListing>> {
+        security::of_enterprise(self, enterprise, now).await
+    }
+
+    async fn note_login_device(
+        &self,
+        person: &IdNumber,
+        ua_family: &str,
+        client_net: &str,
+        now: Timestamp,
+        window_secs: i64,
+    ) -> StoreResult<bool> {
+        security::note_device(self, person, ua_family, client_net, now, window_secs).await
+    }
+
+    async fn create_step_up_challenge(
+        &self,
+        challenge: &Challenge,
+        session_id: &str,
+    ) -> StoreResult<()> {
+        security::create_step_up_challenge(self, challenge, session_id).await
+    }
+
+    async fn challenge_session(&self, id_hash: &str) -> StoreResult<Option<String>> {
+        security::challenge_session(self, id_hash).await
     }
 
     async fn session_slice(&self, token_hash: &str) -> StoreResult<Option<SessionSlice>> {

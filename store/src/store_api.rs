@@ -19,6 +19,7 @@ use crate::records::{
     NewBinding, PhoneAudit, PolicyUse, RecordedDecision, Side, SmsRequest, SmsReservation,
     SmsStats,
 };
+use crate::records::{SessionDevice, SessionListing};
 use crate::seed::{ImportSummary, ValidSeed};
 
 /// Result of a store operation.
@@ -108,6 +109,63 @@ pub trait Store: Send + Sync + Clone + 'static {
         id: &str,
         identity: &SessionIdentity,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Store a new session with the device it logged in from (CONTRACT section 11). `Conflict`
+    /// if the id or token hash exists. [`Store::create_session`] is this with no device.
+    fn create_session_on(
+        &self,
+        session: &Session,
+        device: &SessionDevice,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// A second factor of a live session completed at `at` (a step-up): `factor_at` (and
+    /// `face_at` when `face`) become `at`. False for an unknown or revoked session. Publishes
+    /// `Session{id}`.
+    fn set_session_factor(
+        &self,
+        id: &str,
+        at: Timestamp,
+        face: bool,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The person's sessions that are neither revoked nor past their absolute expiry (the idle
+    /// timeout is the caller's), newest first, with their devices.
+    fn person_sessions(
+        &self,
+        person: &IdNumber,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<SessionListing>>> + Send;
+
+    /// The same for the sessions acting for `enterprise`, with their persons' names.
+    fn enterprise_sessions(
+        &self,
+        enterprise: &TaxpayerId,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<SessionListing>>> + Send;
+
+    /// A login of `person` from this device (user-agent family and client network) at `now`:
+    /// remembered, and whether it was already seen within `window_secs` before.
+    fn note_login_device(
+        &self,
+        person: &IdNumber,
+        ua_family: &str,
+        client_net: &str,
+        now: Timestamp,
+        window_secs: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Store a step-up challenge that only session `session_id` may complete.
+    fn create_step_up_challenge(
+        &self,
+        challenge: &Challenge,
+        session_id: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The session a step-up challenge belongs to (`None`: another purpose, or unknown).
+    fn challenge_session(
+        &self,
+        id_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
 
     /// Delete sessions whose absolute expiry has passed; returns how many.
     fn delete_expired_sessions(

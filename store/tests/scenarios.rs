@@ -86,6 +86,8 @@ fn session(sid: &str, token_hash: &str, person: &str) -> Session {
         last_seen_at: NOW,
         expires_at: NOW + 28_800,
         revoked_at: None,
+        factor_at: NOW,
+        face_at: 0,
     }
 }
 
@@ -1741,6 +1743,124 @@ async fn postgres_reservations_across_instances() {
     }
     assert_eq!(admitted, 5);
 }
+
+/// Step-up and the session centre (issue 19): a session's factor times, the lists of live
+/// sessions with their devices, the devices a person logged in from, step-up challenges bound
+/// to their session.
+async fn step_up_and_session_lists<S: Store>(s: S) {
+    seeded(&s).await;
+    let mut rx = s.subscribe_invalidations();
+    let mut a = session("sa", "ha", ALICE);
+    a.enterprise = Some(tid(ACME));
+    let device = SessionDevice {
+        user_agent: "Mozilla/5.0 Chrome/120".into(),
+        ua_family: "Chrome/Linux".into(),
+        client_net: "203.0.113.*".into(),
+    };
+    s.create_session_on(&a, &device).await.unwrap();
+    s.create_session(&session("sb", "hb", ALICE)).await.unwrap();
+    s.create_session(&session("sc", "hc", CAROL)).await.unwrap();
+
+    // Factor times: stored, read back in the slice, published as the session's invalidation.
+    let slice = s.session_slice("ha").await.unwrap().unwrap();
+    assert_eq!((slice.session.factor_at, slice.session.face_at), (NOW, 0));
+    assert!(s.set_session_factor("sa", NOW + 100, false).await.unwrap());
+    assert!(recv_within(&mut rx, &Invalidation::Session { id: "sa".into() }).await);
+    assert!(s.set_session_factor("sa", NOW + 200, true).await.unwrap());
+    let slice = s.session_slice("ha").await.unwrap().unwrap();
+    assert_eq!(
+        (slice.session.factor_at, slice.session.face_at),
+        (NOW + 200, NOW + 200)
+    );
+    assert!(s.set_session_factor("sa", NOW + 300, false).await.unwrap());
+    let slice = s.session_slice("ha").await.unwrap().unwrap();
+    assert_eq!(
+        (slice.session.factor_at, slice.session.face_at),
+        (NOW + 300, NOW + 200)
+    );
+    assert!(!s.set_session_factor("nope", NOW, false).await.unwrap());
+
+    // Lists: the person's own, with devices and names; the enterprise's; nothing revoked.
+    let mine = s.person_sessions(&id(ALICE), NOW).await.unwrap();
+    let ids: Vec<&str> = mine.iter().map(|l| l.session.id.as_str()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"sa") && ids.contains(&"sb"));
+    let sa = mine.iter().find(|l| l.session.id == "sa").unwrap();
+    assert_eq!(sa.device, device);
+    assert_eq!(sa.person_name.as_deref(), Some("王芳"));
+    let sb = mine.iter().find(|l| l.session.id == "sb").unwrap();
+    assert_eq!(sb.device, SessionDevice::default());
+    let firm = s.enterprise_sessions(&tid(ACME), NOW).await.unwrap();
+    assert_eq!(firm.len(), 1);
+    assert_eq!(firm[0].session.id, "sa");
+    assert!(s.revoke_session("sb", NOW).await.unwrap());
+    assert_eq!(s.person_sessions(&id(ALICE), NOW).await.unwrap().len(), 1);
+    // Past its absolute expiry a session is not listed.
+    assert!(
+        s.person_sessions(&id(ALICE), NOW + 28_800)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Devices: new, then known within the window, new again after it.
+    let window = 90 * 86_400;
+    let alice = id(ALICE);
+    assert!(
+        !s.note_login_device(&alice, "Chrome/Linux", "203.0.113.*", NOW, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.note_login_device(&alice, "Chrome/Linux", "203.0.113.*", NOW + 10, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.note_login_device(&alice, "Firefox/Linux", "203.0.113.*", NOW + 20, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.note_login_device(&alice, "Chrome/Linux", "198.51.100.*", NOW + 30, window)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.note_login_device(
+            &alice,
+            "Chrome/Linux",
+            "203.0.113.*",
+            NOW + 10 + window + 1,
+            window
+        )
+        .await
+        .unwrap()
+    );
+
+    // A step-up challenge names its session; another challenge names none.
+    let mut c = challenge_for("step-up-hash", ALICE);
+    c.purpose = ChallengePurpose::StepUp;
+    s.create_step_up_challenge(&c, "sa").await.unwrap();
+    assert_eq!(
+        s.challenge("step-up-hash").await.unwrap().unwrap().purpose,
+        ChallengePurpose::StepUp
+    );
+    assert_eq!(
+        s.challenge_session("step-up-hash")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("sa")
+    );
+    s.create_challenge(&challenge_for("login-hash", ALICE))
+        .await
+        .unwrap();
+    assert_eq!(s.challenge_session("login-hash").await.unwrap(), None);
+    assert_eq!(s.challenge_session("unknown").await.unwrap(), None);
+}
+
+scenario!(step_up_and_session_lists);
 
 /// Issue 17: PostgreSQL keeps audit events in day partitions. They are made ahead at migrate
 /// and by each upkeep pass; an event whose day had no partition yet is kept (in the default

@@ -143,7 +143,7 @@ async function smsCode(demo, phone, timeoutMs) {
     } catch (e) {
       if (e.code !== 'ENOENT' && !(e instanceof SyntaxError)) throw e;
     }
-    const mine = lines.filter(function (m) { return m.to === phone; });
+    const mine = lines.filter(function (m) { return m.to === phone && m.code; });
     if (mine.length) return mine[mine.length - 1].code;
     if (Date.now() > deadline) throw new Error('no SMS code was sent to ' + phone + ' (outbox ' + demo.outbox + ')');
     await new Promise(function (r) { setTimeout(r, 50); });

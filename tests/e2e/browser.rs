@@ -78,6 +78,7 @@ fn pages_in_headless_chromium() {
         "--test-concurrency=1",
         "--test-reporter=spec",
         "pages.test.js",
+        "security.test.js",
     ])
     .current_dir(browser_dir())
     .env("TAXGATE_BIN", &bin)

@@ -20,4 +20,6 @@ mod proxy;
 mod races;
 mod recovery;
 mod reset;
+mod sessions;
+mod stepup;
 mod trust;

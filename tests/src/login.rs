@@ -119,7 +119,7 @@ pub fn outbox_code(outbox: &Path, phone: &str) -> String {
     outbox_messages(outbox)
         .iter()
         .rev()
-        .find(|m| m["to"] == phone)
+        .find(|m| m["to"] == phone && m["code"].is_string())
         .and_then(|m| m["code"].as_str().map(String::from))
         .unwrap_or_else(|| panic!("no code was sent to {phone}"))
 }

@@ -86,7 +86,9 @@
 
   // ---- API --------------------------------------------------------------------------------
   // Resolves to {ok, status, data} or {ok: false, status, error}; never throws.
-  async function api(method, path, body) {
+  // A 403 step_up_required is handed to window.taxgateStepUp (security.js) when the page has it:
+  // once the person verified again it resolves true and the call is sent once more.
+  async function api(method, path, body, retried) {
     const opts = { method: method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
     if (body !== undefined) {
       opts.headers['Content-Type'] = 'application/json';
@@ -103,6 +105,9 @@
       try { data = await res.json(); } catch (_) { data = null; }
     }
     if (res.ok) return { ok: true, status: res.status, data: data, headers: res.headers };
+    if (!retried && data && data.error && data.error.code === 'step_up_required' && typeof window.taxgateStepUp === 'function') {
+      if (await window.taxgateStepUp(data.error)) return api(method, path, body, true);
+    }
     const error = data && data.error && data.error.code ? data.error : {
       code: 'http_' + res.status,
       message: '请求失败(' + res.status + '),请稍后再试',

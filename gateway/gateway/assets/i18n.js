@@ -103,6 +103,10 @@
     'perm.tax_affairs': 'Tax affairs',
     'dialog.cancel': 'Cancel',
     'dialog.ok': 'OK',
+    // step-up and sessions
+    'security.step_up': 'Verify it is you',
+    'security.sessions': 'Devices and sessions',
+    'security.personnel_sessions': 'Sessions acting for the enterprise',
   };
 
   const STORAGE_KEY = 'taxgate.lang';

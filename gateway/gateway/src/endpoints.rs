@@ -12,6 +12,7 @@ use taxgate_store::ChallengePurpose;
 use crate::account::{self, Account};
 use crate::api;
 use crate::authn::login::Auth;
+use crate::authn::login::SecondFactor::{FaceComplete, FaceStart, SmsSend, SmsVerify};
 use crate::authn::ratelimit::RateLimiter;
 use crate::error::{ApiError, Code};
 use crate::pipeline::{Endpoints, unix_now};
@@ -98,9 +99,9 @@ impl Own {
         let auth = &self.auth;
         match (req.method().clone(), path.as_str()) {
             (Method::POST, "/auth/login") => auth.login(body(req).await?, conn).await,
-            (Method::POST, "/auth/sms/send") => auth.sms_send(body(req).await?, conn).await,
-            (Method::POST, "/auth/sms/verify") => auth.sms_verify(body(req).await?, conn).await,
-            (Method::POST, "/auth/face/start") => auth.face_start(body(req).await?, conn).await,
+            (Method::POST, "/auth/sms/send") => auth.second_factor(SmsSend, req, conn).await,
+            (Method::POST, "/auth/sms/verify") => auth.second_factor(SmsVerify, req, conn).await,
+            (Method::POST, "/auth/face/start") => auth.second_factor(FaceStart, req, conn).await,
             (Method::POST, "/auth/face/callback") => {
                 let budget = crate::authn::face::CallbackBudget {
                     unsigned: &self.limiter,
@@ -109,7 +110,11 @@ impl Own {
                 auth.face_callback(req, conn, budget).await
             }
             (Method::POST, "/auth/face/complete") => {
-                auth.face_complete(body(req).await?, conn).await
+                auth.second_factor(FaceComplete, req, conn).await
+            }
+            (Method::POST, "/auth/step-up") => auth.step_up(req, conn).await,
+            (_, p) if crate::security::serves(p) => {
+                crate::security::dispatch(&self.core, auth, req, conn).await
             }
             (Method::GET, "/auth/face/qr") => Ok(face_qr(&req)?),
             (Method::POST, "/auth/face/demo-sign") if self.core.config.demo => {
@@ -157,6 +162,7 @@ fn known_path(p: &str) -> bool {
             | "/auth/session"
             | "/auth/password"
             | "/auth/logout"
+            | "/auth/step-up"
     )
 }
 

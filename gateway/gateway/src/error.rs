@@ -306,6 +306,20 @@ pub enum ApiError {
         /// The message in English.
         message_en: String,
     },
+    /// A policy denial that a fresh second factor lifts (CONTRACT section 10): 403 with
+    /// `"step_up": {"factors": [...], "max_age_secs": N}` in the body.
+    StepUp {
+        /// The `code` of the body (the forbid's `@reason`).
+        code: String,
+        /// The message in Chinese.
+        message: String,
+        /// The message in English.
+        message_en: String,
+        /// The second factors a step-up may use.
+        factors: &'static [&'static str],
+        /// How old the factor may be.
+        max_age_secs: u64,
+    },
     /// One of the gateway's own codes with the hints of CONTRACT section 13.
     Hinted {
         /// The code, which gives the status and the messages.
@@ -373,6 +387,23 @@ impl ApiError {
         }
     }
 
+    /// A denial lifted by a step-up: 403 with the factors and the factor's maximum age.
+    pub fn step_up(
+        code: &str,
+        message: &str,
+        message_en: &str,
+        factors: &'static [&'static str],
+        max_age_secs: u64,
+    ) -> Self {
+        ApiError::StepUp {
+            code: code.to_string(),
+            message: message.to_string(),
+            message_en: message_en.to_string(),
+            factors,
+            max_age_secs,
+        }
+    }
+
     /// The same error with another status (a denial that is a conflict with existing state).
     pub fn with_status(self, status: StatusCode) -> Self {
         match self {
@@ -396,6 +427,7 @@ impl ApiError {
         match self {
             ApiError::Gateway { code, .. } | ApiError::Hinted { code, .. } => code.status(),
             ApiError::Custom { status, .. } => *status,
+            ApiError::StepUp { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -403,7 +435,7 @@ impl ApiError {
     pub fn code(&self) -> &str {
         match self {
             ApiError::Gateway { code, .. } | ApiError::Hinted { code, .. } => code.as_str(),
-            ApiError::Custom { code, .. } => code,
+            ApiError::Custom { code, .. } | ApiError::StepUp { code, .. } => code,
         }
     }
 
@@ -419,6 +451,13 @@ impl ApiError {
             field: Option<&'a str>,
             #[serde(flatten)]
             hints: HintFields,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            step_up: Option<StepUpFields>,
+        }
+        #[derive(Serialize)]
+        struct StepUpFields {
+            factors: &'static [&'static str],
+            max_age_secs: u64,
         }
         #[derive(Serialize, Default)]
         struct HintFields {
@@ -455,6 +494,7 @@ impl ApiError {
                     message_en: en,
                     field: field.as_deref(),
                     hints: hint_fields,
+                    step_up: None,
                 }
             }
             ApiError::Hinted { code, .. } => {
@@ -465,6 +505,7 @@ impl ApiError {
                     message_en: en,
                     field: None,
                     hints: hint_fields,
+                    step_up: None,
                 }
             }
             ApiError::Custom {
@@ -478,6 +519,24 @@ impl ApiError {
                 message_en,
                 field: None,
                 hints: hint_fields,
+                step_up: None,
+            },
+            ApiError::StepUp {
+                code,
+                message,
+                message_en,
+                factors,
+                max_age_secs,
+            } => Inner {
+                code,
+                message,
+                message_en,
+                field: None,
+                hints: hint_fields,
+                step_up: Some(StepUpFields {
+                    factors,
+                    max_age_secs: *max_age_secs,
+                }),
             },
         };
         let body = serde_json::to_vec(&Outer { error: inner }).unwrap_or_default();
@@ -662,5 +721,28 @@ mod tests {
         assert_eq!(v["error"]["code"], "binding_expired");
         assert_eq!(v["error"]["message"], "已过期");
         assert!(v["error"].get("field").is_none());
+        assert!(v["error"].get("step_up").is_none());
+    }
+
+    #[tokio::test]
+    async fn step_up_denial_names_factors_and_max_age() {
+        let resp = ApiError::step_up(
+            "step_up_required",
+            "请验证",
+            "verify",
+            &["sms", "face"],
+            600,
+        )
+        .into_response();
+        assert_eq!(resp.status(), 403);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "step_up_required");
+        assert_eq!(v["error"]["message"], "请验证");
+        assert_eq!(v["error"]["message_en"], "verify");
+        assert_eq!(
+            v["error"]["step_up"],
+            serde_json::json!({"factors": ["sms", "face"], "max_age_secs": 600})
+        );
     }
 }

@@ -66,6 +66,12 @@ pub mod actions {
     pub const CHANGE_PHONE: &str = "change_phone";
     /// `POST /account/applications` (办税人员自主申请).
     pub const APPLY_BINDING: &str = "apply_binding";
+    /// `POST /auth/step-up`: a fresh second factor for this session.
+    pub const STEP_UP: &str = "step_up";
+    /// `/account/sessions*` (安全中心): the person's own sessions.
+    pub const MANAGE_SESSIONS: &str = "manage_sessions";
+    /// `/account/personnel/sessions*`: the sessions acting for the enterprise.
+    pub const MANAGE_PERSONNEL_SESSIONS: &str = "manage_personnel_sessions";
 
     /// All of the above.
     pub const ALL: &[&str] = &[
@@ -85,6 +91,9 @@ pub mod actions {
         UNBIND,
         CHANGE_PHONE,
         APPLY_BINDING,
+        STEP_UP,
+        MANAGE_SESSIONS,
+        MANAGE_PERSONNEL_SESSIONS,
     ];
 }
 

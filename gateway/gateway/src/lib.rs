@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod rescue;
 pub mod routes;
 pub mod run;
+pub mod security;
 pub mod server;
 pub mod session;
 pub use gate::shadow;

@@ -21,6 +21,8 @@ pub type Handled = Result<Response<Body>, Failure>;
 /// The deny reason that is the policies' default (no permit applied); its message is the
 /// gateway's own `not_permitted`.
 const NOT_PERMITTED: &str = taxgate_policy::NOT_PERMITTED;
+/// The factors a step-up may use, named in a `step_up_required` answer.
+const STEP_UP_FACTORS: &[&str] = &["sms", "face"];
 /// A separation-of-duties refusal is a conflict with existing state: 409, not 403.
 const CONFLICT_OF_ROLES: &str = "conflict_of_roles";
 
@@ -34,6 +36,14 @@ pub enum Failure {
     Store(StoreError),
     /// The policies denied: the deciding forbid's `@reason` (or `not_permitted`).
     Denied(String),
+    /// The policies denied until the session has a second factor at most `max_age_secs` old:
+    /// the deciding forbid carries `@step_up_max_age` (CONTRACT section 10).
+    StepUp {
+        /// The forbid's `@reason` (`step_up_required` in the repository's policies).
+        reason: String,
+        /// From its `@step_up_max_age("N")`.
+        max_age_secs: u64,
+    },
     /// No live session: `login_required` or `session_expired` (a browser asking for a page is
     /// sent to `/login` instead).
     LoginRequired(Code),
@@ -62,13 +72,18 @@ impl From<StoreError> for Failure {
 impl Failure {
     /// The denial of a decision that did not allow.
     pub fn denied(decision: &Decision) -> Self {
-        Failure::Denied(
-            decision
-                .reason
-                .as_deref()
-                .unwrap_or(taxgate_policy::NOT_PERMITTED)
-                .to_string(),
-        )
+        let reason = decision
+            .reason
+            .as_deref()
+            .unwrap_or(taxgate_policy::NOT_PERMITTED)
+            .to_string();
+        match decision.step_up_max_age {
+            Some(max_age_secs) => Failure::StepUp {
+                reason,
+                max_age_secs,
+            },
+            None => Failure::Denied(reason),
+        }
     }
 }
 
@@ -125,6 +140,13 @@ impl Rescue {
                 store(e)
             }
             Failure::Denied(reason) => self.denial(&reason),
+            Failure::StepUp {
+                reason,
+                max_age_secs,
+            } => {
+                let (zh, en) = self.engine.message(&reason);
+                ApiError::step_up(&reason, &zh, &en, STEP_UP_FACTORS, max_age_secs)
+            }
             Failure::LoginRequired(code) => code.into(),
             Failure::AuditUnavailable => Code::StoreUnavailable.into(),
         }

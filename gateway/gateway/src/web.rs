@@ -62,6 +62,11 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../assets/account.js"),
     },
+    Asset {
+        name: "security.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/security.js"),
+    },
 ];
 
 /// Content-hash ETags of [`ASSETS`], in the same order, computed once.
@@ -386,6 +391,7 @@ mod tests {
             ("common.js", "text/javascript; charset=utf-8"),
             ("login.js", "text/javascript; charset=utf-8"),
             ("account.js", "text/javascript; charset=utf-8"),
+            ("security.js", "text/javascript; charset=utf-8"),
         ];
         assert_eq!(expected.len(), ASSETS.len());
         for (name, content_type) in expected {

@@ -173,6 +173,14 @@ pub struct SessionFacts {
     /// The second factor; absent: SMS.
     #[serde(default)]
     pub factor: Option<Factor>,
+    /// When the session's latest second factor completed (CONTRACT section 10); absent: at the
+    /// case's `now` (a fresh factor). `0`: none on record.
+    #[serde(default)]
+    pub factor_at: Option<Time>,
+    /// When its latest face verification passed; absent: at `factor_at` when `factor` is
+    /// `face`, else 0 (none).
+    #[serde(default)]
+    pub face_at: Option<Time>,
     /// The binding in use.
     #[serde(default)]
     pub binding: Option<BindingFacts>,
@@ -194,6 +202,8 @@ impl SessionFacts {
             agency: None,
             must_change_password: false,
             factor: None,
+            factor_at: None,
+            face_at: None,
             binding: Some(BindingFacts {
                 enterprise_confirmed: true,
                 person_confirmed: true,
@@ -321,6 +331,12 @@ fn opt_time(t: &Option<Time>) -> Result<Option<Timestamp>, String> {
 
 /// The session slice the facts describe.
 pub fn session_slice(f: &SessionFacts) -> Result<SessionSlice, String> {
+    session_slice_at(f, 0)
+}
+
+/// [`session_slice`] for a case at `now`: a factor the facts leave out completed at `now`.
+pub fn session_slice_at(f: &SessionFacts, now: Timestamp) -> Result<SessionSlice, String> {
+    let factor_at = opt_time(&f.factor_at)?.unwrap_or(now);
     let person_id = f.person.as_deref().map(id_number).transpose()?;
     let enterprise_id = match (&f.enterprise, f.entry) {
         (Some(e), _) => Some(taxpayer(e)?),
@@ -412,6 +428,12 @@ pub fn session_slice(f: &SessionFacts) -> Result<SessionSlice, String> {
         last_seen_at: 0,
         expires_at: i64::MAX,
         revoked_at: None,
+        factor_at,
+        face_at: match opt_time(&f.face_at)? {
+            Some(t) => t,
+            None if f.factor == Some(Factor::Face) => factor_at,
+            None => 0,
+        },
     };
     Ok(SessionSlice {
         session,
@@ -431,7 +453,7 @@ pub fn run_case(set: &ActiveSet, case: &Case) -> Result<Decision, String> {
     };
     match (&case.session, &case.entities) {
         (Some(session), None) => {
-            let slice = session_slice(session)?;
+            let slice = session_slice_at(session, facts.now)?;
             if crate::IDENTITY_ACTIONS.contains(&case.action.as_str()) {
                 let target = match session.entry {
                     Entry::Agent => slice.agency.as_ref(),

@@ -32,6 +32,9 @@ pub struct Decision {
     pub errors: Vec<String>,
     /// Version of the policy set that decided.
     pub version: Arc<str>,
+    /// Deny only: the deciding forbid's `@step_up_max_age("N")`: a second factor from the last
+    /// N seconds would lift it (CONTRACT section 10). `None` for every other refusal.
+    pub step_up_max_age: Option<u64>,
 }
 
 impl Decision {
@@ -42,6 +45,7 @@ impl Decision {
             policies: Vec::new(),
             errors: error.into_iter().collect(),
             version,
+            step_up_max_age: None,
         }
     }
 
@@ -118,6 +122,7 @@ impl Accumulator {
                     .collect(),
                 errors,
                 version,
+                step_up_max_age: meta.get(first).and_then(|m| m.step_up_max_age),
             };
         }
         if !self.errored_forbids.is_empty() {
@@ -134,6 +139,7 @@ impl Accumulator {
                     .collect(),
                 errors,
                 version,
+                step_up_max_age: None,
             };
         }
         if !self.permits.is_empty() {
@@ -150,6 +156,7 @@ impl Accumulator {
                 policies,
                 errors,
                 version,
+                step_up_max_age: None,
             };
         }
         Decision {
@@ -158,6 +165,7 @@ impl Accumulator {
             policies: Vec::new(),
             errors,
             version,
+            step_up_max_age: None,
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct PolicyMeta {
     pub forbid: bool,
     pub priority: i64,
     pub reason: Option<String>,
+    /// `@step_up_max_age("N")`: a fresh factor (at most N seconds old) lifts this forbid.
+    pub step_up_max_age: Option<u64>,
     pub location: Location,
 }
 
@@ -380,6 +382,19 @@ pub fn compile(dir: &Path) -> Result<Compiled, LoadErrors> {
                     }
                 },
             };
+            let step_up_max_age = match policy.annotation("step_up_max_age") {
+                None => None,
+                Some(n) => match n.trim().parse::<u64>() {
+                    Ok(secs) if secs > 0 && forbid => Some(secs),
+                    _ => {
+                        errors.push(format!(
+                            "{at}: @step_up_max_age(\"{n}\") of `{id}`: give a forbid policy a \
+                             whole number of seconds above 0"
+                        ));
+                        None
+                    }
+                },
+            };
             let policy = policy.new_id(pid.clone());
             if let Err(e) = policies.add(policy) {
                 errors.push(format!("{at}: {e}"));
@@ -392,6 +407,7 @@ pub fn compile(dir: &Path) -> Result<Compiled, LoadErrors> {
                     forbid,
                     priority,
                     reason,
+                    step_up_max_age,
                     location: at,
                 },
             );

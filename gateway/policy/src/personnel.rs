@@ -83,6 +83,8 @@ impl ActiveSet {
             last_seen_at: facts.now,
             expires_at: i64::MAX,
             revoked_at: None,
+            factor_at: facts.now,
+            face_at: 0,
         };
         let slice = SessionSlice {
             session,
@@ -177,7 +179,7 @@ fn probe_person() -> Result<taxgate_model::IdNumber, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cases::{BindingFacts, SessionFacts, session_slice};
+    use crate::cases::{BindingFacts, SessionFacts, session_slice_at};
     use std::path::PathBuf;
 
     fn repo_set() -> ActiveSet {
@@ -193,7 +195,7 @@ mod tests {
                 ..BindingFacts::default()
             },
         );
-        EntitySlice::build(&session_slice(&f).unwrap()).unwrap()
+        EntitySlice::build(&session_slice_at(&f, 1_750_000_000).unwrap()).unwrap()
     }
 
     fn enterprise() -> TaxpayerId {
@@ -257,7 +259,8 @@ mod tests {
         person.entry = Entry::Person;
         person.role = None;
         person.binding = None;
-        let person = EntitySlice::build(&session_slice(&person).unwrap()).unwrap();
+        let person =
+            EntitySlice::build(&session_slice_at(&person, 1_750_000_000).unwrap()).unwrap();
         let mut checked = 0;
         for asker_role in roles {
             for asker_groups in groups {

@@ -98,6 +98,8 @@ struct Parts<'a> {
     entry: Entry,
     factor: &'a str,
     authenticated_at: Timestamp,
+    factor_at: Timestamp,
+    face_at: Timestamp,
     expires_at: Timestamp,
     role: Option<Role>,
     must_change_password: bool,
@@ -156,6 +158,8 @@ impl EntitySlice {
             entry: s.entry,
             factor: s.factor.as_str(),
             authenticated_at: s.created_at,
+            factor_at: s.factor_at,
+            face_at: s.face_at,
             expires_at: s.expires_at,
             role: s.role,
             must_change_password: slice
@@ -180,6 +184,8 @@ impl EntitySlice {
             entry: s.entry,
             factor: s.factor.as_str(),
             authenticated_at: s.created_at,
+            factor_at: s.factor_at,
+            face_at: s.face_at,
             expires_at: s.expires_at,
             role: s.role,
             must_change_password: facts.must_change_password,
@@ -221,6 +227,8 @@ impl EntitySlice {
             entry: attempt.entry,
             factor: "none",
             authenticated_at: now,
+            factor_at: 0,
+            face_at: 0,
             expires_at: now,
             role,
             must_change_password: attempt.person.is_some_and(|p| p.must_change_password),
@@ -300,6 +308,14 @@ impl EntitySlice {
             (
                 "expires_at".to_string(),
                 RestrictedExpression::new_long(p.expires_at),
+            ),
+            (
+                "factor_at".to_string(),
+                RestrictedExpression::new_long(p.factor_at),
+            ),
+            (
+                "face_at".to_string(),
+                RestrictedExpression::new_long(p.face_at),
             ),
             (
                 "must_change_password".to_string(),

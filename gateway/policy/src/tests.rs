@@ -386,3 +386,46 @@ fn test_coverage_lists_what_the_cases_never_reach() {
     let (plain, _) = commands::test(dir.path());
     assert!(!plain.contains("coverage:"));
 }
+
+#[test]
+fn step_up_max_age_is_read_from_the_deciding_forbid() {
+    for bad in ["0", "-5", "ten", ""] {
+        let (_d, errors) = with_extra(&format!(
+            "@id(\"f\")\n@reason(\"step_up_required\")\n@step_up_max_age(\"{bad}\")\nforbid(principal, action, resource) when {{ false }};\n"
+        ));
+        assert!(
+            errors.iter().any(|e| e.contains("@step_up_max_age")),
+            "{bad}: {errors:?}"
+        );
+    }
+    let (_d, errors) = with_extra(
+        "@id(\"p\")\n@step_up_max_age(\"60\")\npermit(principal, action, resource) when { false };\n",
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("@step_up_max_age")),
+        "{errors:?}"
+    );
+
+    // The repository's rule: a stale factor is refused with its max age; another refusal has none.
+    let engine = PolicyEngine::load(repo_policies()).unwrap();
+    let now = 1_750_000_000;
+    let mut person = crate::cases::SessionFacts::confirmed_enterprise(
+        taxgate_model::Role::TaxHandler,
+        crate::cases::BindingFacts::default(),
+    );
+    person.entry = taxgate_model::Entry::Person;
+    person.role = None;
+    person.binding = None;
+    person.factor_at = Some(crate::cases::Time::Seconds(now - 601));
+    let stale = EntitySlice::build(&crate::cases::session_slice_at(&person, now).unwrap()).unwrap();
+    let d = engine.decide(&stale, "change_phone", &RequestFacts::at(now));
+    assert_eq!(d.reason.as_deref(), Some("step_up_required"), "{d:?}");
+    assert_eq!(d.step_up_max_age, Some(600));
+    person.factor_at = Some(crate::cases::Time::Seconds(now - 600));
+    let fresh = EntitySlice::build(&crate::cases::session_slice_at(&person, now).unwrap()).unwrap();
+    let d = engine.decide(&fresh, "change_phone", &RequestFacts::at(now));
+    assert!(d.allowed, "{d:?}");
+    let d = engine.decide(&fresh, "declare", &RequestFacts::at(now));
+    assert!(!d.allowed);
+    assert_eq!(d.step_up_max_age, None);
+}

@@ -306,6 +306,11 @@ pub struct Session {
     pub expires_at: Timestamp,
     /// When the session was ended (logout, revocation); `None`: still open.
     pub revoked_at: Option<Timestamp>,
+    /// When its latest second factor completed: the login's, then each step-up's (CONTRACT
+    /// section 10).
+    pub factor_at: Timestamp,
+    /// When its latest face verification passed; 0 when none.
+    pub face_at: Timestamp,
 }
 
 /// Everything one decision about a session needs, loaded in one go on a cache miss

@@ -103,6 +103,8 @@ pub enum ChallengePurpose {
     /// A forgotten password (忘记密码, CONTRACT section 13): the factor passes, then the new
     /// password is set.
     ResetPassword,
+    /// A fresh second factor for a live session (step-up, CONTRACT section 10).
+    StepUp,
 }
 
 impl ChallengePurpose {
@@ -113,6 +115,7 @@ impl ChallengePurpose {
             ChallengePurpose::BindPhone => "bind_phone",
             ChallengePurpose::RecoverPhone => "recover_phone",
             ChallengePurpose::ResetPassword => "reset_password",
+            ChallengePurpose::StepUp => "step_up",
         }
     }
 
@@ -123,6 +126,7 @@ impl ChallengePurpose {
             "bind_phone" => ChallengePurpose::BindPhone,
             "recover_phone" => ChallengePurpose::RecoverPhone,
             "reset_password" => ChallengePurpose::ResetPassword,
+            "step_up" => ChallengePurpose::StepUp,
             _ => return None,
         })
     }
@@ -597,4 +601,29 @@ pub enum SmsReservation {
         /// Seconds until a send may succeed.
         retry_after_secs: i64,
     },
+}
+
+/// The device a session logged in from (CONTRACT section 11), recorded at login. Never the full
+/// client address: its network only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionDevice {
+    /// The `User-Agent` as the client sent it, truncated.
+    pub user_agent: String,
+    /// Its family (browser and platform, e.g. `Chrome/Windows`): with the network, what counts
+    /// as one device for the new-device notice.
+    pub ua_family: String,
+    /// The client's network: `203.0.113.*` (IPv4 /24) or `2001:db8:1:2::*` (IPv6 /64).
+    pub client_net: String,
+}
+
+/// A live session as the session lists show it (安全中心): the record, its device, and the name
+/// of its person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionListing {
+    /// The session.
+    pub session: crate::model::Session,
+    /// The device it logged in from.
+    pub device: SessionDevice,
+    /// The name of the session's person (`None` for a legacy enterprise session).
+    pub person_name: Option<String>,
 }

@@ -85,6 +85,8 @@ pub(crate) fn session_at(row: &impl Cols) -> StoreResult<Session> {
         last_seen_at: row.col(p, "last_seen_at")?,
         expires_at: row.col(p, "expires_at")?,
         revoked_at: row.col(p, "revoked_at")?,
+        factor_at: row.col(p, "factor_at")?,
+        face_at: row.col(p, "face_at")?,
     })
 }
 

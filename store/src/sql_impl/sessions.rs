@@ -5,15 +5,20 @@ use super::dialect::{Affected as _, BindArg as _, Cols as _, Dialect, found_in, 
 use super::rows::{agreement_at, binding_at, enterprise_at, person_at, q, session_at};
 use crate::ids::{IdNumber, TaxpayerId};
 use crate::model::{Session, SessionSlice, Timestamp};
-use crate::records::Invalidation;
+use crate::records::{Invalidation, SessionDevice};
 use crate::store_api::{SessionIdentity, StoreResult};
 
-pub(crate) async fn create<S: SqlStore>(st: &S, s: &Session) -> StoreResult<()> {
+pub(crate) async fn create<S: SqlStore>(
+    st: &S,
+    s: &Session,
+    device: &SessionDevice,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id, token_hash, entry, person, enterprise, agency, \
          role, binding_id, agreement_id, factor, created_at, last_seen_at, \
-         expires_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         expires_at, revoked_at, factor_at, face_at, user_agent, ua_family, client_net) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18, $19)",
     )
     .arg(s.id.as_str())
     .arg(s.token_hash.as_str())
@@ -29,6 +34,11 @@ pub(crate) async fn create<S: SqlStore>(st: &S, s: &Session) -> StoreResult<()> 
     .arg(s.last_seen_at)
     .arg(s.expires_at)
     .arg(s.revoked_at)
+    .arg(s.factor_at)
+    .arg(s.face_at)
+    .arg(device.user_agent.as_str())
+    .arg(device.ua_family.as_str())
+    .arg(device.client_net.as_str())
     .execute(st.db())
     .await?;
     Ok(())

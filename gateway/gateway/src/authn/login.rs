@@ -19,8 +19,10 @@ mod reset;
 mod session;
 mod sms_factor;
 mod start;
+mod step_up;
 
 pub use session::{session_view, session_view_of};
+pub use step_up::SecondFactor;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -36,6 +36,10 @@ pub enum Purpose {
     PasswordChanged,
     /// A notice without a code: an enterprise changed the person's binding (CONTRACT section 3).
     BindingChanged,
+    /// The code of a step-up: a fresh second factor for a live session (CONTRACT section 10).
+    StepUp,
+    /// A notice without a code: a login from a device not seen for 90 days (section 11).
+    LoginNotice,
 }
 
 impl Purpose {
@@ -49,6 +53,8 @@ impl Purpose {
             Purpose::ResetPassword => "reset_password",
             Purpose::PasswordChanged => "password_changed",
             Purpose::BindingChanged => "binding_changed",
+            Purpose::StepUp => "step_up",
+            Purpose::LoginNotice => "login_notice",
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct LoginConfig {
     pub max_failures_per_address_hourly: u32,
     /// RFC 3339; absent: the legacy enterprise-password login is disabled.
     pub legacy_login_until: Option<String>,
+    /// A login from a device (user-agent family and client network) the person has not used
+    /// in 90 days sends a `login_notice` to their phone (CONTRACT section 11; default true).
+    #[serde(default = "defaults::notify_new_device")]
+    pub notify_new_device: bool,
 }
 
 impl Default for LoginConfig {
@@ -66,6 +70,7 @@ impl Default for LoginConfig {
             sms_global_per_minute: defaults::sms_global_per_minute(),
             max_failures_per_address_hourly: defaults::max_failures_per_address_hourly(),
             legacy_login_until: None,
+            notify_new_device: defaults::notify_new_device(),
         }
     }
 }
@@ -112,6 +117,9 @@ impl LoginConfig {
 }
 
 mod defaults {
+    pub fn notify_new_device() -> bool {
+        true
+    }
     pub fn max_password_failures() -> u32 {
         5
     }

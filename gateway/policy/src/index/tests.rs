@@ -166,6 +166,7 @@ fn build_set(policies: &[GenPolicy]) -> ActiveSet {
                 forbid,
                 priority: g.priority.unwrap_or(DEFAULT_PRIORITY),
                 reason: forbid.then(|| format!("reason_{}", g.reason)),
+                step_up_max_age: None,
                 location: Location {
                     file: "generated.cedar".to_string(),
                     line: i + 1,
@@ -216,6 +217,8 @@ fn session_facts() -> impl Strategy<Value = SessionFacts> {
                 agency: None,
                 must_change_password,
                 factor: None,
+                factor_at: None,
+                face_at: None,
                 binding,
                 agreement,
             },
@@ -303,6 +306,8 @@ fn equivalence_check_detects_a_missing_policy() {
         agency: None,
         must_change_password: false,
         factor: None,
+        factor_at: None,
+        face_at: None,
         binding: None,
         agreement: None,
     })
@@ -335,6 +340,8 @@ fn enterprise_session(role: Role, permissions: Option<Vec<PermissionGroup>>) -> 
         agency: None,
         must_change_password: false,
         factor: None,
+        factor_at: None,
+        face_at: None,
         binding: Some(BindingFacts {
             permissions,
             enterprise_confirmed: true,

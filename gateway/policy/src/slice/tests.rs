@@ -15,6 +15,8 @@ fn facts(entry: Entry) -> SessionFacts {
         agency: None,
         must_change_password: false,
         factor: None,
+        factor_at: None,
+        face_at: None,
         binding: None,
         agreement: None,
     }

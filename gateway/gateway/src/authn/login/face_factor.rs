@@ -21,7 +21,7 @@ impl Auth {
         let c = self.live_challenge(&body, conn, now).await?;
         let scannable = matches!(
             c.purpose,
-            ChallengePurpose::Login | ChallengePurpose::RecoverPhone
+            ChallengePurpose::Login | ChallengePurpose::RecoverPhone | ChallengePurpose::StepUp
         );
         // A reset challenge of an unknown account scans like any other (nothing is revealed);
         // its callback can only fail, naming a person the challenge does not have.

@@ -29,6 +29,10 @@ impl Auth {
         now: Timestamp,
     ) -> ApiResult {
         let store = &self.core.store;
+        // Only a login's challenge becomes a session (a step-up's completes in `step_up`).
+        if c.purpose != taxgate_store::ChallengePurpose::Login {
+            return Err(Code::ChallengeExpired.into());
+        }
         if !store
             .consume_challenge(&c.id_hash, now)
             .await
@@ -113,11 +117,15 @@ impl Auth {
             last_seen_at: now,
             expires_at: now + self.core.config.session.absolute_timeout_secs as i64,
             revoked_at: None,
+            factor_at: now,
+            face_at: if factor == Factor::Face { now } else { 0 },
         };
+        let device = crate::authn::device::current();
         store
-            .create_session(&session)
+            .create_session_on(&session, &device)
             .await
             .map_err(|e| self.store_err(e))?;
+        self.notice_new_device(person.as_ref(), &device, now).await;
         let mut ev = self.event(now, "session_created", true, conn.remote.ip());
         ev.session_id = Some(session.id.clone());
         ev.person = session.person.clone();

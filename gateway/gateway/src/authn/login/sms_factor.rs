@@ -31,7 +31,7 @@ impl Auth {
         let now = unix_now();
         let c = self.live_challenge(&body, conn, now).await?;
         match (c.purpose, c.face_status) {
-            (ChallengePurpose::Login, _)
+            (ChallengePurpose::Login | ChallengePurpose::StepUp, _)
             | (ChallengePurpose::RecoverPhone, Some(FaceStatus::Passed)) => {}
             (ChallengePurpose::RecoverPhone, _) => return Err(Code::FaceRequired.into()),
             (ChallengePurpose::ResetPassword, _) => return self.reset_sms_send(&c, now).await,
@@ -112,6 +112,7 @@ impl Auth {
             ChallengePurpose::BindPhone => Purpose::BindPhone,
             ChallengePurpose::RecoverPhone => Purpose::RecoverPhone,
             ChallengePurpose::ResetPassword => Purpose::ResetPassword,
+            ChallengePurpose::StepUp => Purpose::StepUp,
         };
         let message = SmsMessage {
             to: phone.as_str(),
