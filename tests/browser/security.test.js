@@ -193,13 +193,19 @@ securityTest('step-up by SMS in English: the phone change asks for a code, then 
   // Cancelled first: nothing is sent, the page says the action was refused.
   const calls = await refuseOnceForStepUp(page, '/account/phone', 2);
   await page.fill('#phone-new', '13700000077');
-  await page.click('#phone-send');
+  // The page warns before a code goes to a number (一号一人), then asks the server.
+  const sendAfterWarning = async function () {
+    await page.click('#phone-send');
+    await page.locator('#confirm-dialog[open]').waitFor();
+    await page.click('#confirm-dialog-ok');
+  };
+  await sendAfterWarning();
   await page.locator('#step-up-dialog').waitFor();
   await page.click('#step-up-cancel');
   await page.locator('#step-up-dialog').waitFor({ state: 'detached' });
   assert.equal(calls.n, 1);
 
-  await page.click('#phone-send');
+  await sendAfterWarning();
   await page.locator('#step-up-dialog').waitFor();
   assert.match(await page.textContent('#step-up-title'), /Verify it is you/);
   await page.click('#step-up-by-sms');
