@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod decisions;
 mod escalation;
+mod ext_authz;
 mod faults;
 mod hostile;
 mod login;
