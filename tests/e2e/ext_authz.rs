@@ -359,6 +359,12 @@ fn nginx_conf(ext: SocketAddr, backend: &str, token: Option<&str>) -> String {
     format!(
         r#"
     upstream taxgate_ext {{ server {ext}; keepalive 16; }}
+    # The backend never sees the session token: the cookie without taxgate_session.
+    map $http_cookie $tg_cookie {{
+        default $http_cookie;
+        "~^taxgate_session=[^;]*;?\s*(?<tg_rest>.*)$" "$tg_rest";
+        "~^(?<tg_pre>.*?);\s*taxgate_session=[^;]*(?<tg_post>.*)$" "$tg_pre$tg_post";
+    }}
     server {{
         listen 127.0.0.1:{{port}};
         location = /_taxgate_auth {{
@@ -392,6 +398,7 @@ fn nginx_conf(ext: SocketAddr, backend: &str, token: Option<&str>) -> String {
             proxy_set_header X-Taxgate-Decision $tg_decision;
             proxy_set_header X-Taxgate-Assertion $tg_assertion;
             proxy_set_header Authorization "";
+            proxy_set_header Cookie $tg_cookie;
             proxy_pass {backend};
         }}
     }}
@@ -429,12 +436,14 @@ async fn nginx_auth_request_in_front_of_the_backend() {
     let px = nginx.addr();
 
     // Allowed, with the identity, and the client's spoofed identity overwritten or removed.
+    let cookie = format!("lang=zh; taxgate_session={token}; theme=dark");
     let ok = via(
         px,
         "POST",
         "/api/declare/2026?period=03",
-        Some(&token),
+        None,
         &[
+            ("cookie", cookie.as_str()),
             ("x-taxgate-person", "110101198001010045"),
             ("x-taxgate-agency", ENT_B),
             ("x-taxgate-role", "admin"),
@@ -461,6 +470,11 @@ async fn nginx_auth_request_in_front_of_the_backend() {
         s.headers
     );
     assert!(s.header("x-taxgate-assertion").is_some());
+    assert_eq!(
+        s.header("cookie"),
+        Some("lang=zh; theme=dark"),
+        "the session cookie stays out"
+    );
     let detail = audit_detail(&env, s.header("x-taxgate-decision").unwrap()).await;
     assert_eq!(detail["mode"], "auth_request");
 
