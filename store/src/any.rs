@@ -92,6 +92,7 @@ impl Store for AnyStore {
         fn ping(&self) -> ();
         fn create_session(&self, session: &Session) -> ();
         fn session_slice(&self, token_hash: &str) -> Option<SessionSlice>;
+        fn session_slice_by_id(&self, id: &str) -> Option<SessionSlice>;
         fn touch_session(&self, id: &str, now: Timestamp) -> ();
         fn touch_sessions(&self, touches: &[(String, Timestamp)]) -> ();
         fn revoke_session(&self, id: &str, now: Timestamp) -> bool;

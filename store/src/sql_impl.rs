@@ -201,6 +201,10 @@ impl<S: SqlStore> Store for S {
         sessions::slice(self, token_hash).await
     }
 
+    async fn session_slice_by_id(&self, id: &str) -> StoreResult<Option<SessionSlice>> {
+        sessions::slice_by_id(self, id).await
+    }
+
     async fn touch_session(&self, id: &str, now: Timestamp) -> StoreResult<()> {
         sessions::touch(self, id, now).await
     }

@@ -70,6 +70,13 @@ pub trait Store: Send + Sync + Clone + 'static {
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<SessionSlice>>> + Send;
 
+    /// [`Store::session_slice`] by the session's public id (not a credential): for a question
+    /// about a session named in a signed assertion (AuthZEN), read afresh.
+    fn session_slice_by_id(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<SessionSlice>>> + Send;
+
     /// Record activity (idle timeout). Does nothing for an unknown or revoked session.
     fn touch_session(
         &self,

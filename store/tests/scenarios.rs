@@ -166,6 +166,13 @@ async fn sessions<S: Store>(s: S) {
     assert_eq!(slice.agency, None);
     assert_eq!(slice.agreement, None);
     assert_eq!(s.session_slice("nope").await.unwrap(), None);
+    // The same slice by the session's public id (AuthZEN re-reads a session named in an
+    // assertion); never by a token hash given as an id.
+    assert_eq!(
+        s.session_slice_by_id("s1").await.unwrap().as_ref(),
+        Some(&slice)
+    );
+    assert_eq!(s.session_slice_by_id("h1").await.unwrap(), None);
 
     // An agent session sees its agreement with the staff list.
     let g = s
@@ -219,6 +226,12 @@ async fn sessions<S: Store>(s: S) {
     assert!(!s.revoke_session("s1", NOW + 200).await.unwrap());
     let slice = s.session_slice("h1").await.unwrap().unwrap();
     assert_eq!(slice.session.revoked_at, Some(NOW + 100));
+    let by_id = s.session_slice_by_id("s1").await.unwrap().unwrap();
+    assert_eq!(
+        by_id.session.revoked_at,
+        Some(NOW + 100),
+        "a revocation is seen by id too"
+    );
     assert!(matches!(
         s.set_session_identity("s1", &SessionIdentity::default())
             .await,

@@ -10,6 +10,7 @@ mod cli;
 mod decisions;
 mod docs;
 mod escalation;
+mod ext_authz;
 mod faults;
 mod hostile;
 mod login;

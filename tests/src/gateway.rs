@@ -19,6 +19,9 @@ use crate::client::{empty, try_send};
 pub struct Gateway {
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// `[ext_authz] listen` and `grpc_listen`, when the config has them.
+    pub ext: Option<SocketAddr>,
+    pub ext_grpc: Option<SocketAddr>,
     pub core: Arc<Core>,
     pub shutdown: Shutdown,
     pub done: tokio::task::JoinHandle<()>,
@@ -34,11 +37,14 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let public = server.public_addr();
         let admin = server.admin_addr();
+        let (ext, ext_grpc) = (server.ext_addr(), server.ext_grpc_addr());
         let core = server.core().clone();
         let done = tokio::spawn(server.run(shutdown.clone()));
         Gateway {
             public,
             admin,
+            ext,
+            ext_grpc,
             core,
             shutdown,
             done,

@@ -11,6 +11,7 @@ mod burst;
 mod client;
 mod config;
 mod env;
+mod ext_peers;
 mod faults;
 mod gateway;
 mod login;
@@ -28,6 +29,7 @@ pub use config::{
     test_identity_section,
 };
 pub use env::Env;
+pub use ext_peers::{Peer, free_port, start_caddy, start_nginx};
 pub use faults::{
     Relay, eventually, pg_addr, pg_url_via, raw_exchange, raw_statuses, test_postgres_url,
 };

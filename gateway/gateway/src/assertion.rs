@@ -402,7 +402,35 @@ pub struct Claims<'a> {
     pub decision: &'a str,
     /// Version of the policy set that decided.
     pub policy_version: &'a str,
+    /// The public id of the session the request came with (not a credential): what an AuthZEN
+    /// evaluation re-reads to check the session is still live.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sid: Option<&'a str>,
 }
+
+/// The claims of an assertion that verified ([`Assertions::verify`]).
+#[derive(Debug, Deserialize)]
+pub struct Verified {
+    /// The audience it was issued for (an upstream's name).
+    pub aud: String,
+    /// The decision that let the request through.
+    pub decision: String,
+    /// The session's public id; absent in assertions made before it was added.
+    #[serde(default)]
+    pub sid: Option<String>,
+    /// `x-taxgate-person`.
+    #[serde(default)]
+    pub person: Option<String>,
+    /// `x-taxgate-enterprise`.
+    #[serde(default)]
+    pub enterprise: Option<String>,
+}
+
+/// An assertion that does not verify: bad form, unknown key, bad signature, other issuer,
+/// expired. Only the kind is said; the token is never logged.
+#[derive(Debug, thiserror::Error)]
+#[error("the identity assertion does not verify: {0}")]
+pub struct VerifyError(String);
 
 /// The JWKS could not be built, the random generator failed, or a token could not be signed; the
 /// gateway then refuses the request (fail closed).
@@ -503,6 +531,60 @@ impl Assertions {
         audience: &str,
         now: i64,
     ) -> Result<HeaderValue, SignError> {
+        self.sign_claims(identity, None, decision, policy_version, audience, now)
+    }
+
+    /// [`Assertions::sign`], also naming the session (`sid`) so that the assertion can be asked
+    /// about later (AuthZEN, CONTRACT section 9).
+    pub fn sign_for_session(
+        &self,
+        identity: &[(HeaderName, HeaderValue)],
+        session: &str,
+        decision: &str,
+        policy_version: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<HeaderValue, SignError> {
+        self.sign_claims(
+            identity,
+            Some(session),
+            decision,
+            policy_version,
+            audience,
+            now,
+        )
+    }
+
+    /// Verify an assertion this gateway signed (with its current or previous key, for its
+    /// issuer, not expired), whatever its audience.
+    pub fn verify(&self, token: &str) -> Result<Verified, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| VerifyError(e.to_string()))?;
+        let key = [Some(&self.key), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|k| header.kid.as_deref() == Some(k.kid.as_str()))
+            .ok_or_else(|| VerifyError("unknown key id".into()))?;
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&key.jwk)
+            .map_err(|e| VerifyError(e.to_string()))?;
+        let mut validation = jsonwebtoken::Validation::new(key.algorithm.jwt());
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        jsonwebtoken::decode::<Verified>(token, &decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| VerifyError(e.to_string()))
+    }
+
+    fn sign_claims(
+        &self,
+        identity: &[(HeaderName, HeaderValue)],
+        sid: Option<&str>,
+        decision: &str,
+        policy_version: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<HeaderValue, SignError> {
         let n = self.jti_counter.fetch_add(1, Ordering::Relaxed);
         let jti = format!("{}{n:x}", self.jti_prefix);
         let mut claims = Claims {
@@ -518,6 +600,7 @@ impl Assertions {
             agency: None,
             decision,
             policy_version,
+            sid,
         };
         for (name, value) in identity {
             let Ok(value) = value.to_str() else { continue };

@@ -11,6 +11,7 @@
 mod admin;
 mod audit;
 mod dev;
+mod ext_authz;
 mod face;
 mod login;
 mod pages;
@@ -32,6 +33,7 @@ use serde::Deserialize;
 pub use admin::AdminConfig;
 pub use audit::AuditConfig;
 pub use dev::DevConfig;
+pub use ext_authz::{ExtAuthzConfig, ExtAuthzTls};
 pub use face::FaceConfig;
 pub use login::LoginConfig;
 pub use pages::PagesConfig;
@@ -101,6 +103,9 @@ pub struct Config {
     /// Signed identity assertions for upstreams. Absent, the gateway refuses to start (secure
     /// by default); `disabled = true` turns them off explicitly (warned at start).
     pub upstream_identity: Option<UpstreamIdentityConfig>,
+    /// `[ext_authz]`: deciding for a proxy the operator already runs (CONTRACT section 9);
+    /// absent, no such listener.
+    pub ext_authz: Option<ExtAuthzConfig>,
     /// The file this config came from, for error messages.
     #[serde(skip)]
     pub source: String,
@@ -180,6 +185,11 @@ impl Config {
                 join(p);
             }
         }
+        if let Some(tls) = self.ext_authz.as_mut().and_then(|e| e.tls.as_mut()) {
+            join(&mut tls.cert);
+            join(&mut tls.key);
+            join(&mut tls.client_ca);
+        }
         for upstream in &mut self.upstreams {
             if let Some(tls) = &mut upstream.tls {
                 for p in [&mut tls.ca, &mut tls.cert, &mut tls.key]
@@ -228,6 +238,13 @@ impl Config {
         upstreams::validate(&self.upstreams, &err)?;
         if let Some(identity) = self.signing_identity() {
             identity.validate(&err)?;
+        }
+        if let Some(ext) = &self.ext_authz {
+            let taken = [
+                ("server.listen", self.server.listen),
+                ("admin.listen", self.admin.listen),
+            ];
+            ext.validate(&taken, &err)?;
         }
         let upstream_names: Vec<&str> = self.upstreams.iter().map(|u| u.name.as_str()).collect();
         routes::validate(&self.routes, &upstream_names, &err)

@@ -86,6 +86,12 @@ pub enum Code {
     // phone recovery and face (issue 15 points 2, 7)
     /// 403: the face scan must pass first (phone recovery).
     FaceRequired,
+    // external authorization (issue 18, CONTRACT section 9)
+    /// The caller of the external-authorization listener did not send the configured
+    /// `x-taxgate-ext-token`.
+    ExtTokenRequired,
+    /// An AuthZEN subject whose assertion does not verify.
+    InvalidAssertion,
 }
 
 impl Code {
@@ -128,6 +134,8 @@ impl Code {
             Code::InvalidPath => "invalid_path",
             Code::AmbiguousSession => "ambiguous_session",
             Code::FaceRequired => "face_required",
+            Code::ExtTokenRequired => "ext_token_required",
+            Code::InvalidAssertion => "invalid_assertion",
         }
     }
 
@@ -144,7 +152,9 @@ impl Code {
             | Code::ChallengeExpired
             | Code::InvalidCode
             | Code::FaceFailed
-            | Code::BadSignature => StatusCode::UNAUTHORIZED,
+            | Code::BadSignature
+            | Code::ExtTokenRequired
+            | Code::InvalidAssertion => StatusCode::UNAUTHORIZED,
             Code::AccountLocked => StatusCode::LOCKED,
             Code::RouteNotFound
             | Code::NotFound
@@ -278,6 +288,14 @@ impl Code {
             Code::FaceRequired => (
                 "请先在手机端完成人脸识别验证",
                 "the face scan in the app must pass first",
+            ),
+            Code::ExtTokenRequired => (
+                "外部授权调用方未提供有效的令牌",
+                "the caller must send the configured x-taxgate-ext-token",
+            ),
+            Code::InvalidAssertion => (
+                "身份断言无效或已过期",
+                "the identity assertion does not verify or has expired",
             ),
         }
     }
@@ -562,7 +580,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     /// Every code with the status the contract gives it.
-    const CONTRACT_CODES: [(Code, u16); 36] = [
+    const CONTRACT_CODES: [(Code, u16); 38] = [
         (Code::InvalidInput, 400),
         (Code::InvalidCredentials, 401),
         (Code::AccountLocked, 423),
@@ -599,6 +617,8 @@ mod tests {
         (Code::InvalidPath, 400),
         (Code::AmbiguousSession, 400),
         (Code::FaceRequired, 403),
+        (Code::ExtTokenRequired, 401),
+        (Code::InvalidAssertion, 401),
     ];
 
     #[test]

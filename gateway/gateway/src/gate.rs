@@ -24,6 +24,7 @@ use taxgate_store::{AuditEvent, StoreError, Timestamp};
 
 use crate::audit::Audit;
 use crate::error::Code;
+use crate::ext_authz::Mode;
 use crate::health::StoreHealth;
 use crate::rescue::Failure;
 use crate::session::{Lookup, Prepared, ResolvedSession, Sessions};
@@ -143,6 +144,9 @@ pub struct Asker<'a> {
     pub detail: Option<Value>,
     /// A downstream request: also evaluated by the shadow set, if one is configured.
     pub downstream: bool,
+    /// How a downstream request reached the gate (inline, or one of the external-authorization
+    /// modes): in its audit record's detail and `taxgate_decisions_total{mode}`.
+    pub mode: Mode,
 }
 
 impl<'a> Asker<'a> {
@@ -155,6 +159,7 @@ impl<'a> Asker<'a> {
             path: None,
             detail: None,
             downstream: false,
+            mode: Mode::Inline,
         }
     }
 
@@ -167,6 +172,7 @@ impl<'a> Asker<'a> {
             path: None,
             detail: None,
             downstream: false,
+            mode: Mode::Inline,
         }
     }
 
@@ -324,6 +330,9 @@ impl Gate {
                 None,
             ),
         };
+        if asker.downstream {
+            crate::ext_authz::DECISIONS.inc(asker.mode);
+        }
         let id = self.audit.next_id();
         let event = record(&id, &question, action, &decision, &asker, &facts);
         if self.audit.record(event).await.is_err() {
@@ -430,7 +439,12 @@ fn record(
         reason: decision.reason.clone(),
         policy_version: Some(decision.version.to_string()),
         client_addr: Some(asker.client.to_string()),
-        detail: asker.detail.as_ref().map(Value::to_string),
+        detail: match (&asker.detail, asker.downstream) {
+            (Some(detail), _) => Some(detail.to_string()),
+            // Every downstream decision says how it was asked (CONTRACT section 9).
+            (None, true) => Some(asker.mode.detail().to_string()),
+            (None, false) => None,
+        },
         slice,
         legacy_login_until: facts.legacy_login_until,
     }

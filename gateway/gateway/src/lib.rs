@@ -17,6 +17,7 @@ pub mod authn;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod ext_authz;
 pub mod gate;
 pub mod health;
 pub mod janitor;

@@ -269,6 +269,7 @@ impl Metrics {
             );
         }
         SMS_REFUSED.render(&mut out);
+        crate::ext_authz::DECISIONS.render(&mut out);
         for c in &self.counters {
             let _ = writeln!(out, "# HELP {} {}", c.name, c.help);
             let _ = writeln!(out, "# TYPE {} counter", c.name);

@@ -4,9 +4,10 @@
 //! Nothing is forwarded without a decision: store errors, policy errors and a full audit queue
 //! all refuse (fail closed).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use taxgate_store::Timestamp;
 
@@ -17,7 +18,7 @@ use crate::rescue::{Failure, Rescue};
 use crate::routes::{Route, RouteTable, Selected};
 use crate::session::HEADER_DECISION;
 use taxgate_proxy::body::{Body, boxed};
-use taxgate_proxy::{ConnInfo, Forward, Outcome, Pipeline, ProxyError, Step, headers};
+use taxgate_proxy::{ConnInfo, Forward, Outcome, Pipeline, ProxyError, Step, headers, path};
 
 /// Everything the pipeline needs, assembled by `server`.
 pub struct Gateway {
@@ -78,6 +79,53 @@ pub fn unix_now() -> Timestamp {
         .unwrap_or(0)
 }
 
+/// How a decision was asked: the public listener itself, or one of the external-authorization
+/// endpoints (CONTRACT section 9).
+pub use crate::ext_authz::Mode;
+
+/// The original request a decision is asked for: on the public listener the request itself;
+/// behind another proxy, what that proxy says the client asked.
+pub struct Ask<'a> {
+    /// The original method (case-sensitive, as routes list them).
+    pub method: &'a Method,
+    /// The original path and query, as sent (checked by [`Gateway::judge`]).
+    pub target: &'a str,
+    /// The client's headers: its `Cookie` / `Authorization` carry the session; `Accept` tells a
+    /// page request.
+    pub headers: &'a HeaderMap,
+    /// The client's address (audit).
+    pub client: IpAddr,
+    /// Who asks.
+    pub mode: Mode,
+}
+
+/// What [`Gateway::judge`] found.
+pub enum Judgement<'g> {
+    /// Allowed: the route, and the identity headers (with the decision id and the assertion)
+    /// its upstream is to get.
+    Allowed {
+        /// The route the path chose.
+        route: &'g Route,
+        /// `x-taxgate-*` for the upstream.
+        identity: Vec<(http::HeaderName, HeaderValue)>,
+    },
+    /// Refused, not yet answered: the inline gateway and each mode answer it their own way.
+    Refused(Refused),
+}
+
+/// A refusal of [`Gateway::judge`]: the failure for the rescue, and what its answer needs.
+pub struct Refused {
+    /// Index of the route the path chose, if any (metrics).
+    pub route: Option<usize>,
+    /// The `Allow` header of a 405 `method_not_allowed`; `None` for every other refusal.
+    pub allow: Option<String>,
+    /// A browser asking for a page: its path and query (sent to `/login?next=…` when it has no
+    /// session); `None` for any other request.
+    pub page: Option<String>,
+    /// Why.
+    pub failure: Failure,
+}
+
 fn respond(response: Response<Body>, route: Option<usize>) -> Step {
     Step::Respond { response, route }
 }
@@ -93,28 +141,20 @@ impl Pipeline for Gateway {
         if crate::config::is_reserved_path(req.uri().path()) {
             return respond(self.endpoints.handle(req, conn).await, None);
         }
-        // The path is canonical here (the proxy refused what is not): the route is chosen by it
-        // alone.
-        let route = match self.routes.select(req.uri().path(), req.method()) {
-            Selected::Route(route) => route,
-            Selected::MethodNotAllowed(route) => {
-                let mut r = ApiError::from(Code::MethodNotAllowed).into_response();
-                if let Ok(v) = HeaderValue::from_str(&route.allow_header()) {
-                    r.headers_mut().insert(header::ALLOW, v);
-                }
-                return respond(r, Some(route.index));
-            }
-            Selected::Ambiguous => {
-                return respond(ApiError::from(Code::InvalidPath).into_response(), None);
-            }
-            Selected::NoRoute => {
-                return respond(ApiError::from(Code::RouteNotFound).into_response(), None);
-            }
+        let ask = Ask {
+            method: req.method(),
+            target: req.uri().path(),
+            headers: req.headers(),
+            client: conn.remote.ip(),
+            mode: Mode::Inline,
         };
-        if self.allow_all {
-            return self.forward(req, route, Vec::new());
+        match self.judge(&ask).await {
+            Judgement::Allowed { route, identity } => self.forward(req, route, identity),
+            Judgement::Refused(refused) => {
+                let route = refused.route;
+                respond(self.refusal_response(refused), route)
+            }
         }
-        self.downstream(req, conn, route).await
     }
 
     fn rescue(&self, error: &ProxyError) -> Response<Body> {
@@ -133,33 +173,81 @@ impl Pipeline for Gateway {
 }
 
 impl Gateway {
-    /// A request for a route: its session, the decision on the route's action, and the identity
-    /// the upstream is told — or the failure's answer.
-    async fn downstream(&self, req: Request<Incoming>, conn: ConnInfo, route: &Route) -> Step {
-        let now = unix_now();
-        match self.decide_request(&req, conn, route, now).await {
-            Ok(identity) => self.forward(req, route, identity),
-            Err(failure) => {
-                let page = crate::rescue::page_return(&req);
-                respond(
-                    self.rescue.respond_to(failure, page.as_deref()),
-                    Some(route.index),
-                )
+    /// The one decision walk, whoever asks: the public listener for the request it carries, and
+    /// every external-authorization mode for the request its caller describes. The target's path
+    /// rules ([`path::canonical`]), the route, the session ([`Gate::admit`]), the decision
+    /// ([`Gate::decide`], audited with `ask.mode`), the identity headers and the assertion are
+    /// the same for all of them; only how the answer is sent differs.
+    pub async fn judge(&self, ask: &Ask<'_>) -> Judgement<'_> {
+        let refused = |route: Option<&Route>, failure: Failure| {
+            Judgement::Refused(Refused {
+                route: route.map(|r| r.index),
+                allow: None,
+                page: crate::rescue::wants_page(ask.method, ask.headers)
+                    .then(|| ask.target.to_string()),
+                failure,
+            })
+        };
+        let path = ask.target.split_once('?').map_or(ask.target, |(p, _)| p);
+        // Inline, the proxy already put the canonical path in place (this finds it unchanged);
+        // behind another proxy, the path comes from a header and is checked here, by the same
+        // rules.
+        let path = match path::canonical(path) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(reason = ?e, mode = ask.mode.as_str(), "refused: invalid request path");
+                return refused(None, Code::InvalidPath.into());
             }
+        };
+        let route = match self.routes.select(&path, ask.method) {
+            Selected::Route(route) => route,
+            Selected::MethodNotAllowed(route) => {
+                return Judgement::Refused(Refused {
+                    route: Some(route.index),
+                    allow: Some(route.allow_header()),
+                    page: None,
+                    failure: Code::MethodNotAllowed.into(),
+                });
+            }
+            Selected::Ambiguous => return refused(None, Code::InvalidPath.into()),
+            Selected::NoRoute => return refused(None, Code::RouteNotFound.into()),
+        };
+        if self.allow_all {
+            return Judgement::Allowed {
+                route,
+                identity: Vec::new(),
+            };
         }
+        match self.decide_request(ask, &path, route, unix_now()).await {
+            Ok(identity) => Judgement::Allowed { route, identity },
+            Err(failure) => refused(Some(route), failure),
+        }
+    }
+
+    /// The inline answer to a refusal: a browser's page request without a session goes to
+    /// `/login`, everything else is the rescue's error (405 with `Allow`).
+    pub fn refusal_response(&self, refused: Refused) -> Response<Body> {
+        let mut r = self
+            .rescue
+            .respond_to(refused.failure, refused.page.as_deref());
+        if let Some(allow) = refused.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            r.headers_mut().insert(header::ALLOW, allow);
+        }
+        r
     }
 
     async fn decide_request(
         &self,
-        req: &Request<Incoming>,
-        conn: ConnInfo,
+        ask: &Ask<'_>,
+        path: &str,
         route: &Route,
         now: Timestamp,
     ) -> Result<Vec<(http::HeaderName, HeaderValue)>, Failure> {
-        let Admitted { session, entities } = self.gate.admit(req.headers(), now).await?;
+        let Admitted { session, entities } = self.gate.admit(ask.headers, now).await?;
         let asker = Asker {
             downstream: true,
-            ..Asker::session(now, conn.remote.ip(), &session).at_path(req.uri().path())
+            mode: ask.mode,
+            ..Asker::session(now, ask.client, &session).at_path(path)
         };
         let question = Question::Session {
             entities: &entities,
@@ -172,7 +260,14 @@ impl Gateway {
         }
         if let Some(assertions) = &self.assertions {
             let version = &verdict.decision.version;
-            match assertions.sign(&identity, &verdict.id, version, &route.upstream.name, now) {
+            match assertions.sign_for_session(
+                &identity,
+                session.id(),
+                &verdict.id,
+                version,
+                &route.upstream.name,
+                now,
+            ) {
                 Ok(v) => identity.push((HEADER_ASSERTION.clone(), v)),
                 Err(e) => {
                     // Fail closed: an upstream that verifies would refuse the request anyway.

@@ -213,17 +213,6 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'~')
     .remove(b'/');
 
-/// The path and query of a browser's `GET` of a page ([`wants_page`]), for the login to return
-/// to; `None` for any other request.
-pub fn page_return(req: &http::Request<hyper::body::Incoming>) -> Option<String> {
-    wants_page(req.method(), req.headers()).then(|| {
-        req.uri().path_and_query().map_or_else(
-            || req.uri().path().to_string(),
-            |pq| pq.as_str().to_string(),
-        )
-    })
-}
-
 /// Whether a request is a browser's `GET` of a page (it accepts `text/html`).
 pub fn wants_page(method: &http::Method, headers: &http::HeaderMap) -> bool {
     method == http::Method::GET

@@ -110,6 +110,8 @@ pub struct Server {
     audit_writer: AuditWriter,
     background: Vec<tokio::task::JoinHandle<()>>,
     options: ServeOptions,
+    /// `[ext_authz]`'s listeners, when configured.
+    ext: Option<crate::ext_authz::Bound>,
 }
 
 /// Trips every listener's shutdown.
@@ -396,6 +398,13 @@ impl Server {
                 })
                 .and_then(|host| http::HeaderValue::from_str(host).ok()),
         };
+        let ext = match &core.config.ext_authz {
+            Some(config) => {
+                let ext = crate::ext_authz::ExtAuthz::new(gateway.clone(), core.clone(), config);
+                Some(crate::ext_authz::Bound::bind(ext, config).await?)
+            }
+            None => None,
+        };
         Ok(Server {
             public,
             admin,
@@ -405,6 +414,7 @@ impl Server {
             audit_writer,
             background,
             options,
+            ext,
         })
     }
 
@@ -416,6 +426,16 @@ impl Server {
     /// The address the admin listener is bound to (the port chosen, for port 0).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(([0, 0, 0, 0], 0).into())
+    }
+
+    /// The `[ext_authz] listen` address (the port chosen, for port 0), when configured.
+    pub fn ext_addr(&self) -> Option<SocketAddr> {
+        self.ext.as_ref().and_then(|e| e.http_addr())
+    }
+
+    /// The `[ext_authz] grpc_listen` address, when configured.
+    pub fn ext_grpc_addr(&self) -> Option<SocketAddr> {
+        self.ext.as_ref().and_then(|e| e.grpc_addr())
     }
 
     /// The shared parts, for tests and the commands that need the store or the engine.
@@ -446,6 +466,18 @@ impl Server {
             self.options.internal(),
             shutdown.wait(),
         ));
+        let ext = self.ext.map(|ext| {
+            tracing::info!(
+                listen = ?ext.http_addr(),
+                grpc_listen = ?ext.grpc_addr(),
+                "external authorization serving"
+            );
+            let shutdown = shutdown.clone();
+            let wait = move || -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+                Box::pin(shutdown.wait())
+            };
+            tokio::spawn(ext.serve(self.options.internal(), wait))
+        });
         taxgate_proxy::serve(
             self.public,
             self.tls,
@@ -456,6 +488,9 @@ impl Server {
         )
         .await;
         let _ = admin.await;
+        if let Some(ext) = ext {
+            let _ = ext.await;
+        }
         for task in self.background {
             task.abort();
         }

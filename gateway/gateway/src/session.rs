@@ -440,6 +440,21 @@ impl Sessions {
         Ok(outcome)
     }
 
+    /// The session with public id `id` as the store has it now (never from the cache), checked
+    /// live at `now` like [`Sessions::resolve`]. For questions about a session named in a signed
+    /// assertion (AuthZEN): a revocation on any instance is seen at once. Not counted as
+    /// activity: the client did not present its token.
+    pub async fn resolve_id(&self, id: &str, now: Timestamp) -> Result<Lookup, StoreError> {
+        let Some(slice) = self.store.session_slice_by_id(id).await? else {
+            return Ok(Lookup::Missing);
+        };
+        let resolved = Arc::new(ResolvedSession::new(
+            slice,
+            self.epoch.load(Ordering::Acquire),
+        ));
+        Ok(self.check(&resolved, now))
+    }
+
     /// The Cedar entities (and their audit form) of a resolved session: from the hot cache, or
     /// built (and cached).
     pub fn entities(&self, s: &ResolvedSession) -> Result<Arc<Prepared>, AuthzError> {

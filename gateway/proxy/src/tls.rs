@@ -53,6 +53,32 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// A listener's TLS acceptor that requires a client certificate chaining to `client_ca` (mutual
+/// TLS, for callers on another host), ALPN `h2` then `http/1.1`.
+pub fn mutual_acceptor(cert: &Path, key: &Path, client_ca: &Path) -> Result<TlsAcceptor, TlsError> {
+    let certs = read_certs(cert)?;
+    let key = read_key(key)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in read_certs(client_ca)? {
+        roots.add(ca).map_err(|e| TlsError::Cert {
+            path: client_ca.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// rustls client configuration for one `https://` upstream: the server's certificate must chain
 /// to `ca` (or the webpki roots when absent), a client certificate is presented when `cert` and
 /// `key` are given (mutual TLS), and ALPN offers http/1.1 only (the upstream leg is HTTP/1.1).

@@ -25,6 +25,8 @@ pub(crate) type Tx<D> = sqlx::Transaction<'static, D>;
 pub(crate) struct Statements {
     /// The session slice: session, person, enterprise, agency, binding, agreement with staff.
     pub(crate) slice: String,
+    /// The same slice by the session's public id (an AuthZEN re-read, CONTRACT section 9).
+    pub(crate) slice_by_id: String,
     /// `SELECT <agreement with staff> FROM agency_agreements g`.
     pub(crate) agreement_select: String,
 }

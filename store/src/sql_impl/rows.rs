@@ -21,21 +21,23 @@ impl Statements {
              WHERE st.agreement_id = g.id) AS g_staff",
             cols("g", decode::AGREEMENT_COLS),
         );
-        Statements {
-            slice: format!(
-                "SELECT {}, {}, {}, {}, {}, {agreement} FROM sessions s \
+        let slice = format!(
+            "SELECT {}, {}, {}, {}, {}, {agreement} FROM sessions s \
                  LEFT JOIN persons p ON p.id_number = s.person \
                  LEFT JOIN enterprises e ON e.taxpayer_id = s.enterprise \
                  LEFT JOIN enterprises a ON a.taxpayer_id = s.agency \
                  LEFT JOIN bindings b ON b.id = s.binding_id \
                  LEFT JOIN agency_agreements g ON g.id = s.agreement_id \
                  WHERE s.token_hash = $1",
-                cols("s", decode::SESSION_COLS),
-                cols("p", decode::PERSON_COLS),
-                cols("e", decode::ENTERPRISE_COLS),
-                cols("a", decode::ENTERPRISE_COLS),
-                cols("b", decode::BINDING_COLS),
-            ),
+            cols("s", decode::SESSION_COLS),
+            cols("p", decode::PERSON_COLS),
+            cols("e", decode::ENTERPRISE_COLS),
+            cols("a", decode::ENTERPRISE_COLS),
+            cols("b", decode::BINDING_COLS),
+        );
+        Statements {
+            slice_by_id: slice.replace("WHERE s.token_hash = $1", "WHERE s.id = $1"),
+            slice,
             agreement_select: format!("SELECT {agreement} FROM agency_agreements g"),
         }
     }

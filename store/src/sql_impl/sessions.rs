@@ -48,8 +48,23 @@ pub(crate) async fn slice<S: SqlStore>(
     st: &S,
     token_hash: &str,
 ) -> StoreResult<Option<SessionSlice>> {
-    let Some(row) = sqlx::query(q(&S::Db::statements().slice))
-        .arg(token_hash)
+    slice_where(st, &S::Db::statements().slice, token_hash).await
+}
+
+pub(crate) async fn slice_by_id<S: SqlStore>(
+    st: &S,
+    id: &str,
+) -> StoreResult<Option<SessionSlice>> {
+    slice_where(st, &S::Db::statements().slice_by_id, id).await
+}
+
+async fn slice_where<S: SqlStore>(
+    st: &S,
+    statement: &'static str,
+    key: &str,
+) -> StoreResult<Option<SessionSlice>> {
+    let Some(row) = sqlx::query(q(statement))
+        .arg(key)
         .fetch_optional(st.db())
         .await?
     else {
