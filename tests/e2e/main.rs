@@ -17,4 +17,5 @@ mod policy_safety;
 mod proxy;
 mod races;
 mod recovery;
+mod telemetry;
 mod trust;

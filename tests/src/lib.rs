@@ -9,6 +9,7 @@
 
 mod burst;
 mod client;
+mod collector;
 mod config;
 mod env;
 mod faults;
@@ -18,6 +19,7 @@ mod recovery;
 mod tls;
 mod upstream;
 
+pub use collector::{Collector, ExportedSpan};
 pub use burst::{BurstAnswer, BurstRequest, burst, count_answers};
 pub use client::{
     Answer, BoxError, SendError, TestBody, assert_status, empty, full, get, get_unread, read, send,

@@ -20,6 +20,7 @@ mod server;
 mod session;
 mod sms;
 mod store;
+mod telemetry;
 mod toml_key;
 mod upstream_identity;
 mod upstreams;
@@ -40,6 +41,7 @@ pub use server::{ServerConfig, TlsConfig};
 pub use session::SessionConfig;
 pub use sms::{SmsConfig, SmsProvider};
 pub use store::StoreConfig;
+pub use telemetry::TelemetryConfig;
 pub use upstream_identity::UpstreamIdentityConfig;
 pub use upstreams::{UpstreamConfig, UpstreamTlsConfig};
 
@@ -96,6 +98,9 @@ pub struct Config {
     /// Signed identity assertions for upstreams. Absent, the gateway refuses to start (secure
     /// by default); `disabled = true` turns them off explicitly (warned at start).
     pub upstream_identity: Option<UpstreamIdentityConfig>,
+    /// `[telemetry]`: OpenTelemetry traces (off without `otlp_endpoint`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The file this config came from, for error messages.
     #[serde(skip)]
     pub source: String,
@@ -215,6 +220,7 @@ impl Config {
         self.face.validate(&err)?;
         self.session.validate(&err)?;
         self.login.validate(&err)?;
+        self.telemetry.validate(&err)?;
         upstreams::validate(&self.upstreams, &err)?;
         if let Some(identity) = self.signing_identity() {
             identity.validate(&err)?;

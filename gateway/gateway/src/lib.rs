@@ -27,6 +27,7 @@ pub mod routes;
 pub mod run;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub use gate::shadow;
 pub mod web;
 pub mod widening;

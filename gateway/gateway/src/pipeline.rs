@@ -83,6 +83,10 @@ fn respond(response: Response<Body>, route: Option<usize>) -> Step {
 }
 
 impl Pipeline for Gateway {
+    fn span(&self, req: &mut Request<Incoming>, conn: &ConnInfo) -> tracing::Span {
+        crate::telemetry::request_span(req, conn)
+    }
+
     async fn request(&self, req: Request<Incoming>, conn: ConnInfo) -> Step {
         if self.public_jwks
             && req.uri().path() == JWKS_PATH
@@ -91,12 +95,16 @@ impl Pipeline for Gateway {
             return respond(crate::admin::jwks_response(req.method(), assertions), None);
         }
         if crate::config::is_reserved_path(req.uri().path()) {
+            crate::telemetry::record_own_path(req.method(), req.uri().path());
             return respond(self.endpoints.handle(req, conn).await, None);
         }
         // The path is canonical here (the proxy refused what is not): the route is chosen by it
         // alone.
         let route = match self.routes.select(req.uri().path(), req.method()) {
-            Selected::Route(route) => route,
+            Selected::Route(route) => {
+                crate::telemetry::record_route(req.method(), &route.prefix, &route.action);
+                route
+            }
             Selected::MethodNotAllowed(route) => {
                 let mut r = ApiError::from(Code::MethodNotAllowed).into_response();
                 if let Ok(v) = HeaderValue::from_str(&route.allow_header()) {
@@ -122,6 +130,7 @@ impl Pipeline for Gateway {
     }
 
     fn logging(&self, outcome: &Outcome) {
+        crate::telemetry::record_status(outcome.status);
         self.metrics.request(outcome.route, outcome.status);
         if let Some(upstream) = &outcome.upstream
             && let Some(latency) = upstream.latency
@@ -185,8 +194,10 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         route: &Route,
-        identity: Vec<(http::HeaderName, HeaderValue)>,
+        mut identity: Vec<(http::HeaderName, HeaderValue)>,
     ) -> Step {
+        let (span, trace) = crate::telemetry::upstream_call(&req, &route.upstream.name);
+        identity.extend(trace);
         let mut request = req.map(boxed);
         headers::strip_session_tokens(request.headers_mut(), &self.cookie_name);
         Step::Forward(Forward {
@@ -195,6 +206,7 @@ impl Gateway {
             identity,
             route: route.index,
             reserved_cookie: self.reserved_cookie.clone(),
+            span,
         })
     }
 }

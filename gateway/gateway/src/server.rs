@@ -249,6 +249,9 @@ impl Server {
         metrics.register(&audit::AUDIT_WRITTEN);
         metrics.register(&audit::AUDIT_REFUSED);
         metrics.register(&audit::AUDIT_WRITE_FAILURES);
+        for counter in crate::telemetry::counters() {
+            metrics.register(counter);
+        }
         let metrics = Arc::new(metrics);
 
         let sessions = Sessions::new(
