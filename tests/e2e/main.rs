@@ -17,5 +17,6 @@ mod policy_safety;
 mod proxy;
 mod races;
 mod recovery;
+mod reload;
 mod telemetry;
 mod trust;

@@ -22,6 +22,7 @@ pub mod health;
 pub mod janitor;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod rescue;
 pub mod routes;
 pub mod run;
