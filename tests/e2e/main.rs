@@ -18,5 +18,6 @@ mod proxy;
 mod races;
 mod recovery;
 mod reload;
+mod slow_upload;
 mod telemetry;
 mod trust;

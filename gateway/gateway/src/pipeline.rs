@@ -133,6 +133,11 @@ impl Pipeline for Gateway {
         crate::telemetry::record_status(outcome.status);
         self.metrics.request(outcome.route, outcome.status);
         if let Some(upstream) = &outcome.upstream
+            && let Some(ProxyError::ClientBodyTimeout { .. }) = upstream.error
+        {
+            crate::metrics::CLIENT_BODY_TIMEOUTS.inc();
+        }
+        if let Some(upstream) = &outcome.upstream
             && let Some(latency) = upstream.latency
         {
             self.metrics

@@ -264,6 +264,7 @@ impl Server {
         for counter in crate::telemetry::counters() {
             metrics.register(counter);
         }
+        metrics.register(&crate::metrics::CLIENT_BODY_TIMEOUTS);
         metrics.register(&crate::reload::KEY_RELOAD_FAILURES);
         metrics.register(&crate::reload::TLS_RELOAD_FAILURES);
         let metrics = Arc::new(metrics);

@@ -105,6 +105,13 @@ pub enum ProxyError {
     /// upstream request was abandoned before its end.
     #[error("client request body failed: {0}")]
     ClientBody(String),
+    /// The client was still sending its request body, and the gateway waiting for it, when the
+    /// upstream's timeout ran out: the client's slowness, not the upstream's.
+    #[error("client request body still arriving after {secs} s")]
+    ClientBodyTimeout {
+        /// The upstream's timeout.
+        secs: u64,
+    },
     /// The upstream could not be reached or failed the exchange (refused, TLS, reset).
     #[error("upstream `{upstream}` failed: {cause}")]
     UpstreamUnavailable {
@@ -130,6 +137,7 @@ impl ProxyError {
             ProxyError::InvalidPath(_) => "invalid_path",
             ProxyError::DuplicateHost => "duplicate_host",
             ProxyError::ClientBody(_) => "client_body",
+            ProxyError::ClientBodyTimeout { .. } => "client_body_timeout",
             ProxyError::UpstreamUnavailable { .. } => "upstream_unavailable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
         }
