@@ -14,8 +14,8 @@ use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use taxgate_e2e::{
-    Env, Gateway, ServeChild, TestBody, TestCa, Upstream, config_text, empty, get, read,
-    seed_json, try_send, unix_now,
+    Env, Gateway, ServeChild, TestBody, TestCa, Upstream, config_text, empty, get, read, seed_json,
+    try_send, unix_now,
 };
 use taxgate_gateway::assertion::{Algorithm, write_new_key};
 
@@ -171,27 +171,51 @@ async fn assertion_keys_rotate_under_load_and_a_broken_key_keeps_the_old_one() {
     write_new_key(&key, Algorithm::ES256, true).unwrap();
     let status = post_admin(admin, "/admin/reload").await;
     assert_eq!(status["ok"], true, "{status}");
-    let new = status["assertion_keys"]["kid"].as_str().unwrap().to_string();
+    let new = status["assertion_keys"]["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(new, old);
-    assert_eq!(status["assertion_keys"]["previous_kids"], serde_json::json!([old]));
+    assert_eq!(
+        status["assertion_keys"]["previous_kids"],
+        serde_json::json!([old])
+    );
     assert!(status["assertion_keys"]["last_error"].is_null());
     assert_eq!(jwks_kids(admin).await, [new.clone(), old.clone()]);
     load.answered(300).await;
 
     // A broken key file: refused, the new key stays in force, reported three ways.
-    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
-        .unwrap();
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let status = post_admin(admin, "/admin/reload").await;
     assert_eq!(status["ok"], false, "{status}");
     assert_eq!(status["assertion_keys"]["kid"], new.as_str());
     let error = status["assertion_keys"]["last_error"].as_str().unwrap();
-    assert!(error.starts_with("upstream_identity.signing_key"), "{error}");
-    assert_eq!(metric(admin, "taxgate_assertion_key_reload_failures_total").await, 1);
-    assert_eq!(metric(admin, "taxgate_assertion_keys_last_reload_failed").await, 1);
+    assert!(
+        error.starts_with("upstream_identity.signing_key"),
+        "{error}"
+    );
+    assert_eq!(
+        metric(admin, "taxgate_assertion_key_reload_failures_total").await,
+        1
+    );
+    assert_eq!(
+        metric(admin, "taxgate_assertion_keys_last_reload_failed").await,
+        1
+    );
     load.answered(300).await;
 
     let (ok, failed) = load.finish().await;
-    assert!(failed.is_empty(), "{} of {} failed: {:?}", failed.len(), ok, &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok,
+        &failed[..failed.len().min(5)]
+    );
 
     // Every assertion the upstream saw was signed by the old key before the rotation and the
     // new one after it, never by anything else; the last ones by the new key.
@@ -291,7 +315,11 @@ async fn a_certificate_renews_under_load_and_a_broken_one_keeps_the_old() {
     let load_tls = tls.clone();
     let load = Load::start(move || {
         let tls = load_tls.clone();
-        async move { https_get(public, &tls, "/api/declare/load").await.map(|(s, _)| s) }
+        async move {
+            https_get(public, &tls, "/api/declare/load")
+                .await
+                .map(|(s, _)| s)
+        }
     });
     load.answered(300).await;
 
@@ -306,7 +334,11 @@ async fn a_certificate_renews_under_load_and_a_broken_one_keeps_the_old() {
     load.answered(300).await;
 
     // A broken certificate file: refused; the renewed certificate stays in force.
-    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let status = post_admin(gw.admin, "/admin/reload").await;
     assert_eq!(status["ok"], false, "{status}");
     let error = status["tls"]["last_error"].as_str().unwrap();
@@ -317,14 +349,23 @@ async fn a_certificate_renews_under_load_and_a_broken_one_keeps_the_old() {
     replace(&other_key, &key);
     let status = post_admin(gw.admin, "/admin/reload").await;
     assert_eq!(status["ok"], false, "{status}");
-    assert_eq!(metric(gw.admin, "taxgate_tls_reload_failures_total").await, 2);
+    assert_eq!(
+        metric(gw.admin, "taxgate_tls_reload_failures_total").await,
+        2
+    );
     assert_eq!(metric(gw.admin, "taxgate_tls_last_reload_failed").await, 1);
     let (status, served) = https_get(gw.public, &tls, "/api/declare/x").await.unwrap();
     assert_eq!((status, served == renewed), (StatusCode::OK, true));
     load.answered(300).await;
 
     let (ok, failed) = load.finish().await;
-    assert!(failed.is_empty(), "{} of {} failed: {:?}", failed.len(), ok, &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok,
+        &failed[..failed.len().min(5)]
+    );
     gw.stop().await;
 }
 
@@ -351,7 +392,10 @@ async fn sighup_rotates_the_assertion_key_of_the_real_binary() {
             assert_ne!(kids[0], old[0]);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "SIGHUP did not rotate: {kids:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not rotate: {kids:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

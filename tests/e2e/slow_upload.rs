@@ -58,8 +58,14 @@ async fn a_trickled_upload_is_the_clients_timeout_not_the_upstreams() {
     assert!(started.elapsed() >= Duration::from_secs(2));
     let seen = up.next_seen().await;
     assert_eq!(seen.path_and_query, "/api/declare/upload");
-    assert!(seen.body_error.is_some(), "the upstream saw the upload abandoned");
-    assert_eq!(counter(gw.admin, "taxgate_client_body_timeouts_total").await, 1);
+    assert!(
+        seen.body_error.is_some(),
+        "the upstream saw the upload abandoned"
+    );
+    assert_eq!(
+        counter(gw.admin, "taxgate_client_body_timeouts_total").await,
+        1
+    );
 
     // The backend slow with the whole body in hand: its timeout, 504, not counted as the
     // client's.
@@ -74,6 +80,9 @@ async fn a_trickled_upload_is_the_clients_timeout_not_the_upstreams() {
     let text = String::from_utf8_lossy(&answer);
     assert_eq!(raw_statuses(&answer), [504], "{text}");
     assert!(text.contains("\"upstream_timeout\""), "{text}");
-    assert_eq!(counter(gw.admin, "taxgate_client_body_timeouts_total").await, 1);
+    assert_eq!(
+        counter(gw.admin, "taxgate_client_body_timeouts_total").await,
+        1
+    );
     gw.stop().await;
 }

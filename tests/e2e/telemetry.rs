@@ -79,17 +79,27 @@ fn proxied_request<'a>(
     assert_eq!(upstream.trace_id(), trace, "the upstream saw this trace");
     assert_eq!(upstream.span.kind, 3, "client span");
     assert_eq!(upstream.attr("taxgate.upstream").as_deref(), Some("etax"));
-    assert_eq!(upstream.attr("http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        upstream.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
     let request = by_id(spans, &upstream.parent_id());
     assert_eq!(request.name(), "GET /api/declare");
     assert_eq!(request.span.kind, 2, "server span");
     assert_eq!(request.attr("http.route").as_deref(), Some("/api/declare"));
     assert_eq!(request.attr("taxgate.action").as_deref(), Some("declare"));
-    assert_eq!(request.attr("http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        request.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
     let kids = children(spans, request);
     let mut names: Vec<&str> = kids.iter().map(|s| s.name()).collect();
     names.sort();
-    assert_eq!(names, ["decision", "session lookup", "upstream"], "{kids:#?}");
+    assert_eq!(
+        names,
+        ["decision", "session lookup", "upstream"],
+        "{kids:#?}"
+    );
     let decision = kids.iter().find(|s| s.name() == "decision").unwrap();
     assert_eq!(decision.attr("taxgate.audit_id").as_deref(), Some(audit_id));
     assert_eq!(decision.attr("taxgate.decision").as_deref(), Some("allow"));
@@ -122,7 +132,7 @@ async fn a_login_and_proxied_requests_are_traced_to_the_collector() {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|m| m["code"].as_str().map(String::from))
-        .last()
+        .next_back()
         .unwrap();
 
     // An untrusted client's trace context is neither continued nor forwarded.
@@ -160,7 +170,10 @@ async fn a_login_and_proxied_requests_are_traced_to_the_collector() {
     let trusted_tp = trusted.header("traceparent").unwrap().to_string();
     let (trace, parent, flags) = parts(&trusted_tp);
     assert_eq!((trace.as_str(), flags.as_str()), (proxy_trace, "01"));
-    assert_ne!(parent, proxy_span, "the gateway's own span, not the proxy's");
+    assert_ne!(
+        parent, proxy_span,
+        "the gateway's own span, not the proxy's"
+    );
     assert_eq!(trusted.header("tracestate"), Some("vendor=abc"));
     let trusted_audit = trusted.header("x-taxgate-decision").unwrap().to_string();
 
@@ -171,14 +184,25 @@ async fn a_login_and_proxied_requests_are_traced_to_the_collector() {
             let (_, b, _) = parts(&trusted_tp);
             ids.contains(&a)
                 && ids.contains(&b)
-                && spans.iter().filter(|s| s.name() == "POST /auth/sms/verify").count() == 1
+                && spans
+                    .iter()
+                    .filter(|s| s.name() == "POST /auth/sms/verify")
+                    .count()
+                    == 1
         })
         .await;
-    assert!(collector.bad_requests().is_empty(), "{:?}", collector.bad_requests());
+    assert!(
+        collector.bad_requests().is_empty(),
+        "{:?}",
+        collector.bad_requests()
+    );
     assert!(spans.iter().all(|s| s.service == "taxgate"));
 
     let request = proxied_request(&spans, &untrusted_tp, &untrusted_audit);
-    assert!(request.parent_id().is_empty(), "a new trace: the request span is its root");
+    assert!(
+        request.parent_id().is_empty(),
+        "a new trace: the request span is its root"
+    );
     assert_ne!(request.trace_id(), "11111111111111111111111111111111");
     let request = proxied_request(&spans, &trusted_tp, &trusted_audit);
     assert_eq!(request.trace_id(), proxy_trace);
@@ -195,8 +219,15 @@ async fn a_login_and_proxied_requests_are_traced_to_the_collector() {
         "{decisions:#?}"
     );
     let verify = named(&spans, "POST /auth/sms/verify")[0];
-    assert_eq!(verify.attr("http.response.status_code").as_deref(), Some("200"));
-    assert!(children(&spans, verify).iter().any(|d| d.name() == "decision"));
+    assert_eq!(
+        verify.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(
+        children(&spans, verify)
+            .iter()
+            .any(|d| d.name() == "decision")
+    );
 
     // No secret in anything exported: token, code, password, full ID number (also not in the
     // raw protobuf bytes).
@@ -207,7 +238,10 @@ async fn a_login_and_proxied_requests_are_traced_to_the_collector() {
         assert!(found.is_empty(), "`{secret}` exported in {found:?}");
     }
     let log = std::fs::read_to_string(dir.path().join("gw.log")).unwrap();
-    assert!(!log.contains("taxgate::trace"), "spans stay out of the log: {log}");
+    assert!(
+        !log.contains("taxgate::trace"),
+        "spans stay out of the log: {log}"
+    );
 }
 
 #[tokio::test]

@@ -61,9 +61,7 @@ fn any_text(v: &AnyValue) -> String {
 
 /// Every attribute value of `kvs`, as text.
 fn values(kvs: &[KeyValue]) -> impl Iterator<Item = String> + '_ {
-    kvs.iter()
-        .filter_map(|kv| kv.value.as_ref())
-        .map(any_text)
+    kvs.iter().filter_map(|kv| kv.value.as_ref()).map(any_text)
 }
 
 #[derive(Default)]
@@ -149,7 +147,11 @@ impl Collector {
 
     /// Wait until `pred` holds for the spans received (the batch processor exports once a
     /// second), at most 15 s.
-    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[ExportedSpan]) -> bool) -> Vec<ExportedSpan> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        pred: impl Fn(&[ExportedSpan]) -> bool,
+    ) -> Vec<ExportedSpan> {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
             let spans = self.spans();
@@ -159,7 +161,10 @@ impl Collector {
             assert!(
                 std::time::Instant::now() < deadline,
                 "collector: {what} not exported in 15 s; got {:#?}",
-                spans.iter().map(|s| (s.name(), s.trace_id(), s.span_id(), s.parent_id())).collect::<Vec<_>>()
+                spans
+                    .iter()
+                    .map(|s| (s.name(), s.trace_id(), s.span_id(), s.parent_id()))
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -173,7 +178,12 @@ async fn accept(req: Request<Incoming>, store: &Mutex<Received>) -> Response<Tes
             .headers()
             .get("content-type")
             .is_some_and(|v| v == "application/x-protobuf");
-    let what = format!("{} {} {:?}", req.method(), req.uri(), req.headers().get("content-type"));
+    let what = format!(
+        "{} {} {:?}",
+        req.method(),
+        req.uri(),
+        req.headers().get("content-type")
+    );
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let mut r = store.lock().unwrap();
     match ExportTraceServiceRequest::decode(body.as_ref()) {

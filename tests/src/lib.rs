@@ -19,12 +19,12 @@ mod recovery;
 mod tls;
 mod upstream;
 
-pub use collector::{Collector, ExportedSpan};
 pub use burst::{BurstAnswer, BurstRequest, burst, count_answers};
 pub use client::{
     Answer, BoxError, SendError, TestBody, assert_status, empty, full, get, get_unread, read, send,
     try_send,
 };
+pub use collector::{Collector, ExportedSpan};
 pub use config::{
     config_text, config_text_with_store, config_with_watched_policies, copy_dir, policies_dir,
     test_identity_section,

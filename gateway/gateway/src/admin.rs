@@ -70,7 +70,11 @@ impl<S: AdminState> Pipeline for Admin<S> {
             },
             (
                 _,
-                "/healthz" | "/readyz" | "/metrics" | "/admin/policies" | "/admin/policies/reload"
+                "/healthz"
+                | "/readyz"
+                | "/metrics"
+                | "/admin/policies"
+                | "/admin/policies/reload"
                 | "/admin/reload",
             ) => ApiError::from(Code::MethodNotAllowed).into_response(),
             _ => ApiError::from(Code::NotFound).into_response(),

@@ -563,7 +563,8 @@ mod tests {
     /// The codes the contract does not list, with their status (the README lists them).
     #[test]
     fn extra_codes_have_their_status() {
-        for (code, status, name) in [(Code::ClientBodyTimeout, 408, "client_body_timeout")] {
+        let extra = [(Code::ClientBodyTimeout, 408, "client_body_timeout")];
+        for (code, status, name) in extra.iter().copied() {
             assert_eq!(code.status().as_u16(), status, "{code:?}");
             assert_eq!(code.as_str(), name);
             let (zh, en) = code.messages();

@@ -265,8 +265,11 @@ impl Gate {
             .map_err(|_| Failure::from(Code::AmbiguousSession))?
             .ok_or(Failure::LoginRequired(Code::LoginRequired))?;
         let lookup = tracing::info_span!(target: crate::telemetry::TARGET, "session lookup");
-        let session = match tracing::Instrument::instrument(self.sessions.resolve(token, now), lookup)
-            .await
+        let session = match tracing::Instrument::instrument(
+            self.sessions.resolve(token, now),
+            lookup,
+        )
+        .await
         {
             Ok(Lookup::Live(s)) => s,
             Ok(Lookup::Missing) => return Err(Failure::LoginRequired(Code::LoginRequired)),

@@ -56,7 +56,9 @@ impl Reloads {
     }
 
     fn set(part: &Mutex<PartStatus>, result: Result<(), String>) {
-        let mut p = part.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut p = part
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
             Ok(()) => {
                 p.loaded_at = Some(now_rfc3339());

@@ -553,9 +553,11 @@ fn spawn_reload_on_sighup(core: Arc<Core>) -> tokio::task::JoinHandle<()> {
                 return;
             };
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading policies, assertion keys and the TLS certificate");
+                tracing::info!(
+                    "SIGHUP: reloading policies, assertion keys and the TLS certificate"
+                );
                 let status = core.reload_all().await;
-                if status["ok"] != serde_json::Value::Bool(true) {
+                if status.get("ok") != Some(&serde_json::Value::Bool(true)) {
                     tracing::warn!(status = %status, "SIGHUP: a part did not reload");
                 }
             }

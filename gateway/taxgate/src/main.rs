@@ -182,7 +182,11 @@ fn init_logs(json: bool, telemetry: Option<&Telemetry>) {
         filter = filter.add_directive(directive);
     }
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    let fmt = if json {
+        fmt.json().boxed()
+    } else {
+        fmt.boxed()
+    };
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(telemetry.and_then(Telemetry::layer))

@@ -121,9 +121,18 @@ mod tests {
             Some("http://127.0.0.1:4318/v1/traces")
         );
         for (line, key) in [
-            ("otlp_endpoint = \"127.0.0.1:4318\"", "telemetry.otlp_endpoint"),
-            ("otlp_endpoint = \"grpc://c:4317\"", "telemetry.otlp_endpoint"),
-            ("otlp_endpoint = \"http://c:4318?x=1\"", "telemetry.otlp_endpoint"),
+            (
+                "otlp_endpoint = \"127.0.0.1:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"grpc://c:4317\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"http://c:4318?x=1\"",
+                "telemetry.otlp_endpoint",
+            ),
             ("service_name = \" \"", "telemetry.service_name"),
             ("sample_ratio = 1.5", "telemetry.sample_ratio"),
             ("export_timeout_secs = 0", "telemetry.export_timeout_secs"),
