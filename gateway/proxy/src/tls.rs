@@ -81,11 +81,6 @@ impl CertResolver {
         self.current.store(Arc::new(fresh));
         Ok(())
     }
-
-    /// The end-entity certificate served now (DER).
-    pub fn end_entity(&self) -> Option<CertificateDer<'static>> {
-        self.current.load().cert.first().cloned()
-    }
 }
 
 impl rustls::server::ResolvesServerCert for CertResolver {
