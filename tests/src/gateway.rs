@@ -134,7 +134,8 @@ impl ServeChild {
         while get_ok(admin, "/readyz").await.is_none() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "taxgate {name} did not start"
+                "taxgate {name} did not start; its log:\n{}",
+                std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

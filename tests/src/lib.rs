@@ -9,6 +9,7 @@
 
 mod burst;
 mod client;
+mod collector;
 mod config;
 mod env;
 mod ext_peers;
@@ -24,6 +25,7 @@ pub use client::{
     Answer, BoxError, SendError, TestBody, assert_status, empty, full, get, get_unread, read, send,
     try_send,
 };
+pub use collector::{Collector, ExportedSpan};
 pub use config::{
     config_text, config_text_with_store, config_with_watched_policies, copy_dir, policies_dir,
     test_identity_section,

@@ -33,6 +33,7 @@ impl Pipeline for PassThrough {
             identity: Vec::new(),
             route: 0,
             reserved_cookie: Arc::from(""),
+            span: tracing::Span::none(),
         })
     }
 

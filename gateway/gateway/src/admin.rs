@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/policies`,
-//! `POST /admin/policies/reload`, and `/.well-known/jwks.json` (the keys that verify
+//! `POST /admin/policies/reload`, `POST /admin/reload` (policies, assertion keys, TLS
+//! certificate), and `/.well-known/jwks.json` (the keys that verify
 //! `x-taxgate-assertion`). Served on its own address, never on the public listener.
 
 use std::future::Future;
@@ -25,6 +26,11 @@ pub trait AdminState: Send + Sync + 'static {
     /// Reload the policy files now (`POST /admin/policies/reload`) and answer the status
     /// afterwards; a refused set leaves the active one in place.
     fn reload_policies(&self) -> impl Future<Output = serde_json::Value> + Send;
+    /// Reload everything that reloads without a restart (`POST /admin/reload`, SIGHUP):
+    /// policies, assertion keys, TLS certificate. Default: the policies only.
+    fn reload_all(&self) -> impl Future<Output = serde_json::Value> + Send {
+        self.reload_policies()
+    }
     /// The assertion keys, when `[upstream_identity]` is configured.
     fn assertions(&self) -> Option<&Assertions> {
         None
@@ -57,13 +63,19 @@ impl<S: AdminState> Pipeline for Admin<S> {
             (&Method::POST, "/admin/policies/reload") => {
                 json(StatusCode::OK, &self.0.reload_policies().await)
             }
+            (&Method::POST, "/admin/reload") => json(StatusCode::OK, &self.0.reload_all().await),
             (method, JWKS_PATH) => match self.0.assertions() {
                 Some(assertions) => jwks_response(method, assertions),
                 None => ApiError::from(Code::NotFound).into_response(),
             },
             (
                 _,
-                "/healthz" | "/readyz" | "/metrics" | "/admin/policies" | "/admin/policies/reload",
+                "/healthz"
+                | "/readyz"
+                | "/metrics"
+                | "/admin/policies"
+                | "/admin/policies/reload"
+                | "/admin/reload",
             ) => ApiError::from(Code::MethodNotAllowed).into_response(),
             _ => ApiError::from(Code::NotFound).into_response(),
         };

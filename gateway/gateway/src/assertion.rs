@@ -438,13 +438,53 @@ pub struct VerifyError(String);
 #[error("cannot sign the identity assertion: {0}")]
 pub struct SignError(String);
 
-/// Signs assertions with the current key and serves the JWKS (current and previous key).
-pub struct Assertions {
+/// The keys in force: the one that signs, the ones only published (the configured
+/// `previous_key`, and a key a reload retired), and the JWKS of them all.
+pub struct KeySet {
     key: Key,
-    previous: Option<Key>,
+    published: Vec<Jwk>,
+    jwks: Bytes,
+}
+
+impl KeySet {
+    fn new(key: Key, published: Vec<Jwk>) -> Result<KeySet, SignError> {
+        let mut keys = vec![key.jwk.clone()];
+        for jwk in &published {
+            if jwk.common.key_id != key.jwk.common.key_id
+                && !keys.iter().any(|k| k.common.key_id == jwk.common.key_id)
+            {
+                keys.push(jwk.clone());
+            }
+        }
+        let jwks = serde_json::to_vec(&JwkSet { keys: keys.clone() })
+            .map_err(|e| SignError(format!("cannot serialise the JWKS: {e}")))?;
+        Ok(KeySet {
+            key,
+            published: keys.into_iter().skip(1).collect(),
+            jwks: Bytes::from(jwks),
+        })
+    }
+
+    /// The key that signs.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The key ids published beside the signing key (never used to sign).
+    pub fn previous_kids(&self) -> Vec<&str> {
+        self.published
+            .iter()
+            .filter_map(|j| j.common.key_id.as_deref())
+            .collect()
+    }
+}
+
+/// Signs assertions with the current key and serves the JWKS (current and previous keys). The
+/// keys can be reloaded while requests are signed ([`Assertions::reload`]).
+pub struct Assertions {
+    keys: arc_swap::ArcSwap<KeySet>,
     issuer: String,
     ttl_secs: i64,
-    jwks: Bytes,
     /// Unique `jti`s without a system call per request: a random per-process prefix and a counter.
     jti_prefix: String,
     jti_counter: AtomicU64,
@@ -453,8 +493,7 @@ pub struct Assertions {
 impl fmt::Debug for Assertions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Assertions")
-            .field("key", &self.key)
-            .field("previous", &self.previous)
+            .field("key", &self.keys.load().key)
             .field("issuer", &self.issuer)
             .field("ttl_secs", &self.ttl_secs)
             .finish_non_exhaustive()
@@ -470,23 +509,14 @@ impl Assertions {
         issuer: &str,
         ttl_secs: u64,
     ) -> Result<Assertions, SignError> {
-        let mut keys = vec![key.jwk.clone()];
-        if let Some(p) = &previous
-            && p.kid != key.kid
-        {
-            keys.push(p.jwk.clone());
-        }
-        let jwks = serde_json::to_vec(&JwkSet { keys })
-            .map_err(|e| SignError(format!("cannot serialise the JWKS: {e}")))?;
+        let keys = KeySet::new(key, previous.map(|p| p.jwk).into_iter().collect())?;
         let mut prefix = [0u8; 9];
         getrandom::fill(&mut prefix)
             .map_err(|e| SignError(format!("the system random generator failed: {e}")))?;
         Ok(Assertions {
-            key,
-            previous,
+            keys: arc_swap::ArcSwap::from_pointee(keys),
             issuer: issuer.to_string(),
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
-            jwks: Bytes::from(jwks),
             jti_prefix: URL_SAFE_NO_PAD.encode(prefix),
             jti_counter: AtomicU64::new(0),
         })
@@ -494,32 +524,41 @@ impl Assertions {
 
     /// Load the keys named by `[upstream_identity]`; errors carry the config key at fault.
     pub fn from_config(config: &UpstreamIdentityConfig) -> Result<Assertions, (String, String)> {
-        let key = Key::load(&config.signing_key, config.algorithm)
-            .map_err(|e| ("upstream_identity.signing_key".to_string(), e.to_string()))?;
-        let previous = match &config.previous_key {
-            Some(path) => Some(
-                Key::load(path, None)
-                    .map_err(|e| ("upstream_identity.previous_key".to_string(), e.to_string()))?,
-            ),
-            None => None,
-        };
+        let (key, previous) = load_keys(config)?;
         Assertions::new(key, previous, &config.issuer, config.ttl_secs)
             .map_err(|e| ("upstream_identity".to_string(), e.to_string()))
     }
 
-    /// The key that signs.
-    pub fn key(&self) -> &Key {
-        &self.key
+    /// Read the key files of `[upstream_identity]` again (SIGHUP, `POST /admin/reload`). The
+    /// new signing key signs from the next request on. A signing key that changed is kept in
+    /// the JWKS as a previous key until the next reload that changes it again, so assertions
+    /// it signed still verify while they live; `previous_key`, when configured, stays
+    /// published too. On any error nothing changes. Returns the keys now in force.
+    pub fn reload(&self, config: &UpstreamIdentityConfig) -> Result<Arc<KeySet>, (String, String)> {
+        let (key, previous) = load_keys(config)?;
+        let current = self.keys.load_full();
+        let mut published: Vec<Jwk> = previous.map(|p| p.jwk).into_iter().collect();
+        if key.kid != current.key.kid {
+            published.push(current.key.jwk.clone());
+        } else {
+            published.extend(current.published.iter().cloned());
+        }
+        let fresh = Arc::new(
+            KeySet::new(key, published)
+                .map_err(|e| ("upstream_identity".to_string(), e.to_string()))?,
+        );
+        self.keys.store(fresh.clone());
+        Ok(fresh)
     }
 
-    /// The previous key, still published during a rotation.
-    pub fn previous(&self) -> Option<&Key> {
-        self.previous.as_ref()
+    /// The keys in force now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.load_full()
     }
 
-    /// `{"keys": [...]}`: the signing key first, then the previous one.
+    /// `{"keys": [...]}`: the signing key first, then the previous ones.
     pub fn jwks(&self) -> Bytes {
-        self.jwks.clone()
+        self.keys.load().jwks.clone()
     }
 
     /// The assertion for one forwarded request, from the identity headers the request carries.
@@ -559,14 +598,21 @@ impl Assertions {
     /// issuer, not expired), whatever its audience.
     pub fn verify(&self, token: &str) -> Result<Verified, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| VerifyError(e.to_string()))?;
-        let key = [Some(&self.key), self.previous.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|k| header.kid.as_deref() == Some(k.kid.as_str()))
+        // The signing key or one the JWKS still publishes (a key retired by a reload): the
+        // algorithm follows from the key's type, never from the token's header.
+        let keys = self.keys.load();
+        let jwk = std::iter::once(&keys.key.jwk)
+            .chain(keys.published.iter())
+            .find(|j| header.kid.is_some() && j.common.key_id == header.kid)
             .ok_or_else(|| VerifyError("unknown key id".into()))?;
-        let decoding = jsonwebtoken::DecodingKey::from_jwk(&key.jwk)
-            .map_err(|e| VerifyError(e.to_string()))?;
-        let mut validation = jsonwebtoken::Validation::new(key.algorithm.jwt());
+        let algorithm = match &jwk.algorithm {
+            AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+            AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            _ => return Err(VerifyError("unsupported key type".into())),
+        };
+        let decoding =
+            jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| VerifyError(e.to_string()))?;
+        let mut validation = jsonwebtoken::Validation::new(algorithm.jwt());
         validation.set_issuer(&[&self.issuer]);
         validation.validate_aud = false;
         validation.leeway = 0;
@@ -619,10 +665,25 @@ impl Assertions {
             };
             *slot = Some(value);
         }
-        let token = jsonwebtoken::encode(&self.key.header, &claims, &self.key.encoding)
+        let keys = self.keys.load();
+        let token = jsonwebtoken::encode(&keys.key.header, &claims, &keys.key.encoding)
             .map_err(|e| SignError(e.to_string()))?;
         HeaderValue::try_from(token).map_err(|e| SignError(e.to_string()))
     }
+}
+
+/// The signing key and the configured previous key of `[upstream_identity]`.
+fn load_keys(config: &UpstreamIdentityConfig) -> Result<(Key, Option<Key>), (String, String)> {
+    let key = Key::load(&config.signing_key, config.algorithm)
+        .map_err(|e| ("upstream_identity.signing_key".to_string(), e.to_string()))?;
+    let previous = match &config.previous_key {
+        Some(path) => Some(
+            Key::load(path, None)
+                .map_err(|e| ("upstream_identity.previous_key".to_string(), e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok((key, previous))
 }
 
 #[cfg(test)]

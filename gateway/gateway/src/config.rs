@@ -22,6 +22,7 @@ mod server;
 mod session;
 mod sms;
 mod store;
+mod telemetry;
 mod toml_key;
 mod upstream_identity;
 mod upstreams;
@@ -44,6 +45,7 @@ pub use server::{ServerConfig, TlsConfig};
 pub use session::SessionConfig;
 pub use sms::{SmsConfig, SmsProvider};
 pub use store::StoreConfig;
+pub use telemetry::TelemetryConfig;
 pub use upstream_identity::UpstreamIdentityConfig;
 pub use upstreams::{UpstreamConfig, UpstreamTlsConfig};
 
@@ -106,6 +108,9 @@ pub struct Config {
     /// `[ext_authz]`: deciding for a proxy the operator already runs (CONTRACT section 9);
     /// absent, no such listener.
     pub ext_authz: Option<ExtAuthzConfig>,
+    /// `[telemetry]`: OpenTelemetry traces (off without `otlp_endpoint`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The file this config came from, for error messages.
     #[serde(skip)]
     pub source: String,
@@ -235,6 +240,7 @@ impl Config {
         self.session.validate(&err)?;
         self.login.validate(&err)?;
         self.pages.validate(&err)?;
+        self.telemetry.validate(&err)?;
         upstreams::validate(&self.upstreams, &err)?;
         if let Some(identity) = self.signing_identity() {
             identity.validate(&err)?;

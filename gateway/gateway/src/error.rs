@@ -40,6 +40,8 @@ pub enum Code {
     UpstreamUnavailable,
     /// 504: the tax backend did not answer in time.
     UpstreamTimeout,
+    /// 408: the client was still sending its request body when the upstream's time ran out.
+    ClientBodyTimeout,
     /// 503: the store cannot be reached (or the audit log cannot record); nothing was forwarded.
     StoreUnavailable,
     /// 503: no policy set is loaded; nothing was forwarded.
@@ -112,6 +114,7 @@ impl Code {
             Code::PayloadTooLarge => "payload_too_large",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamTimeout => "upstream_timeout",
+            Code::ClientBodyTimeout => "client_body_timeout",
             Code::StoreUnavailable => "store_unavailable",
             Code::PolicyUnavailable => "policy_unavailable",
             Code::Internal => "internal_error",
@@ -174,6 +177,7 @@ impl Code {
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Code::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::StoreUnavailable | Code::PolicyUnavailable | Code::SmsUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -223,6 +227,10 @@ impl Code {
             Code::UpstreamTimeout => (
                 "业务系统响应超时,请稍后再试",
                 "the tax backend did not answer in time",
+            ),
+            Code::ClientBodyTimeout => (
+                "请求内容上传过慢,请检查网络后重试",
+                "the request body arrived too slowly; check the connection and try again",
             ),
             Code::StoreUnavailable => (
                 "系统繁忙,请稍后再试",
@@ -662,6 +670,18 @@ mod tests {
                 table.contains(&format!("`{reason}`")),
                 "docs/api.md lacks `{reason}`"
             );
+        }
+    }
+
+    /// The codes the contract does not list, with their status (the README lists them).
+    #[test]
+    fn extra_codes_have_their_status() {
+        let extra = [(Code::ClientBodyTimeout, 408, "client_body_timeout")];
+        for (code, status, name) in extra.iter().copied() {
+            assert_eq!(code.status().as_u16(), status, "{code:?}");
+            assert_eq!(code.as_str(), name);
+            let (zh, en) = code.messages();
+            assert!(!zh.is_empty() && !en.is_empty());
         }
     }
 

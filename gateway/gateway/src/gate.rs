@@ -279,7 +279,13 @@ impl Gate {
         let token = taxgate_proxy::headers::session_token(headers, &self.cookie_name)
             .map_err(|_| Failure::from(Code::AmbiguousSession))?
             .ok_or(Failure::LoginRequired(Code::LoginRequired))?;
-        let session = match self.sessions.resolve(token, now).await {
+        let lookup = tracing::info_span!(target: crate::telemetry::TARGET, "session lookup");
+        let session = match tracing::Instrument::instrument(
+            self.sessions.resolve(token, now),
+            lookup,
+        )
+        .await
+        {
             Ok(Lookup::Live(s)) => s,
             Ok(Lookup::Missing) => return Err(Failure::LoginRequired(Code::LoginRequired)),
             Ok(Lookup::Expired) => return Err(Failure::LoginRequired(Code::SessionExpired)),
@@ -302,7 +308,15 @@ impl Gate {
         asker: Asker<'_>,
     ) -> Result<Verdict, Failure> {
         let facts = self.facts(asker.now);
-        let (action, decision, candidate) = match &question {
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "decision",
+            taxgate.action = tracing::field::Empty,
+            taxgate.decision = tracing::field::Empty,
+            taxgate.reason = tracing::field::Empty,
+            taxgate.audit_id = tracing::field::Empty,
+        );
+        let (action, decision, candidate) = span.in_scope(|| match &question {
             Question::Session { entities, action } => (
                 *action,
                 decide_session(&self.engine, entities, action, &facts),
@@ -329,13 +343,25 @@ impl Gate {
                     .decide_personnel(&entities.entities, action, change, &facts),
                 None,
             ),
-        };
+        });
         if asker.downstream {
             crate::ext_authz::DECISIONS.inc(asker.mode);
         }
         let id = self.audit.next_id();
+        if !span.is_disabled() {
+            span.record("taxgate.action", action);
+            span.record(
+                "taxgate.decision",
+                if decision.allowed { "allow" } else { "deny" },
+            );
+            if let Some(reason) = &decision.reason {
+                span.record("taxgate.reason", reason.as_str());
+            }
+            span.record("taxgate.audit_id", id.as_str());
+        }
         let event = record(&id, &question, action, &decision, &asker, &facts);
-        if self.audit.record(event).await.is_err() {
+        let recorded = tracing::Instrument::instrument(self.audit.record(event), span).await;
+        if recorded.is_err() {
             return Err(Failure::AuditUnavailable);
         }
         if asker.downstream

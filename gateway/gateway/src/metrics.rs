@@ -112,6 +112,13 @@ impl Counter {
     }
 }
 
+/// Forwarded requests answered 408 `client_body_timeout`: the client's upload was still
+/// arriving when the upstream's timeout ran out (counted apart from the upstream's timeouts).
+pub static CLIENT_BODY_TIMEOUTS: Counter = Counter::new(
+    "taxgate_client_body_timeouts_total",
+    "Requests answered 408 client_body_timeout: the client was still uploading its body at the upstream's timeout.",
+);
+
 /// `taxgate_sms_refused_total{limit="…"}`: codes not sent because a limit refused them, one
 /// series per limit of CONTRACT section 3 ("Every code sent counts"), all present from start.
 pub struct SmsRefused {

@@ -131,6 +131,10 @@ fn respond(response: Response<Body>, route: Option<usize>) -> Step {
 }
 
 impl Pipeline for Gateway {
+    fn span(&self, req: &mut Request<Incoming>, conn: &ConnInfo) -> tracing::Span {
+        crate::telemetry::request_span(req, conn)
+    }
+
     async fn request(&self, req: Request<Incoming>, conn: ConnInfo) -> Step {
         if self.public_jwks
             && req.uri().path() == JWKS_PATH
@@ -139,11 +143,16 @@ impl Pipeline for Gateway {
             return respond(crate::admin::jwks_response(req.method(), assertions), None);
         }
         if crate::config::is_reserved_path(req.uri().path()) {
+            crate::telemetry::record_own_path(req.method(), req.uri().path());
             return respond(self.endpoints.handle(req, conn).await, None);
         }
         let ask = Ask {
             method: req.method(),
-            target: req.uri().path(),
+            // Path and query: the query is not routed on, but a page's return path keeps it.
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or(req.uri().path(), |pq| pq.as_str()),
             headers: req.headers(),
             client: conn.remote.ip(),
             mode: Mode::Inline,
@@ -162,7 +171,13 @@ impl Pipeline for Gateway {
     }
 
     fn logging(&self, outcome: &Outcome) {
+        crate::telemetry::record_status(outcome.status);
         self.metrics.request(outcome.route, outcome.status);
+        if let Some(upstream) = &outcome.upstream
+            && let Some(ProxyError::ClientBodyTimeout { .. }) = upstream.error
+        {
+            crate::metrics::CLIENT_BODY_TIMEOUTS.inc();
+        }
         if let Some(upstream) = &outcome.upstream
             && let Some(latency) = upstream.latency
         {
@@ -200,7 +215,10 @@ impl Gateway {
             }
         };
         let route = match self.routes.select(&path, ask.method) {
-            Selected::Route(route) => route,
+            Selected::Route(route) => {
+                crate::telemetry::record_route(ask.method, &route.prefix, &route.action);
+                route
+            }
             Selected::MethodNotAllowed(route) => {
                 return Judgement::Refused(Refused {
                     route: Some(route.index),
@@ -283,8 +301,10 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         route: &Route,
-        identity: Vec<(http::HeaderName, HeaderValue)>,
+        mut identity: Vec<(http::HeaderName, HeaderValue)>,
     ) -> Step {
+        let (span, trace) = crate::telemetry::upstream_call(&req, &route.upstream.name);
+        identity.extend(trace);
         let mut request = req.map(boxed);
         headers::strip_session_tokens(request.headers_mut(), &self.cookie_name);
         Step::Forward(Forward {
@@ -293,6 +313,7 @@ impl Gateway {
             identity,
             route: route.index,
             reserved_cookie: self.reserved_cookie.clone(),
+            span,
         })
     }
 }

@@ -111,6 +111,7 @@ pub fn proxy(e: &ProxyError) -> ApiError {
         ProxyError::InvalidPath(_) => Code::InvalidPath.into(),
         ProxyError::DuplicateHost => ApiError::field(Code::InvalidInput, "host"),
         ProxyError::ClientBody(_) => Code::InvalidInput.into(),
+        ProxyError::ClientBodyTimeout { .. } => Code::ClientBodyTimeout.into(),
         ProxyError::UpstreamUnavailable { .. } => Code::UpstreamUnavailable.into(),
         ProxyError::UpstreamTimeout { .. } => Code::UpstreamTimeout.into(),
     }

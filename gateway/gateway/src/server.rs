@@ -85,6 +85,10 @@ pub struct Core {
     pub gate: Arc<Gate>,
     /// Every failure is answered by it.
     pub rescue: Rescue,
+    /// The public listener's certificate, renewed on reload; `None` without `[server.tls]`.
+    pub tls: Option<Arc<taxgate_proxy::tls::CertResolver>>,
+    /// When the keys and the certificate were last reloaded, and why not.
+    pub reloads: crate::reload::Reloads,
 }
 
 /// Open and migrate the store named by `store.url`.
@@ -153,9 +157,16 @@ impl Server {
         config: Config,
         endpoints: impl FnOnce(&Arc<Core>) -> Arc<dyn Endpoints>,
     ) -> Result<Server, StartError> {
-        let tls = match &config.server.tls {
-            Some(tls) => Some(
-                taxgate_proxy::tls::acceptor(&tls.cert, &tls.key)
+        let cert = match &config.server.tls {
+            Some(tls) => Some(Arc::new(
+                taxgate_proxy::tls::CertResolver::load(&tls.cert, &tls.key)
+                    .map_err(|e| cfg_err("server.tls", e.to_string()))?,
+            )),
+            None => None,
+        };
+        let tls = match &cert {
+            Some(cert) => Some(
+                taxgate_proxy::tls::reloadable_acceptor(cert.clone())
                     .map_err(|e| cfg_err("server.tls", e.to_string()))?,
             ),
             None => {
@@ -179,10 +190,11 @@ impl Server {
                 let a = Assertions::from_config(identity)
                     .map_err(|(key, message)| cfg_err(&key, message))?;
                 warn_if_readable_by_others(&identity.signing_key);
+                let keys = a.keys();
                 tracing::info!(
-                    kid = a.key().kid(),
-                    algorithm = %a.key().algorithm(),
-                    previous_kid = a.previous().map(|k| k.kid()),
+                    kid = keys.key().kid(),
+                    algorithm = %keys.key().algorithm(),
+                    previous_kids = ?keys.previous_kids(),
                     "signing identity assertions for upstreams"
                 );
                 Some(Arc::new(a))
@@ -251,6 +263,12 @@ impl Server {
         metrics.register(&audit::AUDIT_WRITTEN);
         metrics.register(&audit::AUDIT_REFUSED);
         metrics.register(&audit::AUDIT_WRITE_FAILURES);
+        for counter in crate::telemetry::counters() {
+            metrics.register(counter);
+        }
+        metrics.register(&crate::metrics::CLIENT_BODY_TIMEOUTS);
+        metrics.register(&crate::reload::KEY_RELOAD_FAILURES);
+        metrics.register(&crate::reload::TLS_RELOAD_FAILURES);
         let metrics = Arc::new(metrics);
 
         let sessions = Sessions::new(
@@ -315,8 +333,10 @@ impl Server {
             shadow,
             gate: Arc::new(gate),
             rescue,
+            tls: cert,
+            reloads: crate::reload::Reloads::started(),
         });
-        background.push(spawn_reload_on_sighup(core.engines()));
+        background.push(spawn_reload_on_sighup(core.clone()));
         let mut watchers = Vec::new();
         if core.config.policies.watch {
             for engine in core.engines() {
@@ -558,7 +578,8 @@ fn connection_cap(config: &crate::config::Config) -> usize {
     cap
 }
 
-fn spawn_reload_on_sighup(engines: Vec<Arc<PolicyEngine>>) -> tokio::task::JoinHandle<()> {
+/// SIGHUP reloads what `POST /admin/reload` does: policies, assertion keys, certificate.
+fn spawn_reload_on_sighup(core: Arc<Core>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -567,13 +588,17 @@ fn spawn_reload_on_sighup(engines: Vec<Arc<PolicyEngine>>) -> tokio::task::JoinH
                 return;
             };
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading policies");
-                for engine in &engines {
-                    let engine = engine.clone();
-                    let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
+                tracing::info!(
+                    "SIGHUP: reloading policies, assertion keys and the TLS certificate"
+                );
+                let status = core.reload_all().await;
+                if status.get("ok") != Some(&serde_json::Value::Bool(true)) {
+                    tracing::warn!(status = %status, "SIGHUP: a part did not reload");
                 }
             }
         }
+        #[cfg(not(unix))]
+        let _ = core;
     })
 }
 
@@ -610,13 +635,21 @@ impl AdminState for AdminView {
              taxgate_sessions_cached {}\n\
              # HELP taxgate_audit_queue_depth Audit events waiting to be written.\n\
              # TYPE taxgate_audit_queue_depth gauge\n\
-             taxgate_audit_queue_depth {}\n",
+             taxgate_audit_queue_depth {}\n\
+             # HELP taxgate_assertion_keys_last_reload_failed 1 while the newest assertion key files are not in force.\n\
+             # TYPE taxgate_assertion_keys_last_reload_failed gauge\n\
+             taxgate_assertion_keys_last_reload_failed {}\n\
+             # HELP taxgate_tls_last_reload_failed 1 while the newest certificate files are not in force.\n\
+             # TYPE taxgate_tls_last_reload_failed gauge\n\
+             taxgate_tls_last_reload_failed {}\n",
             c.reloads,
             c.failed_reloads,
             u8::from(self.core.engine.status().last_error.is_some()),
             c.gate_refusals,
             self.core.sessions.cached(),
             self.core.audit.queued(),
+            u8::from(self.core.reloads.keys_failed()),
+            u8::from(self.core.reloads.tls_failed()),
         );
         let extra = match &self.core.shadow {
             Some(shadow) => extra + &shadow.metrics_text(),
@@ -636,6 +669,10 @@ impl AdminState for AdminView {
     async fn reload_policies(&self) -> serde_json::Value {
         self.core.reload_policies().await;
         self.policies_status()
+    }
+
+    async fn reload_all(&self) -> serde_json::Value {
+        self.core.reload_all().await
     }
 
     fn assertions(&self) -> Option<&Assertions> {

@@ -86,6 +86,9 @@ pub struct Forward {
     pub route: usize,
     /// A cookie only the gateway sets: an upstream's `Set-Cookie` for it is removed.
     pub reserved_cookie: Arc<str>,
+    /// The span of the upstream call (`Span::none()` when not traced): the exchange runs in
+    /// it, and its answer's status is recorded on it.
+    pub span: tracing::Span,
 }
 
 /// Why the proxy itself could not carry a request through. The proxy never answers on its own:
@@ -102,6 +105,13 @@ pub enum ProxyError {
     /// upstream request was abandoned before its end.
     #[error("client request body failed: {0}")]
     ClientBody(String),
+    /// The client was still sending its request body, and the gateway waiting for it, when the
+    /// upstream's timeout ran out: the client's slowness, not the upstream's.
+    #[error("client request body still arriving after {secs} s")]
+    ClientBodyTimeout {
+        /// The upstream's timeout.
+        secs: u64,
+    },
     /// The upstream could not be reached or failed the exchange (refused, TLS, reset).
     #[error("upstream `{upstream}` failed: {cause}")]
     UpstreamUnavailable {
@@ -118,6 +128,20 @@ pub enum ProxyError {
         /// Its timeout.
         secs: u64,
     },
+}
+
+impl ProxyError {
+    /// A short name of the failure, for traces and logs (`upstream_timeout`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::InvalidPath(_) => "invalid_path",
+            ProxyError::DuplicateHost => "duplicate_host",
+            ProxyError::ClientBody(_) => "client_body",
+            ProxyError::ClientBodyTimeout { .. } => "client_body_timeout",
+            ProxyError::UpstreamUnavailable { .. } => "upstream_unavailable",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+        }
+    }
 }
 
 /// What became of one forwarded request on the upstream leg.
@@ -150,6 +174,13 @@ pub struct Outcome {
 /// The one extension point of the proxy (in the spirit of Pingora's `ProxyHttp`): everything
 /// tax-specific enters here.
 pub trait Pipeline: Send + Sync + 'static {
+    /// The span the whole request runs in (trace context, route, status). Called first, with
+    /// [`ConnInfo::trusted_peer`] already known; it may remove headers it alone reads (a trace
+    /// context from an untrusted peer). Default: not traced.
+    fn span(&self, _req: &mut Request<Incoming>, _conn: &ConnInfo) -> tracing::Span {
+        tracing::Span::none()
+    }
+
     /// Decide what happens to a request: answer it, or forward it.
     fn request(&self, req: Request<Incoming>, conn: ConnInfo) -> impl Future<Output = Step> + Send;
 
@@ -578,6 +609,21 @@ async fn handle<P: Pipeline>(
     mut req: Request<Incoming>,
     mut conn: ConnInfo,
 ) -> Response<Body> {
+    use tracing::Instrument as _;
+    let trusted = &per_request.trusted_proxies;
+    conn.trusted_peer = trusted.iter().any(|n| n.contains(&conn.peer.ip()));
+    let span = pipeline.span(&mut req, &conn);
+    handle_in(pipeline, per_request, req, conn)
+        .instrument(span)
+        .await
+}
+
+async fn handle_in<P: Pipeline>(
+    pipeline: &P,
+    per_request: &PerRequest,
+    mut req: Request<Incoming>,
+    mut conn: ConnInfo,
+) -> Response<Body> {
     // RFC 9112 section 3.2: a request with more than one Host is refused.
     let hosts = req.headers().get_all(http::header::HOST).iter().count();
     let mut route = None;
@@ -599,7 +645,6 @@ async fn handle<P: Pipeline>(
         }
         Ok(()) => {
             let trusted = &per_request.trusted_proxies;
-            conn.trusted_peer = trusted.iter().any(|n| n.contains(&conn.peer.ip()));
             if conn.trusted_peer {
                 let client = headers::client_address(conn.peer.ip(), req.headers(), trusted);
                 conn.remote = SocketAddr::new(client, conn.peer.port());
@@ -613,10 +658,22 @@ async fn handle<P: Pipeline>(
                     route = Some(forward.route);
                     let index = forward.upstream.index;
                     let forwarded_host = per_request.forwarded_host.as_ref();
-                    let (result, latency) = upstream::forward(forward, conn, forwarded_host).await;
+                    let span = forward.span.clone();
+                    let (result, latency) = {
+                        use tracing::Instrument as _;
+                        upstream::forward(forward, conn, forwarded_host)
+                            .instrument(span.clone())
+                            .await
+                    };
                     let (response, error) = match result {
-                        Ok(response) => (response, None),
-                        Err(error) => (pipeline.rescue(&error), Some(error)),
+                        Ok(response) => {
+                            span.record("http.response.status_code", response.status().as_u16());
+                            (response, None)
+                        }
+                        Err(error) => {
+                            span.record("error.type", error.kind());
+                            (pipeline.rescue(&error), Some(error))
+                        }
                     };
                     upstream_outcome = Some(UpstreamOutcome {
                         index,

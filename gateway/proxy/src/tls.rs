@@ -79,6 +79,64 @@ pub fn mutual_acceptor(cert: &Path, key: &Path, client_ca: &Path) -> Result<TlsA
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The public listener's certificate, swappable while it serves: handshakes that begin after a
+/// [`CertResolver::reload`] get the new certificate, those already under way finish with the
+/// old one. A reload that fails leaves the current certificate in place.
+pub struct CertResolver {
+    current: arc_swap::ArcSwap<rustls::sign::CertifiedKey>,
+}
+
+impl std::fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertResolver").finish_non_exhaustive()
+    }
+}
+
+impl CertResolver {
+    /// The certificate chain and key from PEM files, checked to belong together.
+    pub fn load(cert: &Path, key: &Path) -> Result<CertResolver, TlsError> {
+        Ok(CertResolver {
+            current: arc_swap::ArcSwap::from_pointee(certified_key(cert, key)?),
+        })
+    }
+
+    /// Read the files again and serve the new certificate from the next handshake on; on any
+    /// error the current one stays.
+    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        let fresh = certified_key(cert, key)?;
+        self.current.store(Arc::new(fresh));
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertResolver {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey, TlsError> {
+    let certs = read_certs(cert)?;
+    let key = read_key(key)?;
+    rustls::sign::CertifiedKey::from_der(certs, key, &provider())
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// The public listener's TLS acceptor over a [`CertResolver`] (ALPN `h2` then `http/1.1`), so
+/// that the certificate can be renewed without a restart.
+pub fn reloadable_acceptor(resolver: Arc<CertResolver>) -> Result<TlsAcceptor, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// rustls client configuration for one `https://` upstream: the server's certificate must chain
 /// to `ca` (or the webpki roots when absent), a client certificate is presented when `cert` and
 /// `key` are given (mutual TLS), and ALPN offers http/1.1 only (the upstream leg is HTTP/1.1).

@@ -169,10 +169,16 @@ pub async fn forward(
     for (name, value) in identity {
         h.insert(name, value);
     }
-    // Tag the client's body errors so a failed exchange can be blamed on the right side.
+    // Tag the client's body errors so a failed exchange can be blamed on the right side, and
+    // watch whether the exchange waits on the client's bytes when the timeout runs out.
+    let upload = Arc::new(UploadState::default());
     let request = request.map(|body| {
-        body.map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) })
-            .boxed()
+        Tracked {
+            inner: body,
+            state: upload.clone(),
+        }
+        .map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) })
+        .boxed()
     });
 
     let started = Instant::now();
@@ -210,6 +216,20 @@ pub async fn forward(
             };
             (Err(error), latency)
         }
+        Err(_) if upload.waiting_on_client() => {
+            // The upstream was still reading the request body as the client sent it: the
+            // client is the slow side (a trickled upload), not the upstream.
+            tracing::info!(
+                upstream = %upstream.name,
+                timeout_secs = upstream.timeout.as_secs(),
+                "client request body still arriving at the upstream's timeout"
+            );
+            let error = ProxyError::ClientBodyTimeout {
+                secs: upstream.timeout.as_secs(),
+            };
+            // Not the upstream's latency: it was waiting for the client too.
+            (Err(error), None)
+        }
         Err(_) => {
             tracing::warn!(
                 upstream = %upstream.name,
@@ -222,6 +242,62 @@ pub async fn forward(
             };
             (Err(error), latency)
         }
+    }
+}
+
+/// Whether the upload of one request body is over, and whether the exchange is waiting for the
+/// client's next bytes (the last poll of the body found none).
+#[derive(Debug, Default)]
+struct UploadState {
+    ended: std::sync::atomic::AtomicBool,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl UploadState {
+    fn waiting_on_client(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        !self.ended.load(Ordering::Acquire) && self.waiting.load(Ordering::Acquire)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body on its way upstream, reporting to an [`UploadState`].
+    struct Tracked {
+        #[pin]
+        inner: Body,
+        state: Arc<UploadState>,
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::sync::atomic::Ordering;
+        let this = self.project();
+        let poll = this.inner.poll_frame(cx);
+        match &poll {
+            std::task::Poll::Pending => this.state.waiting.store(true, Ordering::Release),
+            std::task::Poll::Ready(frame) => {
+                this.state.waiting.store(false, Ordering::Release);
+                if !matches!(frame, Some(Ok(_))) {
+                    this.state.ended.store(true, Ordering::Release);
+                }
+            }
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -16,6 +16,7 @@ mod demo;
 use clap::{Parser, Subcommand};
 use taxgate_gateway::config::Config;
 use taxgate_gateway::server::{Shutdown, open_store, termination_signal};
+use taxgate_gateway::telemetry::Telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -169,17 +170,27 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// Logs to stderr (`RUST_LOG`, default `info`), and the trace spans to the OTLP exporter when
+/// `[telemetry] otlp_endpoint` is set. The spans meant for export never reach the log output.
+fn init_logs(json: bool, telemetry: Option<&Telemetry>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    if let Ok(directive) = taxgate_gateway::telemetry::LOG_DIRECTIVE.parse() {
+        filter = filter.add_directive(directive);
     }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().boxed()
+    } else {
+        fmt.boxed()
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(telemetry.and_then(Telemetry::layer))
+        .try_init();
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -194,7 +205,14 @@ async fn serve(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logs(config.server.log_format == "json");
+    let telemetry = match Telemetry::start(&config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    init_logs(config.server.log_format == "json", Some(&telemetry));
     let shutdown = Shutdown::new();
     match taxgate_gateway::run::serve(config, shutdown.clone()).await {
         Ok(server) => {
@@ -205,6 +223,7 @@ async fn serve(path: &Path) -> ExitCode {
                 trigger.trigger();
             });
             server.run(shutdown).await;
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
             tracing::info!("taxgate stopped");
             ExitCode::SUCCESS
         }
@@ -216,7 +235,7 @@ async fn serve(path: &Path) -> ExitCode {
 }
 
 async fn demo(port: u16) -> ExitCode {
-    init_logs(false);
+    init_logs(false, None);
     let backend = match demo::start_backend().await {
         Ok(addr) => addr,
         Err(e) => {
