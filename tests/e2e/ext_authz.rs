@@ -166,6 +166,33 @@ async fn forward_auth_answers_exactly_as_inline() {
     assert!(claims["sid"].is_string(), "the assertion names its session");
     let detail = audit_detail(&env, &decision).await;
     assert_eq!(detail["mode"], "forward_auth");
+    // The proxy forwards the client's headers itself: a method or URL override (any spelling)
+    // would let the backend run what was not decided, so it is refused.
+    for name in [
+        "x-http-method-override",
+        "x_http_method_override",
+        "x-original-url",
+    ] {
+        let r = forward_auth(
+            addr,
+            "GET",
+            "/api/declare/2026",
+            Some(&token),
+            &[(name, "DELETE")],
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{name}: {}",
+            body_text(&r)
+        );
+        assert_eq!(
+            header(&r, "x-taxgate-error"),
+            Some("invalid_input"),
+            "{name}"
+        );
+    }
 
     // Refusals: the inline status and code, for the same request.
     let cases: [(&str, &str, Option<&str>); 9] = [

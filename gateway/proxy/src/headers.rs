@@ -80,6 +80,19 @@ const OVERRIDES: [&str; 12] = [
     "remote-user",
 ];
 
+/// The first of `headers` that some framework takes as a new method, URL, host or user (any
+/// spelling), other than `except` (a protocol header of the caller, in its exact spelling). A
+/// proxy that asks taxgate through forward auth forwards the client's headers itself, so such
+/// a header cannot be removed the way the inline gateway removes it: the request is refused.
+pub fn override_header<'h>(headers: &'h HeaderMap, except: Option<&str>) -> Option<&'h HeaderName> {
+    headers.keys().find(|n| {
+        Some(n.as_str()) != except
+            && OVERRIDES
+                .iter()
+                .any(|o| name_is(n.as_str().as_bytes(), o.as_bytes()))
+    })
+}
+
 /// The forwarding headers the gateway sets itself (the first three) or that name the client,
 /// its scheme, port or path prefix to some upstream. A client's values pass only from a trusted
 /// proxy, and never in a loose spelling.
@@ -641,5 +654,39 @@ mod tests {
         );
         assert_eq!(bearer(&map(&[("authorization", "Basic abc")])), None);
         assert_eq!(bearer(&map(&[("authorization", "Bearer ")])), None);
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::override_header;
+    use http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn override_headers_are_found_in_any_spelling_but_the_callers_own() {
+        let mut h = HeaderMap::new();
+        h.insert("x-original-uri", HeaderValue::from_static("/api/declare"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        assert!(override_header(&h, Some("x-original-uri")).is_none());
+        assert_eq!(
+            override_header(&h, None).map(|n| n.as_str()),
+            Some("x-original-uri")
+        );
+        for name in [
+            "x-http-method-override",
+            "x_http_method_override",
+            "X-Remote-User",
+            "x.original.url",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(http::header::ACCEPT),
+                HeaderValue::from_static("DELETE"),
+            );
+            assert!(
+                override_header(&h, Some("x-original-uri")).is_some(),
+                "{name}"
+            );
+        }
     }
 }

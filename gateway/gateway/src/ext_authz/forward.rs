@@ -78,6 +78,10 @@ impl Listener {
                 return denial_response(self.ext.refuse(e).await, None);
             }
         };
+        if let Some(name) = taxgate_proxy::headers::override_header(h, None) {
+            let refused = ApiError::field(Code::InvalidInput, name.as_str());
+            return denial_response(self.ext.refuse(refused).await, None);
+        }
         match self
             .ext
             .decide(&method, target, h, client, Mode::ForwardAuth)
@@ -114,6 +118,13 @@ impl Listener {
                 return denial_response(self.ext.refuse(e).await, Some(StatusCode::FORBIDDEN));
             }
         };
+        // nginx passes the client's headers on itself: one that would make the backend run
+        // another method or URL than the one decided is refused (`X-Original-URI` is nginx's
+        // own, as the configuration sets it).
+        if let Some(name) = taxgate_proxy::headers::override_header(h, Some("x-original-uri")) {
+            let refused = ApiError::field(Code::InvalidInput, name.as_str());
+            return denial_response(self.ext.refuse(refused).await, Some(StatusCode::FORBIDDEN));
+        }
         match self
             .ext
             .decide(&method, target, h, client, Mode::AuthRequest)

@@ -62,17 +62,21 @@ impl Auth {
     /// resend interval and the wrong-code count look the same).
     pub(super) async fn reset_sms_send(&self, c: &Challenge, now: Timestamp) -> ApiResult {
         let login = &self.core.config.login;
-        if c.target_phone.is_some() {
-            self.send_code(c, now).await?;
-        } else {
-            let ttl = login.sms_code_ttl_secs as i64;
-            if let Some(expires) = c.code_expires_at {
-                let next = expires - ttl + login.sms_resend_secs as i64;
-                if next > now {
-                    return Err(retry_after(Code::SmsTooFrequent, next - now).into());
-                }
+        let ttl = login.sms_code_ttl_secs as i64;
+        // The same for every account, known or not, with a phone or not: this challenge's own
+        // resend interval, then the per-address and global budgets. A refusal by a limit of the
+        // number or the person (a second reset of the same account, its daily limit) would
+        // tell a registered phone apart, so it is withheld from the answer (`send_code_as`).
+        if let Some(expires) = c.code_expires_at {
+            let next = expires - ttl + login.sms_resend_secs as i64;
+            if next > now {
+                return Err(retry_after(Code::SmsTooFrequent, next - now).into());
             }
-            self.silent_send_budget(c, now).await?;
+        }
+        self.silent_send_budget(c, now).await?;
+        if c.target_phone.is_some() {
+            self.send_code_as(c, now, true).await?;
+        } else {
             let unknowable = token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
             self.core
                 .store

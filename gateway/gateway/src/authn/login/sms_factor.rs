@@ -47,6 +47,19 @@ impl Auth {
     /// Reserve the send under every SMS limit in the store (CONTRACT section 3, "Every code
     /// sent counts"), then send a fresh code and store its hash.
     pub(super) async fn send_code(&self, c: &Challenge, now: Timestamp) -> Result<(), ApiError> {
+        self.send_code_as(c, now, false).await
+    }
+
+    /// [`Self::send_code`]; with `withhold`, a refusal by a limit of the number or the person
+    /// and a failed delivery are not told to the caller: the challenge gets a code nobody
+    /// receives, as a reset of an unknown account does, so the answer cannot tell the accounts
+    /// apart (忘记密码, CONTRACT section 13). Logged and counted all the same.
+    pub(super) async fn send_code_as(
+        &self,
+        c: &Challenge,
+        now: Timestamp,
+        withhold: bool,
+    ) -> Result<(), ApiError> {
         let login = &self.core.config.login;
         let phone = c
             .target_phone
@@ -86,6 +99,22 @@ impl Auth {
                 retry_after_secs,
             } => {
                 SMS_REFUSED.inc(limit);
+                if withhold {
+                    let unknowable =
+                        token::new_token().map_err(|_| ApiError::from(Code::Internal))?;
+                    self.core
+                        .store
+                        .set_challenge_code(
+                            &c.id_hash,
+                            &Secret(token::hash(&unknowable)),
+                            now + login.sms_code_ttl_secs as i64,
+                        )
+                        .await
+                        .map_err(|e| self.store_err(e))?;
+                    self.challenge_event(c, now, "sms_code_withheld", false, Some(limit.as_str()))
+                        .await?;
+                    return Ok(());
+                }
                 let code = match limit {
                     SmsLimit::NumberDaily | SmsLimit::PersonDaily => Code::SmsDailyLimit,
                     SmsLimit::ResendInterval
@@ -123,10 +152,17 @@ impl Auth {
         // Recorded before the code leaves: a code sent is on record whatever happens next.
         self.challenge_event(c, now, "sms_code_sent", true, None)
             .await?;
-        self.sms.send(&message).await.map_err(|e| {
-            tracing::error!(error = %e, "sms delivery failed");
-            ApiError::from(Code::SmsUnavailable)
-        })
+        match self.sms.send(&message).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "sms delivery failed");
+                if withhold {
+                    Ok(())
+                } else {
+                    Err(ApiError::from(Code::SmsUnavailable))
+                }
+            }
+        }
     }
 
     /// Check a code against the challenge. The attempt is reserved in the store first (one
