@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use serde_json::Value;
 use taxgate_policy::{
-    Decision, LoginAttempt, LoginCandidate, PersonnelChange, PolicyEngine, RequestFacts,
+    AuthzError, Decision, LoginAttempt, LoginCandidate, PersonnelChange, PolicyEngine, RequestFacts,
 };
 use taxgate_store::{AuditEvent, StoreError, Timestamp};
 
@@ -103,8 +103,9 @@ pub enum Question<'a> {
     /// May this live session do `action`? Every downstream request (the route's action) and
     /// each account-centre call.
     Session {
-        /// The session's entity slice.
-        entities: &'a Arc<Prepared>,
+        /// The live session (its entity slice is built only when no remembered decision
+        /// answers).
+        session: &'a Arc<ResolvedSession>,
         /// The action.
         action: &'a str,
     },
@@ -221,8 +222,6 @@ impl Verdict {
 pub struct Admitted {
     /// The session.
     pub session: Arc<ResolvedSession>,
-    /// Its entity slice.
-    pub entities: Arc<Prepared>,
 }
 
 /// The decision gate.
@@ -291,12 +290,7 @@ impl Gate {
             Ok(Lookup::Expired) => return Err(Failure::LoginRequired(Code::SessionExpired)),
             Err(e) => return Err(e.into()),
         };
-        let entities = self.sessions.entities(&session).map_err(|e| {
-            // Checked when the session was loaded; refuse rather than guess if it changed.
-            tracing::error!(error = %e, "cannot build the entity slice of a session");
-            Failure::from(Code::Internal)
-        })?;
-        Ok(Admitted { session, entities })
+        Ok(Admitted { session })
     }
 
     /// Decide `question`, record the decision, and return it. The only place the gateway asks
@@ -317,9 +311,11 @@ impl Gate {
             taxgate.audit_id = tracing::field::Empty,
         );
         let (action, decision, candidate) = span.in_scope(|| match &question {
-            Question::Session { entities, action } => (
+            Question::Session { session, action } => (
                 *action,
-                decide_session(&self.engine, entities, action, &facts),
+                decide_session(&self.engine, session, action, &facts, || {
+                    self.sessions.entities(session)
+                }),
                 None,
             ),
             Question::Identity {
@@ -330,7 +326,7 @@ impl Gate {
                 let (decision, chosen) = self
                     .engine
                     .choose_identity(action, attempt, candidates, &facts);
-                (*action, decision, chosen)
+                (*action, Ok(decision), chosen)
             }
             Question::Personnel {
                 entities,
@@ -338,15 +334,26 @@ impl Gate {
                 change,
             } => (
                 *action,
-                self.engine
-                    .current()
-                    .decide_personnel(&entities.entities, action, change, &facts),
+                Ok(self.engine.current().decide_personnel(
+                    &entities.entities,
+                    action,
+                    change,
+                    &facts,
+                )),
                 None,
             ),
         });
         if asker.downstream {
             crate::ext_authz::DECISIONS.inc(asker.mode);
         }
+        let decision = match decision {
+            Ok(d) => d,
+            Err(e) => {
+                // Checked when the session was loaded; refuse rather than guess if it changed.
+                tracing::error!(error = %e, "cannot build the entity slice of a session");
+                return Err(Code::Internal.into());
+            }
+        };
         let id = self.audit.next_id();
         if !span.is_disabled() {
             span.record("taxgate.action", action);
@@ -365,10 +372,10 @@ impl Gate {
             return Err(Failure::AuditUnavailable);
         }
         if asker.downstream
-            && let (Some(shadow), Some(session), Question::Session { entities, .. }) =
-                (&self.shadow, asker.session, &question)
+            && let (Some(shadow), Question::Session { session, .. }) = (&self.shadow, &question)
+            && let Ok(entities) = self.sessions.entities(session)
         {
-            shadow.offer(session, entities, action, facts, &id, &decision);
+            shadow.offer(session, &entities, action, facts, &id, &decision);
         }
         Ok(Verdict {
             decision,
@@ -404,21 +411,24 @@ impl Gate {
     }
 }
 
-/// The enforced set's decision for `action` on a session's entities: the one remembered for
-/// these very inputs ([`Prepared::remembered`]), or a fresh one, then remembered.
+/// The enforced set's decision for `action` on a session: the one remembered for these inputs
+/// ([`ResolvedSession::remembered`]), or a fresh one over the session's entities (`slice`,
+/// called only then), remembered for as long as the policies' clock says it holds.
 pub(crate) fn decide_session(
     engine: &PolicyEngine,
-    prepared: &Prepared,
+    session: &ResolvedSession,
     action: &str,
     facts: &RequestFacts,
-) -> Decision {
+    slice: impl FnOnce() -> Result<Arc<Prepared>, AuthzError>,
+) -> Result<Decision, AuthzError> {
     let set = engine.current();
-    if let Some(decision) = prepared.remembered(action, facts, &set.version) {
-        return decision;
+    if let Some(decision) = session.remembered(action, facts, &set.version) {
+        return Ok(decision);
     }
-    let decision = set.decide(&prepared.entities, action, facts);
-    prepared.remember(action, facts, &decision);
-    decision
+    let prepared = slice()?;
+    let (decision, until) = set.decide_until(&prepared.entities, action, facts);
+    session.remember(action, facts, until, &decision);
+    Ok(decision)
 }
 
 /// The audit record of one decision. The same fields for every kind of question: the subject
@@ -434,7 +444,14 @@ fn record(
 ) -> AuditEvent {
     let session = asker.session.map(|s| &s.session);
     let (person, enterprise, entry, slice) = match question {
-        Question::Session { entities, .. } | Question::Personnel { entities, .. } => (
+        Question::Session { session: asked, .. } => (
+            session.and_then(|s| s.person.clone()),
+            session.and_then(|s| s.enterprise.clone()),
+            session.map(|s| s.entry),
+            // Made with the slice that first decided on this session.
+            asked.replay(),
+        ),
+        Question::Personnel { entities, .. } => (
             session.and_then(|s| s.person.clone()),
             session.and_then(|s| s.enterprise.clone()),
             session.map(|s| s.entry),

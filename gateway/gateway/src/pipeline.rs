@@ -261,14 +261,14 @@ impl Gateway {
         route: &Route,
         now: Timestamp,
     ) -> Result<Vec<(http::HeaderName, HeaderValue)>, Failure> {
-        let Admitted { session, entities } = self.gate.admit(ask.headers, now).await?;
+        let Admitted { session } = self.gate.admit(ask.headers, now).await?;
         let asker = Asker {
             downstream: true,
             mode: ask.mode,
             ..Asker::session(now, ask.client, &session).at_path(path)
         };
         let question = Question::Session {
-            entities: &entities,
+            session: &session,
             action: &route.action,
         };
         let verdict = self.gate.decide(question, asker).await?.permit()?;

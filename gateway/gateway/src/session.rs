@@ -72,6 +72,8 @@ pub struct ResolvedSession {
     /// again (the slice is the same: a resolution never changes). `Some(None)`: it could not
     /// be serialised.
     replay: std::sync::OnceLock<Option<AuditSlice>>,
+    /// The last decisions made on this session, with the time they hold for.
+    memo: Mutex<Vec<Memo>>,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -89,6 +91,7 @@ impl ResolvedSession {
             touched: AtomicI64::new(last_seen),
             checked_epoch: AtomicU64::new(epoch),
             replay: std::sync::OnceLock::new(),
+            memo: Mutex::new(Vec::new()),
         }
     }
 
@@ -147,35 +150,39 @@ impl ResolvedSession {
 }
 
 /// What a decision on a session needs beyond the cached record: its Cedar entities, and the
-/// same as JSON with a hash for the audit log (decision replay). Built on demand and kept for
-/// the most recently used sessions only.
+/// same as JSON with a hash for the audit log (decision replay). Built on demand (only when no
+/// remembered decision answers) and kept for the most recently used sessions only.
 pub struct Prepared {
     /// The Cedar entities decisions on this session are made over.
     pub entities: EntitySlice,
     /// `None` when the slice could not be serialized: its decisions are recorded as not
     /// replayable.
     pub replay: Option<AuditSlice>,
-    /// The last decision per action made on these entities (at most [`MEMO_ACTIONS`]).
-    memo: Mutex<Vec<Memo>>,
 }
 
-/// Actions whose last decision a [`Prepared`] keeps.
+/// Actions whose last decision a [`ResolvedSession`] keeps.
 const MEMO_ACTIONS: usize = 8;
 
+/// A decision and the span of time it holds for.
 struct Memo {
     action: Box<str>,
-    facts: RequestFacts,
+    legacy_login_until: Option<Timestamp>,
     version: Arc<str>,
+    /// The decision was made at `from` and is the decision at every second in `from..until`.
+    from: Timestamp,
+    until: Timestamp,
     decision: Decision,
 }
 
-impl Prepared {
-    /// The decision last made for `action` on these entities, if it was made with these
-    /// very inputs: the same request facts (the time in whole seconds, the legacy-login
-    /// deadline) and the same policy set (`version` is a hash of its content). A decision is a
-    /// pure function of those, so a session's requests within one second reuse it; any change
-    /// of input (the next second, a reload, a reloaded session) is decided afresh. Only the gate
-    /// asks ([`crate::gate`]), and only the gate decides.
+impl ResolvedSession {
+    /// The decision last made for `action` on this session, if it answers for these inputs:
+    /// the same policy set (`version` is a hash of its content), the same legacy-login
+    /// deadline, and a time within the span the policies' clock gave it
+    /// ([`taxgate_policy::ActiveSet::decide_until`]: until the next binding, agreement or
+    /// factor-age boundary). A decision is a pure function of the session's slice (fixed for
+    /// this resolution: an invalidation makes a new one), the action, the set and those facts,
+    /// so this is exactly the decision that would be made afresh. Only the gate asks
+    /// ([`crate::gate`]), and only the gate decides.
     pub fn remembered(
         &self,
         action: &str,
@@ -189,22 +196,33 @@ impl Prepared {
         memo.iter()
             .find(|m| &*m.action == action)
             .filter(|m| {
-                m.facts == *facts && (Arc::ptr_eq(&m.version, version) || m.version == *version)
+                m.legacy_login_until == facts.legacy_login_until
+                    && (m.from..m.until).contains(&facts.now)
+                    && (Arc::ptr_eq(&m.version, version) || m.version == *version)
             })
             .map(|m| m.decision.clone())
     }
 
-    /// Keep `decision`, made for `action` with `facts`, for [`Prepared::remembered`] (at most
-    /// [`MEMO_ACTIONS`] actions; the oldest slot is reused).
-    pub fn remember(&self, action: &str, facts: &RequestFacts, decision: &Decision) {
+    /// Keep `decision`, made for `action` with `facts` and holding until `until`, for
+    /// [`ResolvedSession::remembered`] (at most [`MEMO_ACTIONS`] actions; the oldest slot is
+    /// reused).
+    pub fn remember(
+        &self,
+        action: &str,
+        facts: &RequestFacts,
+        until: Timestamp,
+        decision: &Decision,
+    ) {
         let mut memo = self
             .memo
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = Memo {
             action: action.into(),
-            facts: *facts,
+            legacy_login_until: facts.legacy_login_until,
             version: decision.version.clone(),
+            from: facts.now,
+            until,
             decision: decision.clone(),
         };
         match memo.iter().position(|m| &*m.action == action) {
@@ -220,6 +238,11 @@ impl Prepared {
                 }
             }
         }
+    }
+
+    /// The audit form of this session's slice, once a decision has built it.
+    pub fn replay(&self) -> Option<AuditSlice> {
+        self.replay.get().cloned().flatten()
     }
 }
 
@@ -239,11 +262,7 @@ pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
             }
         })
         .clone();
-    Ok(Prepared {
-        entities,
-        replay,
-        memo: Mutex::new(Vec::new()),
-    })
+    Ok(Prepared { entities, replay })
 }
 
 /// The outcome of presenting a token.
@@ -594,27 +613,74 @@ mod tests {
         ResolvedSession::new(session_slice(&facts).unwrap(), 0)
     }
 
-    /// The memo only ever answers for identical inputs: the next second, another action and a
-    /// reloaded set all decide afresh.
+    /// The decision on `session`, counting in `built` how often its slice had to be built
+    /// (each build is a fresh decision).
+    fn decide(
+        engine: &PolicyEngine,
+        session: &ResolvedSession,
+        action: &str,
+        facts: &RequestFacts,
+        built: &std::cell::Cell<u32>,
+    ) -> Decision {
+        decide_session(engine, session, action, facts, || {
+            built.set(built.get() + 1);
+            prepare(session).map(Arc::new)
+        })
+        .unwrap()
+    }
+
+    /// The memo answers only within the span the policies' clock gives a decision: up to the
+    /// binding's end, not at it; another action and a reloaded set decide afresh.
     #[test]
     fn remembered_decisions_never_outlive_their_inputs() {
         let dir = copy_policies();
         let engine = PolicyEngine::load(dir.path()).unwrap();
-        let prepared = prepare(&handler_until(UNTIL)).unwrap();
+        let session = handler_until(UNTIL);
+        let prepared = prepare(&session).unwrap();
+        let built = std::cell::Cell::new(0);
+        let long_before = RequestFacts::at(UNTIL - 3_600);
         let before = RequestFacts::at(UNTIL - 1);
-        let first = decide_session(&engine, &prepared, "declare", &before);
+        let first = decide(&engine, &session, "declare", &long_before, &built);
         assert!(first.allowed);
+        assert_eq!(built.get(), 1);
+        // An hour later, a second before the binding ends: the same decision, not made again.
+        assert_eq!(decide(&engine, &session, "declare", &before, &built), first);
         assert_eq!(
-            decide_session(&engine, &prepared, "declare", &before),
-            first
+            built.get(),
+            1,
+            "the clock lets the decision stand until UNTIL"
         );
-        // The binding ends at UNTIL: the next second is decided again and refused.
-        let at_end = decide_session(&engine, &prepared, "declare", &RequestFacts::at(UNTIL));
+        // Earlier than it was made: decided afresh (the span starts at the decision).
+        decide(
+            &engine,
+            &session,
+            "declare",
+            &RequestFacts::at(UNTIL - 7_200),
+            &built,
+        );
+        assert_eq!(built.get(), 2);
+        // The binding ends at UNTIL: that second is decided again and refused.
+        let at_end = decide(
+            &engine,
+            &session,
+            "declare",
+            &RequestFacts::at(UNTIL),
+            &built,
+        );
+        assert_eq!(built.get(), 3);
         assert!(!at_end.allowed);
         assert_eq!(at_end.reason.as_deref(), Some("binding_expired"));
         // Another action is its own entry.
-        assert!(decide_session(&engine, &prepared, "declare", &before).allowed);
-        assert!(!decide_session(&engine, &prepared, "personal_tax", &before).allowed);
+        assert!(decide(&engine, &session, "declare", &before, &built).allowed);
+        assert!(!decide(&engine, &session, "personal_tax", &before, &built).allowed);
+        // Another legacy deadline is another input.
+        let n = built.get();
+        let legacy = RequestFacts {
+            legacy_login_until: Some(UNTIL - 10),
+            ..before
+        };
+        decide(&engine, &session, "declare", &legacy, &built);
+        assert_eq!(built.get(), n + 1);
         // A reload that forbids declaring is seen at once, for the very same inputs.
         std::fs::write(
             dir.path().join("zz_no_declare.cedar"),
@@ -623,7 +689,7 @@ mod tests {
         )
         .unwrap();
         engine.reload().unwrap();
-        let after = decide_session(&engine, &prepared, "declare", &before);
+        let after = decide(&engine, &session, "declare", &before, &built);
         assert!(!after.allowed);
         assert_ne!(after.version, first.version);
         assert_eq!(after, engine.decide(&prepared.entities, "declare", &before));
@@ -649,7 +715,9 @@ mod tests {
         ) {
             let dir = copy_policies();
             let engine = PolicyEngine::load(dir.path()).unwrap();
-            let prepared = prepare(&handler_until(UNTIL)).unwrap();
+            let session = handler_until(UNTIL);
+            let prepared = prepare(&session).unwrap();
+            let built = std::cell::Cell::new(0);
             let mut forbidding = false;
             for (action, offset, legacy, reload) in steps {
                 if reload {
@@ -663,7 +731,7 @@ mod tests {
                     engine.reload().unwrap();
                 }
                 let facts = RequestFacts { now: UNTIL + offset, legacy_login_until: legacy };
-                let memo = decide_session(&engine, &prepared, action, &facts);
+                let memo = decide(&engine, &session, action, &facts, &built);
                 let fresh = engine.decide(&prepared.entities, action, &facts);
                 proptest::prop_assert_eq!(memo, fresh, "{} at {:?}", action, facts);
             }

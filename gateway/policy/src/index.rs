@@ -17,7 +17,10 @@
 //!
 //! Both are checked against the whole set by the property test in `index/tests.rs`.
 
+mod clock;
 mod guard;
+
+pub(crate) use clock::Clock;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -41,6 +44,8 @@ pub(crate) struct ActionIndex {
     any_types: PolicySet,
     /// Policies whose scope names one entity, by that entity.
     specific: HashMap<EntityUid, PolicySet>,
+    /// Until when this action's decisions hold as the time moves (see `clock`).
+    pub clock: Clock,
 }
 
 /// The generic policies of one action and pair of types, and the buckets of them that
@@ -231,10 +236,12 @@ impl PolicyIndex {
                 .unwrap_or_default();
             let mut generic: Vec<&Policy> = Vec::new();
             let mut specific: HashMap<EntityUid, Vec<&Policy>> = HashMap::new();
+            let mut jsons: Vec<Option<&serde_json::Value>> = Vec::new();
             for p in full.policies() {
                 if !action_matches(&p.action_constraint(), action, &ancestors) {
                     continue;
                 }
+                jsons.push(prepared.get(p.id()).and_then(|x| x.json.as_ref()));
                 match specific_key(p) {
                     Some(key) => specific.entry(key).or_default().push(p),
                     None => generic.push(p),
@@ -262,6 +269,7 @@ impl PolicyIndex {
                 }
             }
             let index = ActionIndex {
+                clock: Clock::of(jsons),
                 uid: action.clone(),
                 resource_types,
                 by_types,

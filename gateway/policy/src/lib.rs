@@ -271,6 +271,35 @@ impl ActiveSet {
         )
     }
 
+    /// [`ActiveSet::decide`], and the first second after `facts.now` at which the decision
+    /// may differ with only the time changed (`now + 1` at the latest when the policies use
+    /// the time in a way the clock analysis does not follow; `i64::MAX`: never). A caller may
+    /// reuse the decision for every request of this slice and action, with the same other
+    /// facts and policy version, at a time in `facts.now..until`.
+    pub fn decide_until(
+        &self,
+        slice: &EntitySlice,
+        action: &str,
+        facts: &RequestFacts,
+    ) -> (Decision, Timestamp) {
+        let resource = self.resource_for(slice, action);
+        let decision = self.decide_request(
+            slice.principal(),
+            action,
+            &resource,
+            slice.entities(),
+            facts,
+            true,
+        );
+        let until = match self.index.action(action) {
+            Some(a) => a
+                .clock
+                .until(slice.principal(), &resource, slice.entities(), facts),
+            None => facts.now.saturating_add(1),
+        };
+        (decision, until)
+    }
+
     /// The same decision over the whole, unindexed set (the reference for tests and benches).
     pub fn decide_unindexed(
         &self,

@@ -39,17 +39,10 @@ impl Account {
     /// `GET /account/overview`.
     pub async fn overview(&self, s: &Arc<ResolvedSession>, conn: ConnInfo) -> ApiResult {
         let now = unix_now();
-        let entities = self.core.sessions.entities(s).map_err(|e| {
-            tracing::error!(error = %e, "cannot build the entity slice of a session");
-            ApiError::from(Code::Internal)
-        })?;
         let gate = &self.core.gate;
         let mut allowed = Map::new();
         for action in ACCOUNT_ACTIONS {
-            let question = Question::Session {
-                entities: &entities,
-                action,
-            };
+            let question = Question::Session { session: s, action };
             let asker = Asker::session(now, conn.remote.ip(), s).at_path("/account/overview");
             let verdict = gate.decide(question, asker).await?;
             allowed.insert((*action).to_string(), Value::Bool(verdict.allowed()));
@@ -57,7 +50,7 @@ impl Account {
         let mut groups = Vec::new();
         for g in PermissionGroup::ALL {
             let question = Question::Session {
-                entities: &entities,
+                session: s,
                 action: g.as_str(),
             };
             let asker = Asker::session(now, conn.remote.ip(), s).at_path("/account/overview");

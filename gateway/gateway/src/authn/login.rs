@@ -119,11 +119,11 @@ impl Auth {
     ) -> Result<Arc<ResolvedSession>, Failure> {
         let now = unix_now();
         let gate = &self.core.gate;
-        let Admitted { session, entities } = gate.admit(req.headers(), now).await?;
+        let Admitted { session } = gate.admit(req.headers(), now).await?;
         // Every decision is one audit record, allowed or not (a read of a firm's personnel
         // list shows full ID numbers: who looked must be on record).
         let question = Question::Session {
-            entities: &entities,
+            session: &session,
             action,
         };
         let asker = Asker::session(now, conn.remote.ip(), &session).at_path(req.uri().path());

@@ -239,19 +239,13 @@ async fn decide_one(ext: &ExtAuthz, e: &Evaluation, client: IpAddr) -> Result<Va
     if acts_for != Some(resource.id.as_str()) {
         return Err(ApiError::field(Code::InvalidInput, "resource.id").into());
     }
-    let entities = crate::session::prepare(&session)
-        .map(std::sync::Arc::new)
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot build the entity slice of a session");
-            Failure::from(Code::Internal)
-        })?;
     let asker = Asker {
         downstream: true,
         mode: Mode::Authzen,
         ..Asker::session(now, client, &session)
     };
     let question = Question::Session {
-        entities: &entities,
+        session: &session,
         action: &action.name,
     };
     let verdict = ext.core.gate.decide(question, asker).await?;

@@ -490,3 +490,190 @@ fn a_missing_attribute_keeps_the_policy_and_its_error() {
         set.decide_unindexed(&slice, "declare", &RequestFacts::at(0))
     );
 }
+
+// The clock (see `clock`): a decision holds, with only the time moving, for every second the
+// clock gives it.
+
+fn timed_condition() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just("context.now < principal.binding.valid_until".to_string()),
+        2 => Just("principal.binding.valid_from <= context.now".to_string()),
+        2 => Just("principal has factor_at && principal.factor_at >= context.now - 600".to_string()),
+        1 => Just("principal.factor_at + 300 > context.now".to_string()),
+        1 => Just("context.now + 30 >= principal.binding.valid_until".to_string()),
+        1 => Just("30 + context.now > principal.binding.valid_until - 100".to_string()),
+        1 => Just("context.now == 1000".to_string()),
+        1 => Just("context.now != 499".to_string()),
+        1 => Just("1200 <= context.now".to_string()),
+        2 => Just("context has legacy_login_until && context.now < context.legacy_login_until".to_string()),
+        1 => Just("context.now < principal.agreement.valid_until".to_string()),
+        1 => Just("context.now < principal.entry".to_string()),
+        1 => Just("if context.now > 700 then principal.must_change_password else true".to_string()),
+        1 => Just("principal has binding && !(context.now >= principal.binding.valid_until)".to_string()),
+        // Not followed by the clock: such an action's decisions hold for their second only.
+        1 => Just("context.now * 2 > 1000".to_string()),
+        1 => Just("[context.now].contains(1000)".to_string()),
+        1 => Just("principal.binding.valid_until - context.now > 100".to_string()),
+        2 => condition(),
+    ]
+}
+
+fn timed_policy() -> impl Strategy<Value = GenPolicy> {
+    (gen_policy(), timed_condition()).prop_map(|(p, condition)| GenPolicy { condition, ..p })
+}
+
+fn timed_session() -> impl Strategy<Value = SessionFacts> {
+    (
+        session_facts(),
+        prop::sample::select(vec![500i64, 1000, 1600]),
+        prop::sample::select(vec![0i64, 300, 900]),
+        prop::option::of(prop::sample::select(vec![400i64, 1100])),
+    )
+        .prop_map(|(mut s, until, from, factor_at)| {
+            if let Some(b) = &mut s.binding {
+                b.valid_until = Some(Time::Seconds(until));
+                b.valid_from = Some(Time::Seconds(from));
+            }
+            s.factor_at = factor_at.map(Time::Seconds);
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_decision_holds_until_its_clock_says(
+        policies in prop::collection::vec(timed_policy(), 1..12),
+        session in timed_session(),
+        action in prop::sample::select(&ACTIONS[..]),
+        now in prop::sample::select(vec![0i64, 299, 300, 499, 500, 700, 999, 1000, 1200, 1700]),
+        legacy in prop::option::of(prop::sample::select(vec![10i64, 800, 1500])),
+        probes in prop::collection::vec(0i64..2_000, 4),
+    ) {
+        let set = build_set(&policies);
+        let slice = EntitySlice::build(&session_slice(&session).unwrap()).unwrap();
+        let facts = RequestFacts { now, legacy_login_until: legacy };
+        let (decision, until) = set.decide_until(&slice, action, &facts);
+        prop_assert!(until > now);
+        prop_assert_eq!(&decision, &set.decide(&slice, action, &facts));
+        let mut times: Vec<i64> = probes.iter().map(|p| now + p).collect();
+        times.extend([now + 1, until.saturating_sub(1), now + 300, now + 600]);
+        for t in times.into_iter().filter(|t| (now..until).contains(t) && *t < now + 5_000) {
+            let later = RequestFacts { now: t, ..facts };
+            prop_assert_eq!(&decision, &set.decide(&slice, action, &later), "at {} (until {})", t, until);
+        }
+    }
+}
+
+fn one_policy(condition: &str) -> ActiveSet {
+    build_set(&[GenPolicy {
+        forbid: false,
+        principal: "principal".to_string(),
+        action: "action".to_string(),
+        resource: "resource".to_string(),
+        condition: condition.to_string(),
+        reason: 0,
+        priority: None,
+    }])
+}
+
+fn handler(valid_until: i64, factor_at: Option<i64>) -> EntitySlice {
+    let mut facts = enterprise_session(Role::TaxHandler, None);
+    if let Some(b) = &mut facts.binding {
+        b.valid_until = Some(Time::Seconds(valid_until));
+    }
+    facts.factor_at = factor_at.map(Time::Seconds);
+    EntitySlice::build(&session_slice(&facts).unwrap()).unwrap()
+}
+
+/// The breakpoints are where the answer changes, and the property test above can tell: a clock
+/// that let a decision stand one second longer would be caught at the binding's end.
+#[test]
+fn the_clock_stops_at_each_breakpoint_and_nowhere_else() {
+    let slice = handler(1_000, Some(100));
+    let until = |set: &ActiveSet, now: i64| {
+        set.decide_until(&slice, "declare", &RequestFacts::at(now))
+            .1
+    };
+    let binding = one_policy("context.now < principal.binding.valid_until");
+    assert_eq!(until(&binding, 10), 1_000);
+    assert_eq!(until(&binding, 999), 1_000);
+    assert!(set_allows(&binding, &slice, 999) && !set_allows(&binding, &slice, 1_000));
+    assert_eq!(
+        until(&binding, 1_000),
+        1_001,
+        "at a breakpoint: that second only"
+    );
+    assert_eq!(until(&binding, 1_001), i64::MAX, "nothing ahead");
+    let factor = one_policy("principal.factor_at >= context.now - 600");
+    assert_eq!(until(&factor, 150), 700);
+    assert!(set_allows(&factor, &slice, 700) && !set_allows(&factor, &slice, 701));
+    let literal = one_policy("1200 <= context.now");
+    assert_eq!(until(&literal, 10), 1_200);
+    // Both kinds together: the nearest.
+    let both = one_policy(
+        "context.now < principal.binding.valid_until && principal.factor_at >= context.now - 600",
+    );
+    assert_eq!(until(&both, 150), 700);
+    assert_eq!(until(&both, 800), 1_000);
+    // The legacy deadline comes from the request facts.
+    let legacy =
+        one_policy("context has legacy_login_until && context.now < context.legacy_login_until");
+    let facts = RequestFacts {
+        now: 10,
+        legacy_login_until: Some(400),
+    };
+    assert_eq!(legacy.decide_until(&slice, "declare", &facts).1, 400);
+    assert_eq!(until(&legacy, 10), i64::MAX, "retired: no deadline");
+    // A path that is not an integer in the slice is no breakpoint (Cedar fails on it anyway).
+    assert_eq!(
+        until(
+            &one_policy("context.now < principal.agreement.valid_until"),
+            10
+        ),
+        i64::MAX
+    );
+    // Uses the clock does not follow: one second.
+    for c in [
+        "context.now * 2 > 1000",
+        "[context.now].contains(1000)",
+        "principal.binding.valid_until - context.now > 100",
+        "context.now < context.now + 1",
+        "context == {\"now\": 5}",
+    ] {
+        assert_eq!(until(&one_policy(c), 10), 11, "{c}");
+    }
+    // An unknown action: one second.
+    assert_eq!(
+        binding
+            .decide_until(&slice, "no_such_action", &RequestFacts::at(10))
+            .1,
+        11
+    );
+}
+
+fn set_allows(set: &ActiveSet, slice: &EntitySlice, now: i64) -> bool {
+    set.decide(slice, "declare", &RequestFacts::at(now)).allowed
+}
+
+/// The repository's own policies: a handler's `declare` holds until the binding ends; a
+/// binding change holds until the factor is too old for a step-up.
+#[test]
+fn repository_decisions_hold_until_the_binding_ends_or_the_factor_ages() {
+    let set = ActiveSet::compile(&repo_policies()).unwrap();
+    let slice = handler(1_900_000_000, Some(1_800_000_000));
+    let facts = RequestFacts::at(1_800_000_100);
+    let (declare, until) = set.decide_until(&slice, "declare", &facts);
+    assert!(declare.allowed);
+    assert_eq!(until, 1_900_000_000);
+    let (_, until) = set.decide_until(&slice, "grant_binding", &facts);
+    assert_eq!(until, 1_800_000_600);
+    for action in set.actions() {
+        let (_, until) = set.decide_until(&slice, action, &facts);
+        assert!(
+            until > facts.now + 1,
+            "{action}: the clock follows every repository policy"
+        );
+    }
+}
