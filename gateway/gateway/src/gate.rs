@@ -194,8 +194,8 @@ impl<'a> Asker<'a> {
 /// `x-taxgate-decision`).
 #[derive(Debug)]
 pub struct Verdict {
-    /// The decision.
-    pub decision: Decision,
+    /// The decision (shared: a remembered one is not copied).
+    pub decision: Arc<Decision>,
     /// Its audit record's id.
     pub id: String,
     /// For a [`Question::Identity`]: the index of the candidate that allowed.
@@ -326,7 +326,7 @@ impl Gate {
                 let (decision, chosen) = self
                     .engine
                     .choose_identity(action, attempt, candidates, &facts);
-                (*action, Ok(decision), chosen)
+                (*action, Ok(Arc::new(decision)), chosen)
             }
             Question::Personnel {
                 entities,
@@ -334,12 +334,12 @@ impl Gate {
                 change,
             } => (
                 *action,
-                Ok(self.engine.current().decide_personnel(
+                Ok(Arc::new(self.engine.current().decide_personnel(
                     &entities.entities,
                     action,
                     change,
                     &facts,
-                )),
+                ))),
                 None,
             ),
         });
@@ -420,7 +420,7 @@ pub(crate) fn decide_session(
     action: &str,
     facts: &RequestFacts,
     slice: impl FnOnce() -> Result<Arc<Prepared>, AuthzError>,
-) -> Result<Decision, AuthzError> {
+) -> Result<Arc<Decision>, AuthzError> {
     let set = engine.current();
     if let Some(decision) = session.remembered(action, facts, &set.version) {
         return Ok(decision);

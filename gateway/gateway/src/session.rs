@@ -171,7 +171,7 @@ struct Memo {
     /// The decision was made at `from` and is the decision at every second in `from..until`.
     from: Timestamp,
     until: Timestamp,
-    decision: Decision,
+    decision: Arc<Decision>,
 }
 
 impl ResolvedSession {
@@ -188,7 +188,7 @@ impl ResolvedSession {
         action: &str,
         facts: &RequestFacts,
         version: &Arc<str>,
-    ) -> Option<Decision> {
+    ) -> Option<Arc<Decision>> {
         let memo = self
             .memo
             .lock()
@@ -211,7 +211,7 @@ impl ResolvedSession {
         action: &str,
         facts: &RequestFacts,
         until: Timestamp,
-        decision: &Decision,
+        decision: &Arc<Decision>,
     ) {
         let mut memo = self
             .memo
@@ -223,7 +223,7 @@ impl ResolvedSession {
             version: decision.version.clone(),
             from: facts.now,
             until,
-            decision: decision.clone(),
+            decision: Arc::clone(decision),
         };
         match memo.iter().position(|m| &*m.action == action) {
             Some(i) => {
@@ -621,7 +621,7 @@ mod tests {
         action: &str,
         facts: &RequestFacts,
         built: &std::cell::Cell<u32>,
-    ) -> Decision {
+    ) -> Arc<Decision> {
         decide_session(engine, session, action, facts, || {
             built.set(built.get() + 1);
             prepare(session).map(Arc::new)
@@ -692,7 +692,7 @@ mod tests {
         let after = decide(&engine, &session, "declare", &before, &built);
         assert!(!after.allowed);
         assert_ne!(after.version, first.version);
-        assert_eq!(after, engine.decide(&prepared.entities, "declare", &before));
+        assert_eq!(*after, engine.decide(&prepared.entities, "declare", &before));
     }
 
     proptest::proptest! {
@@ -733,7 +733,7 @@ mod tests {
                 let facts = RequestFacts { now: UNTIL + offset, legacy_login_until: legacy };
                 let memo = decide(&engine, &session, action, &facts, &built);
                 let fresh = engine.decide(&prepared.entities, action, &facts);
-                proptest::prop_assert_eq!(memo, fresh, "{} at {:?}", action, facts);
+                proptest::prop_assert_eq!(&*memo, &fresh, "{} at {:?}", action, facts);
             }
         }
     }

@@ -18,7 +18,7 @@ pub const POLICY_ERROR: &str = "policy_error";
 
 /// The answer to one request. A value, not an error: evaluation problems deny and are listed in
 /// `errors`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Decision {
     /// Whether the request may go ahead.
     pub allowed: bool,

@@ -22,7 +22,8 @@ pub mod replay;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{Context, Entities, EntityUid, Request, RestrictedExpression, Schema};
@@ -110,7 +111,13 @@ pub struct ActiveSet {
     actions: Vec<String>,
     schema: Schema,
     index: PolicyIndex,
+    /// The distinct answers [`ActiveSet::decide_until`] gave, shared: sessions remember their
+    /// decisions, and most of them hold one of a few dozen answers.
+    answers: Mutex<HashMap<Decision, Arc<Decision>>>,
 }
+
+/// Distinct answers an [`ActiveSet`] shares at most; beyond, answers are not shared.
+const MAX_SHARED_ANSWERS: usize = 4096;
 
 impl ActiveSet {
     /// Read, validate (strict) and index the policy directory `dir`.
@@ -129,6 +136,7 @@ impl ActiveSet {
             actions: compiled.actions,
             schema: compiled.schema,
             index,
+            answers: Mutex::default(),
         })
     }
 
@@ -149,6 +157,7 @@ impl ActiveSet {
             actions: Vec::new(),
             schema,
             index,
+            answers: Mutex::default(),
         }
     }
 
@@ -281,7 +290,7 @@ impl ActiveSet {
         slice: &EntitySlice,
         action: &str,
         facts: &RequestFacts,
-    ) -> (Decision, Timestamp) {
+    ) -> (Arc<Decision>, Timestamp) {
         let resource = self.resource_for(slice, action);
         let decision = self.decide_request(
             slice.principal(),
@@ -297,7 +306,20 @@ impl ActiveSet {
                 .until(slice.principal(), &resource, slice.entities(), facts),
             None => facts.now.saturating_add(1),
         };
-        (decision, until)
+        (self.shared(decision), until)
+    }
+
+    /// `decision` as the one shared copy of that answer.
+    fn shared(&self, decision: Decision) -> Arc<Decision> {
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(a) = answers.get(&decision) {
+            return a.clone();
+        }
+        let a = Arc::new(decision);
+        if answers.len() < MAX_SHARED_ANSWERS {
+            answers.insert((*a).clone(), a.clone());
+        }
+        a
     }
 
     /// The same decision over the whole, unindexed set (the reference for tests and benches).

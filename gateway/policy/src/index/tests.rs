@@ -556,12 +556,12 @@ proptest! {
         let facts = RequestFacts { now, legacy_login_until: legacy };
         let (decision, until) = set.decide_until(&slice, action, &facts);
         prop_assert!(until > now);
-        prop_assert_eq!(&decision, &set.decide(&slice, action, &facts));
+        prop_assert_eq!(&*decision, &set.decide(&slice, action, &facts));
         let mut times: Vec<i64> = probes.iter().map(|p| now + p).collect();
         times.extend([now + 1, until.saturating_sub(1), now + 300, now + 600]);
         for t in times.into_iter().filter(|t| (now..until).contains(t) && *t < now + 5_000) {
             let later = RequestFacts { now: t, ..facts };
-            prop_assert_eq!(&decision, &set.decide(&slice, action, &later), "at {} (until {})", t, until);
+            prop_assert_eq!(&*decision, &set.decide(&slice, action, &later), "at {} (until {})", t, until);
         }
     }
 }
