@@ -676,4 +676,8 @@ fn repository_decisions_hold_until_the_binding_ends_or_the_factor_ages() {
             "{action}: the clock follows every repository policy"
         );
     }
+    // Another handler's allowed declare is the same answer, shared rather than copied.
+    let other = handler(1_950_000_000, None);
+    let (again, _) = set.decide_until(&other, "declare", &facts);
+    assert!(std::sync::Arc::ptr_eq(&declare, &again));
 }
