@@ -34,7 +34,7 @@ fn events(n: usize, base: u64, sessions: u64) -> Vec<AuditEvent> {
     let slices: Vec<AuditSlice> = (0..100)
         .map(|i| AuditSlice {
             hash: format!("{i:032x}").into(),
-            json: Arc::from("{}"),
+            json: Some(Arc::from("{}")),
         })
         .collect();
     (0..n as u64)

@@ -637,7 +637,7 @@ fn id_alice() -> IdNumber {
 fn audit_slice(hash: &str, json: &str) -> AuditSlice {
     AuditSlice {
         hash: hash.into(),
-        json: json.into(),
+        json: Some(json.into()),
     }
 }
 

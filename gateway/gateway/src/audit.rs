@@ -164,10 +164,14 @@ impl AuditWriter {
 
 /// The entity slices this writer has reported to the store, each with the decision time it
 /// reported (the slice's `last_seen` as stored). A slice is reported again once a decision
-/// [`AUDIT_SLICE_REFRESH_SECS`] later than that uses it, so every written decision's slice has
-/// a stored last use less than the refresh interval before the decision's own time, however
-/// long events waited in the queue or for the store. Retention relies on that (see
-/// `Store::purge_audit`). Bounded: an evicted or expired hash is only reported again sooner.
+/// [`AUDIT_SLICE_REFRESH_SECS`] later than that uses it. Events that name their slice by hash
+/// only are not reported (nothing to store), but an event of the same session carried it whole
+/// at most `SLICE_RESEND_SECS` (half the refresh interval) of decision time before (see
+/// `ResolvedSession::audit_slice`). So every written decision's slice has a stored last use
+/// less than one and a half refresh intervals before the decision's own time, however long
+/// events waited in the queue or for the store; retention keeps slices for the refresh
+/// interval plus an hour beyond that (see `Store::purge_audit`). Bounded: an evicted or
+/// expired hash is only reported again sooner.
 fn written_slices() -> moka::sync::Cache<Arc<str>, i64> {
     moka::sync::Cache::builder()
         .max_capacity(100_000)
@@ -187,9 +191,10 @@ fn new_slices(
         let Some(s) = &e.slice else { continue };
         if let Some((_, seen)) = out.iter_mut().find(|(o, _)| o.hash == s.hash) {
             *seen = (*seen).max(e.at);
-        } else if written
-            .get(&s.hash)
-            .is_none_or(|reported| e.at >= reported + AUDIT_SLICE_REFRESH_SECS)
+        } else if s.json.is_some()
+            && written
+                .get(&s.hash)
+                .is_none_or(|reported| e.at >= reported + AUDIT_SLICE_REFRESH_SECS)
         {
             out.push((s.clone(), e.at));
         }
@@ -292,7 +297,7 @@ mod tests {
     fn slice(hash: &str) -> AuditSlice {
         AuditSlice {
             hash: hash.into(),
-            json: "{}".into(),
+            json: Some("{}".into()),
         }
     }
 
@@ -331,5 +336,28 @@ mod tests {
             ],
             "c is within the refresh interval of its report; d's decision at 45 is not"
         );
+    }
+
+    /// An event naming its slice by hash only never reports it (there is nothing to store),
+    /// but a later use in the same batch still counts for the slice reported with it.
+    #[test]
+    fn a_slice_named_by_hash_only_is_reported_by_an_event_that_carries_it() {
+        let whole = slice("e");
+        let named = AuditSlice {
+            json: None,
+            ..whole.clone()
+        };
+        let written = written_slices();
+        let batch = [
+            event(10, Some(&named)),
+            event(20, Some(&whole)),
+            event(30, Some(&named)),
+        ];
+        let reported: Vec<(String, i64, bool)> = new_slices(&batch, &written)
+            .into_iter()
+            .map(|(s, at)| (s.hash.to_string(), at, s.json.is_some()))
+            .collect();
+        assert_eq!(reported, [("e".to_string(), 30, true)]);
+        assert!(new_slices(&[event(40, Some(&named))], &written).is_empty());
     }
 }

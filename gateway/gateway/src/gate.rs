@@ -20,7 +20,7 @@ use serde_json::Value;
 use taxgate_policy::{
     AuthzError, Decision, LoginAttempt, LoginCandidate, PersonnelChange, PolicyEngine, RequestFacts,
 };
-use taxgate_store::{AuditEvent, StoreError, Timestamp};
+use taxgate_store::{AuditEvent, AuditSlice, StoreError, Timestamp};
 
 use crate::audit::Audit;
 use crate::error::Code;
@@ -310,11 +310,16 @@ impl Gate {
             taxgate.reason = tracing::field::Empty,
             taxgate.audit_id = tracing::field::Empty,
         );
+        let mut built = None;
         let (action, decision, candidate) = span.in_scope(|| match &question {
             Question::Session { session, action } => (
                 *action,
                 decide_session(&self.engine, session, action, &facts, || {
                     self.sessions.entities(session)
+                })
+                .map(|(decision, prepared)| {
+                    built = prepared;
+                    decision
                 }),
                 None,
             ),
@@ -366,7 +371,24 @@ impl Gate {
             }
             span.record("taxgate.audit_id", id.as_str());
         }
-        let event = record(&id, &question, action, &decision, &asker, &facts);
+        let slice = match &question {
+            Question::Session { session, .. } => {
+                match session.audit_slice(built.as_deref(), facts.now) {
+                    Some(slice) => slice,
+                    // Due to carry the whole slice again: the hot cache or a rebuild has it.
+                    None => match self.sessions.entities(session) {
+                        Ok(p) => session.audit_slice(Some(&p), facts.now).flatten(),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot build the entity slice of a session");
+                            return Err(Code::Internal.into());
+                        }
+                    },
+                }
+            }
+            Question::Personnel { entities, .. } => entities.replay.clone(),
+            Question::Identity { .. } => None,
+        };
+        let event = record(&id, &question, action, &decision, &asker, &facts, slice);
         let recorded = tracing::Instrument::instrument(self.audit.record(event), span).await;
         if recorded.is_err() {
             return Err(Failure::AuditUnavailable);
@@ -420,15 +442,15 @@ pub(crate) fn decide_session(
     action: &str,
     facts: &RequestFacts,
     slice: impl FnOnce() -> Result<Arc<Prepared>, AuthzError>,
-) -> Result<Arc<Decision>, AuthzError> {
+) -> Result<(Arc<Decision>, Option<Arc<Prepared>>), AuthzError> {
     let set = engine.current();
     if let Some(decision) = session.remembered(action, facts, &set.version) {
-        return Ok(decision);
+        return Ok((decision, None));
     }
     let prepared = slice()?;
     let (decision, until) = set.decide_until(&prepared.entities, action, facts);
     session.remember(action, facts, until, &decision);
-    Ok(decision)
+    Ok((decision, Some(prepared)))
 }
 
 /// The audit record of one decision. The same fields for every kind of question: the subject
@@ -441,27 +463,19 @@ fn record(
     decision: &Decision,
     asker: &Asker<'_>,
     facts: &RequestFacts,
+    slice: Option<AuditSlice>,
 ) -> AuditEvent {
     let session = asker.session.map(|s| &s.session);
-    let (person, enterprise, entry, slice) = match question {
-        Question::Session { session: asked, .. } => (
+    let (person, enterprise, entry) = match question {
+        Question::Session { .. } | Question::Personnel { .. } => (
             session.and_then(|s| s.person.clone()),
             session.and_then(|s| s.enterprise.clone()),
             session.map(|s| s.entry),
-            // Made with the slice that first decided on this session.
-            asked.replay(),
-        ),
-        Question::Personnel { entities, .. } => (
-            session.and_then(|s| s.person.clone()),
-            session.and_then(|s| s.enterprise.clone()),
-            session.map(|s| s.entry),
-            entities.replay.clone(),
         ),
         Question::Identity { attempt, .. } => (
             attempt.person.map(|p| p.id_number.clone()),
             attempt.enterprise.map(|e| e.taxpayer_id.clone()),
             Some(attempt.entry),
-            None,
         ),
     };
     AuditEvent {

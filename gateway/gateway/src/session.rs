@@ -67,11 +67,13 @@ pub struct ResolvedSession {
     touched: AtomicI64,
     /// Every invalidation up to this epoch is known not to concern this entry.
     checked_epoch: AtomicU64,
-    /// The audit form of this session's entity slice, made once per resolution: a rebuild of
-    /// the entities after the hot entity cache let them go does not serialise and hash them
-    /// again (the slice is the same: a resolution never changes). `Some(None)`: it could not
-    /// be serialised.
-    replay: std::sync::OnceLock<Option<AuditSlice>>,
+    /// The hash of this session's entity slice in audit form, once a build has made it
+    /// (`None` inside: it could not be serialised). The slice itself is not kept here: at 1.2
+    /// KiB a session it would be most of a cached session's memory.
+    slice_hash: std::sync::OnceLock<Option<Arc<str>>>,
+    /// The decision time at which an audit event of this session last carried the whole slice
+    /// (see [`ResolvedSession::audit_slice`]).
+    slice_sent: AtomicI64,
     /// The last decisions made on this session, with the time they hold for.
     memo: Mutex<Vec<Memo>>,
 }
@@ -90,7 +92,8 @@ impl ResolvedSession {
             last_seen: AtomicI64::new(last_seen),
             touched: AtomicI64::new(last_seen),
             checked_epoch: AtomicU64::new(epoch),
-            replay: std::sync::OnceLock::new(),
+            slice_hash: std::sync::OnceLock::new(),
+            slice_sent: AtomicI64::new(i64::MIN),
             memo: Mutex::new(Vec::new()),
         }
     }
@@ -240,28 +243,55 @@ impl ResolvedSession {
         }
     }
 
-    /// The audit form of this session's slice, once a decision has built it.
-    pub fn replay(&self) -> Option<AuditSlice> {
-        self.replay.get().cloned().flatten()
+    /// The slice an audit event of this session at `now` carries: the whole slice from
+    /// `prepared` when a decision built or fetched it, or (`prepared` is `None`) only its hash
+    /// while an event carried it less than [`SLICE_RESEND_SECS`] ago. `None` asks the caller
+    /// for the built slice (then call again with it). So the audit writer, which stores a slice
+    /// once and refreshes its last use at most every `AUDIT_SLICE_REFRESH_SECS`, always has the
+    /// whole slice within `SLICE_RESEND_SECS` of any event naming it.
+    pub fn audit_slice(
+        &self,
+        prepared: Option<&Prepared>,
+        now: Timestamp,
+    ) -> Option<Option<AuditSlice>> {
+        if let Some(p) = prepared {
+            self.slice_sent.fetch_max(now, Ordering::Relaxed);
+            return Some(p.replay.clone());
+        }
+        let hash = self.slice_hash.get()?;
+        let Some(hash) = hash else {
+            // Not serialisable: not replayable, nothing to resend.
+            return Some(None);
+        };
+        if now.saturating_sub(self.slice_sent.load(Ordering::Relaxed)) >= SLICE_RESEND_SECS {
+            return None;
+        }
+        Some(Some(AuditSlice {
+            hash: hash.clone(),
+            json: None,
+        }))
     }
 }
+
+/// How long (decision time) audit events of a session may name its slice by hash only.
+pub const SLICE_RESEND_SECS: i64 = taxgate_store::AUDIT_SLICE_REFRESH_SECS / 2;
 
 /// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
 pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
     let entities = EntitySlice::for_session(&s.session, &s.facts)?;
-    let replay = s
-        .replay
-        .get_or_init(|| match entities.replay_json() {
-            Ok((hash, json)) => Some(AuditSlice {
-                hash: hash.into(),
-                json: json.into(),
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
-                None
-            }
-        })
-        .clone();
+    let replay = match entities.replay_json() {
+        Ok((hash, json)) => Some(AuditSlice {
+            hash: hash.into(),
+            json: Some(json.into()),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
+            None
+        }
+    };
+    let _ = s
+        .slice_hash
+        .set(replay.as_ref().map(|r| Arc::clone(&r.hash)));
     Ok(Prepared { entities, replay })
 }
 
@@ -627,6 +657,7 @@ mod tests {
             prepare(session).map(Arc::new)
         })
         .unwrap()
+        .0
     }
 
     /// The memo answers only within the span the policies' clock gives a decision: up to the
@@ -692,7 +723,10 @@ mod tests {
         let after = decide(&engine, &session, "declare", &before, &built);
         assert!(!after.allowed);
         assert_ne!(after.version, first.version);
-        assert_eq!(*after, engine.decide(&prepared.entities, "declare", &before));
+        assert_eq!(
+            *after,
+            engine.decide(&prepared.entities, "declare", &before)
+        );
     }
 
     proptest::proptest! {
@@ -736,6 +770,33 @@ mod tests {
                 proptest::prop_assert_eq!(&*memo, &fresh, "{} at {:?}", action, facts);
             }
         }
+    }
+
+    /// The audit writer gets the whole slice from an event at least every
+    /// [`SLICE_RESEND_SECS`] of a session's decisions; between, events name it by hash.
+    #[test]
+    fn events_carry_the_whole_slice_at_least_every_resend_interval() {
+        let session = handler_until(UNTIL);
+        assert!(
+            session.audit_slice(None, 100).is_none(),
+            "never built: the caller must build it"
+        );
+        let prepared = prepare(&session).unwrap();
+        let whole = session.audit_slice(Some(&prepared), 100).unwrap().unwrap();
+        assert!(whole.json.is_some());
+        let named = session
+            .audit_slice(None, 100 + SLICE_RESEND_SECS - 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(named.hash, whole.hash);
+        assert!(named.json.is_none());
+        assert!(
+            session.audit_slice(None, 100 + SLICE_RESEND_SECS).is_none(),
+            "due to carry it whole again"
+        );
+        // The same slice built again has the same hash.
+        let again = prepare(&session).unwrap();
+        assert_eq!(again.replay.as_ref().unwrap().hash, whole.hash);
     }
 
     fn session(id: &str) -> Invalidation {

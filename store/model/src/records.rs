@@ -278,14 +278,15 @@ pub struct AuditEvent {
     pub legacy_login_until: Option<Timestamp>,
 }
 
-/// The Cedar entity slice of a decision as JSON, with its content hash. Built once per session
-/// cache fill and shared by every event of that session (two `Arc` clones per request).
+/// The Cedar entity slice of a decision as JSON, with its content hash. Built with a session's
+/// entities and shared by the events of that session (`Arc` clones).
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuditSlice {
     /// Hex of a SHA-256 over `json` (truncated); the key of `audit_slices`.
     pub hash: std::sync::Arc<str>,
-    /// The entities as Cedar JSON.
-    pub json: std::sync::Arc<str>,
+    /// The entities as Cedar JSON; `None`: the event names the slice by hash only, and an event
+    /// of the same session carried it whole within `AUDIT_SLICE_REFRESH_SECS / 2` before.
+    pub json: Option<std::sync::Arc<str>>,
 }
 
 impl fmt::Debug for AuditSlice {
@@ -344,7 +345,8 @@ pub const AUDIT_SLICE_REFRESH_SECS: i64 = 600;
 
 /// How long before a retention cutoff a slice must have been last used to be deleted: the
 /// refresh interval plus an hour of margin (for instances still on code from before
-/// migration 0004, which do not report uses, during a rolling upgrade).
+/// migration 0004, which do not report uses, during a rolling upgrade, and for the half
+/// refresh interval in which a session's events may name a slice by hash only).
 pub const AUDIT_SLICE_SLACK_SECS: i64 = AUDIT_SLICE_REFRESH_SECS + 3_600;
 
 /// Rows deleted by `Store::purge_audit` (taxgate-store).

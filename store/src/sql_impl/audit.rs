@@ -34,7 +34,9 @@ pub(crate) async fn append_with_slices<S: SqlStore>(
     // it, so both are the same) and only its last use moves up. One row per hash (PostgreSQL
     // refuses to update a row twice in one statement), in hash order, so writers on several
     // instances lock shared rows in the same order and cannot deadlock.
-    let mut slices: Vec<&(AuditSlice, Timestamp)> = slices.iter().collect();
+    // A slice named by hash only is stored by an event that carried it whole.
+    let mut slices: Vec<&(AuditSlice, Timestamp)> =
+        slices.iter().filter(|(s, _)| s.json.is_some()).collect();
     slices.sort_by(|a, b| a.0.hash.cmp(&b.0.hash).then(b.1.cmp(&a.1)));
     slices.dedup_by(|later, first| later.0.hash == first.0.hash);
     for chunk in fixed_chunks(&slices) {
@@ -43,7 +45,7 @@ pub(crate) async fn append_with_slices<S: SqlStore>(
         );
         qb.push_values(chunk.iter().copied(), |mut b, (s, seen)| {
             b.arg(s.hash.to_string())
-                .arg(s.json.to_string())
+                .arg(s.json.as_deref().unwrap_or_default().to_string())
                 .arg(*seen)
                 .arg(*seen);
         });
