@@ -681,10 +681,3 @@ fn repository_decisions_hold_until_the_binding_ends_or_the_factor_ages() {
     let (again, _) = set.decide_until(&other, "declare", &facts);
     assert!(std::sync::Arc::ptr_eq(&declare, &again));
 }
-
-#[test]
-fn zz_tmp_replay_size() {
-    let slice = handler(1_900_000_000, Some(1_800_000_000));
-    let (hash, json) = slice.replay_json().unwrap();
-    eprintln!("REPLAY hash {} json {}", hash.len(), json.len());
-}
