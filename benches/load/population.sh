@@ -28,6 +28,9 @@
 # GW_EXTRA: TOML appended to the gateway's config (e.g. $'[session]\nentity_cache_capacity = 0'),
 # to measure a setting against the default.
 #
+# INSTANCES=2: with STORES=postgres, two gateway instances on the same database; the load
+# client spreads its connections over both (ports BASE_PORT+5 and +6). SQLite runs stay single.
+#
 # PostgreSQL: TAXGATE_TEST_PG_URL (e.g. from /tmp/taxgate-pg.env) names a database of a cluster
 # where this script may create and drop databases `taxgate_pop_*`.
 set -euo pipefail
@@ -47,6 +50,8 @@ FILL_TIMEOUT=${FILL_TIMEOUT:-3600}
 OUT=${OUT:-target/population-results.md}
 BASE=${BASE_PORT:-19100}
 UP=$BASE PT=$((BASE + 1)) GW=$((BASE + 2)) GWADMIN=$((BASE + 3)) NGX=$((BASE + 4))
+GW2=$((BASE + 5)) GWADMIN2=$((BASE + 6))
+INSTANCES=${INSTANCES:-1}
 
 if [[ " $STORES " == *" postgres "* ]] && [ -z "${TAXGATE_TEST_PG_URL:-}" ]; then
   echo "STORES includes postgres but TAXGATE_TEST_PG_URL is not set" >&2
@@ -77,6 +82,11 @@ stop_gateway() {
     kill "$GWPID" 2>/dev/null || true
     wait "$GWPID" 2>/dev/null || true
     GWPID=""
+  fi
+  if [ -n "${GWPID2:-}" ]; then
+    kill "$GWPID2" 2>/dev/null || true
+    wait "$GWPID2" 2>/dev/null || true
+    GWPID2=""
   fi
 }
 cleanup() {
@@ -127,12 +137,12 @@ wait_port "$UP" && wait_port "$PT" && wait_port "$NGX" || exit 1
 # The secure default: assertions signed with a generated Ed25519 key.
 "$BIN/taxgate" keys generate --out "$WORK/assertion.pem" >/dev/null
 
-gateway_config() { # $1: store URL
-  cat >"$WORK/taxgate.toml" <<EOF
+gateway_config() { # $1: store URL, $2: config file (default taxgate.toml), $3/$4: ports
+  cat >"$WORK/${2:-taxgate.toml}" <<EOF
 [server]
-listen = "127.0.0.1:$GW"
+listen = "127.0.0.1:${3:-$GW}"
 [admin]
-listen = "127.0.0.1:$GWADMIN"
+listen = "127.0.0.1:${4:-$GWADMIN}"
 [store]
 url = "$1"
 [policies]
@@ -208,6 +218,16 @@ for size in $SIZES; do
       RUST_LOG=warn "$BIN/taxgate" serve --config "$WORK/taxgate.toml" 2>"$WORK/gateway.log" &
       GWPID=$!
       wait_port "$GW" || { cat "$WORK/gateway.log" >&2; exit 1; }
+      URL[gateway]="http://127.0.0.1:$GW"
+      if [ "$INSTANCES" = 2 ] && [ "$store" = postgres ]; then
+        # A second instance on the same database: the load client spreads its connections
+        # over both, so revocations and activity cross instances as in a real deployment.
+        gateway_config "$url" taxgate2.toml "$GW2" "$GWADMIN2"
+        RUST_LOG=warn "$BIN/taxgate" serve --config "$WORK/taxgate2.toml" 2>"$WORK/gateway2.log" &
+        GWPID2=$!
+        wait_port "$GW2" || { cat "$WORK/gateway2.log" >&2; exit 1; }
+        URL[gateway]="http://127.0.0.1:$GW,http://127.0.0.1:$GW2"
+      fi
       # The secure default is what is measured: the gateway publishes the signing key.
       jwks=$(curl -sf "http://127.0.0.1:$GWADMIN/.well-known/jwks.json" || true)
       [[ $jwks == *'"kid"'* ]] || {
@@ -253,6 +273,7 @@ for size in $SIZES; do
           fi
           echo "$k open @ $rate/s $t: $json" >&2
         done
+        # (with INSTANCES=2: the first instance's)
         R[$k:rss]=$(( $(kib "$GWPID" VmRSS) / 1024 ))
         R[$k:anon]=$(( $(kib "$GWPID" RssAnon) / 1024 ))
         ROWS+=("$k")

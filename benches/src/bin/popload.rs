@@ -15,7 +15,7 @@
 //! and nginx, so every target parses the same bytes. A 403 is a denial (expected for some
 //! requests); any other status but 2xx, and any failed exchange, is an error.
 //!
-//! Usage: popload --url http://127.0.0.1:8080 --tokens /tmp/p.tokens [--skew 1.0]
+//! Usage: popload --url http://127.0.0.1:8080[,http://127.0.0.1:8081…] --tokens /tmp/p.tokens [--skew 1.0]
 //!        [--mode closed|open] [--rate 5000] [--duration 10] [--warmup 0] [--connections 64]
 //!        [--mix query=80,declare=10,invoice=10] [--seed 1]
 //! `--skew 0` (default) is uniform; `--skew s` draws session rank r with weight 1/(r+1)^s over a
@@ -31,7 +31,8 @@ use hyper::Request;
 use taxgate_benches::{connect_h1, micros, percentile};
 
 struct Args {
-    url: http::Uri,
+    /// Connection i goes to `urls[i % urls.len()]` (several gateway instances on one store).
+    urls: Vec<http::Uri>,
     tokens: String,
     skew: f64,
     open: bool,
@@ -43,9 +44,16 @@ struct Args {
     seed: u64,
 }
 
+impl Args {
+    /// The target of connection `index`.
+    fn url(&self, index: usize) -> &http::Uri {
+        &self.urls[index % self.urls.len()]
+    }
+}
+
 fn parse() -> Result<Args, String> {
     let mut a = Args {
-        url: "http://127.0.0.1:8080".parse().map_err(|_| "url")?,
+        urls: vec!["http://127.0.0.1:8080".parse().map_err(|_| "url")?],
         tokens: String::new(),
         skew: 0.0,
         open: false,
@@ -64,7 +72,12 @@ fn parse() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--url" => a.url = val()?.parse().map_err(|e| format!("--url: {e}"))?,
+            "--url" => {
+                a.urls = val()?
+                    .split(',')
+                    .map(|u| u.trim().parse().map_err(|e| format!("--url `{u}`: {e}")))
+                    .collect::<Result<_, String>>()?
+            }
             "--tokens" => a.tokens = val()?,
             "--skew" => a.skew = val()?.parse().map_err(|e| format!("--skew: {e}"))?,
             "--mode" => {
@@ -95,6 +108,9 @@ fn parse() -> Result<Args, String> {
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             other => return Err(format!("unknown flag `{other}`")),
         }
+    }
+    if a.urls.is_empty() {
+        return Err("--url needs at least one URL".into());
     }
     if a.tokens.is_empty() {
         return Err("--tokens is required".into());
@@ -296,8 +312,9 @@ async fn closed_connection(
     measure_from: Instant,
     until: Instant,
 ) -> Result<Tally, String> {
-    let host = host_of(&args.url)?;
-    let mut sender = connect_h1(&args.url).await?;
+    let url = args.url(index);
+    let host = host_of(url)?;
+    let mut sender = connect_h1(url).await?;
     let mut rng = Rng(args.seed.wrapping_add(index as u64 * 0x1000_0001));
     let mut t = Tally::default();
     while Instant::now() < until {
@@ -312,7 +329,7 @@ async fn closed_connection(
                 if measured {
                     t.error(0);
                 }
-                sender = connect_h1(&args.url).await?;
+                sender = connect_h1(url).await?;
             }
         }
     }
@@ -326,8 +343,9 @@ async fn open_connection(
     start: Instant,
     total: u64,
 ) -> Result<Tally, String> {
-    let host = host_of(&args.url)?;
-    let mut sender = connect_h1(&args.url).await?;
+    let url = args.url(index);
+    let host = host_of(url)?;
+    let mut sender = connect_h1(url).await?;
     let mut rng = Rng(args.seed.wrapping_add(index as u64 * 0x1000_0001));
     let mut t = Tally::default();
     let mut i = index as u64;
@@ -338,7 +356,7 @@ async fn open_connection(
             Ok(status) => count(&mut t, status, micros(due.elapsed())),
             Err(()) => {
                 t.error(0);
-                sender = connect_h1(&args.url).await?;
+                sender = connect_h1(url).await?;
             }
         }
         i += args.connections as u64;
