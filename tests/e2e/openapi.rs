@@ -329,6 +329,8 @@ async fn openapi_schemathesis_finds_nothing() {
         .args(["--suppress-health-check", "all"])
         .args(["--report", "har", "--report-har-path"])
         .arg(&har)
+        // Its example database and cache go to the test's own directory, not the checkout.
+        .current_dir(env.dir.path())
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .kill_on_drop(true);
