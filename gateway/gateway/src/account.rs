@@ -22,6 +22,7 @@ use crate::api::{self, Json, json as json_response, no_content};
 use crate::authn::login::{Auth, session_view};
 use crate::error::{ApiError, Code};
 use crate::gate::{Asker, Question, Verdict, actions};
+use crate::openapi::schemas::BindingCreated;
 use crate::pipeline::unix_now;
 use crate::server::Core;
 use crate::session::ResolvedSession;
@@ -546,9 +547,12 @@ impl Account {
             json!({"binding": binding.id, "person": id_number.masked(), "role": role.as_str()}),
         )
         .await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::CREATED,
-            &json!({"binding": binding.id, "status": status(&binding, now)}),
+            &BindingCreated {
+                status: status(&binding, now),
+                binding: binding.id,
+            },
         ))
     }
 
@@ -941,9 +945,12 @@ impl Account {
             .map_err(|e| self.core.rescue.store(e))?;
         self.audit(s, "apply", conn.remote.ip(), json!({"binding": binding.id}))
             .await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::CREATED,
-            &json!({"binding": binding.id, "status": status(&binding, now)}),
+            &BindingCreated {
+                status: status(&binding, now),
+                binding: binding.id,
+            },
         ))
     }
 }

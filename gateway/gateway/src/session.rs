@@ -692,7 +692,10 @@ mod tests {
         let after = decide(&engine, &session, "declare", &before, &built);
         assert!(!after.allowed);
         assert_ne!(after.version, first.version);
-        assert_eq!(*after, engine.decide(&prepared.entities, "declare", &before));
+        assert_eq!(
+            *after,
+            engine.decide(&prepared.entities, "declare", &before)
+        );
     }
 
     proptest::proptest! {

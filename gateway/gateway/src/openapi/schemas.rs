@@ -383,34 +383,39 @@ pub struct PhoneRequest {
 
 // ---- answers ---------------------------------------------------------------------------------
 
-/// A first factor passed: the challenge and the second factors it admits.
-#[derive(ToSchema)]
+/// A first factor passed: the challenge and the second factors it admits. The handlers
+/// serialize this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ChallengeAnswer {
     /// The challenge token for the next steps.
     pub challenge: String,
     /// The second factors this challenge admits.
-    pub factors: Vec<FactorName>,
+    #[schema(value_type = Vec<FactorName>)]
+    pub factors: Vec<String>,
     /// The number a code would go to, masked (only when there is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_masked: Option<String>,
 }
 
-/// A code was (or, for a reset, may have been) sent.
-#[derive(ToSchema)]
+/// A code was (or, for a reset, may have been) sent. The handlers serialize this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ResendAnswer {
     /// Seconds before another code may be asked for.
     #[schema(minimum = 0)]
     pub resend_after_secs: u64,
 }
 
-/// A reset challenge's factor passed.
-#[derive(Serialize, ToSchema)]
+/// A reset challenge's factor passed. The handlers serialize this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VerifiedAnswer {
     /// Which factor.
-    pub verified: FactorName,
+    #[schema(value_type = FactorName)]
+    pub verified: &'static str,
 }
 
-/// Phone recovery: the face passed and a code went to the new number.
-#[derive(Serialize, ToSchema)]
+/// Phone recovery: the face passed and a code went to the new number. The handlers serialize
+/// this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecoveryCodeAnswer {
     /// The same challenge.
     pub challenge: String,
@@ -441,8 +446,8 @@ pub enum FaceCompleteAnswer {
     Verified(VerifiedAnswer),
 }
 
-/// `POST /auth/face/start`.
-#[derive(ToSchema)]
+/// `POST /auth/face/start`. The handler serializes this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FaceStartAnswer {
     /// The nonce the QR code carries.
     pub nonce: String,
@@ -453,8 +458,9 @@ pub struct FaceStartAnswer {
     pub expires_in: u64,
 }
 
-/// `POST /auth/face/demo-sign`: the callback the app backend would send.
-#[derive(ToSchema)]
+/// `POST /auth/face/demo-sign`: the callback the app backend would send. The handler
+/// serializes this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DemoSignAnswer {
     /// The callback body.
     pub body: String,
@@ -464,8 +470,8 @@ pub struct DemoSignAnswer {
     pub signature: String,
 }
 
-/// `POST /account/phone`.
-#[derive(ToSchema)]
+/// `POST /account/phone`. The handler serializes this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PhoneChallengeAnswer {
     /// The challenge the code is verified on.
     pub challenge: String,
@@ -499,13 +505,14 @@ pub struct Identity {
     pub expires_in_days: Option<i64>,
 }
 
-/// `{"binding", "status"}`: a binding was made.
-#[derive(ToSchema)]
+/// `{"binding", "status"}`: a binding was made. The handlers serialize this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BindingCreated {
     /// The binding's id.
     pub binding: String,
     /// Its status (`pending` until both sides confirm).
-    pub status: BindingStatus,
+    #[schema(value_type = BindingStatus)]
+    pub status: &'static str,
 }
 
 /// A binding in a list (`GET /account/personnel`, `GET /account/authorizations`, an update).
@@ -612,15 +619,16 @@ pub struct OverviewAgreement {
     pub valid_until: Option<String>,
 }
 
-/// One of the person's own sessions (安全中心).
-#[derive(ToSchema)]
+/// One of the person's own sessions (安全中心). The handler serializes this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OwnSession {
     /// The session's id (not its token).
     pub id: String,
     /// The session of this request.
     pub current: bool,
     /// Its entry.
-    pub entry: EntryName,
+    #[schema(value_type = EntryName)]
+    pub entry: &'static str,
     /// The enterprise acted for.
     #[schema(required = true)]
     pub enterprise: Option<String>,
@@ -629,15 +637,14 @@ pub struct OwnSession {
     pub agency: Option<String>,
     /// The role.
     #[schema(required = true, value_type = Option<RoleName>)]
-    pub role: Option<String>,
+    pub role: Option<&'static str>,
     /// Its second factor.
-    pub mfa: FactorName,
+    #[schema(value_type = FactorName)]
+    pub mfa: &'static str,
     /// The client's network, masked (`203.0.113.*`).
-    #[schema(required = true)]
-    pub client_addr: Option<String>,
+    pub client_addr: String,
     /// The browser, as its `User-Agent` names it.
-    #[schema(required = true)]
-    pub user_agent: Option<String>,
+    pub user_agent: String,
     /// When it started.
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -646,8 +653,8 @@ pub struct OwnSession {
     pub last_seen_at: String,
 }
 
-/// A live session acting for the enterprise (personnel side).
-#[derive(ToSchema)]
+/// A live session acting for the enterprise (personnel side). The handler serializes this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PersonnelSession {
     /// The session's id.
     pub id: String,
@@ -660,10 +667,11 @@ pub struct PersonnelSession {
     #[schema(required = true)]
     pub name: Option<String>,
     /// Its entry.
-    pub entry: EntryName,
+    #[schema(value_type = EntryName)]
+    pub entry: &'static str,
     /// The role.
     #[schema(required = true, value_type = Option<RoleName>)]
-    pub role: Option<String>,
+    pub role: Option<&'static str>,
     /// When it started.
     #[schema(format = DateTime)]
     pub created_at: String,
