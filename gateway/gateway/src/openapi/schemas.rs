@@ -211,8 +211,9 @@ pub struct StepUpHint {
 pub struct LoginRequest {
     /// The entry.
     pub entry: EntryName,
-    /// The enterprise (enterprise, legacy) or agency (agent); absent for `person`.
-    #[schema(max_length = 20)]
+    /// The enterprise (enterprise, legacy) or agency (agent); absent for `person`. A unified
+    /// social credit code (18, both check characters) or a legacy 15/17/20-character id.
+    #[schema(pattern = r"^([0-9A-Za-z]{15}|[0-9A-Za-z]{17,18}|[0-9A-Za-z]{20})$")]
     pub taxpayer_id: Option<String>,
     /// An ID number, a phone number or a username (not for `enterprise_legacy`).
     #[schema(min_length = 1, max_length = 64)]
@@ -258,7 +259,8 @@ pub struct FaceCallback {
     /// The nonce of the QR code.
     #[schema(min_length = 1, max_length = 64)]
     pub nonce: String,
-    /// The ID number of the person scanned.
+    /// The ID number of the person scanned (GB 11643, with its check character).
+    #[schema(pattern = r"^[0-9]{17}[0-9Xx]$")]
     pub id_number: String,
     /// The outcome.
     pub result: FaceResult,
@@ -284,6 +286,7 @@ pub struct PhoneRecoverRequest {
     #[schema(min_length = 1, max_length = 128)]
     pub password: String,
     /// The new mobile number.
+    #[schema(pattern = r"^(\+86|0086)?1[3-9][0-9]{9}$")]
     pub phone: String,
 }
 
@@ -325,6 +328,7 @@ pub struct EmptyRequest {}
 #[derive(ToSchema)]
 pub struct SwitchRequest {
     /// The taxpayer id of the enterprise to act for.
+    #[schema(pattern = r"^([0-9A-Za-z]{15}|[0-9A-Za-z]{17,18}|[0-9A-Za-z]{20})$")]
     pub enterprise: String,
     /// The role to act as.
     #[schema(value_type = RoleName)]
@@ -335,6 +339,7 @@ pub struct SwitchRequest {
 #[derive(ToSchema)]
 pub struct GrantRequest {
     /// The person's ID number.
+    #[schema(pattern = r"^[0-9]{17}[0-9Xx]$")]
     pub id_number: String,
     /// The role granted.
     #[schema(value_type = RoleName)]
@@ -351,6 +356,7 @@ pub struct GrantRequest {
 #[derive(ToSchema)]
 pub struct ApplicationRequest {
     /// The enterprise's taxpayer id.
+    #[schema(pattern = r"^([0-9A-Za-z]{15}|[0-9A-Za-z]{17,18}|[0-9A-Za-z]{20})$")]
     pub enterprise: String,
     /// The role applied for.
     #[schema(value_type = RoleName)]
@@ -377,7 +383,8 @@ pub struct UpdateRequest {
 /// `POST /account/phone`.
 #[derive(ToSchema)]
 pub struct PhoneRequest {
-    /// The new mobile number.
+    /// The new mobile number (`1[3-9]` and 9 digits, after `+86`/`0086`).
+    #[schema(pattern = r"^(\+86|0086)?1[3-9][0-9]{9}$")]
     pub phone: String,
 }
 
@@ -478,7 +485,8 @@ pub struct PhoneChallengeAnswer {
 }
 
 /// An identity of the person (`GET /account/identities`); for an agent, a client of the agency.
-#[derive(ToSchema)]
+/// The handler serializes this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Identity {
     /// The enterprise's taxpayer id.
     pub enterprise: String,
@@ -487,21 +495,26 @@ pub struct Identity {
     pub enterprise_name: Option<String>,
     /// The role.
     #[schema(value_type = RoleName)]
-    pub role: String,
+    pub role: &'static str,
     /// The end of validity; null: no end.
     #[schema(required = true, format = DateTime)]
     pub valid_until: Option<String>,
     /// `active`, `pending` or `expired`.
-    pub status: BindingStatus,
+    #[schema(value_type = BindingStatus)]
+    pub status: &'static str,
     /// The binding's id (not for an agent's clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub binding: Option<String>,
     /// Whether the session acts through it (not for an agent's clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<bool>,
     /// An agent's client: the groups the agreement covers.
     #[schema(value_type = Option<Vec<GroupName>>)]
-    pub scope: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<&'static str>>,
     /// Present when the end is within 30 days.
     #[schema(minimum = 0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<i64>,
 }
 
@@ -516,24 +529,27 @@ pub struct BindingCreated {
 }
 
 /// A binding in a list (`GET /account/personnel`, `GET /account/authorizations`, an update).
-#[derive(ToSchema)]
+/// The handlers serialize this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BindingItem {
     /// The binding's id.
     pub binding: String,
     /// The person's ID number.
     pub person: String,
     /// The person's name (personnel lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The enterprise's taxpayer id.
     pub enterprise: String,
     /// The enterprise's name (the person's list).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enterprise_name: Option<String>,
     /// The role.
     #[schema(value_type = RoleName)]
-    pub role: String,
+    pub role: &'static str,
     /// The groups; null: the role's defaults.
     #[schema(required = true, value_type = Option<Vec<GroupName>>)]
-    pub permissions: Option<Vec<String>>,
+    pub permissions: Option<Vec<&'static str>>,
     /// `permissions` is null.
     pub uses_role_defaults: bool,
     /// The start of validity.
@@ -547,19 +563,21 @@ pub struct BindingItem {
     /// The person confirmed.
     pub person_confirmed: bool,
     /// The status.
-    pub status: BindingStatus,
+    #[schema(value_type = BindingStatus)]
+    pub status: &'static str,
     /// The last change.
     #[schema(format = DateTime)]
     pub updated_at: String,
     /// Who made it (an ID number, `import`, `system`).
-    #[schema(required = true)]
-    pub updated_by: Option<String>,
+    pub updated_by: String,
     /// Present when the end is within 30 days.
     #[schema(minimum = 0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<i64>,
     /// `GET /account/personnel` only: the groups the binding gives once active.
     #[schema(value_type = Option<Vec<GroupName>>)]
-    pub groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<&'static str>>,
 }
 
 /// `GET /account/overview`: what a page should show, decided by the policies.
