@@ -247,6 +247,32 @@ async fn openapi_real_answers_hold_to_their_schemas() {
     assert_status(&a, StatusCode::OK);
     assert_valid(&doc, "ChallengeAnswer", &a.json());
 
+    // An agent: the agency's clients, and the overview with the agreement acted through.
+    let (agent, _) = env
+        .login_sms("agent", Some(AGENCY), CHEN, CHEN_PW, "13900000004")
+        .await;
+    let a = env.get("/account/identities", Some(&agent)).await;
+    assert_status(&a, StatusCode::OK);
+    let clients = a.json();
+    assert!(clients[0]["scope"].is_array(), "{clients}");
+    for item in clients.as_array().unwrap() {
+        assert_valid(&doc, "Identity", item);
+    }
+    let a = env
+        .post(
+            "/account/switch",
+            json!({"enterprise": ENT_A, "role": "agent"}),
+            Some(&agent),
+        )
+        .await;
+    assert_status(&a, StatusCode::OK);
+    assert_valid(&doc, "SessionView", &a.json());
+    let a = env.get("/account/overview", Some(&agent)).await;
+    assert_status(&a, StatusCode::OK);
+    let overview = a.json();
+    assert!(overview["agreement"]["scope"].is_array(), "{overview}");
+    assert_valid(&doc, "Overview", &overview);
+
     // The request schemas take the bodies the gateway accepts (the identifier patterns too).
     for (schema, body) in [
         (

@@ -3,7 +3,8 @@
 //! sessions, the pages), for generic clients and fuzzers. Downstream routes (`[[routes]]`) and
 //! the external-authorization listener are not in it.
 //!
-//! The operations and their bodies are `utoipa` derives ([`paths`], [`schemas`]); the error
+//! The operations and their bodies are `utoipa` derives (`paths`, [`schemas`]; the handlers
+//! answer with the schema types themselves); the error
 //! answers of each operation come from one table here ([`ERRORS`]) and all share one schema,
 //! `ErrorBody`, whose `code` is an enum of every [`Code`] and every reason of the policies loaded
 //! at start. The document is built once, when the gateway starts.
@@ -60,7 +61,7 @@ pub const SESSION_COOKIE: &str = "taxgate_session";
 struct PublicApi;
 
 /// The codes each operation (by `operation_id`) can answer besides the ones every operation of
-/// its kind can ([`common_codes`]). Policy reasons are answered 403 (`conflict_of_roles` 409).
+/// its kind can (`common_codes`). Policy reasons are answered 403 (`conflict_of_roles` 409).
 pub const ERRORS: &[(&str, &[&str])] = &[
     (
         "login",

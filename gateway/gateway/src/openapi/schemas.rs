@@ -1,9 +1,11 @@
-//! The bodies of the public API as schema types. The session view is the type the handlers
-//! serialize ([`SessionView`]); the other answers are built field by field in their handlers and
-//! described here, and the end-to-end tests validate real answers against these schemas
-//! (tests/e2e/openapi.rs), so a field that changes on one side fails there.
+//! The bodies of the public API as schema types. Every success answer is one of these types,
+//! serialized by its handler, so the document and the answers cannot drift apart. The request
+//! bodies are read field by field ([`crate::api::Json`]) and the error body is written in
+//! `error.rs`: those are described here, and the end-to-end tests hold the descriptions to what
+//! the gateway accepts and answers (tests/e2e/openapi.rs).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::openapi::RefOr;
@@ -580,24 +582,26 @@ pub struct BindingItem {
     pub groups: Option<Vec<&'static str>>,
 }
 
-/// `GET /account/overview`: what a page should show, decided by the policies.
-#[derive(ToSchema)]
+/// `GET /account/overview`: what a page should show, decided by the policies. The handler
+/// serializes this type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Overview {
     /// Each account-centre action and whether the policies allow it now.
-    #[schema(value_type = std::collections::BTreeMap<String, bool>)]
-    pub actions: serde_json::Value,
+    pub actions: BTreeMap<&'static str, bool>,
     /// The permission groups the identity may use now.
     #[schema(value_type = Vec<GroupName>)]
-    pub groups: Vec<String>,
+    pub groups: Vec<&'static str>,
     /// The enterprise acted for.
     #[schema(required = true)]
     pub enterprise_name: Option<String>,
     /// The agency (agent entry).
     #[schema(required = true)]
     pub agency_name: Option<String>,
-    /// The binding in use.
+    /// The binding in use (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub binding: Option<OverviewBinding>,
-    /// The agency agreement in use (an agent acting for a client).
+    /// The agency agreement in use, for an agent acting for a client (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agreement: Option<OverviewAgreement>,
     /// The person's number, masked; null: none.
     #[schema(required = true)]
@@ -607,16 +611,16 @@ pub struct Overview {
 }
 
 /// The binding a session acts through.
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OverviewBinding {
     /// Its id.
     pub binding: String,
     /// Its role.
     #[schema(value_type = RoleName)]
-    pub role: String,
+    pub role: &'static str,
     /// Its groups; null: the role's defaults.
     #[schema(required = true, value_type = Option<Vec<GroupName>>)]
-    pub permissions: Option<Vec<String>>,
+    pub permissions: Option<Vec<&'static str>>,
     /// `permissions` is null.
     pub uses_role_defaults: bool,
     /// The end of validity; null: no end.
@@ -625,13 +629,13 @@ pub struct OverviewBinding {
 }
 
 /// The agency agreement an agent acts through.
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OverviewAgreement {
     /// The client's taxpayer id.
     pub client: String,
     /// The groups the agreement covers.
     #[schema(value_type = Vec<GroupName>)]
-    pub scope: Vec<String>,
+    pub scope: Vec<&'static str>,
     /// The end of validity; null: no end.
     #[schema(required = true, format = DateTime)]
     pub valid_until: Option<String>,
