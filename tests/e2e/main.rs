@@ -15,6 +15,7 @@ mod faults;
 mod hostile;
 mod login;
 mod multi;
+mod openapi;
 mod personnel_update;
 mod policy_safety;
 mod proxy;

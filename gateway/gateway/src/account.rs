@@ -22,6 +22,7 @@ use crate::api::{self, Json, json as json_response, no_content};
 use crate::authn::login::{Auth, session_view};
 use crate::error::{ApiError, Code};
 use crate::gate::{Asker, Question, Verdict, actions};
+use crate::openapi::schemas::{BindingCreated, BindingItem, Identity};
 use crate::pipeline::unix_now;
 use crate::server::Core;
 use crate::session::ResolvedSession;
@@ -85,32 +86,29 @@ fn binding_json(
     enterprise_name: Option<&str>,
     person_name: Option<&str>,
     now: Timestamp,
-) -> Value {
-    let mut v = json!({
-        "binding": b.id,
-        "person": b.person.as_str(),
-        "enterprise": b.enterprise.as_str(),
-        "role": b.role.as_str(),
-        "permissions": permissions(&b.permissions),
-        "uses_role_defaults": b.permissions.is_none(),
-        "valid_from": api::rfc3339(b.valid_from),
-        "valid_until": until(b.valid_until),
-        "enterprise_confirmed": b.enterprise_confirmed,
-        "person_confirmed": b.person_confirmed,
-        "status": status(b, now),
-        "updated_at": api::rfc3339(b.updated_at),
-        "updated_by": b.updated_by,
-    });
-    if let Some(n) = enterprise_name {
-        api::set_field(&mut v, "enterprise_name", n);
+) -> BindingItem {
+    BindingItem {
+        binding: b.id.clone(),
+        person: b.person.as_str().to_string(),
+        name: person_name.map(str::to_string),
+        enterprise: b.enterprise.as_str().to_string(),
+        enterprise_name: enterprise_name.map(str::to_string),
+        role: b.role.as_str(),
+        permissions: b
+            .permissions
+            .as_ref()
+            .map(|list| list.iter().map(|g| g.as_str()).collect()),
+        uses_role_defaults: b.permissions.is_none(),
+        valid_from: api::rfc3339(b.valid_from),
+        valid_until: b.valid_until.map(api::rfc3339),
+        enterprise_confirmed: b.enterprise_confirmed,
+        person_confirmed: b.person_confirmed,
+        status: status(b, now),
+        updated_at: api::rfc3339(b.updated_at),
+        updated_by: b.updated_by.clone(),
+        expires_in_days: expires_in_days(b.valid_until, now),
+        groups: None,
     }
-    if let Some(n) = person_name {
-        api::set_field(&mut v, "name", n);
-    }
-    if let Some(d) = expires_in_days(b.valid_until, now) {
-        api::set_field(&mut v, "expires_in_days", d);
-    }
-    v
 }
 
 /// The `/account/*` handlers. Each one is a policy decision first, and every change it makes is
@@ -215,25 +213,23 @@ impl Account {
                     continue;
                 }
                 let name = self.enterprise_name(&b.enterprise).await;
-                let mut v = json!({
-                    "enterprise": b.enterprise.as_str(),
-                    "enterprise_name": name,
-                    "role": b.role.as_str(),
-                    "valid_until": until(b.valid_until),
-                    "status": status(&b, now),
-                    "binding": b.id,
-                    "current": sess.binding_id.as_deref() == Some(b.id.as_str()),
+                out.push(Identity {
+                    enterprise: b.enterprise.as_str().to_string(),
+                    enterprise_name: name,
+                    role: b.role.as_str(),
+                    valid_until: b.valid_until.map(api::rfc3339),
+                    status: status(&b, now),
+                    current: Some(sess.binding_id.as_deref() == Some(b.id.as_str())),
+                    binding: Some(b.id),
+                    scope: None,
+                    expires_in_days: expires_in_days(b.valid_until, now),
                 });
-                if let Some(d) = expires_in_days(b.valid_until, now) {
-                    api::set_field(&mut v, "expires_in_days", d);
-                }
-                out.push(v);
             }
         }
-        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+        Ok(api::typed(StatusCode::OK, &out))
     }
 
-    async fn client_json(&self, a: &AgencyAgreement, now: Timestamp) -> Value {
+    async fn client_json(&self, a: &AgencyAgreement, now: Timestamp) -> Identity {
         let active = a.client_confirmed
             && a.revoked_at.is_none()
             && a.valid_from <= now
@@ -245,18 +241,17 @@ impl Account {
         } else {
             "expired"
         };
-        let mut v = json!({
-            "enterprise": a.client.as_str(),
-            "enterprise_name": self.enterprise_name(&a.client).await,
-            "role": Role::Agent.as_str(),
-            "valid_until": until(a.valid_until),
-            "status": status,
-            "scope": a.scope.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        });
-        if let Some(d) = expires_in_days(a.valid_until, now) {
-            api::set_field(&mut v, "expires_in_days", d);
+        Identity {
+            enterprise: a.client.as_str().to_string(),
+            enterprise_name: self.enterprise_name(&a.client).await,
+            role: Role::Agent.as_str(),
+            valid_until: a.valid_until.map(api::rfc3339),
+            status,
+            binding: None,
+            current: None,
+            scope: Some(a.scope.iter().map(|g| g.as_str()).collect()),
+            expires_in_days: expires_in_days(a.valid_until, now),
         }
-        v
     }
 
     /// `POST /account/switch {enterprise, role}`: the session's identity becomes another binding
@@ -546,9 +541,12 @@ impl Account {
             json!({"binding": binding.id, "person": id_number.masked(), "role": role.as_str()}),
         )
         .await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::CREATED,
-            &json!({"binding": binding.id, "status": status(&binding, now)}),
+            &BindingCreated {
+                status: status(&binding, now),
+                binding: binding.id,
+            },
         ))
     }
 
@@ -575,12 +573,11 @@ impl Account {
                 enterprise_confirmed: None,
             };
             if let Ok(groups) = self.core.gate.binding_groups(&change, now) {
-                let names: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
-                api::set_field(&mut item, "groups", json!(names));
+                item.groups = Some(groups.iter().map(|g| g.as_str()).collect());
             }
             out.push(item);
         }
-        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+        Ok(api::typed(StatusCode::OK, &out))
     }
 
     /// Binding `id` if it is live and `belongs` to the caller, else 404 (the same answer for
@@ -754,7 +751,7 @@ impl Account {
                 .await;
         }
         let name = person.map(|p| p.name);
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
             &binding_json(&after, None, name.as_deref(), now),
         ))
@@ -844,7 +841,7 @@ impl Account {
             let name = self.enterprise_name(&b.enterprise).await;
             out.push(binding_json(&b, name.as_deref(), None, now));
         }
-        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+        Ok(api::typed(StatusCode::OK, &out))
     }
 
     /// The person's own, non-revoked binding `id`, else 404.
@@ -941,9 +938,12 @@ impl Account {
             .map_err(|e| self.core.rescue.store(e))?;
         self.audit(s, "apply", conn.remote.ip(), json!({"binding": binding.id}))
             .await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::CREATED,
-            &json!({"binding": binding.id, "status": status(&binding, now)}),
+            &BindingCreated {
+                status: status(&binding, now),
+                binding: binding.id,
+            },
         ))
     }
 }

@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/policies`,
 //! `POST /admin/policies/reload`, `POST /admin/reload` (policies, assertion keys, TLS
-//! certificate), and `/.well-known/jwks.json` (the keys that verify
-//! `x-taxgate-assertion`). Served on its own address, never on the public listener.
+//! certificate), `/.well-known/jwks.json` (the keys that verify `x-taxgate-assertion`) and
+//! `/openapi.json` (the OpenAPI 3.1 description of the public API, [`crate::openapi`]). Served
+//! on its own address, never on the public listener.
 
 use std::future::Future;
 
@@ -35,6 +36,10 @@ pub trait AdminState: Send + Sync + 'static {
     fn assertions(&self) -> Option<&Assertions> {
         None
     }
+    /// The `/openapi.json` document, built once at start; `None`: not served (404).
+    fn openapi(&self) -> Option<Bytes> {
+        None
+    }
 }
 
 /// The admin listener's [`Pipeline`]: answers every request itself and forwards nothing.
@@ -64,6 +69,17 @@ impl<S: AdminState> Pipeline for Admin<S> {
                 json(StatusCode::OK, &self.0.reload_policies().await)
             }
             (&Method::POST, "/admin/reload") => json(StatusCode::OK, &self.0.reload_all().await),
+            (&Method::GET | &Method::HEAD, "/openapi.json") => match self.0.openapi() {
+                Some(document) => {
+                    let mut r = Response::new(full(document));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                None => ApiError::from(Code::NotFound).into_response(),
+            },
             (method, JWKS_PATH) => match self.0.assertions() {
                 Some(assertions) => jwks_response(method, assertions),
                 None => ApiError::from(Code::NotFound).into_response(),
@@ -75,7 +91,8 @@ impl<S: AdminState> Pipeline for Admin<S> {
                 | "/metrics"
                 | "/admin/policies"
                 | "/admin/policies/reload"
-                | "/admin/reload",
+                | "/admin/reload"
+                | "/openapi.json",
             ) => ApiError::from(Code::MethodNotAllowed).into_response(),
             _ => ApiError::from(Code::NotFound).into_response(),
         };

@@ -127,6 +127,11 @@ pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     r
 }
 
+/// [`json`] for an answer of a typed body (the schema types of [`crate::openapi::schemas`]).
+pub fn typed<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    json(status, &serde_json::to_value(value).unwrap_or_default())
+}
+
 /// An empty `204 No Content`, never cached.
 pub fn no_content() -> Response<Body> {
     let mut r = Response::new(empty());

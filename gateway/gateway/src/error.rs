@@ -97,6 +97,50 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in declaration order: the `code` enum of `/openapi.json`'s error schema is
+    /// built from this list (a unit test below keeps it complete).
+    pub const ALL: [Code; 39] = [
+        Code::InvalidInput,
+        Code::InvalidCredentials,
+        Code::AccountLocked,
+        Code::RouteNotFound,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::LoginRequired,
+        Code::SessionExpired,
+        Code::NotPermitted,
+        Code::CrossSite,
+        Code::RateLimited,
+        Code::PayloadTooLarge,
+        Code::UpstreamUnavailable,
+        Code::UpstreamTimeout,
+        Code::ClientBodyTimeout,
+        Code::StoreUnavailable,
+        Code::PolicyUnavailable,
+        Code::Internal,
+        Code::ChallengeExpired,
+        Code::InvalidCode,
+        Code::SmsTooFrequent,
+        Code::SmsDailyLimit,
+        Code::SmsUnavailable,
+        Code::PhoneMissing,
+        Code::FacePending,
+        Code::FaceFailed,
+        Code::BadSignature,
+        Code::UnknownNonce,
+        Code::IdentityMismatch,
+        Code::WeakPassword,
+        Code::PersonNotRegistered,
+        Code::AlreadyLinked,
+        Code::AlreadyConfirmed,
+        Code::UnsupportedMediaType,
+        Code::InvalidPath,
+        Code::AmbiguousSession,
+        Code::FaceRequired,
+        Code::ExtTokenRequired,
+        Code::InvalidAssertion,
+    ];
+
     /// The snake_case `code` of the error body.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -628,6 +672,31 @@ mod tests {
         (Code::ExtTokenRequired, 401),
         (Code::InvalidAssertion, 401),
     ];
+
+    /// `Code::ALL` holds every variant of `Code` once: the variants are read from this file's
+    /// source, so one added to the enum and not to the list fails here.
+    #[test]
+    fn all_lists_every_code_once() {
+        let source = include_str!("error.rs");
+        let body = source
+            .split("pub enum Code {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .expect("the Code enum");
+        let declared: Vec<&str> = body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("//") && l.ends_with(','))
+            .map(|l| l.trim_end_matches(','))
+            .collect();
+        let listed: Vec<String> = Code::ALL.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(
+            listed, declared,
+            "Code::ALL must list every variant, in order"
+        );
+        let names: std::collections::BTreeSet<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), Code::ALL.len(), "two codes share a name");
+    }
 
     #[test]
     fn every_code_has_its_contract_status() {

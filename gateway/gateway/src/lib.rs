@@ -22,6 +22,7 @@ pub mod gate;
 pub mod health;
 pub mod janitor;
 pub mod metrics;
+pub mod openapi;
 pub mod pipeline;
 pub mod reload;
 pub mod rescue;

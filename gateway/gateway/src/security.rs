@@ -14,10 +14,11 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{AuditEvent, SessionListing, Store, Timestamp};
 
-use crate::api::{self, json as json_response, no_content};
+use crate::api::{self, no_content};
 use crate::authn::login::Auth;
 use crate::error::{ApiError, Code};
 use crate::gate::actions;
+use crate::openapi::schemas::{OwnSession, PersonnelSession};
 use crate::pipeline::unix_now;
 use crate::rescue::Handled;
 use crate::server::Core;
@@ -147,8 +148,8 @@ impl Centre<'_> {
     async fn own(&self, s: &ResolvedSession) -> Handled {
         let now = unix_now();
         let list = self.own_list(s, now).await?;
-        let out: Vec<Value> = list.iter().map(|l| own_json(l, s.id())).collect();
-        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+        let out: Vec<OwnSession> = list.iter().map(|l| own_json(l, s.id())).collect();
+        Ok(api::typed(StatusCode::OK, &out))
     }
 
     /// `POST /account/sessions/{id}/revoke`.
@@ -190,8 +191,8 @@ impl Centre<'_> {
     async fn enterprise(&self, s: &ResolvedSession) -> Handled {
         let now = unix_now();
         let list = self.enterprise_list(s, now).await?;
-        let out: Vec<Value> = list.iter().map(|l| personnel_json(l, s.id())).collect();
-        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+        let out: Vec<PersonnelSession> = list.iter().map(|l| personnel_json(l, s.id())).collect();
+        Ok(api::typed(StatusCode::OK, &out))
     }
 
     /// `POST /account/personnel/sessions/{id}/revoke`.
@@ -253,36 +254,36 @@ impl Centre<'_> {
 }
 
 /// A session in the person's own list (CONTRACT section 11).
-fn own_json(l: &SessionListing, current: &str) -> Value {
+fn own_json(l: &SessionListing, current: &str) -> OwnSession {
     let s = &l.session;
-    json!({
-        "id": s.id,
-        "current": s.id == current,
-        "entry": s.entry.as_str(),
-        "enterprise": s.enterprise.as_ref().map(|e| e.as_str()),
-        "agency": s.agency.as_ref().map(|e| e.as_str()),
-        "role": s.role.map(|r| r.as_str()),
-        "mfa": s.factor.as_str(),
-        "client_addr": l.device.client_net,
-        "user_agent": l.device.user_agent,
-        "created_at": api::rfc3339(s.created_at),
-        "last_seen_at": api::rfc3339(s.last_seen_at),
-    })
+    OwnSession {
+        id: s.id.clone(),
+        current: s.id == current,
+        entry: s.entry.as_str(),
+        enterprise: s.enterprise.as_ref().map(|e| e.as_str().to_string()),
+        agency: s.agency.as_ref().map(|e| e.as_str().to_string()),
+        role: s.role.map(|r| r.as_str()),
+        mfa: s.factor.as_str(),
+        client_addr: l.device.client_net.clone(),
+        user_agent: l.device.user_agent.clone(),
+        created_at: api::rfc3339(s.created_at),
+        last_seen_at: api::rfc3339(s.last_seen_at),
+    }
 }
 
 /// A session in the enterprise's list: the person's ID number masked.
-fn personnel_json(l: &SessionListing, current: &str) -> Value {
+fn personnel_json(l: &SessionListing, current: &str) -> PersonnelSession {
     let s = &l.session;
-    json!({
-        "id": s.id,
-        "current": s.id == current,
-        "person": s.person.as_ref().map(|p| p.masked()),
-        "name": l.person_name,
-        "entry": s.entry.as_str(),
-        "role": s.role.map(|r| r.as_str()),
-        "created_at": api::rfc3339(s.created_at),
-        "last_seen_at": api::rfc3339(s.last_seen_at),
-    })
+    PersonnelSession {
+        id: s.id.clone(),
+        current: s.id == current,
+        person: s.person.as_ref().map(|p| p.masked()),
+        name: l.person_name.clone(),
+        entry: s.entry.as_str(),
+        role: s.role.map(|r| r.as_str()),
+        created_at: api::rfc3339(s.created_at),
+        last_seen_at: api::rfc3339(s.last_seen_at),
+    }
 }
 
 #[cfg(test)]

@@ -473,7 +473,12 @@ impl Server {
             policy_version = %self.core.engine.version(),
             "taxgate serving"
         );
+        let reasons = self.core.engine.current().reasons.clone();
         let admin_state = Arc::new(AdminView {
+            openapi: crate::openapi::document_json(
+                self.core.config.server.public_origin.as_deref(),
+                &reasons.codes(),
+            ),
             core: self.core.clone(),
         });
         // The admin listener's connections are not the public ones the metrics count.
@@ -604,6 +609,8 @@ fn spawn_reload_on_sighup(core: Arc<Core>) -> tokio::task::JoinHandle<()> {
 
 struct AdminView {
     core: Arc<Core>,
+    /// `/openapi.json`, built once at start with the policies' reasons of that moment.
+    openapi: bytes::Bytes,
 }
 
 impl AdminState for AdminView {
@@ -677,6 +684,10 @@ impl AdminState for AdminView {
 
     fn assertions(&self) -> Option<&Assertions> {
         self.core.assertions.as_deref()
+    }
+
+    fn openapi(&self) -> Option<bytes::Bytes> {
+        Some(self.openapi.clone())
     }
 }
 

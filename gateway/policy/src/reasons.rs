@@ -56,6 +56,14 @@ impl Reasons {
         self.map.contains_key(code)
     }
 
+    /// The codes `reasons.toml` has messages for, sorted (the policies' part of the error codes
+    /// `/openapi.json` lists).
+    pub fn codes(&self) -> Vec<&str> {
+        let mut codes: Vec<&str> = self.map.keys().map(String::as_str).collect();
+        codes.sort_unstable();
+        codes
+    }
+
     /// (Chinese, English) message for `code`, or the generic message for an unknown code.
     pub fn message(&self, code: &str) -> (Arc<str>, Arc<str>) {
         let (zh, en) = self.map.get(code).unwrap_or(&self.generic);

@@ -5,17 +5,19 @@
 //! The page hides what is not allowed; it holds no role list of its own. `POST
 //! /account/switch/leave` takes an agent back from a client to the agency.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use taxgate_store::{PermissionGroup, Role, SessionIdentity, Store};
 
 use super::Account;
-use crate::api::json as json_response;
+use crate::api::{self, json as json_response};
 use crate::authn::login::session_view;
 use crate::error::{ApiError, Code};
 use crate::gate::{Asker, Question, actions};
+use crate::openapi::schemas::{Overview, OverviewAgreement, OverviewBinding};
 use crate::pipeline::unix_now;
 use crate::session::ResolvedSession;
 use taxgate_proxy::ConnInfo;
@@ -40,12 +42,12 @@ impl Account {
     pub async fn overview(&self, s: &Arc<ResolvedSession>, conn: ConnInfo) -> ApiResult {
         let now = unix_now();
         let gate = &self.core.gate;
-        let mut allowed = Map::new();
+        let mut allowed = BTreeMap::new();
         for action in ACCOUNT_ACTIONS {
             let question = Question::Session { session: s, action };
             let asker = Asker::session(now, conn.remote.ip(), s).at_path("/account/overview");
             let verdict = gate.decide(question, asker).await?;
-            allowed.insert((*action).to_string(), Value::Bool(verdict.allowed()));
+            allowed.insert(*action, verdict.allowed());
         }
         let mut groups = Vec::new();
         for g in PermissionGroup::ALL {
@@ -78,49 +80,48 @@ impl Account {
                 .map(|phone| phone.masked()),
             None => None,
         };
-        let mut out = json!({
-            "actions": allowed,
-            "groups": groups,
-            "enterprise_name": enterprise_name,
-            "agency_name": agency_name,
-            "phone_masked": phone_masked,
-            "home_url": self.core.config.pages.home_url,
-        });
+        let mut out = Overview {
+            actions: allowed,
+            groups,
+            enterprise_name,
+            agency_name,
+            binding: None,
+            agreement: None,
+            phone_masked,
+            home_url: self.core.config.pages.home_url.clone(),
+        };
         // The binding or agreement in use: what it grants as stored (the policies' answer is
         // `groups` above).
-        if let (Some(obj), Some(id)) = (out.as_object_mut(), sess.binding_id.as_deref())
+        if let Some(id) = sess.binding_id.as_deref()
             && let Some(b) = store
                 .binding(id)
                 .await
                 .map_err(|e| self.core.rescue.store(e))?
         {
-            obj.insert(
-                "binding".into(),
-                json!({
-                    "binding": b.id,
-                    "role": b.role.as_str(),
-                    "permissions": super::permissions(&b.permissions),
-                    "uses_role_defaults": b.permissions.is_none(),
-                    "valid_until": super::until(b.valid_until),
-                }),
-            );
+            out.binding = Some(OverviewBinding {
+                role: b.role.as_str(),
+                permissions: b
+                    .permissions
+                    .as_ref()
+                    .map(|list| list.iter().map(|g| g.as_str()).collect()),
+                uses_role_defaults: b.permissions.is_none(),
+                valid_until: b.valid_until.map(api::rfc3339),
+                binding: b.id,
+            });
         }
-        if let (Some(obj), Some(id)) = (out.as_object_mut(), sess.agreement_id.as_deref())
+        if let Some(id) = sess.agreement_id.as_deref()
             && let Some(a) = store
                 .agreement(id)
                 .await
                 .map_err(|e| self.core.rescue.store(e))?
         {
-            obj.insert(
-                "agreement".into(),
-                json!({
-                    "client": a.client.as_str(),
-                    "scope": a.scope.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-                    "valid_until": super::until(a.valid_until),
-                }),
-            );
+            out.agreement = Some(OverviewAgreement {
+                client: a.client.as_str().to_string(),
+                scope: a.scope.iter().map(|g| g.as_str()).collect(),
+                valid_until: a.valid_until.map(api::rfc3339),
+            });
         }
-        Ok(json_response(StatusCode::OK, &out))
+        Ok(api::typed(StatusCode::OK, &out))
     }
 
     /// `POST /account/switch/leave`: an agent acting for a client returns to the agency (the

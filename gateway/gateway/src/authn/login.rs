@@ -29,14 +29,15 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::json;
 use taxgate_store::{AuditEvent, Challenge, IdNumber, Phone, StoreError, TaxpayerId, Timestamp};
 use tokio::sync::Semaphore;
 
 use super::sms::SmsSender;
-use crate::api::{self, json as json_response};
+use crate::api;
 use crate::error::{ApiError, Code, Hints};
 use crate::gate::{Admitted, Asker, Question, actions};
+use crate::openapi::schemas::ChallengeAnswer;
 use crate::pipeline::unix_now;
 use crate::rescue::Failure;
 use crate::server::Core;
@@ -162,11 +163,12 @@ impl Auth {
 /// The answer to a first factor that passed: the challenge, the second factors it admits, and
 /// the masked number a code would go to.
 fn challenge_answer(challenge: &str, factors: &[&str], phone: Option<&Phone>) -> Response<Body> {
-    let mut answer = json!({ "challenge": challenge, "factors": factors });
-    if let Some(phone) = phone {
-        api::set_field(&mut answer, "phone_masked", Value::String(phone.masked()));
-    }
-    json_response(StatusCode::OK, &answer)
+    let answer = ChallengeAnswer {
+        challenge: challenge.to_string(),
+        factors: factors.iter().map(|f| f.to_string()).collect(),
+        phone_masked: phone.map(Phone::masked),
+    };
+    api::typed(StatusCode::OK, &answer)
 }
 
 /// A refusal that says when to try again, never sooner than in a second.

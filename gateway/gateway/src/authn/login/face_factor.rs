@@ -4,13 +4,14 @@
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::Value;
 use taxgate_store::{ChallengePurpose, FaceStatus, Factor, IdNumber, Store, StoreError};
 
 use super::{ApiResult, Auth};
-use crate::api::{self, Json, json as json_response, no_content};
+use crate::api::{self, Json, no_content};
 use crate::authn::{face, token};
 use crate::error::{ApiError, Code};
+use crate::openapi::schemas::{FaceStartAnswer, VerifiedAnswer};
 use crate::pipeline::unix_now;
 use taxgate_proxy::ConnInfo;
 
@@ -46,13 +47,13 @@ impl Auth {
         }
         self.challenge_event(&c, now, "face_started", true, None)
             .await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
-            &json!({
-                "nonce": nonce,
-                "qr": format!("taxgate-face://v1?nonce={nonce}"),
-                "expires_in": ttl,
-            }),
+            &FaceStartAnswer {
+                qr: format!("taxgate-face://v1?nonce={nonce}"),
+                nonce,
+                expires_in: ttl,
+            },
         ))
     }
 
@@ -144,7 +145,7 @@ impl Auth {
                 self.recover_code(&c, &body, now).await
             }
             Some(FaceStatus::Passed) if c.purpose == ChallengePurpose::ResetPassword => Ok(
-                json_response(StatusCode::OK, &json!({ "verified": "face" })),
+                api::typed(StatusCode::OK, &VerifiedAnswer { verified: "face" }),
             ),
             Some(FaceStatus::Passed) => self.complete_login(c, Factor::Face, conn, now).await,
             Some(FaceStatus::Failed) => Err(Code::FaceFailed.into()),

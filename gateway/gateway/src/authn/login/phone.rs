@@ -9,10 +9,11 @@ use taxgate_store::{
 };
 
 use super::{ApiResult, Auth, challenge_answer, session_person};
-use crate::api::{self, Json, json as json_response, no_content};
+use crate::api::{self, Json, no_content};
 use crate::authn::sms::{Purpose, SmsMessage};
 use crate::authn::token;
 use crate::error::{ApiError, Code};
+use crate::openapi::schemas::{PhoneChallengeAnswer, RecoveryCodeAnswer};
 use crate::pipeline::unix_now;
 use crate::session::ResolvedSession;
 use taxgate_proxy::ConnInfo;
@@ -62,12 +63,12 @@ impl Auth {
         now: Timestamp,
     ) -> ApiResult {
         self.send_code(c, now).await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
-            &json!({
-                "challenge": body.str("challenge", 64)?,
-                "resend_after_secs": self.core.config.login.sms_resend_secs,
-            }),
+            &RecoveryCodeAnswer {
+                challenge: body.str("challenge", 64)?.to_string(),
+                resend_after_secs: self.core.config.login.sms_resend_secs,
+            },
         ))
     }
 
@@ -206,9 +207,11 @@ impl Auth {
             .map_err(|e| self.store_err(e))?
             .ok_or(ApiError::from(Code::Internal))?;
         self.send_code(&c, now).await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
-            &json!({ "challenge": challenge_token }),
+            &PhoneChallengeAnswer {
+                challenge: challenge_token,
+            },
         ))
     }
 }

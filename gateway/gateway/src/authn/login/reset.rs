@@ -12,11 +12,12 @@ use serde_json::json;
 use taxgate_store::{Challenge, ChallengePurpose, FaceStatus, Phone, Secret, Store, Timestamp};
 
 use super::{ApiResult, Auth, retry_after};
-use crate::api::{Json, json as json_response, no_content};
+use crate::api::{self, Json, no_content};
 use crate::authn::password_rules;
 use crate::authn::sms::Purpose;
 use crate::authn::token;
 use crate::error::{ApiError, Code, Hints};
+use crate::openapi::schemas::{ChallengeAnswer, DemoSignAnswer, ResendAnswer, VerifiedAnswer};
 use crate::pipeline::unix_now;
 use taxgate_proxy::ConnInfo;
 
@@ -51,9 +52,13 @@ impl Auth {
         ev.person = person.as_ref().map(|p| p.id_number.clone());
         self.audit(ev).await?;
         // No `phone_masked`: it would tell who has a number.
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
-            &json!({ "challenge": challenge_token, "factors": ["sms", "face"] }),
+            &ChallengeAnswer {
+                challenge: challenge_token,
+                factors: vec!["sms".into(), "face".into()],
+                phone_masked: None,
+            },
         ))
     }
 
@@ -86,9 +91,11 @@ impl Auth {
             self.challenge_event(c, now, "sms_code_not_sent", false, Some("no_phone"))
                 .await?;
         }
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
-            &json!({ "resend_after_secs": login.sms_resend_secs }),
+            &ResendAnswer {
+                resend_after_secs: login.sms_resend_secs,
+            },
         ))
     }
 
@@ -153,7 +160,10 @@ impl Auth {
         {
             return Err(Code::ChallengeExpired.into());
         }
-        Ok(json_response(StatusCode::OK, &json!({ "verified": "sms" })))
+        Ok(api::typed(
+            StatusCode::OK,
+            &VerifiedAnswer { verified: "sms" },
+        ))
     }
 
     /// `POST /auth/password/reset/complete {challenge, new_password}`.
@@ -275,9 +285,13 @@ impl Auth {
             &timestamp,
             callback.as_bytes(),
         );
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
-            &json!({ "body": callback, "timestamp": timestamp, "signature": signature }),
+            &DemoSignAnswer {
+                body: callback,
+                timestamp,
+                signature,
+            },
         ))
     }
 }

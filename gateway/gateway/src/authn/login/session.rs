@@ -5,14 +5,15 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use taxgate_store::{
-    Binding, Challenge, Enterprise, Entry, Factor, IdNumber, Person, Role, Session, SessionSlice,
-    Store, TaxpayerId, Timestamp,
+    Binding, Challenge, Enterprise, Entry, Factor, Person, Role, Session, SessionSlice, Store,
+    Timestamp,
 };
 
 use super::{ApiResult, Auth};
 use crate::api::{self, json as json_response, no_content};
 use crate::authn::token;
 use crate::error::{ApiError, Code};
+use crate::openapi::schemas::SessionView;
 use crate::pipeline::unix_now;
 use taxgate_policy::{LoginAttempt, LoginCandidate};
 use taxgate_proxy::ConnInfo;
@@ -220,16 +221,17 @@ pub fn session_view_of(
     let name = person
         .map(|p| p.name.clone())
         .or_else(|| enterprise.map(|e| e.name.clone()));
-    json!({
-        "person": s.person.as_ref().map(IdNumber::as_str),
-        "name": name,
-        "entry": s.entry.as_str(),
-        "enterprise": s.enterprise.as_ref().map(TaxpayerId::as_str),
-        "enterprise_name": enterprise.map(|e: &Enterprise| e.name.clone()),
-        "role": s.role.map(Role::as_str),
-        "agency": s.agency.as_ref().map(TaxpayerId::as_str),
-        "must_change_password": person.is_some_and(|p: &Person| p.must_change_password),
-        "mfa": s.factor.as_str(),
-        "expires_at": api::rfc3339(s.expires_at),
-    })
+    let view = SessionView {
+        person: s.person.as_ref().map(|p| p.as_str().to_string()),
+        name,
+        entry: s.entry.as_str(),
+        enterprise: s.enterprise.as_ref().map(|t| t.as_str().to_string()),
+        enterprise_name: enterprise.map(|e: &Enterprise| e.name.clone()),
+        role: s.role.map(Role::as_str),
+        agency: s.agency.as_ref().map(|t| t.as_str().to_string()),
+        must_change_password: person.is_some_and(|p: &Person| p.must_change_password),
+        mfa: s.factor.as_str(),
+        expires_at: api::rfc3339(s.expires_at),
+    };
+    serde_json::to_value(view).unwrap_or_default()
 }

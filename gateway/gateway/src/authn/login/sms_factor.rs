@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 
 use http::StatusCode;
-use serde_json::json;
 use subtle::ConstantTimeEq;
 use taxgate_store::{
     Challenge, ChallengePurpose, FaceStatus, Factor, Secret, SmsLimit, SmsLimits, SmsRequest,
@@ -13,12 +12,13 @@ use taxgate_store::{
 };
 
 use super::{ApiResult, Auth, retry_after};
-use crate::api::{self, Json, json as json_response};
+use crate::api::{self, Json};
 use crate::authn::ratelimit::address_key;
 use crate::authn::sms::{Purpose, SmsMessage};
 use crate::authn::token;
 use crate::error::{ApiError, Code, Hints};
 use crate::metrics::SMS_REFUSED;
+use crate::openapi::schemas::ResendAnswer;
 use crate::pipeline::unix_now;
 use taxgate_proxy::ConnInfo;
 
@@ -38,9 +38,11 @@ impl Auth {
             _ => return Err(Code::ChallengeExpired.into()),
         }
         self.send_code(&c, now).await?;
-        Ok(json_response(
+        Ok(api::typed(
             StatusCode::OK,
-            &json!({ "resend_after_secs": self.core.config.login.sms_resend_secs }),
+            &ResendAnswer {
+                resend_after_secs: self.core.config.login.sms_resend_secs,
+            },
         ))
     }
 
