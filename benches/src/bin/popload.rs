@@ -453,7 +453,7 @@ mod tests {
 
     fn args(tokens: &str, skew: f64) -> Args {
         Args {
-            url: http::Uri::from_static("http://127.0.0.1:1"),
+            urls: vec![http::Uri::from_static("http://127.0.0.1:1")],
             tokens: tokens.into(),
             skew,
             open: false,
@@ -473,6 +473,17 @@ mod tests {
             writeln!(f, "{i:0>43} {kind}").expect("write");
         }
         f
+    }
+
+    #[test]
+    fn connections_alternate_over_the_instances() {
+        let mut a = args("t", 0.0);
+        a.urls = vec![
+            http::Uri::from_static("http://127.0.0.1:1"),
+            http::Uri::from_static("http://127.0.0.1:2"),
+        ];
+        let ports: Vec<u16> = (0..4).filter_map(|i| a.url(i).port_u16()).collect();
+        assert_eq!(ports, [1, 2, 1, 2]);
     }
 
     #[test]
