@@ -375,9 +375,14 @@ impl Gate {
             Question::Session { session, .. } => {
                 match session.audit_slice(built.as_deref(), facts.now) {
                     Some(slice) => slice,
-                    // Due to carry the whole slice again: the hot cache or a rebuild has it.
+                    // Due to carry the whole slice again: the hot cache or a rebuild has it
+                    // (kept in `built` for the shadow below).
                     None => match self.sessions.entities(session) {
-                        Ok(p) => session.audit_slice(Some(&p), facts.now).flatten(),
+                        Ok(p) => {
+                            let slice = session.audit_slice(Some(&p), facts.now).flatten();
+                            built = Some(p);
+                            slice
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot build the entity slice of a session");
                             return Err(Code::Internal.into());
@@ -395,7 +400,7 @@ impl Gate {
         }
         if asker.downstream
             && let (Some(shadow), Question::Session { session, .. }) = (&self.shadow, &question)
-            && let Ok(entities) = self.sessions.entities(session)
+            && let Some(entities) = built.or_else(|| self.sessions.entities(session).ok())
         {
             shadow.offer(session, &entities, action, facts, &id, &decision);
         }
