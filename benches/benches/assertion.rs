@@ -1,12 +1,14 @@
 //! Cost of the identity assertion added to every forwarded request (`x-taxgate-assertion`):
 //! `Assertions::sign` as the pipeline calls it (claims from the identity headers, JWS encode,
-//! header value), for both algorithms, next to the bare ring signature it contains.
+//! header value), for both algorithms, next to the bare aws-lc-rs signature it contains and
+//! ring's (the library it signed with until session 8).
 //!
 //! Run: `cargo bench -p taxgate-benches --bench assertion -j2`
 //!
-//! Last run (2026-11-27, 2 shared cores, load 1.3-4.9, criterion median over 3 s): sign EdDSA
-//! 39.4 µs, sign ES256 27.8 µs; ring signature alone 32.6 / 20.2 µs; Ed25519 PKCS#8 parse 36.9 µs
-//! (avoided per request by parsing at start). Details: benches/README.md.
+//! Last run (2026-12-01 20:18Z, quiet machine, criterion median over 3 s): sign EdDSA 8.36 µs,
+//! sign ES256 14.1 µs; aws-lc-rs signature alone 7.61 / 13.6 µs, ring's 20.2 / 13.9 µs; ring
+//! Ed25519 PKCS#8 parse 18.7 µs (avoided per request by parsing at start). Details:
+//! benches/README.md.
 
 #![allow(
     clippy::unwrap_used,
@@ -68,6 +70,18 @@ fn bench(c: &mut Criterion) {
     let ec = ring::signature::EcdsaKeyPair::from_pkcs8(alg, ec.as_ref(), &rng).unwrap();
     group.bench_function("ring P-256 sign only", |b| {
         b.iter(|| ec.sign(&rng, black_box(&message)).unwrap())
+    });
+    let aws_rng = aws_lc_rs::rand::SystemRandom::new();
+    let aed = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_rng).unwrap();
+    let aed = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(aed.as_ref()).unwrap();
+    group.bench_function("aws-lc-rs Ed25519 sign only", |b| {
+        b.iter(|| aed.sign(black_box(&message)))
+    });
+    let aalg = &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let aec = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(aalg, &aws_rng).unwrap();
+    let aec = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(aalg, aec.as_ref()).unwrap();
+    group.bench_function("aws-lc-rs P-256 sign only", |b| {
+        b.iter(|| aec.sign(&aws_rng, black_box(&message)).unwrap())
     });
     // What jsonwebtoken's own providers would pay per request: parsing the PKCS#8 key again.
     let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();

@@ -225,3 +225,46 @@ fn debug_never_shows_key_material() {
     assert!(shown.contains("kid"), "{shown}");
     assert!(!shown.contains(&body[..20]), "{shown}");
 }
+
+#[test]
+fn an_ed25519_assertion_is_byte_for_byte_what_jsonwebtoken_encodes() {
+    // Ed25519 is deterministic, so the JWS the gateway assembles itself must equal the one
+    // jsonwebtoken builds from the same header and claims (and its provider) exactly.
+    let (key, secret) = Key::generate(Algorithm::EdDSA).unwrap();
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(secret.expose().as_bytes())
+        .unwrap();
+    let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(key.kid().to_string());
+    let a = Assertions::new(key, None, "taxgate", 60).unwrap();
+    let id = identity(&[
+        (&HEADER_PERSON, "140105199001011238"),
+        (&HEADER_ROLE, "tax_handler"),
+    ]);
+    let token = a
+        .sign_for_session(&id, "s1", "d1", "v1", "declare", 1_700_000_000)
+        .unwrap();
+    let token = token.to_str().unwrap();
+    let jti = format!("{}0", a.jti_prefix);
+    let claims = Claims {
+        iss: "taxgate",
+        aud: "declare",
+        iat: 1_700_000_000,
+        exp: 1_700_000_060,
+        jti: &jti,
+        person: Some("140105199001011238"),
+        enterprise: None,
+        role: Some("tax_handler"),
+        entry: None,
+        agency: None,
+        decision: "d1",
+        policy_version: "v1",
+        sid: Some("s1"),
+    };
+    let expected = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(der.secret_pkcs8_der()),
+    )
+    .unwrap();
+    assert_eq!(token, expected);
+}
