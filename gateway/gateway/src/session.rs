@@ -12,7 +12,9 @@
 //!   `get` misses (its predicates are retired by a housekeeping pass that may not have seen an
 //!   entry written just before them), which let one request in ~50 000 use the identity a
 //!   switch had just replaced (soak, 2026-11-27);
-//! - entries live at most `cache_ttl_secs` (the backstop);
+//! - an entry is checked against the store's row at least every `cache_ttl_secs` (the backstop
+//!   behind the invalidations): a row that changed in any way but the activity time replaces
+//!   it, one that did not keeps it, with its remembered decisions and built entities;
 //! - validity periods and expiry are compared with `now` on every request, by the policies.
 
 use std::collections::VecDeque;
@@ -65,6 +67,9 @@ pub struct ResolvedSession {
     generation: u64,
     last_seen: AtomicI64,
     touched: AtomicI64,
+    /// When the store last had exactly this record and these facts (the load, then each
+    /// backstop check, [`Sessions::resolve`]).
+    verified_at: AtomicI64,
     /// Every invalidation up to this epoch is known not to concern this entry.
     checked_epoch: AtomicU64,
     /// The hash of this session's entity slice in audit form, once a build has made it
@@ -91,6 +96,7 @@ impl ResolvedSession {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             last_seen: AtomicI64::new(last_seen),
             touched: AtomicI64::new(last_seen),
+            verified_at: AtomicI64::new(i64::MIN),
             checked_epoch: AtomicU64::new(epoch),
             slice_hash: std::sync::OnceLock::new(),
             slice_sent: AtomicI64::new(i64::MIN),
@@ -135,6 +141,15 @@ impl ResolvedSession {
             HeaderValue::from_static(s.entry.as_str()),
         ));
         out
+    }
+
+    /// Whether `slice`, read from the store now, says exactly what this entry was built from,
+    /// apart from the activity time (which this and other instances move on every use): then a
+    /// fresh load would build the same entities and make the same decisions.
+    fn describes(&self, slice: &SessionSlice) -> bool {
+        let (mut session, facts) = SliceFacts::split(slice.clone());
+        session.last_seen_at = self.session.last_seen_at;
+        session == self.session && facts == self.facts
     }
 
     fn matches(&self, inv: &Invalidation) -> bool {
@@ -361,16 +376,32 @@ pub struct Sessions {
     /// The invalidations behind `epoch`; bumped and appended under this one lock.
     log: Mutex<InvalidationLog>,
     idle_timeout: i64,
+    /// [`ResolvedSession::verified_at`] older than this is checked against the store.
+    backstop: i64,
     /// Activity not yet written: session id -> latest time. Written in one transaction a
     /// second ([`Sessions::write_activity`]) instead of one spawned `UPDATE` per session.
     activity: Mutex<std::collections::HashMap<String, Timestamp>>,
 }
 
+/// Sessions read from the store into the cache (misses, and entries whose row changed).
+pub static SESSIONS_LOADED: crate::metrics::Counter = crate::metrics::Counter::new(
+    "taxgate_session_loads_total",
+    "Sessions read from the store and built into the session cache (cache misses, and entries whose stored row changed).",
+);
+
+/// Cached sessions checked against the store by the backstop and kept.
+pub static SESSIONS_REVALIDATED: crate::metrics::Counter = crate::metrics::Counter::new(
+    "taxgate_session_revalidations_total",
+    "Cached sessions checked against the store after session.cache_ttl_secs and kept, their row unchanged.",
+);
+
 /// How often the pending session activity is written to the store.
 pub const ACTIVITY_FLUSH: Duration = Duration::from_secs(1);
 
 impl Sessions {
-    /// `capacity` sessions cached, the entities of `entity_capacity` of them (0: none).
+    /// `capacity` sessions cached, the entities of `entity_capacity` of them (0: none); a cached
+    /// session is checked against the store at least every `ttl` and dropped after
+    /// `idle_timeout_secs` without use.
     pub fn new(
         store: AnyStore,
         capacity: u64,
@@ -378,9 +409,12 @@ impl Sessions {
         ttl: Duration,
         idle_timeout_secs: u64,
     ) -> Arc<Self> {
+        let idle = Duration::from_secs(idle_timeout_secs);
+        // No time to live: the backstop re-checks an entry against its row instead of dropping
+        // it, so its memo survives. A session unused for the idle timeout has expired anyway.
         let cache = moka::future::Cache::builder()
             .max_capacity(capacity)
-            .time_to_live(ttl)
+            .time_to_idle(idle)
             .support_invalidation_closures()
             .build();
         let entities = (entity_capacity > 0).then(|| {
@@ -396,6 +430,7 @@ impl Sessions {
             epoch: AtomicU64::new(0),
             log: Mutex::new(InvalidationLog::default()),
             idle_timeout: i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX),
+            backstop: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
             activity: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -457,9 +492,38 @@ impl Sessions {
                     // Idle by this instance's view: another instance may have seen activity
                     // since, so only the store can say; fall through to a fresh load.
                     Lookup::Expired if hit.session.expires_at > now => {}
-                    Lookup::Live(_) => {
+                    Lookup::Live(_)
+                        if now.saturating_sub(hit.verified_at.load(Ordering::Relaxed))
+                            < self.backstop =>
+                    {
                         self.touch(&hit, now);
                         return Ok(Lookup::Live(hit));
+                    }
+                    // Due for the backstop: the store's row decides whether it stays.
+                    Lookup::Live(_) => {
+                        let epoch = self.epoch.load(Ordering::Acquire);
+                        let slice = self.store.session_slice(&hex::encode(key)).await?;
+                        match slice {
+                            Some(slice) if hit.describes(&slice) => {
+                                SESSIONS_REVALIDATED.inc();
+                                hit.verified_at.fetch_max(now, Ordering::Relaxed);
+                                // Another instance may have seen it used since.
+                                hit.last_seen
+                                    .fetch_max(slice.session.last_seen_at, Ordering::Relaxed);
+                                // An invalidation that raced with the read is seen here, as
+                                // on any hit; the entry is then loaded again below.
+                                if self.still_current(&hit) {
+                                    self.touch(&hit, now);
+                                    return Ok(Lookup::Live(hit));
+                                }
+                                self.cache.invalidate(&key).await;
+                            }
+                            // Changed behind the invalidations' back (or gone): a new entry.
+                            other => {
+                                self.cache.invalidate(&key).await;
+                                return self.load(key, other, epoch, now).await;
+                            }
+                        }
                     }
                     other => {
                         self.cache.invalidate(&key).await;
@@ -469,10 +533,25 @@ impl Sessions {
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let Some(slice) = self.store.session_slice(&hex::encode(key)).await? else {
+        let slice = self.store.session_slice(&hex::encode(key)).await?;
+        self.load(key, slice, epoch, now).await
+    }
+
+    /// A cache entry made from `slice`, read from the store after invalidation epoch `epoch`
+    /// was current: cached when it is live and no invalidation came in between.
+    async fn load(
+        &self,
+        key: Key,
+        slice: Option<SessionSlice>,
+        epoch: u64,
+        now: Timestamp,
+    ) -> Result<Lookup, StoreError> {
+        let Some(slice) = slice else {
             return Ok(Lookup::Missing);
         };
+        SESSIONS_LOADED.inc();
         let resolved = Arc::new(ResolvedSession::new(slice, epoch));
+        resolved.verified_at.store(now, Ordering::Relaxed);
         // A slice the policy engine cannot represent is refused, never guessed at; building it
         // now also fills the hot entity cache for the decision that follows.
         if let Err(e) = self.entities(&resolved) {
@@ -797,6 +876,116 @@ mod tests {
         // The same slice built again has the same hash.
         let again = prepare(&session).unwrap();
         assert_eq!(again.replay.as_ref().unwrap().hash, whole.hash);
+    }
+
+    fn live(lookup: Lookup) -> Arc<ResolvedSession> {
+        let Lookup::Live(s) = lookup else {
+            unreachable_in_test("the session is not live")
+        };
+        s
+    }
+
+    #[expect(clippy::panic, reason = "a test fails loudly")]
+    fn unreachable_in_test(what: &str) -> ! {
+        panic!("{what}")
+    }
+
+    /// The backstop (`cache_ttl_secs`) checks a cached session against its row instead of
+    /// dropping it: an unchanged row (activity aside) keeps the entry, memo and all; a row that
+    /// changed without an invalidation reaching this cache (another writer, a lost NOTIFY) is
+    /// seen within one backstop interval, and a revocation too.
+    #[tokio::test]
+    async fn the_backstop_keeps_an_unchanged_session_and_reloads_a_changed_one() {
+        const NOW: i64 = 1_750_000_000;
+        const TTL: i64 = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let ours = AnyStore::connect(&url).await.unwrap();
+        ours.migrate().await.unwrap();
+        ours.bulk_populate(10, 100, NOW - 86_400).await.unwrap();
+        let tok = "a".repeat(43);
+        let record =
+            taxgate_store::fixtures::binding_session("s0".into(), token::hash(&tok), 0, 10, NOW)
+                .unwrap();
+        ours.create_session(&record).await.unwrap();
+        // Another handle on the same database: its writes notify its own hooks, not ours.
+        let theirs = AnyStore::connect(&url).await.unwrap();
+        let sessions = Sessions::new(ours.clone(), 100, 16, Duration::from_secs(300), 1_800);
+        sessions.follow_invalidations();
+
+        let first = live(sessions.resolve(&tok, NOW + 61).await.unwrap());
+        // The first use is past the touch interval: the activity goes to the row.
+        sessions.write_activity().await;
+        let row = ours
+            .session_slice(&token::hash(&tok))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.session.last_seen_at, NOW + 61);
+        let within = live(sessions.resolve(&tok, NOW + 61 + TTL - 1).await.unwrap());
+        assert!(Arc::ptr_eq(&first, &within));
+        // Due for the backstop; only the activity time moved: the same entry.
+        let kept = live(sessions.resolve(&tok, NOW + 61 + TTL).await.unwrap());
+        assert!(
+            Arc::ptr_eq(&first, &kept),
+            "an unchanged row keeps the entry"
+        );
+
+        // The binding is shortened behind this cache's back.
+        let binding = theirs
+            .binding(first.session.binding_id.as_deref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let shortened = theirs
+            .update_binding(&taxgate_store::BindingUpdate {
+                valid_until: Some(NOW + 5_000),
+                permissions: binding.permissions.clone(),
+                expected: binding,
+                reconfirm: false,
+                by: "test".into(),
+                now: NOW + 400,
+            })
+            .await
+            .unwrap();
+        assert_eq!(shortened.valid_until, Some(NOW + 5_000));
+        // Not seen before the backstop is due again (the bound it gives) ...
+        let stale = live(
+            sessions
+                .resolve(&tok, NOW + 61 + 2 * TTL - 1)
+                .await
+                .unwrap(),
+        );
+        assert!(Arc::ptr_eq(&first, &stale));
+        // ... and seen when it is: a new entry with the new binding.
+        let fresh = live(sessions.resolve(&tok, NOW + 61 + 2 * TTL).await.unwrap());
+        assert!(
+            !Arc::ptr_eq(&first, &fresh),
+            "a changed row replaces the entry"
+        );
+        assert_eq!(
+            fresh.facts().binding.as_ref().unwrap().valid_until,
+            Some(NOW + 5_000)
+        );
+        let again = live(
+            sessions
+                .resolve(&tok, NOW + 61 + 2 * TTL + 1)
+                .await
+                .unwrap(),
+        );
+        assert!(Arc::ptr_eq(&fresh, &again), "the new entry is cached");
+
+        // Revoked behind its back: refused once the backstop is due.
+        assert!(theirs.revoke_session("s0", NOW + 700).await.unwrap());
+        let t = NOW + 61 + 3 * TTL;
+        assert!(matches!(
+            sessions.resolve(&tok, t).await.unwrap(),
+            Lookup::Missing
+        ));
+        assert!(matches!(
+            sessions.resolve(&tok, t + 1).await.unwrap(),
+            Lookup::Missing
+        ));
     }
 
     fn session(id: &str) -> Invalidation {

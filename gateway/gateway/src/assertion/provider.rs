@@ -15,16 +15,16 @@
 
 use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
-use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
-use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
-use jsonwebtoken::signature;
-use jsonwebtoken::{DecodingKey, EncodingKey};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
     Ed25519KeyPair, KeyPair, UnparsedPublicKey,
 };
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
+use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
+use jsonwebtoken::signature;
+use jsonwebtoken::{DecodingKey, EncodingKey};
 
 use super::Algorithm;
 

@@ -231,8 +231,8 @@ fn an_ed25519_assertion_is_byte_for_byte_what_jsonwebtoken_encodes() {
     // Ed25519 is deterministic, so the JWS the gateway assembles itself must equal the one
     // jsonwebtoken builds from the same header and claims (and its provider) exactly.
     let (key, secret) = Key::generate(Algorithm::EdDSA).unwrap();
-    let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(secret.expose().as_bytes())
-        .unwrap();
+    let der =
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(secret.expose().as_bytes()).unwrap();
     let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(key.kid().to_string());
     let a = Assertions::new(key, None, "taxgate", 60).unwrap();
