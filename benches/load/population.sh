@@ -13,7 +13,8 @@
 # hashes stored) and writes the tokens; the gateway then runs in its default secure
 # configuration (signed identity assertions with a key from `taxgate keys generate`, the
 # default caches) in front of `bench-upstream`. For each skew (SKEWS: 0 uniform, s > 0 Zipf
-# exponent), after WARMUP seconds (at least SIZE / WARMUP_RATE) of load on the gateway:
+# exponent), after a sweep (every session's first request, once each, in order: what a
+# population that has been live for a while has done) and WARMUP seconds of load on the gateway:
 #   closed loop  popload -cCONNS for DUR s against pass-through, nginx and gateway, alternated
 #                ROUNDS times (median kept): the same requests, rotating over the same tokens
 #   open loop    popload --mode open at 50% of the pass-through's median for DUR s against
@@ -43,9 +44,6 @@ DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-5}
-# The warm-up lasts at least SIZE / WARMUP_RATE seconds, so that (uniformly) every session has
-# been seen once, as a real session is right after its login: the steady state, not N cold starts.
-WARMUP_RATE=${WARMUP_RATE:-2000}
 FILL_TIMEOUT=${FILL_TIMEOUT:-3600}
 OUT=${OUT:-target/population-results.md}
 BASE=${BASE_PORT:-19100}
@@ -234,10 +232,13 @@ for size in $SIZES; do
         echo "the gateway does not sign identity assertions" >&2
         exit 1
       }
+      # Every session's first request, once each (a random warm-up leaves a third of a big
+      # population never seen, so a measured run would be mostly first requests).
+      sweep=$(run_load gateway "$tokens" 0 --sweep)
+      echo "$key sweep: $sweep" >&2
       for skew in $SKEWS; do
         k="$key:$skew"
-        warm=$(( size / WARMUP_RATE > WARMUP ? size / WARMUP_RATE : WARMUP ))
-        run_load gateway "$tokens" "$skew" --duration "$warm" >/dev/null
+        run_load gateway "$tokens" "$skew" --duration "$WARMUP" >/dev/null
         if [ -n "${PERF:-}" ]; then
           # A CPU profile of the gateway under this load (PERF seconds), kept beside $OUT.
           perf record -q -F 299 --call-graph dwarf,8192 -p "$GWPID" -o "$OUT.$k.perf" -- sleep "$PERF" 2>/dev/null &

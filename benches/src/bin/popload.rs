@@ -10,18 +10,22 @@
 //!   latency from the send).
 //! - `--mode open --rate R`: request i is due at `start + i / R` on connection i mod C, and its
 //!   latency runs from when it was due (no coordinated omission), as in `openloop`.
+//! - `--sweep`: closed loop over every session once, in token-file order, then stop: each
+//!   session's first request, as after a login (the harness's warm-up, so that a measured run
+//!   sees every session cached, as a population that has been live for a while is).
 //!
 //! The same requests (the same `Authorization: Bearer …` headers) go to the bare pass-through
 //! and nginx, so every target parses the same bytes. A 403 is a denial (expected for some
 //! requests); any other status but 2xx, and any failed exchange, is an error.
 //!
 //! Usage: popload --url http://127.0.0.1:8080[,http://127.0.0.1:8081…] --tokens /tmp/p.tokens [--skew 1.0]
-//!        [--mode closed|open] [--rate 5000] [--duration 10] [--warmup 0] [--connections 64]
+//!        [--mode closed|open] [--sweep] [--rate 5000] [--duration 10] [--warmup 0] [--connections 64]
 //!        [--mix query=80,declare=10,invoice=10] [--seed 1]
 //! `--skew 0` (default) is uniform; `--skew s` draws session rank r with weight 1/(r+1)^s over a
 //! seeded shuffle of the tokens. Prints one JSON line.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,6 +40,8 @@ struct Args {
     tokens: String,
     skew: f64,
     open: bool,
+    /// Every session once, in order, then stop.
+    sweep: bool,
     rate: f64,
     duration: f64,
     warmup: f64,
@@ -57,6 +63,7 @@ fn parse() -> Result<Args, String> {
         tokens: String::new(),
         skew: 0.0,
         open: false,
+        sweep: false,
         rate: 0.0,
         duration: 10.0,
         warmup: 0.0,
@@ -87,6 +94,7 @@ fn parse() -> Result<Args, String> {
                     other => return Err(format!("--mode: `{other}` is not open or closed")),
                 }
             }
+            "--sweep" => a.sweep = true,
             "--rate" => a.rate = val()?.parse().map_err(|e| format!("--rate: {e}"))?,
             "--duration" => a.duration = val()?.parse().map_err(|e| format!("--duration: {e}"))?,
             "--warmup" => a.warmup = val()?.parse().map_err(|e| format!("--warmup: {e}"))?,
@@ -119,6 +127,9 @@ fn parse() -> Result<Args, String> {
         return Err(
             "duration and connections must be positive, warmup and skew not negative".into(),
         );
+    }
+    if a.open && a.sweep {
+        return Err("--sweep is a closed loop: not with --mode open".into());
     }
     if a.open && a.rate <= 0.0 {
         return Err("--mode open needs a positive --rate".into());
@@ -233,6 +244,11 @@ impl Population {
 
     fn request(&self, rng: &mut Rng, host: &HeaderValue) -> Request<Empty<Bytes>> {
         let i = self.pick(rng);
+        self.request_of(i, rng, host)
+    }
+
+    /// A request of session `i` (its route drawn from the mix).
+    fn request_of(&self, i: usize, rng: &mut Rng, host: &HeaderValue) -> Request<Empty<Bytes>> {
         let uri = if self.person.get(i).copied().unwrap_or(false) {
             &self.personal
         } else {
@@ -336,6 +352,34 @@ async fn closed_connection(
     Ok(t)
 }
 
+/// `--sweep`: the next session not yet sent (`next`), until every one has been.
+async fn sweep_connection(
+    args: &Args,
+    pop: &Population,
+    index: usize,
+    next: &AtomicUsize,
+) -> Result<Tally, String> {
+    let url = args.url(index);
+    let host = host_of(url)?;
+    let mut sender = connect_h1(url).await?;
+    let mut rng = Rng(args.seed.wrapping_add(index as u64 * 0x1000_0001));
+    let mut t = Tally::default();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= pop.auth.len() {
+            return Ok(t);
+        }
+        let sent = Instant::now();
+        match exchange(&mut sender, pop.request_of(i, &mut rng, &host)).await {
+            Ok(status) => count(&mut t, status, micros(sent.elapsed())),
+            Err(()) => {
+                t.error(0);
+                sender = connect_h1(url).await?;
+            }
+        }
+    }
+}
+
 async fn open_connection(
     args: &Args,
     pop: &Population,
@@ -394,7 +438,11 @@ fn main() {
         let start = Instant::now() + Duration::from_millis(100);
         let measure_from = start + Duration::from_secs_f64(args.warmup);
         let until = measure_from + Duration::from_secs_f64(args.duration);
-        let results: Vec<Result<Tally, String>> = if args.open {
+        let next = AtomicUsize::new(0);
+        let results: Vec<Result<Tally, String>> = if args.sweep {
+            let futs = (0..args.connections).map(|c| sweep_connection(&args, &pop, c, &next));
+            futures_util::future::join_all(futs).await
+        } else if args.open {
             let total = (args.rate * args.duration) as u64;
             let futs = (0..args.connections).map(|c| open_connection(&args, &pop, c, start, total));
             futures_util::future::join_all(futs).await
@@ -413,7 +461,7 @@ fn main() {
                 }
             }
         }
-        let elapsed = if args.open {
+        let elapsed = if args.open || args.sweep {
             start.elapsed()
         } else {
             measure_from.elapsed()
@@ -428,7 +476,13 @@ fn main() {
         .collect();
     println!(
         "{{\"mode\":\"{}\",\"tokens\":{},\"skew\":{},\"rate\":{},\"ok\":{},\"denied\":{},\"errors\":{},\"rps\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"error_statuses\":{{{}}}}}",
-        if args.open { "open" } else { "closed" },
+        if args.sweep {
+            "sweep"
+        } else if args.open {
+            "open"
+        } else {
+            "closed"
+        },
         pop.auth.len(),
         args.skew,
         args.rate,
@@ -457,6 +511,7 @@ mod tests {
             tokens: tokens.into(),
             skew,
             open: false,
+            sweep: false,
             rate: 0.0,
             duration: 1.0,
             warmup: 0.0,
@@ -506,6 +561,64 @@ mod tests {
         let top = seen[zipf.order[0] as usize];
         assert!((3_300..4_400).contains(&top), "{top}");
         assert!(seen[zipf.order[99] as usize] < 150);
+    }
+
+    /// `--sweep` sends every session exactly once, over all connections, then stops.
+    #[test]
+    fn a_sweep_sends_each_session_once() {
+        use std::sync::{Arc, Mutex};
+        let f = token_file(97);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let seen: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+        let tally = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let record = seen.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let record = record.clone();
+                    let service = hyper::service::service_fn(move |req: Request<_>| {
+                        let auth = req.headers()[http::header::AUTHORIZATION]
+                            .to_str()
+                            .expect("ascii")
+                            .to_string();
+                        *record.lock().expect("lock").entry(auth).or_default() += 1;
+                        async {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                Empty::<Bytes>::new(),
+                            ))
+                        }
+                    });
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                    );
+                }
+            });
+            let mut a = args(&f.path().display().to_string(), 0.0);
+            a.urls = vec![format!("http://127.0.0.1:{port}").parse().expect("url")];
+            a.sweep = true;
+            let pop = Population::load(&a).expect("load");
+            let next = AtomicUsize::new(0);
+            let futs = (0..4).map(|c| sweep_connection(&a, &pop, c, &next));
+            let mut t = Tally::default();
+            for r in futures_util::future::join_all(futs).await {
+                t.add(r.expect("connection"));
+            }
+            t
+        });
+        assert_eq!((tally.ok, tally.errors), (97, 0));
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 97);
+        assert!(seen.values().all(|n| *n == 1), "{seen:?}");
     }
 
     #[test]
