@@ -35,6 +35,7 @@ fn events(n: usize, base: u64, sessions: u64) -> Vec<AuditEvent> {
         .map(|i| AuditSlice {
             hash: format!("{i:032x}").into(),
             json: Some(Arc::from("{}")),
+            refresh: false,
         })
         .collect();
     (0..n as u64)

@@ -638,7 +638,66 @@ fn audit_slice(hash: &str, json: &str) -> AuditSlice {
     AuditSlice {
         hash: hash.into(),
         json: Some(json.into()),
+        refresh: false,
     }
+}
+
+/// `hash=json` of the stored slices among `hashes`, sorted.
+async fn slice_rows<S: Store>(s: &S, hashes: &[&str]) -> Vec<String> {
+    let hashes: Vec<String> = hashes.iter().map(|h| h.to_string()).collect();
+    let mut rows: Vec<String> = s
+        .audit_slices(&hashes)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(h, json)| format!("{h}={json}"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// A refreshing event (hash only) moves an existing slice's last use up, so retention keeps
+/// it while decisions name it, and never creates a row for a slice the store does not have.
+async fn refreshing_events_keep_a_slice_and_create_none<S: Store>(s: S) {
+    let slack = taxgate_store::AUDIT_SLICE_SLACK_SECS;
+    let whole = audit_slice("hr", r#"{"slice":"r"}"#);
+    s.append_audit_with_slices(
+        &[(whole.clone(), NOW)],
+        &[decision("r1", NOW, Some(&whole), &[])],
+    )
+    .await
+    .unwrap();
+    let refresh = |hash: &str| AuditSlice {
+        hash: hash.into(),
+        json: None,
+        refresh: true,
+    };
+    let named = AuditSlice {
+        refresh: false,
+        ..refresh("hr")
+    };
+    s.append_audit_with_slices(
+        &[
+            (refresh("hr"), NOW + 5_000),
+            (refresh("ghost"), NOW + 5_000),
+            (named.clone(), NOW + 9_000),
+        ],
+        &[decision("r2", NOW + 5_000, Some(&named), &[])],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        slice_rows(&s, &["hr", "ghost"]).await,
+        [r#"hr={"slice":"r"}"#],
+        "the refresh of an unknown slice created nothing"
+    );
+    // Past the first use's retention, not the refresh's: kept. A hash-only event without the
+    // flag (at NOW + 9 000) moved nothing.
+    s.purge_audit(NOW + 1 + slack).await.unwrap();
+    assert_eq!(slice_rows(&s, &["hr"]).await, [r#"hr={"slice":"r"}"#]);
+    let purged = s.purge_audit(NOW + 5_001 + slack).await.unwrap();
+    assert_eq!(purged.slices, 1);
+    assert!(slice_rows(&s, &["hr"]).await.is_empty());
 }
 
 async fn decision_replay_records<S: Store>(s: S) {
@@ -1075,6 +1134,7 @@ scenario!(bindings);
 scenario!(challenges);
 scenario!(audit);
 scenario!(decision_replay_records);
+scenario!(refreshing_events_keep_a_slice_and_create_none);
 scenario!(invalidation_local);
 scenario!(import_all_or_nothing);
 scenario!(import_idempotent);

@@ -435,7 +435,8 @@ fn main() {
         std::process::exit(1);
     };
     let (mut t, elapsed) = rt.block_on(async {
-        let start = Instant::now() + Duration::from_millis(100);
+        let began = Instant::now();
+        let start = began + Duration::from_millis(100);
         let measure_from = start + Duration::from_secs_f64(args.warmup);
         let until = measure_from + Duration::from_secs_f64(args.duration);
         let next = AtomicUsize::new(0);
@@ -461,7 +462,10 @@ fn main() {
                 }
             }
         }
-        let elapsed = if args.open || args.sweep {
+        let elapsed = if args.sweep {
+            // The sweep starts at once (no scheduled start), and ends with its last answer.
+            began.elapsed()
+        } else if args.open {
             start.elapsed()
         } else {
             measure_from.elapsed()

@@ -162,16 +162,17 @@ impl AuditWriter {
     }
 }
 
-/// The entity slices this writer has reported to the store, each with the decision time it
-/// reported (the slice's `last_seen` as stored). A slice is reported again once a decision
-/// [`AUDIT_SLICE_REFRESH_SECS`] later than that uses it. Events that name their slice by hash
-/// only are not reported (nothing to store), but an event of the same session carried it whole
-/// at most `SLICE_RESEND_SECS` (half the refresh interval) of decision time before (see
-/// `ResolvedSession::audit_slice`). So every written decision's slice has a stored last use
-/// less than one and a half refresh intervals before the decision's own time, however long
-/// events waited in the queue or for the store; retention keeps slices for the refresh
-/// interval plus an hour beyond that (see `Store::purge_audit`). Bounded: an evicted or
-/// expired hash is only reported again sooner.
+/// The entity slices this writer has reported whole to the store, each with the decision time
+/// it reported (the slice's `last_seen` as stored). A whole slice is reported again once a
+/// decision [`AUDIT_SLICE_REFRESH_SECS`] later than that uses it. Events that name their slice
+/// by hash only are reported only when flagged `refresh` (the store then moves the stored
+/// slice's last use up, creating nothing); a session flags one at least every
+/// `SLICE_RESEND_SECS` (half the refresh interval) of its decisions, after the first event of
+/// the cached session carried it whole (see `ResolvedSession::audit_slice`). So every written
+/// decision's slice has a stored last use less than one and a half refresh intervals before
+/// the decision's own time, however long events waited in the queue or for the store;
+/// retention keeps slices for the refresh interval plus an hour beyond that (see
+/// `Store::purge_audit`). Bounded: an evicted or expired hash is only reported again sooner.
 fn written_slices() -> moka::sync::Cache<Arc<str>, i64> {
     moka::sync::Cache::builder()
         .max_capacity(100_000)
@@ -189,13 +190,20 @@ fn new_slices(
     let mut out: Vec<(AuditSlice, i64)> = Vec::new();
     for e in batch {
         let Some(s) = &e.slice else { continue };
-        if let Some((_, seen)) = out.iter_mut().find(|(o, _)| o.hash == s.hash) {
+        if let Some((o, seen)) = out.iter_mut().find(|(o, _)| o.hash == s.hash) {
             *seen = (*seen).max(e.at);
+            if o.json.is_none() && s.json.is_some() {
+                *o = s.clone();
+            }
         } else if s.json.is_some()
             && written
                 .get(&s.hash)
                 .is_none_or(|reported| e.at >= reported + AUDIT_SLICE_REFRESH_SECS)
         {
+            out.push((s.clone(), e.at));
+        } else if s.json.is_none() && s.refresh {
+            // The session paces these (one per `SLICE_RESEND_SECS` of its decisions): always
+            // written, however many sessions this writer has seen.
             out.push((s.clone(), e.at));
         }
     }
@@ -298,6 +306,7 @@ mod tests {
         AuditSlice {
             hash: hash.into(),
             json: Some("{}".into()),
+            refresh: false,
         }
     }
 
@@ -359,5 +368,31 @@ mod tests {
             .collect();
         assert_eq!(reported, [("e".to_string(), 30, true)]);
         assert!(new_slices(&[event(40, Some(&named))], &written).is_empty());
+    }
+
+    /// A refreshing event names its slice for the store to move its last use up: reported
+    /// (hash only) whatever the writer remembers, and a whole copy in the same batch wins.
+    #[test]
+    fn a_refreshing_event_is_reported_by_hash_and_a_whole_copy_wins() {
+        let whole = slice("r");
+        let refresh = AuditSlice {
+            json: None,
+            refresh: true,
+            ..whole.clone()
+        };
+        let written = written_slices();
+        written.insert(whole.hash.clone(), 1_000);
+        let reported: Vec<(String, i64, bool, bool)> =
+            new_slices(&[event(1_001, Some(&refresh))], &written)
+                .into_iter()
+                .map(|(s, at)| (s.hash.to_string(), at, s.json.is_some(), s.refresh))
+                .collect();
+        assert_eq!(reported, [("r".to_string(), 1_001, false, true)]);
+        let batch = [event(2_000, Some(&refresh)), event(1_990, Some(&whole))];
+        let reported: Vec<(String, i64, bool)> = new_slices(&batch, &written_slices())
+            .into_iter()
+            .map(|(s, at)| (s.hash.to_string(), at, s.json.is_some()))
+            .collect();
+        assert_eq!(reported, [("r".to_string(), 2_000, true)]);
     }
 }

@@ -259,11 +259,12 @@ impl ResolvedSession {
     }
 
     /// The slice an audit event of this session at `now` carries: the whole slice from
-    /// `prepared` when a decision built or fetched it, or (`prepared` is `None`) only its hash
-    /// while an event carried it less than [`SLICE_RESEND_SECS`] ago. `None` asks the caller
-    /// for the built slice (then call again with it). So the audit writer, which stores a slice
-    /// once and refreshes its last use at most every `AUDIT_SLICE_REFRESH_SECS`, always has the
-    /// whole slice within `SLICE_RESEND_SECS` of any event naming it.
+    /// `prepared` when a decision built or fetched it, else only its hash, flagged to refresh
+    /// the stored slice's last use when no event of this entry did for [`SLICE_RESEND_SECS`].
+    /// `None` asks the caller for the built slice (then call again with it): no event of this
+    /// entry has carried it whole yet. So the slice is stored once, by the first event of the
+    /// entry, and the audit writer moves its last use up at least every `SLICE_RESEND_SECS` of
+    /// the session's decisions, which retention's margin covers.
     pub fn audit_slice(
         &self,
         prepared: Option<&Prepared>,
@@ -275,20 +276,27 @@ impl ResolvedSession {
         }
         let hash = self.slice_hash.get()?;
         let Some(hash) = hash else {
-            // Not serialisable: not replayable, nothing to resend.
+            // Not serialisable: not replayable, nothing to send.
             return Some(None);
         };
-        if now.saturating_sub(self.slice_sent.load(Ordering::Relaxed)) >= SLICE_RESEND_SECS {
+        let sent = self.slice_sent.load(Ordering::Relaxed);
+        if sent == i64::MIN {
             return None;
+        }
+        let refresh = now.saturating_sub(sent) >= SLICE_RESEND_SECS;
+        if refresh {
+            self.slice_sent.fetch_max(now, Ordering::Relaxed);
         }
         Some(Some(AuditSlice {
             hash: hash.clone(),
             json: None,
+            refresh,
         }))
     }
 }
 
-/// How long (decision time) audit events of a session may name its slice by hash only.
+/// How long (decision time) audit events of a session may name its slice by hash only before
+/// one of them refreshes its last use.
 pub const SLICE_RESEND_SECS: i64 = taxgate_store::AUDIT_SLICE_REFRESH_SECS / 2;
 
 /// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
@@ -298,6 +306,7 @@ pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
         Ok((hash, json)) => Some(AuditSlice {
             hash: hash.into(),
             json: Some(json.into()),
+            refresh: false,
         }),
         Err(e) => {
             tracing::warn!(error = %e, "cannot record the entity slice; decisions of this session will not be replayable");
@@ -851,27 +860,45 @@ mod tests {
         }
     }
 
-    /// The audit writer gets the whole slice from an event at least every
-    /// [`SLICE_RESEND_SECS`] of a session's decisions; between, events name it by hash.
+    /// The first event of an entry carries the whole slice; later ones name it by hash, one
+    /// of them at least every [`SLICE_RESEND_SECS`] of the session's decisions flagged to
+    /// refresh its stored last use.
     #[test]
-    fn events_carry_the_whole_slice_at_least_every_resend_interval() {
+    fn events_name_the_slice_by_hash_and_refresh_it_every_resend_interval() {
         let session = handler_until(UNTIL);
         assert!(
             session.audit_slice(None, 100).is_none(),
             "never built: the caller must build it"
         );
         let prepared = prepare(&session).unwrap();
+        assert!(
+            session.audit_slice(None, 100).is_none(),
+            "built but never carried whole: still the caller's to send"
+        );
         let whole = session.audit_slice(Some(&prepared), 100).unwrap().unwrap();
-        assert!(whole.json.is_some());
+        assert!(whole.json.is_some() && !whole.refresh);
         let named = session
             .audit_slice(None, 100 + SLICE_RESEND_SECS - 1)
             .unwrap()
             .unwrap();
         assert_eq!(named.hash, whole.hash);
-        assert!(named.json.is_none());
+        assert!(named.json.is_none() && !named.refresh);
+        let due = session
+            .audit_slice(None, 100 + SLICE_RESEND_SECS)
+            .unwrap()
+            .unwrap();
+        assert!(due.json.is_none() && due.refresh, "due to refresh");
+        let after = session
+            .audit_slice(None, 100 + SLICE_RESEND_SECS + 1)
+            .unwrap()
+            .unwrap();
+        assert!(!after.refresh, "the refresh restarts the interval");
         assert!(
-            session.audit_slice(None, 100 + SLICE_RESEND_SECS).is_none(),
-            "due to carry it whole again"
+            session
+                .audit_slice(None, 100 + 2 * SLICE_RESEND_SECS)
+                .unwrap()
+                .unwrap()
+                .refresh
         );
         // The same slice built again has the same hash.
         let again = prepare(&session).unwrap();

@@ -284,9 +284,13 @@ pub struct AuditEvent {
 pub struct AuditSlice {
     /// Hex of a SHA-256 over `json` (truncated); the key of `audit_slices`.
     pub hash: std::sync::Arc<str>,
-    /// The entities as Cedar JSON; `None`: the event names the slice by hash only, and an event
-    /// of the same session carried it whole within `AUDIT_SLICE_REFRESH_SECS / 2` before.
+    /// The entities as Cedar JSON; `None`: the event names the slice by hash only (an earlier
+    /// event of the same session carried it whole).
     pub json: Option<std::sync::Arc<str>>,
+    /// With `json` `None`: this event also moves the stored slice's last use up to its time
+    /// (a session's events do so at least every `AUDIT_SLICE_REFRESH_SECS / 2` of decision
+    /// time), so retention keeps a slice as long as decisions name it. Never creates a row.
+    pub refresh: bool,
 }
 
 impl fmt::Debug for AuditSlice {
@@ -346,7 +350,7 @@ pub const AUDIT_SLICE_REFRESH_SECS: i64 = 600;
 /// How long before a retention cutoff a slice must have been last used to be deleted: the
 /// refresh interval plus an hour of margin (for instances still on code from before
 /// migration 0004, which do not report uses, during a rolling upgrade, and for the half
-/// refresh interval in which a session's events may name a slice by hash only).
+/// refresh interval between a session's refreshing events, `AuditSlice::refresh`).
 pub const AUDIT_SLICE_SLACK_SECS: i64 = AUDIT_SLICE_REFRESH_SECS + 3_600;
 
 /// Rows deleted by `Store::purge_audit` (taxgate-store).

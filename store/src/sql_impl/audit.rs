@@ -31,21 +31,63 @@ pub(crate) async fn append_with_slices<S: SqlStore>(
     }
     let mut tx = st.begin_write().await?;
     // A slice already stored (by this or another instance) keeps its content (the hash covers
-    // it, so both are the same) and only its last use moves up. One row per hash (PostgreSQL
-    // refuses to update a row twice in one statement), in hash order, so writers on several
+    // it, so both are the same) and only its last use moves up; a slice named by hash only
+    // with `refresh` moves an existing row's last use and never creates one. One entry per
+    // hash (PostgreSQL refuses to update a row twice in one statement: whole if any event
+    // carried it whole, with the latest use), all in hash order, so writers on several
     // instances lock shared rows in the same order and cannot deadlock.
-    // A slice named by hash only is stored by an event that carried it whole.
-    let mut slices: Vec<&(AuditSlice, Timestamp)> =
-        slices.iter().filter(|(s, _)| s.json.is_some()).collect();
-    slices.sort_by(|a, b| a.0.hash.cmp(&b.0.hash).then(b.1.cmp(&a.1)));
-    slices.dedup_by(|later, first| later.0.hash == first.0.hash);
-    for chunk in fixed_chunks(&slices) {
-        let mut qb = sqlx::QueryBuilder::<S::Db>::new(
+    let mut wanted: Vec<&(AuditSlice, Timestamp)> = slices
+        .iter()
+        .filter(|(s, _)| s.json.is_some() || s.refresh)
+        .collect();
+    wanted.sort_by(|a, b| a.0.hash.cmp(&b.0.hash));
+    let mut merged: Vec<(&str, Option<&str>, Timestamp)> = Vec::with_capacity(wanted.len());
+    for (s, seen) in wanted {
+        match merged.last_mut() {
+            Some(last) if last.0 == &*s.hash => {
+                last.1 = last.1.or(s.json.as_deref());
+                last.2 = last.2.max(*seen);
+            }
+            _ => merged.push((&s.hash, s.json.as_deref(), *seen)),
+        }
+    }
+    // Runs of whole slices go in multi-row inserts, each refresh in its own update, in order.
+    let mut whole: Vec<(&str, &str, Timestamp)> = Vec::new();
+    for (hash, json, seen) in merged {
+        match json {
+            Some(json) => whole.push((hash, json, seen)),
+            None => {
+                insert_slices(&mut tx, &whole).await?;
+                whole.clear();
+                sqlx::query(
+                    "UPDATE audit_slices SET last_seen = $1 WHERE hash = $2 AND last_seen < $1",
+                )
+                .arg(seen)
+                .arg(hash.to_string())
+                .execute(on(&mut tx))
+                .await?;
+            }
+        }
+    }
+    insert_slices(&mut tx, &whole).await?;
+    insert_events(&mut tx, events, false).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Store whole slices (`hash`, JSON, use) inside `tx`, or move up the last use of those
+/// already stored.
+async fn insert_slices<D: Dialect>(
+    tx: &mut Tx<D>,
+    slices: &[(&str, &str, Timestamp)],
+) -> StoreResult<()> {
+    for chunk in fixed_chunks(slices) {
+        let mut qb = sqlx::QueryBuilder::<D>::new(
             "INSERT INTO audit_slices (hash, slice, first_seen, last_seen) ",
         );
-        qb.push_values(chunk.iter().copied(), |mut b, (s, seen)| {
-            b.arg(s.hash.to_string())
-                .arg(s.json.as_deref().unwrap_or_default().to_string())
+        qb.push_values(chunk.iter(), |mut b, (hash, json, seen)| {
+            b.arg(hash.to_string())
+                .arg(json.to_string())
                 .arg(*seen)
                 .arg(*seen);
         });
@@ -53,10 +95,8 @@ pub(crate) async fn append_with_slices<S: SqlStore>(
             " ON CONFLICT (hash) DO UPDATE SET last_seen = excluded.last_seen \
              WHERE audit_slices.last_seen < excluded.last_seen",
         );
-        qb.build().execute(on(&mut tx)).await?;
+        qb.build().execute(on(tx)).await?;
     }
-    insert_events(&mut tx, events, false).await?;
-    tx.commit().await?;
     Ok(())
 }
 
