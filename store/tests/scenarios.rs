@@ -200,6 +200,19 @@ async fn sessions<S: Store>(s: S) {
     .await
     .unwrap();
     s.touch_sessions(&[]).await.unwrap();
+    // Never backwards; the latest of one session's times in one write; many in one write.
+    s.touch_sessions(&[
+        ("s1".to_string(), NOW + 60),
+        ("s2".to_string(), NOW + 75),
+        ("s2".to_string(), NOW + 80),
+    ])
+    .await
+    .unwrap();
+    let many: Vec<(String, Timestamp)> = (0..300)
+        .map(|i| (format!("absent-{i}"), NOW + i))
+        .chain([("s2".to_string(), NOW + 1)])
+        .collect();
+    s.touch_sessions(&many).await.unwrap();
     let seen = |h: &'static str| {
         let s = &s;
         async move {

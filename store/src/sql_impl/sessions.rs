@@ -96,13 +96,26 @@ pub(crate) async fn touch_many<S: SqlStore>(
     if touches.is_empty() {
         return Ok(());
     }
+    // One statement per chunk, not per session: at a million sessions nearly every request
+    // is due to record its activity, and each statement is a round trip to SQLite's worker
+    // thread (or to the PostgreSQL server). In id order, so that instances touching the same
+    // sessions lock them in the same order; a time never moves back (another instance may
+    // have recorded a later one).
+    let mut touches: Vec<&(String, Timestamp)> = touches.iter().collect();
+    touches.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    touches.dedup_by(|later, first| later.0 == first.0);
     let mut tx = st.begin_write().await?;
-    for (id, at) in touches {
-        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .arg(id.as_str())
-            .arg(*at)
-            .execute(on(&mut tx))
-            .await?;
+    for chunk in super::fixed_chunks(&touches) {
+        let mut qb =
+            sqlx::QueryBuilder::<S::Db>::new("UPDATE sessions SET last_seen_at = v.column2 FROM (");
+        qb.push_values(chunk.iter(), |mut b, (id, at)| {
+            b.arg(id.clone()).arg(*at);
+        });
+        qb.push(
+            ") AS v WHERE sessions.id = v.column1 AND sessions.revoked_at IS NULL \
+             AND sessions.last_seen_at < v.column2",
+        );
+        qb.build().execute(on(&mut tx)).await?;
     }
     tx.commit().await?;
     Ok(())
