@@ -77,8 +77,10 @@ pub struct ResolvedSession {
     /// KiB a session it would be most of a cached session's memory.
     slice_hash: std::sync::OnceLock<Option<Arc<str>>>,
     /// The decision time at which an audit event of this session last carried the whole slice
-    /// (see [`ResolvedSession::audit_slice`]).
+    /// or refreshed it (see [`ResolvedSession::audit_slice`]).
     slice_sent: AtomicI64,
+    /// The decision time at which an audit event of this session last carried the whole slice.
+    slice_whole: AtomicI64,
     /// The last decisions made on this session, with the time they hold for.
     memo: Mutex<Vec<Memo>>,
 }
@@ -100,6 +102,7 @@ impl ResolvedSession {
             checked_epoch: AtomicU64::new(epoch),
             slice_hash: std::sync::OnceLock::new(),
             slice_sent: AtomicI64::new(i64::MIN),
+            slice_whole: AtomicI64::new(i64::MIN),
             memo: Mutex::new(Vec::new()),
         }
     }
@@ -272,6 +275,7 @@ impl ResolvedSession {
     ) -> Option<Option<AuditSlice>> {
         if let Some(p) = prepared {
             self.slice_sent.fetch_max(now, Ordering::Relaxed);
+            self.slice_whole.fetch_max(now, Ordering::Relaxed);
             return Some(p.replay.clone());
         }
         let hash = self.slice_hash.get()?;
@@ -279,10 +283,13 @@ impl ResolvedSession {
             // Not serialisable: not replayable, nothing to send.
             return Some(None);
         };
-        let sent = self.slice_sent.load(Ordering::Relaxed);
-        if sent == i64::MIN {
+        // Never carried whole by this entry, or not for an hour: whole again, so that a slice
+        // row lost after all (a restore, a failover that lost a commit) comes back.
+        let whole = self.slice_whole.load(Ordering::Relaxed);
+        if whole == i64::MIN || !(0..SLICE_WHOLE_SECS).contains(&now.saturating_sub(whole)) {
             return None;
         }
+        let sent = self.slice_sent.load(Ordering::Relaxed);
         let refresh = now.saturating_sub(sent) >= SLICE_RESEND_SECS;
         if refresh {
             self.slice_sent.fetch_max(now, Ordering::Relaxed);
@@ -298,6 +305,9 @@ impl ResolvedSession {
 /// How long (decision time) audit events of a session may name its slice by hash only before
 /// one of them refreshes its last use.
 pub const SLICE_RESEND_SECS: i64 = taxgate_store::AUDIT_SLICE_REFRESH_SECS / 2;
+
+/// How often (decision time) a cached session's events carry its slice whole again.
+pub const SLICE_WHOLE_SECS: i64 = 3_600;
 
 /// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
 pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
@@ -418,7 +428,8 @@ impl Sessions {
         ttl: Duration,
         idle_timeout_secs: u64,
     ) -> Arc<Self> {
-        let idle = Duration::from_secs(idle_timeout_secs);
+        // moka refuses idle times beyond about a thousand years; a year is as good as forever.
+        let idle = Duration::from_secs(idle_timeout_secs.min(365 * 86_400));
         // No time to live: the backstop re-checks an entry against its row instead of dropping
         // it, so its memo survives. A session unused for the idle timeout has expired anyway.
         let cache = moka::future::Cache::builder()
@@ -501,9 +512,12 @@ impl Sessions {
                     // Idle by this instance's view: another instance may have seen activity
                     // since, so only the store can say; fall through to a fresh load.
                     Lookup::Expired if hit.session.expires_at > now => {}
+                    // A clock that went back (an age below zero) counts as due, so a clock
+                    // step never stretches the backstop.
                     Lookup::Live(_)
-                        if now.saturating_sub(hit.verified_at.load(Ordering::Relaxed))
-                            < self.backstop =>
+                        if (0..self.backstop).contains(
+                            &now.saturating_sub(hit.verified_at.load(Ordering::Relaxed)),
+                        ) =>
                     {
                         self.touch(&hit, now);
                         return Ok(Lookup::Live(hit));
@@ -515,7 +529,7 @@ impl Sessions {
                         match slice {
                             Some(slice) if hit.describes(&slice) => {
                                 SESSIONS_REVALIDATED.inc();
-                                hit.verified_at.fetch_max(now, Ordering::Relaxed);
+                                hit.verified_at.store(now, Ordering::Relaxed);
                                 // Another instance may have seen it used since.
                                 hit.last_seen
                                     .fetch_max(slice.session.last_seen_at, Ordering::Relaxed);
@@ -900,6 +914,27 @@ mod tests {
                 .unwrap()
                 .refresh
         );
+        // An hour after the last whole copy: whole again (a lost row comes back), and a clock
+        // that went back before it counts as due too.
+        assert!(
+            session
+                .audit_slice(None, 100 + SLICE_WHOLE_SECS - 1)
+                .is_some()
+        );
+        assert!(session.audit_slice(None, 100 + SLICE_WHOLE_SECS).is_none());
+        assert!(session.audit_slice(None, 99).is_none());
+        assert!(
+            session
+                .audit_slice(Some(&prepared), 100 + SLICE_WHOLE_SECS)
+                .is_some()
+        );
+        assert!(
+            !session
+                .audit_slice(None, 100 + SLICE_WHOLE_SECS + 1)
+                .unwrap()
+                .unwrap()
+                .refresh
+        );
         // The same slice built again has the same hash.
         let again = prepare(&session).unwrap();
         assert_eq!(again.replay.as_ref().unwrap().hash, whole.hash);
@@ -949,10 +984,16 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(row.session.last_seen_at, NOW + 61);
-        let within = live(sessions.resolve(&tok, NOW + 61 + TTL - 1).await.unwrap());
+        // A clock that went back is due for the check (the row is unchanged: the same entry,
+        // checked at the earlier time), so a clock step never stretches the backstop.
+        let back = live(sessions.resolve(&tok, NOW + 60).await.unwrap());
+        assert!(Arc::ptr_eq(&first, &back));
+        assert_eq!(first.verified_at.load(Ordering::Relaxed), NOW + 60);
+        const B: i64 = NOW + 60;
+        let within = live(sessions.resolve(&tok, B + TTL - 1).await.unwrap());
         assert!(Arc::ptr_eq(&first, &within));
         // Due for the backstop; only the activity time moved: the same entry.
-        let kept = live(sessions.resolve(&tok, NOW + 61 + TTL).await.unwrap());
+        let kept = live(sessions.resolve(&tok, B + TTL).await.unwrap());
         assert!(
             Arc::ptr_eq(&first, &kept),
             "an unchanged row keeps the entry"
@@ -977,15 +1018,10 @@ mod tests {
             .unwrap();
         assert_eq!(shortened.valid_until, Some(NOW + 5_000));
         // Not seen before the backstop is due again (the bound it gives) ...
-        let stale = live(
-            sessions
-                .resolve(&tok, NOW + 61 + 2 * TTL - 1)
-                .await
-                .unwrap(),
-        );
+        let stale = live(sessions.resolve(&tok, B + 2 * TTL - 1).await.unwrap());
         assert!(Arc::ptr_eq(&first, &stale));
         // ... and seen when it is: a new entry with the new binding.
-        let fresh = live(sessions.resolve(&tok, NOW + 61 + 2 * TTL).await.unwrap());
+        let fresh = live(sessions.resolve(&tok, B + 2 * TTL).await.unwrap());
         assert!(
             !Arc::ptr_eq(&first, &fresh),
             "a changed row replaces the entry"
@@ -994,17 +1030,12 @@ mod tests {
             fresh.facts().binding.as_ref().unwrap().valid_until,
             Some(NOW + 5_000)
         );
-        let again = live(
-            sessions
-                .resolve(&tok, NOW + 61 + 2 * TTL + 1)
-                .await
-                .unwrap(),
-        );
+        let again = live(sessions.resolve(&tok, B + 2 * TTL + 1).await.unwrap());
         assert!(Arc::ptr_eq(&fresh, &again), "the new entry is cached");
 
         // Revoked behind its back: refused once the backstop is due.
         assert!(theirs.revoke_session("s0", NOW + 700).await.unwrap());
-        let t = NOW + 61 + 3 * TTL;
+        let t = B + 3 * TTL;
         assert!(matches!(
             sessions.resolve(&tok, t).await.unwrap(),
             Lookup::Missing
