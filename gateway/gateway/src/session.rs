@@ -70,6 +70,10 @@ pub struct ResolvedSession {
     /// When the store last had exactly this record and these facts (the load, then each
     /// backstop check, [`Sessions::resolve`]).
     verified_at: AtomicI64,
+    /// Seconds after `verified_at` at which the next check is due: between half the backstop
+    /// and the whole of it, drawn per check, so that sessions loaded together (after a restart)
+    /// do not all come due in the same second.
+    check_in: AtomicI64,
     /// Every invalidation up to this epoch is known not to concern this entry.
     checked_epoch: AtomicU64,
     /// The hash of this session's entity slice in audit form, once a build has made it
@@ -99,6 +103,7 @@ impl ResolvedSession {
             last_seen: AtomicI64::new(last_seen),
             touched: AtomicI64::new(last_seen),
             verified_at: AtomicI64::new(i64::MIN),
+            check_in: AtomicI64::new(0),
             checked_epoch: AtomicU64::new(epoch),
             slice_hash: std::sync::OnceLock::new(),
             slice_sent: AtomicI64::new(i64::MIN),
@@ -397,6 +402,8 @@ pub struct Sessions {
     idle_timeout: i64,
     /// [`ResolvedSession::verified_at`] older than this is checked against the store.
     backstop: i64,
+    /// Spread the checks over the second half of the backstop (off in tests that count them).
+    jitter: bool,
     /// Activity not yet written: session id -> latest time. Written in one transaction a
     /// second ([`Sessions::write_activity`]) instead of one spawned `UPDATE` per session.
     activity: Mutex<std::collections::HashMap<String, Timestamp>>,
@@ -451,6 +458,7 @@ impl Sessions {
             log: Mutex::new(InvalidationLog::default()),
             idle_timeout: i64::try_from(idle_timeout_secs).unwrap_or(i64::MAX),
             backstop: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+            jitter: true,
             activity: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -515,7 +523,7 @@ impl Sessions {
                     // A clock that went back (an age below zero) counts as due, so a clock
                     // step never stretches the backstop.
                     Lookup::Live(_)
-                        if (0..self.backstop).contains(
+                        if (0..hit.check_in.load(Ordering::Relaxed)).contains(
                             &now.saturating_sub(hit.verified_at.load(Ordering::Relaxed)),
                         ) =>
                     {
@@ -529,7 +537,7 @@ impl Sessions {
                         match slice {
                             Some(slice) if hit.describes(&slice) => {
                                 SESSIONS_REVALIDATED.inc();
-                                hit.verified_at.store(now, Ordering::Relaxed);
+                                self.verified(&hit, now);
                                 // Another instance may have seen it used since.
                                 hit.last_seen
                                     .fetch_max(slice.session.last_seen_at, Ordering::Relaxed);
@@ -574,7 +582,7 @@ impl Sessions {
         };
         SESSIONS_LOADED.inc();
         let resolved = Arc::new(ResolvedSession::new(slice, epoch));
-        resolved.verified_at.store(now, Ordering::Relaxed);
+        self.verified(&resolved, now);
         // A slice the policy engine cannot represent is refused, never guessed at; building it
         // now also fills the hot entity cache for the decision that follows.
         if let Err(e) = self.entities(&resolved) {
@@ -589,6 +597,27 @@ impl Sessions {
             self.touch(&resolved, now);
         }
         Ok(outcome)
+    }
+
+    /// Record that the store had exactly `s` at `now`, and when to check it next.
+    fn verified(&self, s: &ResolvedSession, now: Timestamp) {
+        let check_in = if self.jitter && self.backstop >= 2 {
+            // splitmix64 of the entry and the time: cheap, and different per entry and check.
+            let mut z = s
+                .generation
+                .wrapping_mul(0xD1B5_4A32_D192_ED03)
+                .wrapping_add(now.cast_unsigned())
+                .wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let half = self.backstop / 2;
+            self.backstop - i64::try_from(z % (half.cast_unsigned() + 1)).unwrap_or(0)
+        } else {
+            self.backstop
+        };
+        s.check_in.store(check_in, Ordering::Relaxed);
+        s.verified_at.store(now, Ordering::Relaxed);
     }
 
     /// The session with public id `id` as the store has it now (never from the cache), checked
@@ -972,7 +1001,8 @@ mod tests {
         ours.create_session(&record).await.unwrap();
         // Another handle on the same database: its writes notify its own hooks, not ours.
         let theirs = AnyStore::connect(&url).await.unwrap();
-        let sessions = Sessions::new(ours.clone(), 100, 16, Duration::from_secs(300), 1_800);
+        let mut sessions = Sessions::new(ours.clone(), 100, 16, Duration::from_secs(300), 1_800);
+        Arc::get_mut(&mut sessions).unwrap().jitter = false;
         sessions.follow_invalidations();
 
         let first = live(sessions.resolve(&tok, NOW + 61).await.unwrap());
@@ -1044,6 +1074,27 @@ mod tests {
             sessions.resolve(&tok, t + 1).await.unwrap(),
             Lookup::Missing
         ));
+    }
+
+    /// Checks are spread over the second half of the backstop, never beyond it.
+    #[tokio::test]
+    async fn backstop_checks_are_spread_within_the_backstop() {
+        let store = AnyStore::connect("sqlite::memory:").await.unwrap();
+        let sessions = Sessions::new(store, 10, 0, Duration::from_secs(300), 1_800);
+        let mut seen = std::collections::BTreeSet::new();
+        for now in 0..2_000 {
+            let s = handler_until(UNTIL);
+            sessions.verified(&s, UNTIL - now);
+            let check_in = s.check_in.load(Ordering::Relaxed);
+            assert!((150..=300).contains(&check_in), "{check_in}");
+            assert_eq!(s.verified_at.load(Ordering::Relaxed), UNTIL - now);
+            seen.insert(check_in);
+        }
+        assert!(
+            seen.len() > 100,
+            "spread: {} distinct intervals",
+            seen.len()
+        );
     }
 
     fn session(id: &str) -> Invalidation {
