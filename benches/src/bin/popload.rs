@@ -321,20 +321,38 @@ fn count(t: &mut Tally, status: u16, latency_us: u32) {
     t.lat.push(latency_us);
 }
 
+/// What a closed-loop connection sends next.
+#[derive(Clone, Copy)]
+enum Next<'a> {
+    /// A session drawn from the population, until this instant.
+    Until(Instant),
+    /// `--sweep`: the next session not yet sent (a counter shared by the connections), until
+    /// every one has been.
+    Sweep(&'a AtomicUsize),
+}
+
 async fn closed_connection(
     args: &Args,
     pop: &Population,
     index: usize,
     measure_from: Instant,
-    until: Instant,
+    next: Next<'_>,
 ) -> Result<Tally, String> {
     let url = args.url(index);
     let host = host_of(url)?;
     let mut sender = connect_h1(url).await?;
     let mut rng = Rng(args.seed.wrapping_add(index as u64 * 0x1000_0001));
     let mut t = Tally::default();
-    while Instant::now() < until {
-        let req = pop.request(&mut rng, &host);
+    loop {
+        let i = match next {
+            Next::Until(until) if Instant::now() < until => pop.pick(&mut rng),
+            Next::Sweep(counter) => match counter.fetch_add(1, Ordering::Relaxed) {
+                i if i < pop.auth.len() => i,
+                _ => break,
+            },
+            Next::Until(_) => break,
+        };
+        let req = pop.request_of(i, &mut rng, &host);
         let sent = Instant::now();
         let result = exchange(&mut sender, req).await;
         let measured = sent >= measure_from;
@@ -350,34 +368,6 @@ async fn closed_connection(
         }
     }
     Ok(t)
-}
-
-/// `--sweep`: the next session not yet sent (`next`), until every one has been.
-async fn sweep_connection(
-    args: &Args,
-    pop: &Population,
-    index: usize,
-    next: &AtomicUsize,
-) -> Result<Tally, String> {
-    let url = args.url(index);
-    let host = host_of(url)?;
-    let mut sender = connect_h1(url).await?;
-    let mut rng = Rng(args.seed.wrapping_add(index as u64 * 0x1000_0001));
-    let mut t = Tally::default();
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= pop.auth.len() {
-            return Ok(t);
-        }
-        let sent = Instant::now();
-        match exchange(&mut sender, pop.request_of(i, &mut rng, &host)).await {
-            Ok(status) => count(&mut t, status, micros(sent.elapsed())),
-            Err(()) => {
-                t.error(0);
-                sender = connect_h1(url).await?;
-            }
-        }
-    }
 }
 
 async fn open_connection(
@@ -441,7 +431,8 @@ fn main() {
         let until = measure_from + Duration::from_secs_f64(args.duration);
         let next = AtomicUsize::new(0);
         let results: Vec<Result<Tally, String>> = if args.sweep {
-            let futs = (0..args.connections).map(|c| sweep_connection(&args, &pop, c, &next));
+            let futs = (0..args.connections)
+                .map(|c| closed_connection(&args, &pop, c, began, Next::Sweep(&next)));
             futures_util::future::join_all(futs).await
         } else if args.open {
             let total = (args.rate * args.duration) as u64;
@@ -449,7 +440,7 @@ fn main() {
             futures_util::future::join_all(futs).await
         } else {
             let futs = (0..args.connections)
-                .map(|c| closed_connection(&args, &pop, c, measure_from, until));
+                .map(|c| closed_connection(&args, &pop, c, measure_from, Next::Until(until)));
             futures_util::future::join_all(futs).await
         };
         let mut t = Tally::default();
@@ -612,7 +603,8 @@ mod tests {
             a.sweep = true;
             let pop = Population::load(&a).expect("load");
             let next = AtomicUsize::new(0);
-            let futs = (0..4).map(|c| sweep_connection(&a, &pop, c, &next));
+            let began = Instant::now();
+            let futs = (0..4).map(|c| closed_connection(&a, &pop, c, began, Next::Sweep(&next)));
             let mut t = Tally::default();
             for r in futures_util::future::join_all(futs).await {
                 t.add(r.expect("connection"));

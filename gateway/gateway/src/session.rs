@@ -532,28 +532,8 @@ impl Sessions {
                     }
                     // Due for the backstop: the store's row decides whether it stays.
                     Lookup::Live(_) => {
-                        let epoch = self.epoch.load(Ordering::Acquire);
-                        let slice = self.store.session_slice(&hex::encode(key)).await?;
-                        match slice {
-                            Some(slice) if hit.describes(&slice) => {
-                                SESSIONS_REVALIDATED.inc();
-                                self.verified(&hit, now);
-                                // Another instance may have seen it used since.
-                                hit.last_seen
-                                    .fetch_max(slice.session.last_seen_at, Ordering::Relaxed);
-                                // An invalidation that raced with the read is seen here, as
-                                // on any hit; the entry is then loaded again below.
-                                if self.still_current(&hit) {
-                                    self.touch(&hit, now);
-                                    return Ok(Lookup::Live(hit));
-                                }
-                                self.cache.invalidate(&key).await;
-                            }
-                            // Changed behind the invalidations' back (or gone): a new entry.
-                            other => {
-                                self.cache.invalidate(&key).await;
-                                return self.load(key, other, epoch, now).await;
-                            }
+                        if let Some(outcome) = self.recheck(key, hit, now).await? {
+                            return Ok(outcome);
                         }
                     }
                     other => {
@@ -566,6 +546,39 @@ impl Sessions {
         let epoch = self.epoch.load(Ordering::Acquire);
         let slice = self.store.session_slice(&hex::encode(key)).await?;
         self.load(key, slice, epoch, now).await
+    }
+
+    /// The backstop for a live `hit`: re-read its row and keep it when the row still says
+    /// what it was built from, or replace it. `None`: an invalidation raced with the read, so
+    /// the caller loads it afresh.
+    async fn recheck(
+        &self,
+        key: Key,
+        hit: Arc<ResolvedSession>,
+        now: Timestamp,
+    ) -> Result<Option<Lookup>, StoreError> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        match self.store.session_slice(&hex::encode(key)).await? {
+            Some(slice) if hit.describes(&slice) => {
+                SESSIONS_REVALIDATED.inc();
+                self.verified(&hit, now);
+                // Another instance may have seen it used since.
+                hit.last_seen
+                    .fetch_max(slice.session.last_seen_at, Ordering::Relaxed);
+                // An invalidation that raced with the read is seen here, as on any hit.
+                if self.still_current(&hit) {
+                    self.touch(&hit, now);
+                    return Ok(Some(Lookup::Live(hit)));
+                }
+                self.cache.invalidate(&key).await;
+                Ok(None)
+            }
+            // Changed behind the invalidations' back (or gone): a new entry.
+            other => {
+                self.cache.invalidate(&key).await;
+                self.load(key, other, epoch, now).await.map(Some)
+            }
+        }
     }
 
     /// A cache entry made from `slice`, read from the store after invalidation epoch `epoch`
