@@ -26,6 +26,8 @@
 #
 # PERF=N: after the warm-up, record a CPU profile of the gateway for N s under the closed loop
 # (perf, DWARF call graphs) to $OUT.<store:audit:size:skew>.perf.
+# TIMELINE=1: the warm-up runs in DUR-second slices, each reported on stderr with its req/s
+# and the gateway's session, decision and audit counters (what comes due when).
 # GW_EXTRA: TOML appended to the gateway's config (e.g. $'[session]\nentity_cache_capacity = 0'),
 # to measure a setting against the default.
 #
@@ -238,7 +240,18 @@ for size in $SIZES; do
       echo "$key sweep: $sweep" >&2
       for skew in $SKEWS; do
         k="$key:$skew"
-        run_load gateway "$tokens" "$skew" --duration "$WARMUP" >/dev/null
+        if [ "${TIMELINE:-0}" = 1 ]; then
+          # The warm-up in DUR-second slices: each slice's req/s and the gateway's counters
+          # (cumulative), to see what comes due when (backstop checks, slice refreshes).
+          t0=$SECONDS
+          while [ $((SECONDS - t0)) -lt "$WARMUP" ]; do
+            json=$(run_load gateway "$tokens" "$skew" --duration "$DUR")
+            m=$(curl -sf "http://127.0.0.1:$GWADMIN/metrics" | awk '/^taxgate_(session_loads|session_revalidations|session_slices_built|session_decisions_evaluated|audit_events_written)_total |^taxgate_audit_queue_depth /{sub("taxgate_", "", $1); sub("_total", "", $1); printf "%s=%s ", $1, $2}')
+            echo "$k timeline +$((SECONDS - t0))s: $(jget "$json" rps) req/s $m" >&2
+          done
+        else
+          run_load gateway "$tokens" "$skew" --duration "$WARMUP" >/dev/null
+        fi
         if [ -n "${PERF:-}" ]; then
           # A CPU profile of the gateway under this load (PERF seconds), kept beside $OUT.
           perf record -q -F 299 --call-graph dwarf,8192 -p "$GWPID" -o "$OUT.$k.perf" -- sleep "$PERF" 2>/dev/null &

@@ -106,6 +106,13 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
+        if !planner_is_stable(&pool).await? {
+            tracing::warn!(
+                "this SQLite was built without SQLITE_ENABLE_QPSG (build taxgate inside its \
+                 repository, whose .cargo/config.toml sets it): once the database has been \
+                 analysed, every session lookup is planned again on each execution"
+            );
+        }
         let events = InvalidationBus::new(1024);
         let instance: std::sync::Arc<str> = crate::records::new_id()?.into();
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -129,6 +136,18 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether the linked SQLite keeps one plan per statement whatever values are bound (the query
+/// planner stability guarantee, `SQLITE_ENABLE_QPSG`, set by the workspace's
+/// `.cargo/config.toml`). Without it, on a database with `sqlite_stat4` samples (after
+/// `ANALYZE` or `PRAGMA optimize`), binding a new value to a parameter compared with an indexed
+/// column expires the statement, and the next step parses and plans it again.
+async fn planner_is_stable(pool: &SqlitePool) -> StoreResult<bool> {
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(pool)
+        .await?;
+    Ok(options.iter().any(|o| o == "ENABLE_QPSG"))
 }
 
 /// Forward other processes' invalidations to this one's bus. Starts from the rows written
@@ -327,6 +346,20 @@ mod tests {
             assert_eq!(mmap, 1 << 30);
             held.push(conn);
         }
+    }
+
+    /// The bundled SQLite is built with STAT4 and with the planner stability guarantee (the
+    /// workspace's `.cargo/config.toml`), so an analysed database does not re-prepare the
+    /// session lookup on every execution.
+    #[tokio::test]
+    async fn the_planner_keeps_one_plan_whatever_is_bound() {
+        let store = SqliteStore::connect("sqlite::memory:").await.expect("connect");
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&store.pool)
+            .await
+            .expect("compile_options");
+        assert!(options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
+        assert!(planner_is_stable(&store.pool).await.expect("options"));
     }
 
     /// Migration 0004 gives existing slices the time of their newest decision as their last

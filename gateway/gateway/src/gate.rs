@@ -438,6 +438,12 @@ impl Gate {
     }
 }
 
+/// Decisions on a session that no remembered decision answered, evaluated by the policy set.
+pub static DECISIONS_EVALUATED: crate::metrics::Counter = crate::metrics::Counter::new(
+    "taxgate_session_decisions_evaluated_total",
+    "Decisions on a session evaluated by the policies (no remembered decision answered for these inputs).",
+);
+
 /// The enforced set's decision for `action` on a session: the one remembered for these inputs
 /// ([`ResolvedSession::remembered`]), or a fresh one over the session's entities (`slice`,
 /// called only then), remembered for as long as the policies' clock says it holds.
@@ -452,6 +458,7 @@ pub(crate) fn decide_session(
     if let Some(decision) = session.remembered(action, facts, &set.version) {
         return Ok((decision, None));
     }
+    DECISIONS_EVALUATED.inc();
     let prepared = slice()?;
     let (decision, until) = set.decide_until(&prepared.entities, action, facts);
     session.remember(action, facts, until, &decision);

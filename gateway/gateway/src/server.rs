@@ -269,6 +269,8 @@ impl Server {
         metrics.register(&crate::metrics::CLIENT_BODY_TIMEOUTS);
         metrics.register(&crate::session::SESSIONS_LOADED);
         metrics.register(&crate::session::SESSIONS_REVALIDATED);
+        metrics.register(&crate::session::SLICES_BUILT);
+        metrics.register(&crate::gate::DECISIONS_EVALUATED);
         metrics.register(&crate::reload::KEY_RELOAD_FAILURES);
         metrics.register(&crate::reload::TLS_RELOAD_FAILURES);
         let metrics = Arc::new(metrics);

@@ -316,6 +316,7 @@ pub const SLICE_WHOLE_SECS: i64 = 3_600;
 
 /// Build a session's [`Prepared`] (what [`Sessions::entities`] caches).
 pub fn prepare(s: &ResolvedSession) -> Result<Prepared, AuthzError> {
+    SLICES_BUILT.inc();
     let entities = EntitySlice::for_session(&s.session, &s.facts)?;
     let replay = match entities.replay_json() {
         Ok((hash, json)) => Some(AuditSlice {
@@ -419,6 +420,13 @@ pub static SESSIONS_LOADED: crate::metrics::Counter = crate::metrics::Counter::n
 pub static SESSIONS_REVALIDATED: crate::metrics::Counter = crate::metrics::Counter::new(
     "taxgate_session_revalidations_total",
     "Cached sessions checked against the store after session.cache_ttl_secs and kept, their row unchanged.",
+);
+
+/// Session entity slices built (a decision no remembered one answered, on an entry whose
+/// entities were not in the hot entity cache; or an audit event's hourly whole slice).
+pub static SLICES_BUILT: crate::metrics::Counter = crate::metrics::Counter::new(
+    "taxgate_session_slices_built_total",
+    "Session entity slices built (not in the hot entity cache when a decision or an audit event needed them).",
 );
 
 /// How often the pending session activity is written to the store.
