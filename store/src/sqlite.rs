@@ -353,7 +353,9 @@ mod tests {
     /// session lookup on every execution.
     #[tokio::test]
     async fn the_planner_keeps_one_plan_whatever_is_bound() {
-        let store = SqliteStore::connect("sqlite::memory:").await.expect("connect");
+        let store = SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("connect");
         let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
             .fetch_all(&store.pool)
             .await
