@@ -238,19 +238,6 @@ impl Config {
         self.audit.validate(&err)?;
         self.face.validate(&err)?;
         self.session.validate(&err)?;
-        // A session idle for longer than the audit history is kept could find its entity slice
-        // purged while its cached entry still names it by hash (the slice's last use is moved
-        // up by the session's own decisions): retention must outlast any session's idle time.
-        let retention = u64::from(self.audit.retention_days) * 86_400;
-        if retention > 0 && self.session.idle_timeout_secs >= retention {
-            return Err(err(
-                "session.idle_timeout_secs",
-                format!(
-                    "must be shorter than audit.retention_days ({} s)",
-                    retention
-                ),
-            ));
-        }
         self.login.validate(&err)?;
         self.pages.validate(&err)?;
         self.telemetry.validate(&err)?;
