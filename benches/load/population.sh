@@ -246,7 +246,7 @@ for size in $SIZES; do
           t0=$SECONDS
           while [ $((SECONDS - t0)) -lt "$WARMUP" ]; do
             json=$(run_load gateway "$tokens" "$skew" --duration "$DUR")
-            m=$(curl -sf "http://127.0.0.1:$GWADMIN/metrics" | awk '/^taxgate_(session_loads|session_revalidations|session_slices_built|session_decisions_evaluated|audit_events_written)_total |^taxgate_audit_queue_depth /{sub("taxgate_", "", $1); sub("_total", "", $1); printf "%s=%s ", $1, $2}')
+            m=$( (curl -sf --max-time 5 "http://127.0.0.1:$GWADMIN/metrics" || true) | awk '/^taxgate_(session_loads|session_revalidations|session_slices_built|session_decisions_evaluated|audit_events_written)_total |^taxgate_audit_queue_depth /{sub("taxgate_", "", $1); sub("_total", "", $1); printf "%s=%s ", $1, $2}')
             echo "$k timeline +$((SECONDS - t0))s: $(jget "$json" rps) req/s $m" >&2
           done
         else

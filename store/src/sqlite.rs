@@ -108,9 +108,10 @@ impl SqliteStore {
             .await?;
         if !planner_is_stable(&pool).await? {
             tracing::warn!(
-                "this SQLite was built without SQLITE_ENABLE_QPSG (build taxgate inside its \
-                 repository, whose .cargo/config.toml sets it): once the database has been \
-                 analysed, every session lookup is planned again on each execution"
+                "this SQLite was built without SQLITE_ENABLE_QPSG (the repository's \
+                 .cargo/config.toml sets it through LIBSQLITE3_FLAGS; a LIBSQLITE3_FLAGS of your \
+                 own replaces it, and a system SQLite needs it built in): once the database has \
+                 been analysed, every session lookup is planned again on each execution"
             );
         }
         let events = InvalidationBus::new(1024);

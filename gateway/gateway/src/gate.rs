@@ -458,8 +458,8 @@ pub(crate) fn decide_session(
     if let Some(decision) = session.remembered(action, facts, &set.version) {
         return Ok((decision, None));
     }
-    DECISIONS_EVALUATED.inc();
     let prepared = slice()?;
+    DECISIONS_EVALUATED.inc();
     let (decision, until) = set.decide_until(&prepared.entities, action, facts);
     session.remember(action, facts, until, &decision);
     Ok((decision, Some(prepared)))

@@ -422,11 +422,12 @@ pub static SESSIONS_REVALIDATED: crate::metrics::Counter = crate::metrics::Count
     "Cached sessions checked against the store after session.cache_ttl_secs and kept, their row unchanged.",
 );
 
-/// Session entity slices built (a decision no remembered one answered, on an entry whose
-/// entities were not in the hot entity cache; or an audit event's hourly whole slice).
+/// Session entity slices built: on every load into the cache (a miss, a changed row), and
+/// when a decision no remembered one answered, or an audit event's hourly whole slice, found
+/// the entry's entities no longer in the hot entity cache.
 pub static SLICES_BUILT: crate::metrics::Counter = crate::metrics::Counter::new(
     "taxgate_session_slices_built_total",
-    "Session entity slices built (not in the hot entity cache when a decision or an audit event needed them).",
+    "Session entity slices built (on each load into the session cache, and when a decision or an audit event needed them and the hot entity cache no longer held them).",
 );
 
 /// How often the pending session activity is written to the store.
