@@ -145,10 +145,16 @@ impl SqliteStore {
 /// `ANALYZE` or `PRAGMA optimize`), binding a new value to a parameter compared with an indexed
 /// column expires the statement, and the next step parses and plans it again.
 async fn planner_is_stable(pool: &SqlitePool) -> StoreResult<bool> {
+    compiled_with(pool, "ENABLE_QPSG").await
+}
+
+/// Whether the linked SQLite was compiled with `option` (as `PRAGMA compile_options` names it,
+/// without the `SQLITE_` prefix).
+async fn compiled_with(pool: &SqlitePool, option: &str) -> StoreResult<bool> {
     let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
         .fetch_all(pool)
         .await?;
-    Ok(options.iter().any(|o| o == "ENABLE_QPSG"))
+    Ok(options.iter().any(|o| o == option))
 }
 
 /// Forward other processes' invalidations to this one's bus. Starts from the rows written
@@ -357,11 +363,11 @@ mod tests {
         let store = SqliteStore::connect("sqlite::memory:")
             .await
             .expect("connect");
-        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
-            .fetch_all(&store.pool)
-            .await
-            .expect("compile_options");
-        assert!(options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
+        assert!(
+            compiled_with(&store.pool, "ENABLE_STAT4")
+                .await
+                .expect("options")
+        );
         assert!(planner_is_stable(&store.pool).await.expect("options"));
     }
 
